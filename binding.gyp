@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "lorakit",
+      "sources": [
+        "native/src/addon.cc",
+        "native/src/cpu.cc",
+        "native/src/threadpool.cc",
+        "native/src/gemm.cc",
+        "native/src/ops.cc"
+      ],
+      "cflags_cc": ["-O3", "-std=c++17", "-fno-exceptions", "-Wall", "-Wno-unused-parameter"],
+      "cflags_cc!": ["-fno-rtti", "-O2"],
+      "cflags!": ["-O2"],
+      "ldflags": ["-pthread"]
+    }
+  ]
+}

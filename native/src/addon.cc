@@ -1,0 +1,43 @@
+// The lorakit N-API addon: registers the kernels of each source file.
+#include <node_api.h>
+
+#include "napi_util.h"
+#include "threadpool.h"
+
+namespace lk {
+void RegisterGemm(napi_env env, napi_value exports);  // gemm.cc
+void RegisterOps(napi_env env, napi_value exports);   // ops.cc
+bool cpu_has_avx2_fma();                              // cpu.cc
+}  // namespace lk
+
+namespace {
+
+napi_value Threads(napi_env env, napi_callback_info info) {
+  lk::Args a(env, info);
+  if (a.argc >= 1) {
+    napi_valuetype vt;
+    napi_typeof(env, a.argv[0], &vt);
+    if (vt == napi_number) lk::set_num_threads(static_cast<int>(lk::get_int(a, 0, 1)));
+  }
+  return lk::number(env, lk::num_threads());
+}
+
+napi_value CpuInfo(napi_env env, napi_callback_info) {
+  napi_value o, s;
+  napi_create_object(env, &o);
+  napi_get_boolean(env, lk::cpu_has_avx2_fma(), &s);
+  napi_set_named_property(env, o, "avx2fma", s);
+  return o;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  lk::export_fn(env, exports, "threads", Threads);
+  lk::export_fn(env, exports, "cpuInfo", CpuInfo);
+  lk::RegisterGemm(env, exports);
+  lk::RegisterOps(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

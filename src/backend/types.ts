@@ -1,0 +1,153 @@
+// The kernel interface. A backend implements these and nothing else: no model logic.
+// Every kernel works on flat row-major buffers; the comment above each gives the shapes
+// in the letters the arguments use. Shapes are checked once, at the op boundary
+// (src/backend/ops.ts); kernels assume valid input.
+//
+// Conventions:
+// - `Storage` operands may be f32 (Float32Array) or half (Uint16Array, with a dtype of
+//   'f16' or 'bf16' given alongside); half data is widened to f32 as it is read.
+// - Backward kernels ADD into their gradient buffers (one zeroGrad per step clears them),
+//   unless the comment says "writes".
+// - A `null` gradient buffer means "not needed": the kernel skips that work.
+import type { DType, Storage } from '../tensor/tensor.js';
+
+export type HalfDType = 'f16' | 'bf16';
+export type GeluApprox = 'none' | 'tanh';
+
+export interface GemmArgs {
+  M: number;
+  N: number;
+  K: number;
+  /** A is stored [K, M] (read as its transpose) instead of [M, K]. */
+  transA?: boolean;
+  /** B is stored [N, K] (read as its transpose) instead of [K, N]. */
+  transB?: boolean;
+  /** C += alpha·op(A)·op(B) instead of C = alpha·op(A)·op(B). */
+  accumulate?: boolean;
+  /** Scale of the product; default 1. */
+  alpha?: number;
+  /** Storage dtype of A / B when they are Uint16Array; default 'f32'. */
+  aDtype?: DType;
+  bDtype?: DType;
+  /** Row strides in elements of A, B, C as stored; default their packed widths. */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+}
+
+export interface AttentionArgs {
+  /** batch, query length, key length (S ≥ T; S > T when a KV cache holds earlier keys) */
+  B: number;
+  T: number;
+  S: number;
+  /** query heads, key/value heads (Hq % Hkv == 0: grouped-query), head size */
+  Hq: number;
+  Hkv: number;
+  D: number;
+  /** query t (at absolute position t + S − T) sees keys s ≤ t + S − T */
+  causal: boolean;
+  /** multiplies q·k; usually 1/sqrt(D) */
+  scale: number;
+  /** optional additive mask: [B, S] (key padding) or [B, T, S] (full); -Infinity hides a key */
+  mask?: Float32Array | null;
+}
+
+export interface AdamWArgs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count, for bias correction */
+  step: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** worker threads the backend uses (1 for ref) */
+  readonly threads: number;
+
+  // ---- matrix product ----
+  /** C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N] */
+  gemm(c: Float32Array, a: Storage, b: Storage, args: GemmArgs): void;
+
+  // ---- elementwise and reductions (n elements) ----
+  /** out[n] = a[n] + b[n]; out may alias a or b */
+  add(out: Float32Array, a: Float32Array, b: Float32Array): void;
+  /** y[n] += alpha · x[n] */
+  axpy(y: Float32Array, x: Float32Array, alpha: number): void;
+  /** out[n] = a[n] · s; out may alias a */
+  scale(out: Float32Array, a: Float32Array, s: number): void;
+  /** Σ x[i]² accumulated in f64 */
+  sumSquares(x: Float32Array): number;
+  /** out[n] = widen(src[n]) */
+  widen(out: Float32Array, src: Uint16Array, dtype: HalfDType): void;
+  /** out[n] = round-to-nearest-even(src[n]) */
+  narrow(out: Uint16Array, src: Float32Array, dtype: HalfDType): void;
+
+  // ---- bias ----
+  /** out[M,N] += bias[N] (each row) */
+  biasAdd(out: Float32Array, bias: Storage, M: number, N: number, biasDtype?: DType): void;
+  /** dbias[N] += Σ_rows dout[M,N] */
+  biasBackward(dbias: Float32Array, dout: Float32Array, M: number, N: number): void;
+
+  // ---- normalisation (N rows of C channels) ----
+  /** out[N,C] = inp / rms(inp) · weight[C]; writes rstd[N] for backward */
+  rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Storage, N: number, C: number, eps: number, weightDtype?: DType): void;
+  /** dinp[N,C] += …, dweight[C] += … (either may be null) */
+  rmsnormBackward(dinp: Float32Array | null, dweight: Float32Array | null, dout: Float32Array, inp: Float32Array, weight: Storage, rstd: Float32Array, N: number, C: number, weightDtype?: DType): void;
+  /** out[N,C] = (inp − mean) · rstd · weight[C] + bias[C]; writes mean[N], rstd[N] */
+  layernormForward(out: Float32Array, mean: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Storage, bias: Storage | null, N: number, C: number, eps: number, paramDtype?: DType): void;
+  /** dinp[N,C], dweight[C], dbias[C] += … (any may be null) */
+  layernormBackward(dinp: Float32Array | null, dweight: Float32Array | null, dbias: Float32Array | null, dout: Float32Array, inp: Float32Array, weight: Storage, mean: Float32Array, rstd: Float32Array, N: number, C: number, paramDtype?: DType): void;
+  /** out[N,C] = softmax over each row of inp; out may alias inp */
+  softmax(out: Float32Array, inp: Float32Array, N: number, C: number): void;
+
+  // ---- activations (n elements) ----
+  /** out = gelu(inp), exact (erf) or tanh approximation; out may alias inp */
+  geluForward(out: Float32Array, inp: Float32Array, approx: GeluApprox): void;
+  /** dinp += gelu'(inp) · dout */
+  geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, approx: GeluApprox): void;
+  /** out = inp · sigmoid(inp) */
+  siluForward(out: Float32Array, inp: Float32Array): void;
+  /** dinp += silu'(inp) · dout */
+  siluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array): void;
+  /** out = silu(gate) · up */
+  swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array): void;
+  /** dgate += dout · up · silu'(gate), dup += dout · silu(gate) */
+  swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array, up: Float32Array): void;
+
+  // ---- embedding ----
+  /** out[N,C] = table[ids[n], :] for table [V,C]; writes */
+  embeddingForward(out: Float32Array, ids: Int32Array, table: Storage, N: number, C: number, tableDtype?: DType): void;
+  /** dtable[ids[n], :] += dout[n, :] */
+  embeddingBackward(dtable: Float32Array, dout: Float32Array, ids: Int32Array, N: number, C: number): void;
+
+  // ---- rotary position embedding, in place on x[B,T,H,D] ----
+  /**
+   * Rotates pairs by angle pos·θ_i using tables cos/sin [P, D/2] and positions[B·T].
+   * Half-split layout (LLaMA checkpoints) pairs (i, i + D/2); interleaved pairs (2i, 2i+1).
+   * inverse = true rotates by −angle: that is the backward of the forward rotation.
+   */
+  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, positions: Int32Array, B: number, T: number, H: number, D: number, interleaved: boolean, inverse: boolean): void;
+
+  // ---- attention, fused per (batch, head) ----
+  /**
+   * out[B,T,Hq·D] = softmax(scale · q·kᵀ + mask) · v with q[B,T,Hq·D], k,v[B,S,Hkv·D];
+   * query head h reads key/value head h / (Hq/Hkv). Writes lse[B,Hq,T] (log-sum-exp of
+   * each score row) for backward. A row with every key hidden gives zeros.
+   */
+  attentionForward(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, args: AttentionArgs): void;
+  /** dq, dk, dv += … from dout[B,T,Hq·D], recomputing scores from q, k, v, out and lse */
+  attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, args: AttentionArgs): void;
+
+  // ---- loss ----
+  /** losses[N] = logsumexp(logits[n]) − logits[n, targets[n]]; 0 where targets[n] == ignoreIndex */
+  crossEntropyForward(losses: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number, ignoreIndex: number): void;
+  /** writes dlogits[N,V] = (softmax(logits[n]) − onehot) · gradScale (0 rows where ignored); dlogits may alias logits */
+  crossEntropyBackward(dlogits: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number, gradScale: number, ignoreIndex: number): void;
+
+  // ---- optimizer ----
+  /** decoupled AdamW on n elements: param −= lr·(m̂/(√v̂+eps) + wd·param) */
+  adamw(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, args: AdamWArgs): void;
+}

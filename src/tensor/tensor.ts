@@ -1,0 +1,144 @@
+// Tensor: a dtype, a shape and contiguous row-major storage.
+// f32 data lives in a Float32Array; f16 and bf16 are 16-bit storage in a Uint16Array,
+// widened to f32 by the kernels that read them.
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
+
+export type DType = 'f32' | 'f16' | 'bf16';
+export const DTYPES: readonly DType[] = ['f32', 'f16', 'bf16'];
+export type Storage = Float32Array | Uint16Array;
+
+export class ShapeError extends Error {
+  override name = 'ShapeError';
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function formatShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+function checkShape(shape: readonly number[], what: string): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) {
+      throw new ShapeError(`${what}: shape ${formatShape(shape)} has an invalid dimension ${d} (expected non-negative integers)`);
+    }
+  }
+}
+
+function allocate(dtype: DType, n: number): Storage {
+  return dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
+}
+
+export class Tensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly data: Storage;
+
+  constructor(dtype: DType, shape: readonly number[], data?: Storage) {
+    checkShape(shape, 'Tensor');
+    const n = numel(shape);
+    if (data === undefined) {
+      data = allocate(dtype, n);
+    } else {
+      const wantF32 = dtype === 'f32';
+      if (wantF32 !== data instanceof Float32Array || (!wantF32 && !(data instanceof Uint16Array))) {
+        throw new TypeError(`Tensor: dtype ${dtype} needs ${wantF32 ? 'Float32Array' : 'Uint16Array'} storage, got ${data.constructor.name}`);
+      }
+      if (data.length !== n) {
+        throw new ShapeError(`Tensor: shape ${formatShape(shape)} needs ${n} elements, storage has ${data.length}`);
+      }
+    }
+    this.dtype = dtype;
+    this.shape = Object.freeze([...shape]);
+    this.data = data;
+  }
+
+  static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    return new Tensor(dtype, shape);
+  }
+
+  /** An f32 tensor viewing (not copying) the given array. */
+  static fromF32(data: Float32Array, shape: readonly number[]): Tensor {
+    return new Tensor('f32', shape, data);
+  }
+
+  /** Builds a tensor of any dtype from f32 values (rounding to nearest even for half types). */
+  static fromValues(values: ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const t = new Tensor(dtype, shape);
+    if (values.length !== t.size) {
+      throw new ShapeError(`Tensor.fromValues: shape ${formatShape(shape)} needs ${t.size} values, got ${values.length}`);
+    }
+    t.set(values);
+    return t;
+  }
+
+  get size(): number {
+    return this.data.length;
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  /** The f32 storage itself; throws for half tensors (use toF32()). */
+  get f32(): Float32Array {
+    if (!(this.data instanceof Float32Array)) {
+      throw new TypeError(`Tensor.f32: tensor is ${this.dtype}; call toF32() to widen it`);
+    }
+    return this.data;
+  }
+
+  /** Writes f32 values into storage, converting to the tensor's dtype. */
+  set(values: ArrayLike<number>, offset = 0): void {
+    const d = this.data;
+    if (d instanceof Float32Array) {
+      d.set(values, offset);
+      return;
+    }
+    const conv = this.dtype === 'bf16' ? f32ToBf16 : f32ToF16;
+    for (let i = 0; i < values.length; i++) d[offset + i] = conv(values[i]!);
+  }
+
+  /** Reads storage widened to f32 (a copy for half types, the storage itself for f32 unless copy is asked). */
+  toF32Array(copy = false): Float32Array {
+    const d = this.data;
+    if (d instanceof Float32Array) return copy ? d.slice() : d;
+    const out = new Float32Array(d.length);
+    const conv = this.dtype === 'bf16' ? bf16ToF32 : f16ToF32;
+    for (let i = 0; i < d.length; i++) out[i] = conv(d[i]!);
+    return out;
+  }
+
+  toF32(): Tensor {
+    return this.dtype === 'f32' ? this : new Tensor('f32', this.shape, this.toF32Array());
+  }
+
+  to(dtype: DType): Tensor {
+    if (dtype === this.dtype) return this;
+    return Tensor.fromValues(this.toF32Array(), this.shape, dtype);
+  }
+
+  /** Same storage, another shape with the same element count. */
+  reshape(shape: readonly number[]): Tensor {
+    checkShape(shape, 'Tensor.reshape');
+    if (numel(shape) !== this.size) {
+      throw new ShapeError(`Tensor.reshape: cannot view ${formatShape(this.shape)} (${this.size} elements) as ${formatShape(shape)} (${numel(shape)} elements)`);
+    }
+    return new Tensor(this.dtype, shape, this.data);
+  }
+
+  clone(): Tensor {
+    return new Tensor(this.dtype, this.shape, this.data.slice());
+  }
+
+  /** Throws a ShapeError naming `what` unless the shape equals `expected`. */
+  expectShape(expected: readonly number[], what: string): void {
+    if (expected.length !== this.shape.length || expected.some((d, i) => d !== this.shape[i])) {
+      throw new ShapeError(`${what}: expected shape ${formatShape(expected)}, got ${formatShape(this.shape)}`);
+    }
+  }
+}
