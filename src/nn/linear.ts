@@ -1,0 +1,80 @@
+// Linear: y[N, out] = x[N, in] · Wᵀ + b, W stored [out, in] (torch.nn.Linear), or
+// [in, out] when `transposed` (GPT-2's Conv1D). The weight may be f32, f16 or bf16;
+// half weights are widened inside the GEMM, never in full.
+import { getBackend } from '../backend/index.js';
+import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { Module, Parameter } from './module.js';
+
+/** A layer mapping rows of `inFeatures` to rows of `outFeatures` (Linear and its adapters). */
+export interface RowLayer {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  /** whether backward() computes dx (false below the lowest trainable layer) */
+  computeInputGrad: boolean;
+  /** y[N, outFeatures] from x[N, inFeatures]; the result is owned by the layer until its next forward */
+  forward(x: Float32Array, N: number): Float32Array;
+  /** from dy[N, outFeatures] of the last forward: adds into parameter gradients, returns dx[N, inFeatures] or null */
+  backward(dy: Float32Array): Float32Array | null;
+}
+
+export interface LinearOptions {
+  bias?: boolean;
+  /** weight stored [in, out] (GPT-2 Conv1D) */
+  transposed?: boolean;
+  dtype?: Tensor['dtype'];
+}
+
+export class Linear extends Module implements RowLayer {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly transposed: boolean;
+  readonly weight: Parameter;
+  readonly bias: Parameter | null;
+  computeInputGrad = true;
+  private x: Float32Array | null = null;
+  private N = 0;
+
+  constructor(inFeatures: number, outFeatures: number, opts: LinearOptions = {}) {
+    super();
+    this.inFeatures = inFeatures;
+    this.outFeatures = outFeatures;
+    this.transposed = opts.transposed ?? false;
+    const shape = this.transposed ? [inFeatures, outFeatures] : [outFeatures, inFeatures];
+    this.weight = this.registerParameter('weight', new Parameter(Tensor.zeros(shape, opts.dtype ?? 'f32')));
+    this.bias = opts.bias ? this.registerParameter('bias', new Parameter(Tensor.zeros([outFeatures], opts.dtype ?? 'f32'))) : null;
+  }
+
+  /** y[N, out] = x[N, in] · Wᵀ + b */
+  forward(x: Float32Array, N: number): Float32Array {
+    if (x.length !== N * this.inFeatures) {
+      throw new ShapeError(`Linear.forward: x has ${x.length} elements, expected [${N}, ${this.inFeatures}] = ${N * this.inFeatures}`);
+    }
+    const be = getBackend();
+    const out = this.buffers.get('out', N * this.outFeatures);
+    const W = this.weight.value;
+    be.gemm(out, x, W.data, { M: N, N: this.outFeatures, K: this.inFeatures, transB: !this.transposed, bDtype: W.dtype });
+    if (this.bias) be.biasAdd(out, this.bias.value.data, N, this.outFeatures, this.bias.value.dtype);
+    this.x = x;
+    this.N = N;
+    return out;
+  }
+
+  /** dW += dyᵀ·x (or xᵀ·dy when transposed), db += Σ dy, returns dx = dy·W */
+  backward(dy: Float32Array): Float32Array | null {
+    const { N, inFeatures: I, outFeatures: O } = this;
+    const x = this.x;
+    if (!x) throw new Error('Linear.backward called before forward');
+    if (dy.length !== N * O) throw new ShapeError(`Linear.backward: dy has ${dy.length} elements, expected [${N}, ${O}]`);
+    const be = getBackend();
+    const W = this.weight.value;
+    if (this.weight.grad) {
+      if (this.transposed) be.gemm(this.weight.grad, x, dy, { M: I, N: O, K: N, transA: true, accumulate: true });
+      else be.gemm(this.weight.grad, dy, x, { M: O, N: I, K: N, transA: true, accumulate: true });
+    }
+    if (this.bias?.grad) be.biasBackward(this.bias.grad, dy, N, O);
+    if (!this.computeInputGrad) return null;
+    const dx = this.buffers.get('dx', N * I);
+    be.gemm(dx, dy, W.data, { M: N, N: I, K: O, transB: this.transposed, bDtype: W.dtype });
+    return dx;
+  }
+}
