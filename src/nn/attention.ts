@@ -1,0 +1,610 @@
+// Attention: rotary position embedding (Rope), the per-layer key/value cache (LayerKVCache,
+// KVCache), the parameter-free attention core (AttentionCore) and the projection module
+// around it (MultiHeadAttention).
+//
+// Letters: B batch, T new tokens per row, S keys attended (S = past + T with a cache,
+// else S = T), Hq query heads, Hkv key/value heads (Hq % Hkv == 0), D head size,
+// C hidden size, P rows of the rope tables.
+import { getBackend, type AttentionArgs } from '../backend/index.js';
+import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { Linear } from './linear.js';
+import type { RowLayer } from './linear.js';
+import { Module } from './module.js';
+import { childRowLayer, hasTrainable } from './rowlayer.js';
+
+// ---------------------------------------------------------------------------------------
+// Rope
+
+/** 'half': pairs (i, i + D/2) (LLaMA checkpoints); 'interleaved': pairs (2i, 2i + 1) (GPT-J style) */
+export type RopeLayout = 'half' | 'interleaved';
+
+/**
+ * The default inverse frequencies invFreq[D/2], θ_i = 1 / theta^(2i / D), rounded as PyTorch
+ * computes them in f32: the exponent 2i/D, the power and the reciprocal each rounded to f32.
+ */
+export function ropeInvFreq(D: number, theta = 10000): Float32Array {
+  if (!Number.isInteger(D) || D <= 0 || D % 2 !== 0) throw new RangeError(`ropeInvFreq: head size D must be a positive even integer, got ${D}`);
+  const f = Math.fround;
+  const out = new Float32Array(D / 2);
+  for (let i = 0; i < D / 2; i++) {
+    const e = f((2 * i) / D);
+    out[i] = f(1 / f(Math.pow(theta, e)));
+  }
+  return out;
+}
+
+export interface RopeOptions {
+  /** invFreq[D/2]; default ropeInvFreq(D, theta) */
+  invFreq?: Float32Array;
+  /** default 10000 (used only without invFreq) */
+  theta?: number;
+  /** default 'half' */
+  layout?: RopeLayout;
+  /** multiplies cos and sin (HF's attention_scaling from rope_scaling, e.g. YaRN); default 1 */
+  attentionScaling?: number;
+  /** table rows to build up front; more are added on demand */
+  maxPositions?: number;
+}
+
+/** Rotary position embedding with cos/sin tables [P, D/2], grown on demand. */
+export class Rope {
+  /** D: the rotated head size */
+  readonly headDim: number;
+  readonly layout: RopeLayout;
+  readonly invFreq: Float32Array;
+  private scaling: number;
+  /** cos[P, D/2], sin[P, D/2] (read-only outside this class) */
+  cos = new Float32Array(0);
+  sin = new Float32Array(0);
+  private P = 0;
+
+  constructor(headDim: number, opts: RopeOptions = {}) {
+    if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0) throw new RangeError(`Rope: head size must be a positive even integer, got ${headDim}`);
+    this.headDim = headDim;
+    this.layout = opts.layout ?? 'half';
+    this.invFreq = opts.invFreq ?? ropeInvFreq(headDim, opts.theta ?? 10000);
+    if (this.invFreq.length !== headDim / 2) throw new ShapeError(`Rope: invFreq has ${this.invFreq.length} elements, expected D/2 = ${headDim / 2}`);
+    this.scaling = opts.attentionScaling ?? 1;
+    if (opts.maxPositions) this.ensure(opts.maxPositions);
+  }
+
+  /** rows in the tables (positions 0..P−1 are available) */
+  get positions(): number {
+    return this.P;
+  }
+
+  get attentionScaling(): number {
+    return this.scaling;
+  }
+
+  /** Changes the cos/sin multiplier and rebuilds the tables. */
+  setAttentionScaling(s: number): void {
+    this.scaling = s;
+    const P = this.P;
+    this.P = 0;
+    this.cos = new Float32Array(0);
+    this.sin = new Float32Array(0);
+    if (P) this.ensure(P);
+  }
+
+  /**
+   * Makes the tables hold at least P positions (capacity doubles). Each angle is the f32
+   * product pos·invFreq[i] and cos/sin are rounded to f32 before the scaling, as PyTorch does.
+   */
+  ensure(P: number): void {
+    if (P <= this.P) return;
+    const newP = Math.max(P, 2 * this.P, 64);
+    const half = this.headDim / 2;
+    const cos = new Float32Array(newP * half);
+    const sin = new Float32Array(newP * half);
+    cos.set(this.cos);
+    sin.set(this.sin);
+    const f = Math.fround;
+    const s = this.scaling;
+    for (let p = this.P; p < newP; p++) {
+      for (let i = 0; i < half; i++) {
+        const a = f(p * this.invFreq[i]!);
+        cos[p * half + i] = s === 1 ? f(Math.cos(a)) : f(f(Math.cos(a)) * s);
+        sin[p * half + i] = s === 1 ? f(Math.sin(a)) : f(f(Math.sin(a)) * s);
+      }
+    }
+    this.cos = cos;
+    this.sin = sin;
+    this.P = newP;
+  }
+
+  /** Rotates x[B, T, H·D] in place by the angles of positions[B·T] (by −angle when inverse). */
+  apply(x: Float32Array, positions: Int32Array, B: number, T: number, H: number, inverse = false): void {
+    let max = -1;
+    for (let i = 0; i < positions.length; i++) {
+      const p = positions[i]!;
+      if (p < 0) throw new RangeError(`Rope.apply: positions[${i}] = ${p} is negative`);
+      if (p > max) max = p;
+    }
+    this.ensure(max + 1);
+    getBackend().rope(x, this.cos, this.sin, positions, B, T, H, this.headDim, this.layout === 'interleaved', inverse);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// KV cache
+
+export interface KVCacheOptions {
+  /** key slots per row to allocate up front (grown on demand); default: the first append's T */
+  capacity?: number;
+}
+
+/**
+ * One layer's cache: k, v [B, capacity, Hkv·D], the first `length` slots of each row filled.
+ * Sized by its first append; reset() empties it (keeping the memory), select() keeps a
+ * subset of batch rows.
+ */
+export class LayerKVCache {
+  /** B: batch rows */
+  batch = 0;
+  /** Hkv·D */
+  kvDim = 0;
+  /** slots per row */
+  capacity = 0;
+  /** filled slots per row (S after the last append) */
+  length = 0;
+  k = new Float32Array(0);
+  v = new Float32Array(0);
+  private readonly initialCapacity: number;
+
+  constructor(opts: KVCacheOptions = {}) {
+    this.initialCapacity = opts.capacity ?? 0;
+  }
+
+  /** Empties the cache (keeps the memory for the next sequence). */
+  reset(): void {
+    this.length = 0;
+  }
+
+  /** Makes room for S slots per row, copying what is filled. */
+  reserve(S: number): void {
+    if (S <= this.capacity) return;
+    const cap = Math.max(S, 2 * this.capacity);
+    const { batch: B, kvDim: W, length: L } = this;
+    const k = new Float32Array(B * cap * W);
+    const v = new Float32Array(B * cap * W);
+    for (let b = 0; b < B; b++) {
+      k.set(this.k.subarray(b * this.capacity * W, (b * this.capacity + L) * W), b * cap * W);
+      v.set(this.v.subarray(b * this.capacity * W, (b * this.capacity + L) * W), b * cap * W);
+    }
+    this.k = k;
+    this.v = v;
+    this.capacity = cap;
+  }
+
+  /** Appends k, v [B, T, kvDim] at slots length..length+T−1 of each row. */
+  append(k: Float32Array, v: Float32Array, B: number, T: number, kvDim: number): void {
+    if (this.length === 0 && (B !== this.batch || kvDim !== this.kvDim)) {
+      this.batch = B;
+      this.kvDim = kvDim;
+      this.capacity = 0;
+      this.k = new Float32Array(0);
+      this.v = new Float32Array(0);
+    } else if (B !== this.batch || kvDim !== this.kvDim) {
+      throw new ShapeError(`LayerKVCache.append: new keys are [${B}, ${T}, ${kvDim}], the cache holds [${this.batch}, ${this.length}, ${this.kvDim}]`);
+    }
+    if (k.length !== B * T * kvDim || v.length !== B * T * kvDim) {
+      throw new ShapeError(`LayerKVCache.append: k has ${k.length} and v ${v.length} elements, expected [${B}, ${T}, ${kvDim}] = ${B * T * kvDim}`);
+    }
+    this.reserve(Math.max(this.length + T, this.initialCapacity));
+    const cap = this.capacity;
+    for (let b = 0; b < B; b++) {
+      const dst = (b * cap + this.length) * kvDim;
+      this.k.set(k.subarray(b * T * kvDim, (b + 1) * T * kvDim), dst);
+      this.v.set(v.subarray(b * T * kvDim, (b + 1) * T * kvDim), dst);
+    }
+    this.length += T;
+  }
+
+  /** Keeps batch rows `rows` (in that order) and drops the others: rows[j] becomes row j. */
+  select(rows: readonly number[]): void {
+    for (const r of rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= this.batch) throw new RangeError(`LayerKVCache.select: row ${r} is out of range for a batch of ${this.batch}`);
+    }
+    const { capacity: cap, kvDim: W } = this;
+    const rowSize = cap * W;
+    const increasing = rows.every((r, j) => j === 0 || r > rows[j - 1]!);
+    if (increasing) {
+      // rows[j] ≥ j: copying forward in place never overwrites a row still to be read
+      for (let j = 0; j < rows.length; j++) {
+        const r = rows[j]!;
+        if (r === j) continue;
+        this.k.copyWithin(j * rowSize, r * rowSize, r * rowSize + this.length * W);
+        this.v.copyWithin(j * rowSize, r * rowSize, r * rowSize + this.length * W);
+      }
+      this.k = this.k.subarray(0, rows.length * rowSize);
+      this.v = this.v.subarray(0, rows.length * rowSize);
+    } else {
+      const k = new Float32Array(rows.length * rowSize);
+      const v = new Float32Array(rows.length * rowSize);
+      rows.forEach((r, j) => {
+        k.set(this.k.subarray(r * rowSize, r * rowSize + this.length * W), j * rowSize);
+        v.set(this.v.subarray(r * rowSize, r * rowSize + this.length * W), j * rowSize);
+      });
+      this.k = k;
+      this.v = v;
+    }
+    this.batch = rows.length;
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.k.byteLength + this.v.byteLength;
+  }
+}
+
+/** A cache per layer; pass `cache.layer(i)` in layer i's AttnContext. */
+export class KVCache {
+  readonly layers: LayerKVCache[];
+
+  constructor(nLayers: number, opts: KVCacheOptions = {}) {
+    this.layers = Array.from({ length: nLayers }, () => new LayerKVCache(opts));
+  }
+
+  layer(i: number): LayerKVCache {
+    const l = this.layers[i];
+    if (!l) throw new RangeError(`KVCache.layer: index ${i} out of range (${this.layers.length} layers)`);
+    return l;
+  }
+
+  /** filled slots per row (of layer 0: every layer has the same after a full forward) */
+  get length(): number {
+    return this.layers[0]?.length ?? 0;
+  }
+
+  get batch(): number {
+    return this.layers[0]?.batch ?? 0;
+  }
+
+  reset(): void {
+    for (const l of this.layers) l.reset();
+  }
+
+  /** Keeps batch rows `rows` in every layer (e.g. dropping finished sequences). */
+  select(rows: readonly number[]): void {
+    for (const l of this.layers) l.select(rows);
+  }
+
+  get bytes(): number {
+    let n = 0;
+    for (const l of this.layers) n += l.bytes;
+    return n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// AttentionCore
+
+/** What an attention layer needs to know about the batch besides its input rows. */
+export interface AttnContext {
+  B: number;
+  T: number;
+  /** absolute position of each token [B·T] (rope); default past + t for every row */
+  positions?: Int32Array | undefined;
+  /** additive mask [B, S] or [B, T, S] over all S keys (cached + new); -Infinity hides a key */
+  mask?: Float32Array | null | undefined;
+  /** this layer's KV cache (generation); the new keys are appended before attending */
+  cache?: LayerKVCache | null | undefined;
+}
+
+export interface AttentionCoreOptions {
+  /** Hq */
+  nHeads: number;
+  /** Hkv; default Hq */
+  nKvHeads?: number;
+  /** D */
+  headDim: number;
+  /** default true */
+  causal?: boolean;
+  /** multiplies q·k; default 1/√D */
+  scale?: number;
+  /** rotary embedding applied to q and k; none when null/absent */
+  rope?: Rope | null;
+}
+
+/**
+ * softmax(scale·q·kᵀ + mask)·v over fresh projections q [B,T,Hq·D], k, v [B,T,Hkv·D]:
+ * rotates copies of q and k by rope, appends k and v to the cache when there is one, and
+ * runs the fused attention kernel over all S keys. Saves what backward needs (rotated q,
+ * k, the given v by reference, out, lse). No parameters.
+ */
+export class AttentionCore extends Module {
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  readonly causal: boolean;
+  readonly scale: number;
+  rope: Rope | null;
+  private saved: {
+    q: Float32Array;
+    k: Float32Array;
+    v: Float32Array;
+    out: Float32Array;
+    lse: Float32Array;
+    positions: Int32Array;
+    args: AttentionArgs;
+    past: number;
+  } | null = null;
+  private defaultPositions = new Int32Array(0);
+
+  constructor(opts: AttentionCoreOptions) {
+    super();
+    const Hq = opts.nHeads;
+    const Hkv = opts.nKvHeads ?? Hq;
+    if (!(Hq > 0 && Hkv > 0 && Hq % Hkv === 0)) throw new RangeError(`AttentionCore: nHeads ${Hq} must be a positive multiple of nKvHeads ${Hkv}`);
+    if (opts.rope && opts.rope.headDim !== opts.headDim) throw new RangeError(`AttentionCore: rope head size ${opts.rope.headDim} differs from headDim ${opts.headDim}`);
+    this.nHeads = Hq;
+    this.nKvHeads = Hkv;
+    this.headDim = opts.headDim;
+    this.causal = opts.causal ?? true;
+    this.scale = opts.scale ?? 1 / Math.sqrt(opts.headDim);
+    this.rope = opts.rope ?? null;
+  }
+
+  /** out[B, T, Hq·D] (owned by the core) from q[B, T, Hq·D], k, v[B, T, Hkv·D] */
+  forward(q: Float32Array, k: Float32Array, v: Float32Array, ctx: AttnContext): Float32Array {
+    const { B, T } = ctx;
+    const { nHeads: Hq, nKvHeads: Hkv, headDim: D } = this;
+    const qDim = Hq * D;
+    const kvDim = Hkv * D;
+    if (!(Number.isInteger(B) && B > 0 && Number.isInteger(T) && T > 0)) throw new ShapeError(`AttentionCore.forward: B and T must be positive integers, got B=${B}, T=${T}`);
+    if (q.length !== B * T * qDim) throw new ShapeError(`AttentionCore.forward: q has ${q.length} elements, expected [${B}, ${T}, ${Hq}·${D}] = ${B * T * qDim}`);
+    if (k.length !== B * T * kvDim) throw new ShapeError(`AttentionCore.forward: k has ${k.length} elements, expected [${B}, ${T}, ${Hkv}·${D}] = ${B * T * kvDim}`);
+    if (v.length !== B * T * kvDim) throw new ShapeError(`AttentionCore.forward: v has ${v.length} elements, expected [${B}, ${T}, ${Hkv}·${D}] = ${B * T * kvDim}`);
+    const cache = ctx.cache ?? null;
+    const past = cache ? cache.length : 0;
+    if (cache && past > 0 && cache.batch !== B) throw new ShapeError(`AttentionCore.forward: the KV cache holds ${cache.batch} rows, the input has B=${B}`);
+    const S = past + T;
+    const mask = ctx.mask ?? null;
+    if (mask && mask.length !== B * S && mask.length !== B * T * S) {
+      throw new ShapeError(`AttentionCore.forward: mask has ${mask.length} elements, expected [${B}, ${S}] = ${B * S} or [${B}, ${T}, ${S}] = ${B * T * S}`);
+    }
+    let positions = ctx.positions ?? null;
+    if (positions && positions.length !== B * T) throw new ShapeError(`AttentionCore.forward: positions has ${positions.length} elements, expected [${B}·${T}] = ${B * T}`);
+    const be = getBackend();
+
+    // rotate copies of q and k (the projections' outputs stay as they were)
+    let qr = q;
+    let kr = k;
+    if (this.rope) {
+      if (!positions) {
+        if (this.defaultPositions.length !== B * T) this.defaultPositions = new Int32Array(B * T);
+        for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) this.defaultPositions[b * T + t] = past + t;
+        positions = this.defaultPositions;
+      }
+      qr = this.buffers.get('attn.q', q.length);
+      qr.set(q);
+      kr = this.buffers.get('attn.k', k.length);
+      kr.set(k);
+      this.rope.apply(qr, positions, B, T, Hq);
+      this.rope.apply(kr, positions, B, T, Hkv);
+    }
+
+    const out = this.buffers.get('attn.out', B * T * qDim);
+    const lse = this.buffers.get('attn.lse', B * Hq * T);
+    const args: AttentionArgs = { B, T, S, Hq, Hkv, D, causal: this.causal, scale: this.scale, mask };
+    if (!cache) {
+      be.attentionForward(out, lse, qr, kr, v, args);
+    } else {
+      cache.append(kr, v, B, T, kvDim);
+      // each row's S filled slots are contiguous in the cache: attend row by row
+      const cap = cache.capacity;
+      const fullMask = mask !== null && mask.length === B * T * S;
+      for (let b = 0; b < B; b++) {
+        const kb = cache.k.subarray(b * cap * kvDim, (b * cap + S) * kvDim);
+        const vb = cache.v.subarray(b * cap * kvDim, (b * cap + S) * kvDim);
+        const mb = mask ? (fullMask ? mask.subarray(b * T * S, (b + 1) * T * S) : mask.subarray(b * S, (b + 1) * S)) : null;
+        be.attentionForward(out.subarray(b * T * qDim, (b + 1) * T * qDim), lse.subarray(b * Hq * T, (b + 1) * Hq * T), qr.subarray(b * T * qDim, (b + 1) * T * qDim), kb, vb, { ...args, B: 1, mask: mb });
+      }
+    }
+    this.saved = { q: qr, k: kr, v, out, lse, positions: positions ?? new Int32Array(0), args: { ...args, S: T }, past };
+    return out;
+  }
+
+  /** dq[B,T,Hq·D], dk, dv[B,T,Hkv·D] (owned by the core) from dout[B,T,Hq·D]; dq, dk un-rotated */
+  backward(dout: Float32Array): { dq: Float32Array; dk: Float32Array; dv: Float32Array } {
+    const s = this.saved;
+    if (!s) throw new Error('AttentionCore.backward called before forward');
+    if (s.past > 0) {
+      throw new Error(`AttentionCore.backward: the last forward attended to ${s.past} earlier keys from a KV cache; backward works only without earlier cached keys (training never uses a cache)`);
+    }
+    const { B, T, Hq, Hkv, D } = s.args;
+    if (dout.length !== B * T * Hq * D) throw new ShapeError(`AttentionCore.backward: dout has ${dout.length} elements, expected [${B}, ${T}, ${Hq}·${D}] = ${B * T * Hq * D}`);
+    const dq = this.buffers.zeros('attn.dq', B * T * Hq * D);
+    const dk = this.buffers.zeros('attn.dk', B * T * Hkv * D);
+    const dv = this.buffers.zeros('attn.dv', B * T * Hkv * D);
+    getBackend().attentionBackward(dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, s.args);
+    if (this.rope) {
+      this.rope.apply(dq, s.positions, B, T, Hq, true);
+      this.rope.apply(dk, s.positions, B, T, Hkv, true);
+    }
+    return { dq, dk, dv };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// MultiHeadAttention
+
+export interface MultiHeadAttentionOptions {
+  /** Hq */
+  nHeads: number;
+  /** Hkv; default Hq */
+  nKvHeads?: number;
+  /** D; default hidden / Hq */
+  headDim?: number;
+  /** default true */
+  causal?: boolean;
+  /** biases on q, k, v (default false) */
+  bias?: boolean;
+  /** bias on o (default: same as bias) */
+  oBias?: boolean;
+  /** multiplies q·k; default 1/√D */
+  scale?: number;
+  rope?: Rope | null;
+  /** projection weights stored [in, out] (GPT-2 Conv1D) */
+  transposed?: boolean;
+  dtype?: Tensor['dtype'];
+  /**
+   * child names; default q_proj, k_proj, v_proj, o_proj. With `qkv` set (GPT-2: 'c_attn')
+   * one fused projection C → (Hq + 2·Hkv)·D gives q, k, v side by side and q/k/v are unused.
+   */
+  names?: { q?: string; k?: string; v?: string; o?: string; qkv?: string };
+}
+
+/**
+ * y[B·T, C] = o(attention(q(x), k(x), v(x))). The projections are children (RowLayers,
+ * replaceable via setModule) looked up by name on every call.
+ */
+export class MultiHeadAttention extends Module {
+  readonly hiddenSize: number;
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  readonly names: { q: string; k: string; v: string; o: string; qkv: string | null };
+  /** the parameter-free attention (not a registered child: it shares this module's buffers) */
+  readonly core: AttentionCore;
+  /** whether backward() computes dx */
+  computeInputGrad = true;
+  private N = 0;
+
+  constructor(hiddenSize: number, opts: MultiHeadAttentionOptions) {
+    super();
+    const Hq = opts.nHeads;
+    const Hkv = opts.nKvHeads ?? Hq;
+    const D = opts.headDim ?? hiddenSize / Hq;
+    if (!Number.isInteger(D) || D <= 0) throw new RangeError(`MultiHeadAttention: hidden size ${hiddenSize} is not divisible by nHeads ${Hq}; pass headDim`);
+    this.hiddenSize = hiddenSize;
+    this.nHeads = Hq;
+    this.nKvHeads = Hkv;
+    this.headDim = D;
+    const n = opts.names ?? {};
+    this.names = { q: n.q ?? 'q_proj', k: n.k ?? 'k_proj', v: n.v ?? 'v_proj', o: n.o ?? 'o_proj', qkv: n.qkv ?? null };
+    const bias = opts.bias ?? false;
+    const lin = (i: number, o: number, b: boolean): Linear => new Linear(i, o, { bias: b, transposed: opts.transposed ?? false, dtype: opts.dtype ?? 'f32' });
+    if (this.names.qkv) {
+      this.registerModule(this.names.qkv, lin(hiddenSize, (Hq + 2 * Hkv) * D, bias));
+    } else {
+      this.registerModule(this.names.q, lin(hiddenSize, Hq * D, bias));
+      this.registerModule(this.names.k, lin(hiddenSize, Hkv * D, bias));
+      this.registerModule(this.names.v, lin(hiddenSize, Hkv * D, bias));
+    }
+    this.registerModule(this.names.o, lin(Hq * D, hiddenSize, opts.oBias ?? bias));
+    this.core = new AttentionCore({ nHeads: Hq, nKvHeads: Hkv, headDim: D, causal: opts.causal ?? true, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), rope: opts.rope ?? null });
+  }
+
+  get qProj(): RowLayer {
+    return childRowLayer(this, this.names.q, 'MultiHeadAttention');
+  }
+  get kProj(): RowLayer {
+    return childRowLayer(this, this.names.k, 'MultiHeadAttention');
+  }
+  get vProj(): RowLayer {
+    return childRowLayer(this, this.names.v, 'MultiHeadAttention');
+  }
+  get oProj(): RowLayer {
+    return childRowLayer(this, this.names.o, 'MultiHeadAttention');
+  }
+  /** the fused projection (only with names.qkv) */
+  get qkvProj(): RowLayer {
+    if (!this.names.qkv) throw new Error('MultiHeadAttention.qkvProj: this layer has separate q, k, v projections');
+    return childRowLayer(this, this.names.qkv, 'MultiHeadAttention');
+  }
+
+  /** y[B·T, C] from x[B·T, C]; x must stay unchanged until backward; y is owned by o */
+  forward(x: Float32Array, ctx: AttnContext): Float32Array {
+    const N = ctx.B * ctx.T;
+    const C = this.hiddenSize;
+    if (x.length !== N * C) throw new ShapeError(`MultiHeadAttention.forward: x has ${x.length} elements, expected [${ctx.B}·${ctx.T}, ${C}] = ${N * C}`);
+    const qDim = this.nHeads * this.headDim;
+    const kvDim = this.nKvHeads * this.headDim;
+    let q: Float32Array;
+    let k: Float32Array;
+    let v: Float32Array;
+    if (this.names.qkv) {
+      const qkv = this.qkvProj.forward(x, N); // [N, qDim + 2·kvDim]
+      q = this.buffers.get('q', N * qDim);
+      k = this.buffers.get('k', N * kvDim);
+      v = this.buffers.get('v', N * kvDim);
+      splitColumns(qkv, N, [q, k, v], [qDim, kvDim, kvDim]);
+    } else {
+      q = this.qProj.forward(x, N);
+      k = this.kProj.forward(x, N);
+      v = this.vProj.forward(x, N);
+    }
+    this.core.buffers = this.buffers;
+    const att = this.core.forward(q, k, v, ctx);
+    this.N = N;
+    return this.oProj.forward(att, N);
+  }
+
+  /** parameter gradients += …; returns dx[B·T, C] or null */
+  backward(dy: Float32Array): Float32Array | null {
+    const N = this.N;
+    const C = this.hiddenSize;
+    if (N === 0) throw new Error('MultiHeadAttention.backward called before forward');
+    if (dy.length !== N * C) throw new ShapeError(`MultiHeadAttention.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    const inner = this.names.qkv ? [this.names.qkv] : [this.names.q, this.names.k, this.names.v];
+    const innerTrainable = inner.some((n) => hasTrainable(this.getModule(n)));
+    const o = this.oProj;
+    o.computeInputGrad = this.computeInputGrad || innerTrainable;
+    const datt = o.backward(dy);
+    if (!datt) return null;
+    this.core.buffers = this.buffers;
+    const { dq, dk, dv } = this.core.backward(datt);
+    const be = getBackend();
+    if (this.names.qkv) {
+      const qDim = this.nHeads * this.headDim;
+      const kvDim = this.nKvHeads * this.headDim;
+      const dqkv = this.buffers.get('dqkv', N * (qDim + 2 * kvDim));
+      joinColumns(dqkv, N, [dq, dk, dv], [qDim, kvDim, kvDim]);
+      const p = this.qkvProj;
+      p.computeInputGrad = this.computeInputGrad;
+      return p.backward(dqkv);
+    }
+    const layers = [this.qProj, this.kProj, this.vProj];
+    const grads = [dq, dk, dv];
+    let dx: Float32Array | null = null;
+    for (let i = 0; i < 3; i++) {
+      const l = layers[i]!;
+      l.computeInputGrad = this.computeInputGrad;
+      const d = l.backward(grads[i]!);
+      if (!d || !this.computeInputGrad) continue;
+      if (!dx) {
+        dx = this.buffers.get('dx', N * C);
+        dx.set(d);
+      } else be.add(dx, dx, d);
+    }
+    return dx;
+  }
+}
+
+/** Splits rows of src[N, Σw] into dst[j][N, w[j]] (side by side, in order). */
+function splitColumns(src: Float32Array, N: number, dst: Float32Array[], w: number[]): void {
+  let W = 0;
+  for (const x of w) W += x;
+  for (let n = 0; n < N; n++) {
+    let off = n * W;
+    for (let j = 0; j < dst.length; j++) {
+      dst[j]!.set(src.subarray(off, off + w[j]!), n * w[j]!);
+      off += w[j]!;
+    }
+  }
+}
+
+/** The inverse of splitColumns: writes out[N, Σw] from src[j][N, w[j]]. */
+function joinColumns(out: Float32Array, N: number, src: Float32Array[], w: number[]): void {
+  let W = 0;
+  for (const x of w) W += x;
+  for (let n = 0; n < N; n++) {
+    let off = n * W;
+    for (let j = 0; j < src.length; j++) {
+      out.set(src[j]!.subarray(n * w[j]!, (n + 1) * w[j]!), off);
+      off += w[j]!;
+    }
+  }
+}

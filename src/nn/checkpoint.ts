@@ -1,0 +1,173 @@
+// Gradient checkpointing: a block (a decoder layer) keeps only its input after forward and
+// runs its forward again, from that input, right before its backward.
+//
+// Memory: every module inside the checkpointed blocks draws its scratch from ONE shared
+// arena (a module at relative path `self_attn.q_proj` uses the same arrays in every
+// block), so the activations of N blocks cost one block's, plus one saved input [N, C]
+// per block and three shared [N, C] arrays (the last output, dy, dx).
+//
+// Randomness: the state of every Rng a block's modules hold (dropout) is recorded before
+// forward and restored for the recompute, so the recompute draws the same masks; the
+// stream is then put back where it was.
+//
+// Usage in a model (the same calls work with checkpointing off: they pass through):
+//   const ckpt = new GradientCheckpointing();
+//   forward:  for (const blk of layers) h = ckpt.forward(blk, h, ctx);
+//   backward: for (blk of layers reversed) dh = ckpt.backward(blk, dh);
+import { ShapeError } from '../tensor/tensor.js';
+import { Buffers, Module } from './module.js';
+import { Rng, type RngState } from './rng.js';
+
+/** A block that can be checkpointed: forward from rows x with some context, backward to dx. */
+export interface CheckpointBlock<Ctx> extends Module {
+  forward(x: Float32Array, ctx: Ctx): Float32Array;
+  backward(dy: Float32Array): Float32Array | null;
+}
+
+/** A module's view of a shared arena: its buffer `name` is the arena's `prefix/name`. */
+export class ArenaBuffers extends Buffers {
+  readonly arena: Buffers;
+  readonly prefix: string;
+  private readonly names = new Set<string>();
+
+  constructor(arena: Buffers, prefix: string) {
+    super();
+    this.arena = arena;
+    this.prefix = prefix;
+  }
+
+  override get(name: string, n: number): Float32Array {
+    this.names.add(name);
+    return this.arena.get(`${this.prefix}/${name}`, n);
+  }
+
+  /** Forgets this view's names (the arena keeps its arrays: other blocks share them). */
+  override clear(): void {
+    this.names.clear();
+  }
+
+  /** 0: the arrays belong to the arena and are counted once there (see retainedBytes). */
+  override get bytes(): number {
+    return 0;
+  }
+}
+
+interface BlockState {
+  x: Float32Array;
+  ctx: unknown;
+  rngs: [Rng, RngState][];
+}
+
+export class GradientCheckpointing {
+  /** when false, forward/backward call the block directly (and blocks get their own buffers back) */
+  enabled: boolean;
+  /** the shared scratch of every module in the checkpointed blocks */
+  readonly arena = new Buffers();
+  /** the last block output, a copy of dy, and dx, shared by all blocks */
+  private readonly io = new Buffers();
+  private readonly states = new Map<Module, BlockState>();
+
+  constructor(enabled = true) {
+    this.enabled = enabled;
+  }
+
+  /** Runs block.forward(x, ctx) keeping only a copy of x (and the Rng states); the result is valid until the next forward here. */
+  forward<Ctx>(block: CheckpointBlock<Ctx>, x: Float32Array, ctx: Ctx): Float32Array {
+    if (!this.enabled) {
+      this.detach(block);
+      return block.forward(x, ctx);
+    }
+    this.attach(block);
+    let st = this.states.get(block);
+    if (!st || st.x.length !== x.length) {
+      st = { x: new Float32Array(x.length), ctx, rngs: [] };
+      this.states.set(block, st);
+    }
+    st.x.set(x); // before the block runs: x may live in the arena or be the last output
+    st.ctx = ctx;
+    st.rngs = blockRngs(block).map((r) => [r, r.state()]);
+    const y = block.forward(st.x, ctx);
+    const out = this.io.get('out', y.length);
+    out.set(y);
+    return out;
+  }
+
+  /** Recomputes the block's forward from its saved input, then runs its backward; dx is valid until the next backward here. */
+  backward<Ctx>(block: CheckpointBlock<Ctx>, dy: Float32Array): Float32Array | null {
+    if (!this.enabled) return block.backward(dy);
+    const st = this.states.get(block);
+    if (!st) throw new Error('GradientCheckpointing.backward: this block has no saved input (was its forward run through the same GradientCheckpointing?)');
+    const dyCopy = this.io.get('dy', dy.length);
+    if (dy !== dyCopy) dyCopy.set(dy); // the recompute overwrites the arena, where dy may live
+    this.attach(block);
+    const now = st.rngs.map(([r]) => r.state());
+    for (const [r, s] of st.rngs) r.setState(s);
+    block.forward(st.x, st.ctx as Ctx);
+    st.rngs.forEach(([r], i) => r.setState(now[i]!));
+    const dx = block.backward(dyCopy);
+    if (!dx) return null;
+    if (dx.length !== st.x.length) throw new ShapeError(`GradientCheckpointing.backward: the block returned dx with ${dx.length} elements, its input had ${st.x.length}`);
+    const out = this.io.get('dx', dx.length);
+    out.set(dx);
+    return out;
+  }
+
+  /** Points every module of the block at the shared arena (idempotent; picks up modules swapped in since). */
+  attach(block: Module): void {
+    for (const [path, m] of block.namedModules()) {
+      const b = m.buffers;
+      if (b instanceof ArenaBuffers && b.arena === this.arena && b.prefix === path) continue;
+      m.buffers = new ArenaBuffers(this.arena, path);
+    }
+  }
+
+  /** Gives every module of the block its own buffers again (when it was attached here). */
+  detach(block: Module): void {
+    for (const [, m] of block.namedModules()) {
+      if (m.buffers instanceof ArenaBuffers && m.buffers.arena === this.arena) m.buffers = new Buffers();
+    }
+    this.states.delete(block);
+  }
+
+  /** Bytes held here: the arena, the shared io arrays and the saved block inputs. */
+  get bytes(): number {
+    let n = this.arena.bytes + this.io.bytes;
+    for (const st of this.states.values()) n += st.x.byteLength;
+    return n;
+  }
+
+  /** Frees the arena, the shared arrays and the saved inputs. */
+  clear(): void {
+    this.arena.clear();
+    this.io.clear();
+    this.states.clear();
+  }
+}
+
+/** Every distinct Rng held directly by a module of the block (Dropout.rng, an adapter's rng …). */
+function blockRngs(block: Module): Rng[] {
+  const set = new Set<Rng>();
+  for (const [, m] of block.namedModules()) {
+    for (const v of Object.values(m)) if (v instanceof Rng) set.add(v);
+  }
+  return [...set];
+}
+
+/**
+ * Bytes of scratch held by the modules below root (each arena counted once) plus any
+ * extra holders (e.g. a GradientCheckpointing).
+ */
+export function retainedBytes(root: Module, ...extra: { bytes: number }[]): number {
+  const seen = new Set<Buffers>();
+  let n = 0;
+  for (const [, m] of root.namedModules()) {
+    const b = m.buffers;
+    if (b instanceof ArenaBuffers) continue; // counted through extra (the checkpointer's arena)
+    if (!seen.has(b)) {
+      seen.add(b);
+      n += b.bytes;
+    }
+  }
+  for (const e of extra) n += e.bytes;
+  return n;
+}

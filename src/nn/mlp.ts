@@ -1,0 +1,169 @@
+// The two MLP shapes of decoder blocks, over rows x[N, C] with hidden width H:
+//   GatedMLP (LLaMA, Mistral, Qwen): y = down(silu(gate(x)) · up(x))
+//   GeluMLP (GPT-2, BERT, OPT …):    y = proj(gelu(fc(x)))
+// Children are RowLayers named as in the checkpoint (configurable) and are looked up
+// through the module tree on every call, so LoRA injection may replace them.
+import { getBackend, type GeluApprox } from '../backend/index.js';
+import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { Linear } from './linear.js';
+import type { RowLayer } from './linear.js';
+import { Module } from './module.js';
+import { childRowLayer, hasTrainable } from './rowlayer.js';
+
+export interface GatedMLPOptions {
+  /** biases on all three projections (default false) */
+  bias?: boolean;
+  dtype?: Tensor['dtype'];
+  /** child names; default gate_proj, up_proj, down_proj */
+  names?: { gate?: string; up?: string; down?: string };
+}
+
+/** y[N, C] = down(silu(gate(x)) · up(x)), gate/up: C → H, down: H → C */
+export class GatedMLP extends Module {
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly names: { gate: string; up: string; down: string };
+  /** whether backward() computes dx */
+  computeInputGrad = true;
+  private N = 0;
+  private g: Float32Array | null = null;
+  private u: Float32Array | null = null;
+
+  constructor(hiddenSize: number, intermediateSize: number, opts: GatedMLPOptions = {}) {
+    super();
+    this.hiddenSize = hiddenSize;
+    this.intermediateSize = intermediateSize;
+    this.names = { gate: opts.names?.gate ?? 'gate_proj', up: opts.names?.up ?? 'up_proj', down: opts.names?.down ?? 'down_proj' };
+    const lin = (i: number, o: number): Linear => new Linear(i, o, { bias: opts.bias ?? false, dtype: opts.dtype ?? 'f32' });
+    this.registerModule(this.names.gate, lin(hiddenSize, intermediateSize));
+    this.registerModule(this.names.up, lin(hiddenSize, intermediateSize));
+    this.registerModule(this.names.down, lin(intermediateSize, hiddenSize));
+  }
+
+  get gate(): RowLayer {
+    return childRowLayer(this, this.names.gate, 'GatedMLP');
+  }
+  get up(): RowLayer {
+    return childRowLayer(this, this.names.up, 'GatedMLP');
+  }
+  get down(): RowLayer {
+    return childRowLayer(this, this.names.down, 'GatedMLP');
+  }
+
+  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by a child */
+  forward(x: Float32Array, N: number): Float32Array {
+    const C = this.hiddenSize;
+    const H = this.intermediateSize;
+    if (x.length !== N * C) throw new ShapeError(`GatedMLP.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    const g = this.gate.forward(x, N); // [N, H]
+    const u = this.up.forward(x, N); // [N, H]
+    const h = this.buffers.get('h', N * H);
+    getBackend().swigluForward(h, g, u);
+    this.g = g;
+    this.u = u;
+    this.N = N;
+    return this.down.forward(h, N);
+  }
+
+  /** parameter gradients += …; returns dx[N, C] or null */
+  backward(dy: Float32Array): Float32Array | null {
+    const { N, g, u } = this;
+    const C = this.hiddenSize;
+    const H = this.intermediateSize;
+    if (!g || !u) throw new Error('GatedMLP.backward called before forward');
+    if (dy.length !== N * C) throw new ShapeError(`GatedMLP.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    if (!this.computeInputGrad && !hasTrainable(this)) return null;
+    const gate = this.gate;
+    const up = this.up;
+    const down = this.down;
+    // dh is needed only when something below down needs a gradient
+    down.computeInputGrad = this.computeInputGrad || hasTrainable(this.getModule(this.names.gate)) || hasTrainable(this.getModule(this.names.up));
+    gate.computeInputGrad = this.computeInputGrad;
+    up.computeInputGrad = this.computeInputGrad;
+    const dh = down.backward(dy); // [N, H]
+    if (!dh) return null;
+    const dg = this.buffers.zeros('dg', N * H);
+    const du = this.buffers.zeros('du', N * H);
+    getBackend().swigluBackward(dg, du, dh, g, u);
+    const dxg = gate.backward(dg);
+    const dxu = up.backward(du);
+    if (!this.computeInputGrad || !dxg || !dxu) return null;
+    const dx = this.buffers.get('dx', N * C);
+    getBackend().add(dx, dxg, dxu);
+    return dx;
+  }
+}
+
+export interface GeluMLPOptions {
+  /** biases on both projections (default true) */
+  bias?: boolean;
+  /** weights stored [in, out] (GPT-2 Conv1D) */
+  transposed?: boolean;
+  /** gelu exact ('none', default) or tanh approximation */
+  approx?: GeluApprox;
+  dtype?: Tensor['dtype'];
+  /** child names; default fc1, fc2 (GPT-2: c_fc, c_proj) */
+  names?: { fc?: string; proj?: string };
+}
+
+/** y[N, C] = proj(gelu(fc(x))), fc: C → H, proj: H → C */
+export class GeluMLP extends Module {
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly approx: GeluApprox;
+  readonly names: { fc: string; proj: string };
+  /** whether backward() computes dx */
+  computeInputGrad = true;
+  private N = 0;
+  private h: Float32Array | null = null;
+
+  constructor(hiddenSize: number, intermediateSize: number, opts: GeluMLPOptions = {}) {
+    super();
+    this.hiddenSize = hiddenSize;
+    this.intermediateSize = intermediateSize;
+    this.approx = opts.approx ?? 'none';
+    this.names = { fc: opts.names?.fc ?? 'fc1', proj: opts.names?.proj ?? 'fc2' };
+    const o = { bias: opts.bias ?? true, transposed: opts.transposed ?? false, dtype: opts.dtype ?? 'f32' };
+    this.registerModule(this.names.fc, new Linear(hiddenSize, intermediateSize, o));
+    this.registerModule(this.names.proj, new Linear(intermediateSize, hiddenSize, o));
+  }
+
+  get fc(): RowLayer {
+    return childRowLayer(this, this.names.fc, 'GeluMLP');
+  }
+  get proj(): RowLayer {
+    return childRowLayer(this, this.names.proj, 'GeluMLP');
+  }
+
+  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by a child */
+  forward(x: Float32Array, N: number): Float32Array {
+    const C = this.hiddenSize;
+    const H = this.intermediateSize;
+    if (x.length !== N * C) throw new ShapeError(`GeluMLP.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    const h = this.fc.forward(x, N); // [N, H]
+    const a = this.buffers.get('a', N * H);
+    getBackend().geluForward(a, h, this.approx);
+    this.h = h;
+    this.N = N;
+    return this.proj.forward(a, N);
+  }
+
+  /** parameter gradients += …; returns dx[N, C] or null */
+  backward(dy: Float32Array): Float32Array | null {
+    const { N, h } = this;
+    const C = this.hiddenSize;
+    const H = this.intermediateSize;
+    if (!h) throw new Error('GeluMLP.backward called before forward');
+    if (dy.length !== N * C) throw new ShapeError(`GeluMLP.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    if (!this.computeInputGrad && !hasTrainable(this)) return null;
+    const fc = this.fc;
+    const proj = this.proj;
+    proj.computeInputGrad = this.computeInputGrad || hasTrainable(this.getModule(this.names.fc));
+    fc.computeInputGrad = this.computeInputGrad;
+    const da = proj.backward(dy); // [N, H]
+    if (!da) return null;
+    const dh = this.buffers.zeros('dh', N * H);
+    getBackend().geluBackward(dh, h, da, this.approx);
+    return fc.backward(dh);
+  }
+}

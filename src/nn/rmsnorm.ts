@@ -1,0 +1,56 @@
+// RMSNorm: y[N, C] = x / sqrt(mean(x²) + eps) · weight[C] (LLaMA's LlamaRMSNorm).
+import { getBackend } from '../backend/index.js';
+import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { Module, Parameter } from './module.js';
+
+export interface RMSNormOptions {
+  /** default 1e-6 */
+  eps?: number;
+  dtype?: Tensor['dtype'];
+}
+
+export class RMSNorm extends Module {
+  /** C: channels normalised per row */
+  readonly dim: number;
+  readonly eps: number;
+  readonly weight: Parameter;
+  /** whether backward() computes dx */
+  computeInputGrad = true;
+  private x: Float32Array | null = null;
+  private rstd: Float32Array | null = null;
+  private N = 0;
+
+  constructor(dim: number, opts: RMSNormOptions = {}) {
+    super();
+    this.dim = dim;
+    this.eps = opts.eps ?? 1e-6;
+    this.weight = this.registerParameter('weight', new Parameter(Tensor.fromValues(new Float32Array(dim).fill(1), [dim], opts.dtype ?? 'f32')));
+  }
+
+  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by the layer */
+  forward(x: Float32Array, N: number): Float32Array {
+    const C = this.dim;
+    if (x.length !== N * C) throw new ShapeError(`RMSNorm.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    const out = this.buffers.get('out', N * C);
+    const rstd = this.buffers.get('rstd', N);
+    const W = this.weight.value;
+    getBackend().rmsnormForward(out, rstd, x, W.data, N, C, this.eps, W.dtype);
+    this.x = x;
+    this.rstd = rstd;
+    this.N = N;
+    return out;
+  }
+
+  /** dweight[C] += …; returns dx[N, C] (or null when computeInputGrad is false) */
+  backward(dy: Float32Array): Float32Array | null {
+    const { N, dim: C, x, rstd } = this;
+    if (!x || !rstd) throw new Error('RMSNorm.backward called before forward');
+    if (dy.length !== N * C) throw new ShapeError(`RMSNorm.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    const dw = this.weight.grad;
+    if (!dw && !this.computeInputGrad) return null;
+    const dx = this.computeInputGrad ? this.buffers.zeros('dx', N * C) : null;
+    const W = this.weight.value;
+    getBackend().rmsnormBackward(dx, dw, dy, x, W.data, rstd, N, C, W.dtype);
+    return dx;
+  }
+}
