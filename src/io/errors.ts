@@ -1,0 +1,49 @@
+// Errors of the io layer: every message names the file (and the tensor or key) and says what
+// was expected. Where several problems can occur together they are collected and thrown once.
+
+export class FormatError extends Error {
+  override name = 'FormatError';
+  /** The file or folder the problems are about. */
+  readonly file: string;
+  /** Each problem as one line, without the file prefix. */
+  readonly problems: readonly string[];
+
+  constructor(what: string, file: string, problems: readonly string[]) {
+    super(
+      problems.length === 1
+        ? `${what} ${file}: ${problems[0]}`
+        : `${what} ${file}: ${problems.length} problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+    );
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+/** Collects problems and throws them together as one FormatError. */
+export class Problems {
+  readonly list: string[] = [];
+  constructor(
+    readonly what: string,
+    readonly file: string,
+  ) {}
+
+  add(problem: string): void {
+    this.list.push(problem);
+  }
+
+  get empty(): boolean {
+    return this.list.length === 0;
+  }
+
+  throwIfAny(): void {
+    if (this.list.length > 0) throw new FormatError(this.what, this.file, this.list);
+  }
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  if (typeof value === 'object') return 'an object';
+  return `${typeof value} ${String(value)}`;
+}
