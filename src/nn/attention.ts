@@ -203,6 +203,7 @@ export class LayerKVCache {
 
   /** Keeps batch rows `rows` (in that order) and drops the others: rows[j] becomes row j. */
   select(rows: readonly number[]): void {
+    if (this.length === 0) return; // empty: the next append sizes it
     for (const r of rows) {
       if (!Number.isInteger(r) || r < 0 || r >= this.batch) throw new RangeError(`LayerKVCache.select: row ${r} is out of range for a batch of ${this.batch}`);
     }
@@ -252,13 +253,17 @@ export class KVCache {
     return l;
   }
 
-  /** filled slots per row (of layer 0: every layer has the same after a full forward) */
+  /** filled slots per row (every layer in use has the same after a full forward) */
   get length(): number {
-    return this.layers[0]?.length ?? 0;
+    let n = 0;
+    for (const l of this.layers) n = Math.max(n, l.length);
+    return n;
   }
 
+  /** batch rows held (0 while empty) */
   get batch(): number {
-    return this.layers[0]?.batch ?? 0;
+    for (const l of this.layers) if (l.length > 0) return l.batch;
+    return 0;
   }
 
   reset(): void {
