@@ -171,13 +171,12 @@ export class Tokenizer {
     else if (files.chatTemplateFile !== undefined) templates = parseChatTemplates(files.chatTemplateFile['chat_template'], 'chat_template.json chat_template', templateProblems);
     if (templates.size === 0) templates = parseChatTemplates(cfg['chat_template'], 'tokenizer_config.json chat_template', templateProblems);
     for (const q of templateProblems.list) p.add(q);
-    p.throwIfAny();
     this.chatTemplates = templates;
 
     try {
       this.hf = new HfTokenizer(tj, cfg);
     } catch (err) {
-      throw new FormatError('tokenizer', files.source, [`tokenizer.json could not be loaded: ${(err as Error).message}`]);
+      throw new FormatError('tokenizer', files.source, [...p.list, `tokenizer.json could not be loaded: ${(err as Error).message}`]);
     }
     this.vocabSize = this.hf.model?.vocab.length ?? 0;
     const special = new Set<number>();
