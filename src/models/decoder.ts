@@ -1,0 +1,331 @@
+// The pre-norm decoder shared by the families here:
+//   h = x + attn(norm1(x));  y = h + mlp(norm2(h))
+// stacked, then a final norm and the LM head (a Linear, or the token embedding's table
+// read transposed when the weights are tied). Families give the child names (checkpoint
+// keys) and the input embedding (token table only, or tokens + learned positions).
+//
+// Letters: B batch, T tokens this call, S keys (cache + new), N = B·T rows, C hidden, V vocab.
+import { getBackend } from '../backend/index.js';
+import { KVCache, MultiHeadAttention, type AttnContext } from '../nn/attention.js';
+import { GradientCheckpointing } from '../nn/checkpoint.js';
+import type { Embedding } from '../nn/embedding.js';
+import type { LayerNorm } from '../nn/layernorm.js';
+import type { RowLayer } from '../nn/linear.js';
+import type { GatedMLP, GeluMLP } from '../nn/mlp.js';
+import { Module, ModuleList, Parameter } from '../nn/module.js';
+import type { RMSNorm } from '../nn/rmsnorm.js';
+import { hasTrainable } from '../nn/rowlayer.js';
+import { ShapeError } from '../tensor/tensor.js';
+import {
+  additiveMask,
+  defaultPositions,
+  normalizeMask,
+  positionsFromMask,
+  type CausalLM,
+  type CausalLMInfo,
+  type ForwardOptions,
+} from './causal-lm.js';
+
+export type Norm = RMSNorm | LayerNorm;
+export type MLP = GatedMLP | GeluMLP;
+
+export interface BlockNames {
+  norm1: string;
+  attn: string;
+  norm2: string;
+  mlp: string;
+}
+
+/** One decoder layer; its children are looked up by name on every call (LoRA may swap them). */
+export class DecoderBlock extends Module {
+  readonly names: BlockNames;
+  readonly hiddenSize: number;
+  /** whether backward() computes dx */
+  computeInputGrad = true;
+  private N = 0;
+
+  constructor(hiddenSize: number, names: BlockNames, parts: { norm1: Norm; attn: MultiHeadAttention; norm2: Norm; mlp: MLP }) {
+    super();
+    this.hiddenSize = hiddenSize;
+    this.names = names;
+    this.registerModule(names.norm1, parts.norm1);
+    this.registerModule(names.attn, parts.attn);
+    this.registerModule(names.norm2, parts.norm2);
+    this.registerModule(names.mlp, parts.mlp);
+  }
+
+  get norm1(): Norm {
+    return this.getModule(this.names.norm1) as Norm;
+  }
+  get attn(): MultiHeadAttention {
+    return this.getModule(this.names.attn) as MultiHeadAttention;
+  }
+  get norm2(): Norm {
+    return this.getModule(this.names.norm2) as Norm;
+  }
+  get mlp(): MLP {
+    return this.getModule(this.names.mlp) as MLP;
+  }
+
+  /** y[N, C] (owned by the block) from x[N, C]; x must stay unchanged until backward */
+  forward(x: Float32Array, ctx: AttnContext): Float32Array {
+    const N = ctx.B * ctx.T;
+    const C = this.hiddenSize;
+    if (x.length !== N * C) throw new ShapeError(`DecoderBlock.forward: x has ${x.length} elements, expected [${N}, ${C}]`);
+    const be = getBackend();
+    const a = this.attn.forward(this.norm1.forward(x, N), ctx);
+    const h = this.buffers.get('h', N * C);
+    be.add(h, x, a);
+    const m = this.mlp.forward(this.norm2.forward(h, N), N);
+    const y = this.buffers.get('y', N * C);
+    be.add(y, h, m);
+    this.N = N;
+    return y;
+  }
+
+  /** parameter gradients += …; returns dx[N, C] (owned by the block) or null */
+  backward(dy: Float32Array): Float32Array | null {
+    const N = this.N;
+    const C = this.hiddenSize;
+    if (N === 0) throw new Error('DecoderBlock.backward called before forward');
+    if (dy.length !== N * C) throw new ShapeError(`DecoderBlock.backward: dy has ${dy.length} elements, expected [${N}, ${C}]`);
+    const { norm1, attn, norm2, mlp } = this;
+    // the gradient at h is needed when anything below it learns or dx is wanted
+    const lowerNeeds = this.computeInputGrad || hasTrainable(attn) || hasTrainable(norm1);
+    norm2.computeInputGrad = lowerNeeds;
+    mlp.computeInputGrad = lowerNeeds || hasTrainable(norm2);
+    norm1.computeInputGrad = this.computeInputGrad;
+    attn.computeInputGrad = this.computeInputGrad || hasTrainable(norm1);
+    const be = getBackend();
+
+    const dm = mlp.backward(dy);
+    const dn2 = dm ? norm2.backward(dm) : null;
+    if (!lowerNeeds) return null;
+    const dh = this.buffers.get('dh', N * C);
+    if (dn2) be.add(dh, dy, dn2);
+    else dh.set(dy);
+
+    const da = attn.backward(dh);
+    const dn1 = da ? norm1.backward(da) : null;
+    if (!this.computeInputGrad) return null;
+    const dx = this.buffers.get('dx', N * C);
+    if (dn1) be.add(dx, dh, dn1);
+    else dx.set(dh);
+    return dx;
+  }
+}
+
+/** logits[N, V] = x[N, C] · Wᵀ with W [V, C] the token embedding's table (tied weights: no parameter of its own). */
+export class TiedLMHead extends Module implements RowLayer {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  computeInputGrad = true;
+  /** the embedding table this head reads (not registered here: the checkpoint has it once) */
+  readonly weight: Parameter;
+  private x: Float32Array | null = null;
+  private N = 0;
+
+  constructor(embedding: Embedding) {
+    super();
+    this.weight = embedding.weight;
+    this.inFeatures = embedding.embeddingDim;
+    this.outFeatures = embedding.numEmbeddings;
+  }
+
+  forward(x: Float32Array, N: number): Float32Array {
+    const { inFeatures: C, outFeatures: V } = this;
+    if (x.length !== N * C) throw new ShapeError(`TiedLMHead.forward: x has ${x.length} elements, expected [${N}, ${C}]`);
+    const out = this.buffers.get('out', N * V);
+    const W = this.weight.value;
+    getBackend().gemm(out, x, W.data, { M: N, N: V, K: C, transB: true, bDtype: W.dtype });
+    this.x = x;
+    this.N = N;
+    return out;
+  }
+
+  backward(dy: Float32Array): Float32Array | null {
+    const { N, inFeatures: C, outFeatures: V, x } = this;
+    if (!x) throw new Error('TiedLMHead.backward called before forward');
+    if (dy.length !== N * V) throw new ShapeError(`TiedLMHead.backward: dy has ${dy.length} elements, expected [${N}, ${V}]`);
+    const be = getBackend();
+    const W = this.weight.value;
+    if (this.weight.grad) be.gemm(this.weight.grad, dy, x, { M: V, N: C, K: N, transA: true, accumulate: true });
+    if (!this.computeInputGrad) return null;
+    const dx = this.buffers.get('dx', N * C);
+    be.gemm(dx, dy, W.data, { M: N, N: C, K: V, bDtype: W.dtype });
+    return dx;
+  }
+}
+
+/** The stack's container: `model` (LLaMA) or `transformer` (GPT-2). */
+export class Backbone extends Module {
+  /** Registers a child (the families fill their backbone from outside). */
+  add<M extends Module>(name: string, m: M): M {
+    return this.registerModule(name, m);
+  }
+}
+
+export interface DecoderLMNames {
+  /** the container of everything but the head: 'model' or 'transformer' */
+  backbone: string;
+  /** within the backbone */
+  embed: string;
+  layers: string;
+  norm: string;
+  /** at the root */
+  head: string;
+}
+
+/**
+ * A decoder-only causal LM over DecoderBlocks. Subclasses build the tree (in their
+ * constructor, then call init()) and define the input embedding.
+ */
+export abstract class DecoderLM extends Module implements CausalLM {
+  abstract readonly info: CausalLMInfo;
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly dnames: DecoderLMNames;
+  /** keys hidden beyond this many slots before the query (0: no sliding window) */
+  slidingWindow = 0;
+  private readonly ckpt = new GradientCheckpointing(false);
+  private gc = false;
+  private last: { B: number; T: number; N: number; inputGrad: boolean; lastOnly: boolean; usedCache: boolean; hn: Float32Array } | null = null;
+
+  constructor(config: Readonly<Record<string, unknown>>, names: DecoderLMNames) {
+    super();
+    this.config = config;
+    this.dnames = names;
+  }
+
+  get gradientCheckpointing(): boolean {
+    return this.gc;
+  }
+  set gradientCheckpointing(on: boolean) {
+    this.gc = on;
+    if (!on) {
+      for (const blk of this.layers) this.ckpt.detach(blk);
+      this.ckpt.clear();
+    }
+  }
+
+  get backbone(): Module {
+    return this.getModule(this.dnames.backbone);
+  }
+  get layers(): ModuleList<DecoderBlock> {
+    return this.backbone.getModule(this.dnames.layers) as ModuleList<DecoderBlock>;
+  }
+  get finalNorm(): Norm {
+    return this.backbone.getModule(this.dnames.norm) as Norm;
+  }
+  get embedTokens(): Embedding {
+    return this.backbone.getModule(this.dnames.embed) as Embedding;
+  }
+  get lmHead(): RowLayer {
+    return this.getModule(this.dnames.head) as unknown as RowLayer;
+  }
+
+  createCache(): KVCache {
+    return new KVCache(this.layers.length);
+  }
+
+  /** h[N, C] (owned by the model) for this call's input; positions[N] are absolute. */
+  protected abstract embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null, positions: Int32Array, B: number, T: number): Float32Array;
+  /** Backward of embed(): parameter gradients += …; dh is also d(inputs embeds). */
+  protected abstract embedBackward(dh: Float32Array): void;
+  /** whether embed() has trainable parameters */
+  protected abstract embedTrainable(): boolean;
+  /** Called before the stack runs with the largest position of this call (dynamic rope). */
+  protected prepare(maxPosition: number): void {
+    void maxPosition;
+  }
+
+  forward(ids: Int32Array | null, B: number, T: number, opts: ForwardOptions = {}): Float32Array {
+    const C = this.info.hiddenSize;
+    const V = this.info.vocabSize;
+    const what = `${this.info.modelType}.forward`;
+    if (!(Number.isInteger(B) && B > 0 && Number.isInteger(T) && T > 0)) throw new ShapeError(`${what}: B and T must be positive integers, got B=${B}, T=${T}`);
+    const embeds = opts.inputsEmbeds ?? null;
+    if (embeds) {
+      if (embeds.length !== B * T * C) throw new ShapeError(`${what}: inputsEmbeds has ${embeds.length} elements, expected [${B}, ${T}, ${C}] = ${B * T * C}`);
+    } else if (!ids) {
+      throw new Error(`${what}: pass input ids or inputsEmbeds`);
+    } else if (ids.length !== B * T) {
+      throw new ShapeError(`${what}: ids has ${ids.length} elements, expected [${B}, ${T}] = ${B * T}`);
+    }
+    const cache = opts.cache ?? null;
+    const P = cache ? cache.length : 0;
+    if (cache && P > 0 && cache.batch !== B) throw new ShapeError(`${what}: the KV cache holds ${cache.batch} rows, the input has B=${B}`);
+    if (cache && cache.layers.length !== this.layers.length) throw new ShapeError(`${what}: the KV cache has ${cache.layers.length} layers, the model ${this.layers.length}`);
+    const S = P + T;
+    const mask = opts.attentionMask ? normalizeMask(opts.attentionMask, B, S, `${what}: attentionMask`) : null;
+    let positions: Int32Array;
+    if (opts.positionIds) {
+      if (opts.positionIds.length !== B * T) throw new ShapeError(`${what}: positionIds has ${opts.positionIds.length} elements, expected [${B}, ${T}] = ${B * T}`);
+      positions = opts.positionIds;
+    } else {
+      positions = mask ? positionsFromMask(mask, B, S, T) : defaultPositions(B, T, P);
+    }
+    let maxPos = 0;
+    for (let i = 0; i < positions.length; i++) {
+      const p = positions[i]!;
+      if (p < 0) throw new RangeError(`${what}: position ${p} at row ${Math.floor(i / T)}, token ${i % T} is negative`);
+      if (p > maxPos) maxPos = p;
+    }
+    if (maxPos >= this.info.maxPositions) throw new RangeError(`${what}: position ${maxPos} is beyond the model's ${this.info.maxPositions} positions (max_position_embeddings / n_positions)`);
+    this.prepare(maxPos);
+    const amask = additiveMask(mask, B, T, S, this.slidingWindow);
+    const N = B * T;
+    const inputGrad = opts.inputGrad ?? false;
+
+    let h = this.embed(ids, embeds, positions, B, T);
+    const useCkpt = this.gc && !cache && this.training;
+    this.ckpt.enabled = useCkpt;
+    const layers = this.layers;
+    for (let i = 0; i < layers.length; i++) {
+      const ctx: AttnContext = { B, T, positions, mask: amask, cache: cache ? cache.layer(i) : null };
+      h = this.ckpt.forward(layers.at(i), h, ctx);
+    }
+    let hn = this.finalNorm.forward(h, N);
+    let rows = N;
+    const lastOnly = opts.lastTokenOnly ?? false;
+    if (lastOnly) {
+      const sel = this.buffers.get('last', B * C);
+      for (let b = 0; b < B; b++) sel.set(hn.subarray(((b + 1) * T - 1) * C, (b + 1) * T * C), b * C);
+      hn = sel;
+      rows = B;
+    }
+    const logits = this.lmHead.forward(hn, rows);
+    if (logits.length !== rows * V) throw new ShapeError(`${what}: the LM head gave ${logits.length} values, expected [${rows}, ${V}]`);
+    this.last = { B, T, N, inputGrad, lastOnly, usedCache: cache !== null, hn };
+    return logits;
+  }
+
+  backward(dlogits: Float32Array): Float32Array | null {
+    const last = this.last;
+    if (!last) throw new Error(`${this.info.modelType}.backward called before forward`);
+    if (last.lastOnly) throw new Error(`${this.info.modelType}.backward: the last forward computed only the last token's logits (lastTokenOnly); run forward without it to train`);
+    if (last.usedCache) throw new Error(`${this.info.modelType}.backward: the last forward used a KV cache; backward needs a forward without one`);
+    const { N } = last;
+    const V = this.info.vocabSize;
+    if (dlogits.length !== N * V) throw new ShapeError(`${this.info.modelType}.backward: dlogits has ${dlogits.length} elements, expected [${last.B}, ${last.T}, ${V}]`);
+    const layers = this.layers;
+    // below[i]: whether anything at or below layer i − 1 (or the embedding) learns or dx is wanted there
+    const below: boolean[] = new Array<boolean>(layers.length + 1);
+    below[0] = last.inputGrad || this.embedTrainable();
+    for (let i = 0; i < layers.length; i++) below[i + 1] = below[i]! || hasTrainable(layers.at(i));
+    const norm = this.finalNorm;
+    const head = this.lmHead;
+    norm.computeInputGrad = below[layers.length]!;
+    head.computeInputGrad = norm.computeInputGrad || hasTrainable(norm);
+    const dhn = head.backward(dlogits);
+    if (!dhn) return null;
+    let dh = norm.backward(dhn);
+    for (let i = layers.length - 1; i >= 0 && dh; i--) {
+      const blk = layers.at(i);
+      blk.computeInputGrad = below[i]!;
+      dh = this.ckpt.backward(blk, dh);
+    }
+    if (!dh) return null;
+    this.embedBackward(dh);
+    return last.inputGrad ? dh : null;
+  }
+}

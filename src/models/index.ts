@@ -1,0 +1,24 @@
+// Model families, loading and saving.
+export type { CausalLM, CausalLMInfo, ForwardOptions, AttentionMask, LossResult, LossAndBackwardOptions } from './causal-lm.js';
+export {
+  causalLMLoss,
+  causalLMLossBackward,
+  lossAndBackward,
+  shiftLabels,
+  positionsFromMask,
+  additiveMask,
+  normalizeMask,
+  IGNORE_INDEX,
+} from './causal-lm.js';
+export { ConfigError, ConfigReader } from './config.js';
+export { DecoderLM, DecoderBlock, TiedLMHead } from './decoder.js';
+export { LlamaForCausalLM, parseLlamaConfig, sanitizeLlamaKey, LLAMA_LIKE_TYPES } from './llama.js';
+export type { LlamaConfig, LlamaLikeType } from './llama.js';
+export { GPT2LMHeadModel, parseGPT2Config, sanitizeGPT2Key } from './gpt2.js';
+export type { GPT2Config } from './gpt2.js';
+export { ropeInvFreq, defaultInvFreq, llama3InvFreq, parseRope, ROPE_TYPES } from './rope.js';
+export type { RopeSpec, RopeType } from './rope.js';
+export { MODEL_FAMILIES, getModelFamily, supportedModelTypes, sanitizeStateDict, UnsupportedModelError } from './registry.js';
+export type { ModelFamily } from './registry.js';
+export { loadModel, createModel, saveModel, WeightsError } from './load.js';
+export type { LoadModelOptions, CreateModelOptions, SaveModelOptions } from './load.js';

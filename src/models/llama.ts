@@ -1,0 +1,198 @@
+// LLaMA and the families with its architecture (Mistral, Qwen2): token embedding, blocks of
+// RMSNorm → grouped-query attention with rotary embeddings → RMSNorm → SwiGLU MLP, a final
+// RMSNorm and the LM head (tied to the embedding when tie_word_embeddings).
+//
+// Module tree = checkpoint keys:
+//   model.embed_tokens.weight                                   [V, C]
+//   model.layers.{i}.input_layernorm.weight                     [C]
+//   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight (.bias)   [Hq·D, C], [Hkv·D, C], [Hkv·D, C], [C, Hq·D]
+//   model.layers.{i}.post_attention_layernorm.weight            [C]
+//   model.layers.{i}.mlp.{gate,up,down}_proj.weight             [I, C], [I, C], [C, I]
+//   model.norm.weight                                           [C]
+//   lm_head.weight                                              [V, C] (absent when tied)
+import { MultiHeadAttention, Rope } from '../nn/attention.js';
+import { Embedding } from '../nn/embedding.js';
+import { Linear } from '../nn/linear.js';
+import { GatedMLP } from '../nn/mlp.js';
+import { ModuleList } from '../nn/module.js';
+import { RMSNorm } from '../nn/rmsnorm.js';
+import type { DType } from '../tensor/tensor.js';
+import { ConfigReader, warnUnknownKeys, type JsonObject } from './config.js';
+import type { CausalLMInfo } from './causal-lm.js';
+import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
+import { parseRope, ropeInvFreq, type RopeSpec } from './rope.js';
+
+export const LLAMA_LIKE_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+export type LlamaLikeType = (typeof LLAMA_LIKE_TYPES)[number];
+
+export interface LlamaConfig {
+  modelType: LlamaLikeType;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  rope: RopeSpec;
+  /** biases on q, k, v */
+  qkvBias: boolean;
+  /** bias on o (llama's attention_bias covers o too; qwen2 has none) */
+  oBias: boolean;
+  mlpBias: boolean;
+  tieWordEmbeddings: boolean;
+  /** Mistral's sliding window (0: none) */
+  slidingWindow: number;
+  /** the JSON the config came from */
+  raw: JsonObject;
+}
+
+/** Reads and validates a llama / mistral / qwen2 config.json object; throws a ConfigError listing every problem. */
+export function parseLlamaConfig(json: JsonObject, where = 'config.json'): LlamaConfig {
+  const r = new ConfigReader(json, where);
+  const modelType = r.oneOf('model_type', LLAMA_LIKE_TYPES);
+  const vocabSize = r.int('vocab_size');
+  const hiddenSize = r.int('hidden_size');
+  const intermediateSize = r.int('intermediate_size');
+  const numLayers = r.int('num_hidden_layers');
+  const numHeads = r.int('num_attention_heads');
+  const numKvHeads = r.int('num_key_value_heads', numHeads);
+  let headDim: number;
+  if (r.has('head_dim')) headDim = r.int('head_dim');
+  else {
+    headDim = hiddenSize / numHeads;
+    if (!Number.isInteger(headDim)) r.fail(`"hidden_size" (${hiddenSize}) must be divisible by "num_attention_heads" (${numHeads}) when "head_dim" is not given`);
+  }
+  if (numHeads % numKvHeads !== 0) r.fail(`"num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
+  if (headDim % 2 !== 0) r.fail(`head size ${headDim} must be even for rotary embeddings ("head_dim" or hidden_size / num_attention_heads)`);
+  const maxPositions = r.int('max_position_embeddings', modelType === 'mistral' ? 32768 : 2048);
+  const rmsNormEps = r.number('rms_norm_eps', 1e-6);
+  const rope = parseRope(r, headDim, maxPositions, 10000);
+  const hiddenAct = r.string('hidden_act', 'silu');
+  if (hiddenAct !== 'silu' && hiddenAct !== 'swish') r.fail(`"hidden_act" must be "silu" for ${modelType} (SwiGLU MLP), got ${JSON.stringify(hiddenAct)}`);
+  const tp = r.int('pretraining_tp', 1);
+  void tp; // tensor-parallel slicing at pretraining time; the math is the same
+  let qkvBias: boolean;
+  let oBias: boolean;
+  let mlpBias = false;
+  let slidingWindow = 0;
+  if (modelType === 'qwen2') {
+    qkvBias = true;
+    oBias = false;
+    const useSw = r.bool('use_sliding_window', false);
+    r.known('sliding_window', 'max_window_layers');
+    if (useSw) r.fail(`"use_sliding_window": true is not supported for qwen2 (per-layer windows); expected false`);
+  } else {
+    const ab = r.bool('attention_bias', false);
+    qkvBias = ab;
+    oBias = ab;
+    mlpBias = r.bool('mlp_bias', false);
+    if (modelType === 'mistral') {
+      const sw = r.json['sliding_window'];
+      r.known('sliding_window');
+      if (sw !== undefined && sw !== null) slidingWindow = r.int('sliding_window');
+    }
+  }
+  const tieWordEmbeddings = r.bool('tie_word_embeddings', false);
+  const attnDropout = r.number('attention_dropout', 0, false);
+  if (attnDropout !== 0) r.fail(`"attention_dropout" = ${attnDropout} is not supported; expected 0`);
+  r.done();
+  warnUnknownKeys(r);
+  return {
+    modelType, vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, maxPositions,
+    rmsNormEps, rope, qkvBias, oBias, mlpBias, tieWordEmbeddings, slidingWindow, raw: json,
+  };
+}
+
+export interface BuildOptions {
+  /** dtype of the parameters as built (default f32) */
+  dtype?: DType;
+}
+
+export class LlamaForCausalLM extends DecoderLM {
+  readonly info: CausalLMInfo;
+  readonly cfg: LlamaConfig;
+  private rope: Rope;
+  /** dynamic NTK rope: the sequence length the current tables were built for */
+  private ropeSeqLen = 0;
+
+  constructor(cfg: LlamaConfig, opts: BuildOptions = {}) {
+    super(cfg.raw, { backbone: 'model', embed: 'embed_tokens', layers: 'layers', norm: 'norm', head: 'lm_head' });
+    this.cfg = cfg;
+    const dtype = opts.dtype ?? 'f32';
+    const C = cfg.hiddenSize;
+    this.info = { modelType: cfg.modelType, vocabSize: cfg.vocabSize, hiddenSize: C, numLayers: cfg.numLayers, maxPositions: Infinity };
+    this.slidingWindow = cfg.slidingWindow;
+    this.rope = new Rope(cfg.headDim, { invFreq: ropeInvFreq(cfg.rope), layout: 'half' });
+    this.ropeSeqLen = cfg.rope.originalMaxPositions ?? 0;
+
+    const model = this.registerModule('model', new Backbone());
+    const embed = new Embedding(cfg.vocabSize, C, { dtype });
+    model.add('embed_tokens', embed);
+    const layers = new ModuleList<DecoderBlock>();
+    for (let i = 0; i < cfg.numLayers; i++) {
+      const attn = new MultiHeadAttention(C, {
+        nHeads: cfg.numHeads,
+        nKvHeads: cfg.numKvHeads,
+        headDim: cfg.headDim,
+        causal: true,
+        bias: cfg.qkvBias,
+        oBias: cfg.oBias,
+        rope: this.rope,
+        dtype,
+      });
+      const block = new DecoderBlock(C, { norm1: 'input_layernorm', attn: 'self_attn', norm2: 'post_attention_layernorm', mlp: 'mlp' }, {
+        norm1: new RMSNorm(C, { eps: cfg.rmsNormEps, dtype }),
+        attn,
+        norm2: new RMSNorm(C, { eps: cfg.rmsNormEps, dtype }),
+        mlp: new GatedMLP(C, cfg.intermediateSize, { bias: cfg.mlpBias, dtype }),
+      });
+      layers.push(block);
+    }
+    model.add('layers', layers);
+    model.add('norm', new RMSNorm(C, { eps: cfg.rmsNormEps, dtype }));
+    this.registerModule('lm_head', cfg.tieWordEmbeddings ? new TiedLMHead(embed) : new Linear(C, cfg.vocabSize, { bias: false, dtype }));
+  }
+
+  private embeddedFromIds = false;
+
+  /** h[N, C] = embed_tokens[ids] (or the given embeddings) */
+  protected embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null): Float32Array {
+    this.embeddedFromIds = inputsEmbeds === null;
+    return inputsEmbeds ?? this.embedTokens.forward(ids!);
+  }
+
+  protected embedBackward(dh: Float32Array): void {
+    if (this.embeddedFromIds) this.embedTokens.backward(dh);
+  }
+
+  protected embedTrainable(): boolean {
+    return this.embedTokens.weight.requiresGrad;
+  }
+
+  /** dynamic NTK rope: rebuild the tables when a sequence passes the length they were made for */
+  protected override prepare(maxPosition: number): void {
+    const spec = this.cfg.rope;
+    if (spec.type !== 'dynamic') return;
+    const seqLen = maxPosition + 1;
+    const maxPos = spec.originalMaxPositions ?? 0;
+    // transformers grows the tables past max_position_embeddings and resets them below it
+    const want = seqLen > maxPos ? Math.max(seqLen, this.ropeSeqLen) : maxPos;
+    if (want === this.ropeSeqLen) return;
+    this.ropeSeqLen = want;
+    this.rope = new Rope(this.cfg.headDim, { invFreq: ropeInvFreq(spec, want), layout: 'half' });
+    for (const blk of this.layers) blk.attn.core.rope = this.rope;
+  }
+}
+
+/**
+ * The key a llama-family checkpoint tensor loads into, or null to drop it: rotary inv_freq
+ * buffers (old checkpoints), and lm_head.weight when the weights are tied (some tools save both).
+ */
+export function sanitizeLlamaKey(cfg: LlamaConfig, key: string): string | null {
+  if (/(^|\.)rotary_emb\.inv_freq$/.test(key)) return null;
+  if (cfg.tieWordEmbeddings && key === 'lm_head.weight') return null;
+  return key;
+}

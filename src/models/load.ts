@@ -1,0 +1,150 @@
+// Building models: from a Hugging Face folder (loadModel), from a config with seeded random
+// weights (createModel), and back to a folder (saveModel).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
+import { loadModelFolder } from '../io/model-folder.js';
+import { tensorDTypeOf, writeSafetensors } from '../io/safetensors.js';
+import { Embedding } from '../nn/embedding.js';
+import { Linear } from '../nn/linear.js';
+import { Rng } from '../nn/rng.js';
+import { Tensor, formatShape, type DType } from '../tensor/tensor.js';
+import type { JsonObject } from './config.js';
+import type { DecoderLM } from './decoder.js';
+import { getModelFamily } from './registry.js';
+
+export interface LoadModelOptions {
+  /** 'keep' (default): parameters stay in the checkpoint's dtype (bf16/f16 stay half); 'f32': widen everything */
+  dtype?: 'f32' | 'keep';
+}
+
+export class WeightsError extends Error {
+  override name = 'WeightsError';
+  readonly problems: readonly string[];
+  constructor(where: string, problems: readonly string[]) {
+    super(`${where}: ${problems.length} problem(s) with the weights:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+/**
+ * Loads a Hugging Face model folder: config.json (validated by the family of its
+ * model_type) and model.safetensors (or shards). Every missing tensor, wrong shape or
+ * unexpected key is reported together. The model is frozen (no parameter requires grad)
+ * and in eval mode.
+ */
+export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderLM {
+  const folder = loadModelFolder(dir);
+  try {
+    const where = path.join(dir, 'config.json');
+    const fam = getModelFamily(folder.config['model_type'], where);
+    const cfg = fam.parseConfig(folder.config, where);
+    const src = folder.weights;
+    const wfile = path.relative(dir, folder.weightFiles.path) || folder.weightFiles.path;
+    // key in the model → name in the checkpoint
+    const names = new Map<string, string>();
+    for (const name of src.names()) {
+      const key = fam.sanitizeKey(cfg, name);
+      if (key !== null) names.set(key, name);
+    }
+    // build in the checkpoint's float dtype (so a half model never exists in f32)
+    let dtype: DType = 'f32';
+    if (opts.dtype !== 'f32') {
+      for (const name of names.values()) {
+        const d = tensorDTypeOf(src.info(name).dtype);
+        if (d) {
+          dtype = d;
+          break;
+        }
+      }
+    }
+    const model = fam.build(cfg, { dtype });
+    const problems: string[] = [];
+    const params = new Map(model.namedParameters());
+    for (const [key, p] of params) {
+      const name = names.get(key);
+      if (name === undefined) {
+        problems.push(`missing tensor ${key} (expected shape ${formatShape(p.shape)})`);
+        continue;
+      }
+      const info = src.info(name);
+      const shown = name === key ? key : `${name} (as ${key})`;
+      if (!tensorDTypeOf(info.dtype)) problems.push(`tensor ${shown} has dtype ${info.dtype}; expected F32, F16 or BF16`);
+      if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
+        problems.push(`tensor ${shown} has shape ${formatShape(info.shape)}, the model expects ${formatShape(p.shape)}`);
+      }
+    }
+    for (const [key, name] of names) if (!params.has(key)) problems.push(`unexpected tensor ${name}${name === key ? '' : ` (as ${key})`}`);
+    if (problems.length) throw new WeightsError(`model folder ${dir} (${wfile}, model_type ${String(folder.config['model_type'])})`, problems);
+    for (const [key, p] of params) {
+      let t = src.tensor(names.get(key)!);
+      if (opts.dtype === 'f32') t = t.toF32();
+      p.assign(t, key);
+    }
+    model.eval();
+    return model;
+  } finally {
+    folder.close();
+  }
+}
+
+export interface CreateModelOptions {
+  /** seed of the normal(0, initializer_range) init of projections and embeddings (default 0) */
+  seed?: number;
+  /** parameter dtype (default f32) */
+  dtype?: DType;
+}
+
+/**
+ * A model from a config.json object with random weights: projections and embeddings
+ * normal(0, initializer_range), biases 0, norms 1 (transformers' _init_weights).
+ * Frozen and in eval mode, like a loaded model.
+ */
+export function createModel(config: JsonObject, opts: CreateModelOptions = {}): DecoderLM {
+  const fam = getModelFamily(config['model_type'], 'createModel config');
+  const cfg = fam.parseConfig(config, 'createModel config');
+  const dtype = opts.dtype ?? 'f32';
+  const model = fam.build(cfg, { dtype });
+  const rng = new Rng(opts.seed ?? 0);
+  const std = fam.initStd(cfg);
+  for (const [, m] of model.namedModules()) {
+    if (m instanceof Linear || m instanceof Embedding) {
+      const w = m.weight;
+      const vals = rng.fillNormal(new Float32Array(w.value.size), 0, std);
+      w.value = Tensor.fromValues(vals, w.shape, dtype);
+    }
+  }
+  model.eval();
+  return model;
+}
+
+export interface SaveModelOptions {
+  /** dtype of the saved weights (default: as they are) */
+  dtype?: DType;
+}
+
+const TORCH_DTYPE: Record<DType, string> = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' };
+
+/**
+ * Writes a Hugging Face folder: config.json and model.safetensors (each atomically).
+ * Tied weights are written once, under the embedding's key, as transformers does.
+ */
+export async function saveModel(model: DecoderLM, dir: string, opts: SaveModelOptions = {}): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, Tensor>();
+  let stored: DType | null = null;
+  for (const [k, t] of model.stateDict()) {
+    const out = opts.dtype ? t.to(opts.dtype) : t;
+    stored ??= out.dtype;
+    tensors.set(k, out);
+  }
+  const config: JsonObject = { ...model.config, torch_dtype: TORCH_DTYPE[stored ?? 'f32'] };
+  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { metadata: { format: 'pt' } });
+  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(sortKeys(config), null, 2) + '\n');
+}
+
+function sortKeys(o: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const k of Object.keys(o).sort()) out[k] = o[k];
+  return out;
+}

@@ -1,0 +1,76 @@
+// The model families by config.json `model_type`: an explicit map, no registration by import.
+import type { DType, Tensor } from '../tensor/tensor.js';
+import type { JsonObject } from './config.js';
+import type { DecoderLM } from './decoder.js';
+import { GPT2LMHeadModel, parseGPT2Config, sanitizeGPT2Key, type GPT2Config } from './gpt2.js';
+import { LlamaForCausalLM, parseLlamaConfig, sanitizeLlamaKey, type LlamaConfig } from './llama.js';
+
+export interface ModelFamily<Cfg = unknown> {
+  /** e.g. 'llama' */
+  readonly name: string;
+  /** Validates config.json; throws a ConfigError naming every bad key. */
+  parseConfig(json: JsonObject, where?: string): Cfg;
+  /** The module tree with zero (or unit, for norms) parameters of the given dtype. */
+  build(cfg: Cfg, opts?: { dtype?: DType }): DecoderLM;
+  /** The key a checkpoint tensor loads into, or null for a known buffer to drop. */
+  sanitizeKey(cfg: Cfg, key: string): string | null;
+  /** std of the normal init of projection and embedding weights (config initializer_range) */
+  initStd(cfg: Cfg): number;
+}
+
+const llama: ModelFamily<LlamaConfig> = {
+  name: 'llama',
+  parseConfig: parseLlamaConfig,
+  build: (cfg, opts) => new LlamaForCausalLM(cfg, opts),
+  sanitizeKey: sanitizeLlamaKey,
+  initStd: (cfg) => initializerRange(cfg.raw),
+};
+
+const gpt2: ModelFamily<GPT2Config> = {
+  name: 'gpt2',
+  parseConfig: parseGPT2Config,
+  build: (cfg, opts) => new GPT2LMHeadModel(cfg, opts),
+  sanitizeKey: (_cfg, key) => sanitizeGPT2Key(key),
+  initStd: (cfg) => initializerRange(cfg.raw),
+};
+
+function initializerRange(raw: JsonObject): number {
+  const v = raw['initializer_range'];
+  return typeof v === 'number' && v > 0 ? v : 0.02;
+}
+
+/** model_type → family. */
+export const MODEL_FAMILIES: ReadonlyMap<string, ModelFamily> = new Map<string, ModelFamily>([
+  ['llama', llama as ModelFamily],
+  ['mistral', llama as ModelFamily],
+  ['qwen2', llama as ModelFamily],
+  ['gpt2', gpt2 as ModelFamily],
+]);
+
+export function supportedModelTypes(): string[] {
+  return [...MODEL_FAMILIES.keys()];
+}
+
+export class UnsupportedModelError extends Error {
+  override name = 'UnsupportedModelError';
+}
+
+/** The family of a model_type; throws naming the supported ones. */
+export function getModelFamily(modelType: unknown, where = 'config.json'): ModelFamily {
+  const fam = typeof modelType === 'string' ? MODEL_FAMILIES.get(modelType) : undefined;
+  if (!fam) {
+    const got = modelType === undefined ? 'no "model_type"' : `"model_type" ${JSON.stringify(modelType)}`;
+    throw new UnsupportedModelError(`${where}: ${got} is not supported; supported model types: ${supportedModelTypes().join(', ')}`);
+  }
+  return fam;
+}
+
+/** Applies a family's key fixes to a whole state dict (dropping known buffers). */
+export function sanitizeStateDict(fam: ModelFamily, cfg: unknown, tensors: ReadonlyMap<string, Tensor>): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const [k, t] of tensors) {
+    const key = fam.sanitizeKey(cfg, k);
+    if (key !== null) out.set(key, t);
+  }
+  return out;
+}
