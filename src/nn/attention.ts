@@ -35,15 +35,15 @@ export function ropeInvFreq(D: number, theta = 10000): Float32Array {
 
 export interface RopeOptions {
   /** invFreq[D/2]; default ropeInvFreq(D, theta) */
-  invFreq?: Float32Array;
+  invFreq?: Float32Array | undefined;
   /** default 10000 (used only without invFreq) */
-  theta?: number;
+  theta?: number | undefined;
   /** default 'half' */
-  layout?: RopeLayout;
+  layout?: RopeLayout | undefined;
   /** multiplies cos and sin (HF's attention_scaling from rope_scaling, e.g. YaRN); default 1 */
-  attentionScaling?: number;
+  attentionScaling?: number | undefined;
   /** table rows to build up front; more are added on demand */
-  maxPositions?: number;
+  maxPositions?: number | undefined;
 }
 
 /** Rotary position embedding with cos/sin tables [P, D/2], grown on demand. */
@@ -131,7 +131,7 @@ export class Rope {
 
 export interface KVCacheOptions {
   /** key slots per row to allocate up front (grown on demand); default: the first append's T */
-  capacity?: number;
+  capacity?: number | undefined;
 }
 
 /**
@@ -301,15 +301,15 @@ export interface AttentionCoreOptions {
   /** Hq */
   nHeads: number;
   /** Hkv; default Hq */
-  nKvHeads?: number;
+  nKvHeads?: number | undefined;
   /** D */
   headDim: number;
   /** default true */
-  causal?: boolean;
+  causal?: boolean | undefined;
   /** multiplies q·k; default 1/√D */
-  scale?: number;
+  scale?: number | undefined;
   /** rotary embedding applied to q and k; none when null/absent */
-  rope?: Rope | null;
+  rope?: Rope | null | undefined;
 }
 
 /**
@@ -439,26 +439,26 @@ export interface MultiHeadAttentionOptions {
   /** Hq */
   nHeads: number;
   /** Hkv; default Hq */
-  nKvHeads?: number;
+  nKvHeads?: number | undefined;
   /** D; default hidden / Hq */
-  headDim?: number;
+  headDim?: number | undefined;
   /** default true */
-  causal?: boolean;
+  causal?: boolean | undefined;
   /** biases on q, k, v (default false) */
-  bias?: boolean;
+  bias?: boolean | undefined;
   /** bias on o (default: same as bias) */
-  oBias?: boolean;
+  oBias?: boolean | undefined;
   /** multiplies q·k; default 1/√D */
-  scale?: number;
-  rope?: Rope | null;
+  scale?: number | undefined;
+  rope?: Rope | null | undefined;
   /** projection weights stored [in, out] (GPT-2 Conv1D) */
-  transposed?: boolean;
-  dtype?: Tensor['dtype'];
+  transposed?: boolean | undefined;
+  dtype?: Tensor['dtype'] | undefined;
   /**
    * child names; default q_proj, k_proj, v_proj, o_proj. With `qkv` set (GPT-2: 'c_attn')
    * one fused projection C → (Hq + 2·Hkv)·D gives q, k, v side by side and q/k/v are unused.
    */
-  names?: { q?: string; k?: string; v?: string; o?: string; qkv?: string };
+  names?: { q?: string; k?: string; v?: string; o?: string; qkv?: string } | undefined;
 }
 
 /**

@@ -6,7 +6,7 @@ import { Tensor, ShapeError } from '../tensor/tensor.js';
 import { Module, Parameter } from './module.js';
 
 export interface EmbeddingOptions {
-  dtype?: Tensor['dtype'];
+  dtype?: Tensor['dtype'] | undefined;
 }
 
 export class Embedding extends Module {

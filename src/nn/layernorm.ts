@@ -6,10 +6,10 @@ import { Module, Parameter } from './module.js';
 
 export interface LayerNormOptions {
   /** default 1e-5 */
-  eps?: number;
+  eps?: number | undefined;
   /** default true */
-  bias?: boolean;
-  dtype?: Tensor['dtype'];
+  bias?: boolean | undefined;
+  dtype?: Tensor['dtype'] | undefined;
 }
 
 export class LayerNorm extends Module {

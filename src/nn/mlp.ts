@@ -12,10 +12,10 @@ import { childRowLayer, hasTrainable } from './rowlayer.js';
 
 export interface GatedMLPOptions {
   /** biases on all three projections (default false) */
-  bias?: boolean;
-  dtype?: Tensor['dtype'];
+  bias?: boolean | undefined;
+  dtype?: Tensor['dtype'] | undefined;
   /** child names; default gate_proj, up_proj, down_proj */
-  names?: { gate?: string; up?: string; down?: string };
+  names?: { gate?: string; up?: string; down?: string } | undefined;
 }
 
 /** y[N, C] = down(silu(gate(x)) · up(x)), gate/up: C → H, down: H → C */
@@ -96,14 +96,14 @@ export class GatedMLP extends Module {
 
 export interface GeluMLPOptions {
   /** biases on both projections (default true) */
-  bias?: boolean;
+  bias?: boolean | undefined;
   /** weights stored [in, out] (GPT-2 Conv1D) */
-  transposed?: boolean;
+  transposed?: boolean | undefined;
   /** gelu exact ('none', default) or tanh approximation */
-  approx?: GeluApprox;
-  dtype?: Tensor['dtype'];
+  approx?: GeluApprox | undefined;
+  dtype?: Tensor['dtype'] | undefined;
   /** child names; default fc1, fc2 (GPT-2: c_fc, c_proj) */
-  names?: { fc?: string; proj?: string };
+  names?: { fc?: string; proj?: string } | undefined;
 }
 
 /** y[N, C] = proj(gelu(fc(x))), fc: C → H, proj: H → C */

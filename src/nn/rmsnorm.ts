@@ -5,8 +5,8 @@ import { Module, Parameter } from './module.js';
 
 export interface RMSNormOptions {
   /** default 1e-6 */
-  eps?: number;
-  dtype?: Tensor['dtype'];
+  eps?: number | undefined;
+  dtype?: Tensor['dtype'] | undefined;
 }
 
 export class RMSNorm extends Module {
