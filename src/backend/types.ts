@@ -48,7 +48,11 @@ export interface AttentionArgs {
   causal: boolean;
   /** multiplies q·k; usually 1/sqrt(D) */
   scale: number;
-  /** optional additive mask: [B, S] (key padding) or [B, T, S] (full); -Infinity hides a key */
+  /**
+   * optional additive mask: [B, S] (key padding) or [B, T, S] (full); -Infinity hides a key.
+   * The layout is told by its length (B·S or B·T·S; when T = 1 the two are the same).
+   * Added after scaling: score = scale·q·k + mask.
+   */
   mask?: Float32Array | null;
 }
 
@@ -92,19 +96,23 @@ export interface Backend {
   biasBackward(dbias: Float32Array, dout: Float32Array, M: number, N: number): void;
 
   // ---- normalisation (N rows of C channels) ----
-  /** out[N,C] = inp / rms(inp) · weight[C]; writes rstd[N] for backward */
+  /** out[N,C] = inp · rstd · weight[C] with rstd = 1/√(mean(inp²) + eps); writes rstd[N] for backward */
   rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Storage, N: number, C: number, eps: number, weightDtype?: DType): void;
   /** dinp[N,C] += …, dweight[C] += … (either may be null) */
   rmsnormBackward(dinp: Float32Array | null, dweight: Float32Array | null, dout: Float32Array, inp: Float32Array, weight: Storage, rstd: Float32Array, N: number, C: number, weightDtype?: DType): void;
-  /** out[N,C] = (inp − mean) · rstd · weight[C] + bias[C]; writes mean[N], rstd[N] */
+  /** out[N,C] = (inp − mean) · rstd · weight[C] + bias[C], rstd = 1/√(var + eps) with the biased
+   *  variance (PyTorch); writes mean[N], rstd[N]. bias null means no bias. */
   layernormForward(out: Float32Array, mean: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Storage, bias: Storage | null, N: number, C: number, eps: number, paramDtype?: DType): void;
   /** dinp[N,C], dweight[C], dbias[C] += … (any may be null) */
   layernormBackward(dinp: Float32Array | null, dweight: Float32Array | null, dbias: Float32Array | null, dout: Float32Array, inp: Float32Array, weight: Storage, mean: Float32Array, rstd: Float32Array, N: number, C: number, paramDtype?: DType): void;
-  /** out[N,C] = softmax over each row of inp; out may alias inp */
+  /** out[N,C] = softmax over each row of inp; out may alias inp; a row of all -Infinity gives zeros */
   softmax(out: Float32Array, inp: Float32Array, N: number, C: number): void;
 
   // ---- activations (n elements) ----
-  /** out = gelu(inp), exact (erf) or tanh approximation; out may alias inp */
+  /**
+   * out = gelu(inp); out may alias inp. 'none': x·Φ(x) = ½x(1 + erf(x/√2)) (PyTorch default);
+   * 'tanh': ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (gelu_new, PyTorch approximate='tanh').
+   */
   geluForward(out: Float32Array, inp: Float32Array, approx: GeluApprox): void;
   /** dinp += gelu'(inp) · dout */
   geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, approx: GeluApprox): void;
@@ -128,6 +136,8 @@ export interface Backend {
    * Rotates pairs by angle pos·θ_i using tables cos/sin [P, D/2] and positions[B·T].
    * Half-split layout (LLaMA checkpoints) pairs (i, i + D/2); interleaved pairs (2i, 2i+1).
    * inverse = true rotates by −angle: that is the backward of the forward rotation.
+   * A pair (a, b) at position p becomes (a·c − b·s, a·s + b·c) with c = cos[p, i], s = sin[p, i]
+   * (s negated when inverse), as HF's q·cos + rotate_half(q)·sin.
    */
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, positions: Int32Array, B: number, T: number, H: number, D: number, interleaved: boolean, inverse: boolean): void;
 
@@ -135,19 +145,27 @@ export interface Backend {
   /**
    * out[B,T,Hq·D] = softmax(scale · q·kᵀ + mask) · v with q[B,T,Hq·D], k,v[B,S,Hkv·D];
    * query head h reads key/value head h / (Hq/Hkv). Writes lse[B,Hq,T] (log-sum-exp of
-   * each score row) for backward. A row with every key hidden gives zeros.
+   * each score row) for backward. A row with every key hidden gives zeros and lse = -Infinity.
    */
   attentionForward(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, args: AttentionArgs): void;
-  /** dq, dk, dv += … from dout[B,T,Hq·D], recomputing scores from q, k, v, out and lse */
+  /**
+   * dq, dk, dv += … from dout[B,T,Hq·D], recomputing scores from q, k, v, out and lse:
+   * p = exp(score − lse), dv += pᵀ·dout, ds = p·(dout·vᵀ − rowsum(dout·out)), dq += scale·ds·k,
+   * dk += scale·dsᵀ·q. `out` and `lse` must be the forward's; rows with lse = -Infinity add nothing.
+   */
   attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, args: AttentionArgs): void;
 
   // ---- loss ----
-  /** losses[N] = logsumexp(logits[n]) − logits[n, targets[n]]; 0 where targets[n] == ignoreIndex */
+  /** losses[N] = logsumexp(logits[n]) − logits[n, targets[n]]; 0 where targets[n] == ignoreIndex
+   *  (any other target outside [0, V) is invalid input, rejected at the op boundary) */
   crossEntropyForward(losses: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number, ignoreIndex: number): void;
   /** writes dlogits[N,V] = (softmax(logits[n]) − onehot) · gradScale (0 rows where ignored); dlogits may alias logits */
   crossEntropyBackward(dlogits: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number, gradScale: number, ignoreIndex: number): void;
 
   // ---- optimizer ----
-  /** decoupled AdamW on n elements: param −= lr·(m̂/(√v̂+eps) + wd·param) */
+  /**
+   * decoupled AdamW on n elements, as PyTorch: param ·= 1 − lr·wd; m = β1·m + (1−β1)·g;
+   * v = β2·v + (1−β2)·g²; param −= lr·m̂/(√v̂ + eps) with m̂ = m/(1−β1^step), v̂ = v/(1−β2^step).
+   */
   adamw(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, args: AdamWArgs): void;
 }
