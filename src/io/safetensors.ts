@@ -35,8 +35,13 @@ export interface RawTensor {
 interface DTypeSpec {
   size: number;
   make: (n: number) => RawArray;
+  /** Name of the typed array class that holds this dtype. */
   array: string;
 }
+
+const ARRAY_CLASSES: Record<string, abstract new (...args: never[]) => RawArray> = {
+  Float64Array, Float32Array, Uint16Array, Int16Array, Int32Array, Int8Array, Uint8Array, Uint32Array, BigInt64Array, BigUint64Array,
+};
 
 const SPECS: Record<SafetensorsDType, DTypeSpec> = {
   F64: { size: 8, make: (n) => new Float64Array(n), array: 'Float64Array' },
@@ -473,7 +478,7 @@ export function planSafetensors(tensors: TensorMap, options: WriteSafetensorsOpt
       continue;
     }
     const spec = SPECS[raw.dtype];
-    if (raw.data.constructor.name !== spec.array) {
+    if (!(raw.data instanceof ARRAY_CLASSES[spec.array]!)) {
       p.add(`tensor ${JSON.stringify(name)}: ${raw.dtype} data must be a ${spec.array}, got ${raw.data.constructor.name}`);
       continue;
     }

@@ -127,3 +127,15 @@ function writeAndRead(dir: string): Buffer {
   writeSafetensorsSync(file, { x: Tensor.fromValues([1, 2], [2]) });
   return fs.readFileSync(file);
 }
+
+test('writeTestModelFolder helper: a sharded folder with a byte-level tokenizer loads back', async () => {
+  const { writeTestModelFolder } = await import('../helpers/io-model.js');
+  const dir = path.join(tmpDir(), 'gpt2ish');
+  const tensors = { 'wte.weight': Tensor.fromValues([1, 2, 3, 4], [2, 2]), 'ln_f.weight': Tensor.fromValues([1, 1], [2]) };
+  const { tokenizer } = await writeTestModelFolder(dir, { config: { model_type: 'gpt2' }, tensors, maxShardBytes: 10, tokenizer: { kind: 'byte-level' } });
+  const m = loadModelFolder(dir);
+  assert.equal(m.weightFiles.kind, 'sharded');
+  assert.deepEqual(m.weights.names(), ['ln_f.weight', 'wte.weight']);
+  assert.deepEqual(m.tokenizer().encode('Hello world'), [tokenizer!.id('Hello'), tokenizer!.id('Ġworld')]);
+  m.close();
+});
