@@ -590,12 +590,25 @@ def main():
         write_model(m, args.out, ref, tensors)
         back = st.load_file(os.path.join(args.out, "models", m.name, "model.safetensors"))
         assert back.keys() == m.params.keys() and all(torch.equal(back[k], m.params[k]) for k in back)
+        # config.json + model.safetensors alone reproduce the reference logits exactly
+        re_m = M.load_model_folder(os.path.join(args.out, "models", m.name))
+        ids, mask, pos = tensors["input_ids"], tensors["attention_mask"], tensors["position_ids"]
+        with torch.no_grad():
+            lg = re_m.forward(re_m.compute_params(), input_ids=ids, position_ids=pos, key_mask=mask)
+        assert torch.equal(zero_pad(lg, mask), tensors["logits"]), m.name
         print(f"model   {m.name:26s} loss {ref['loss']:.6f}  gen0 {ref['generation'][0]['new_tokens'][:6]}...")
     for spec in define_adapters():
         model = models[spec["base"]]
         ref, tensors, state = adapter_reference(spec, model, prompts)
         write_adapter(spec, args.out, ref, tensors, state)
         print(f"adapter {spec['name']:26s} loss {ref['loss']:.6f} (base {ref['base_loss']:.6f})")
+    manifest = {
+        "generator": "tests/reference/make_fixtures.py",
+        "layout": "tests/reference/README.md",
+        "models": sorted(models),
+        "adapters": [{"name": s["name"], "base": s["base"]} for s in define_adapters()],
+    }
+    write_text(os.path.join(args.out, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     print("ok")
 
 

@@ -339,3 +339,49 @@ def greedy(model, p, prompt, max_new_tokens, use_cache, adapters=None):
             ids.append(tok)
             new.append(tok)
     return new, margins
+
+
+# --------------------------------------------------------------------------------------------
+# loading a Hugging Face model folder (used by check_adapter.py)
+# --------------------------------------------------------------------------------------------
+def spec_from_config(cfg):
+    mt = cfg["model_type"]
+    if mt == "gpt2":
+        C = cfg["n_embd"]
+        return {"n_head": cfg["n_head"], "n_layer": cfg["n_layer"], "layer_norm_epsilon": cfg["layer_norm_epsilon"],
+                "n_inner": cfg.get("n_inner") or 4 * C}
+    if mt not in ("llama", "mistral", "qwen2"):
+        raise ValueError(f"unsupported model_type {mt}")
+    H = cfg["num_attention_heads"]
+    return {
+        "num_attention_heads": H,
+        "num_key_value_heads": cfg.get("num_key_value_heads") or H,
+        "head_dim": cfg.get("head_dim") or cfg["hidden_size"] // H,
+        "num_hidden_layers": cfg["num_hidden_layers"],
+        "rms_norm_eps": cfg["rms_norm_eps"],
+        "rope_theta": cfg.get("rope_theta", 10000.0),
+        "rope_scaling": cfg.get("rope_scaling"),
+        "tie_word_embeddings": cfg.get("tie_word_embeddings", False),
+        "intermediate_size": cfg["intermediate_size"],
+    }
+
+
+def load_model_folder(path):
+    import json
+    import os
+
+    import st
+
+    with open(os.path.join(path, "config.json")) as f:
+        cfg = json.load(f)
+    single = os.path.join(path, "model.safetensors")
+    if os.path.exists(single):
+        params = st.load_file(single)
+    else:
+        with open(os.path.join(path, "model.safetensors.index.json")) as f:
+            index = json.load(f)
+        params = {}
+        for shard in sorted(set(index["weight_map"].values())):
+            params.update(st.load_file(os.path.join(path, shard)))
+    name = os.path.basename(os.path.normpath(path))
+    return Model(name, cfg, spec_from_config(cfg), params)
