@@ -71,7 +71,7 @@ export function collate(examples: readonly Example[], rows: readonly (readonly n
     const row = b * T;
     let t = 0;
     rows[b]!.forEach((i, seg) => {
-      const { ids, targets: tm } = examples[i]!;
+      const { ids, targetMask: tm } = examples[i]!;
       const L = ids.length;
       for (let k = 0; k < L; k++, t++) {
         inputs[row + t] = ids[k]!;

@@ -11,7 +11,7 @@ import { RecordError, tokenizeRecord, type DataTokenizer, type TokenizeOptions }
 export interface Example {
   ids: Int32Array;
   /** 1 where the token is a target (its prediction from the previous token counts in the loss) */
-  targets: Uint8Array;
+  targetMask: Uint8Array;
   /** where it came from */
   file: string;
   line: number;
@@ -41,9 +41,9 @@ export interface Dataset {
 export const DEFAULT_MAX_LENGTH = 2048;
 
 /** Number of targets (tokens whose prediction is trained) in an example. Token 0 is never one. */
-export function targetCount(ex: { targets: Uint8Array }): number {
+export function targetCount(ex: { targetMask: Uint8Array }): number {
   let n = 0;
-  for (let t = 1; t < ex.targets.length; t++) n += ex.targets[t]!;
+  for (let t = 1; t < ex.targetMask.length; t++) n += ex.targetMask[t]!;
   return n;
 }
 
@@ -58,7 +58,7 @@ function checkOptions(options: DatasetOptions): { maxLength: number; truncate: b
 interface Scan {
   format: DataFormat | null;
   records: DataRecord[];
-  tokenized: { rec: DataRecord; ids: number[]; targets: Uint8Array }[];
+  tokenized: { rec: DataRecord; ids: number[]; targetMask: Uint8Array }[];
   issues: DataIssue[];
   stopped: boolean;
 }
@@ -79,6 +79,12 @@ function scan(content: string, file: string, tok: DataTokenizer, options: Datase
   const parsed = parseJsonl(content, file, { requireAssistant: maskPrompt }, report);
   const tokenized: Scan['tokenized'] = [];
   if (parsed.format === null && issues.length === 0) report({ file, line: 0, message: 'no examples: the file is empty' });
+  const needsTemplate = parsed.format === 'chat' || (parsed.format === 'completion' && options.completionsAsChat === true);
+  if (needsTemplate && tok.hasChatTemplate === false) {
+    report({ file, line: 0, message: `${parsed.format === 'chat' ? 'chat data' : 'completionsAsChat'} needs a chat template, and the tokenizer has none (a base model's folder may lack one: add chat_template to tokenizer_config.json or a chat_template.jinja)` });
+    issues.sort((a, b) => a.line - b.line);
+    return { format: parsed.format, records: parsed.records, tokenized, issues, stopped };
+  }
   for (const rec of parsed.records) {
     if (stopped) break;
     let t;
@@ -93,7 +99,7 @@ function scan(content: string, file: string, tok: DataTokenizer, options: Datase
       // Reported, but kept for checkDataset's statistics (the loader throws on any problem).
       report({ file, line: rec.line, message: `too long: ${t.ids.length} tokens, more than maxLength ${maxLength} (turn truncation on, raise maxLength, or shorten the example)` });
     }
-    tokenized.push({ rec, ids: t.ids, targets: t.targets });
+    tokenized.push({ rec, ids: t.ids, targetMask: t.targetMask });
   }
   // Issues arrive in line order from the parser but tokenizer problems come after; sort them.
   issues.sort((a, b) => a.line - b.line);
@@ -111,10 +117,10 @@ export function datasetFromJsonl(content: string, file: string, tokenizer: DataT
   const examples: Example[] = [];
   let truncated = 0;
   let dropped = 0;
-  for (const { rec, ids, targets } of s.tokenized) {
+  for (const { rec, ids, targetMask } of s.tokenized) {
     const n = Math.min(ids.length, maxLength);
     if (ids.length > maxLength) truncated++;
-    const ex: Example = { ids: Int32Array.from(ids.slice(0, n)), targets: targets.slice(0, n), file, line: rec.line, fullLength: ids.length };
+    const ex: Example = { ids: Int32Array.from(ids.slice(0, n)), targetMask: targetMask.slice(0, n), file, line: rec.line, fullLength: ids.length };
     if (targetCount(ex) === 0) {
       dropped++;
       continue;
@@ -227,9 +233,9 @@ export function checkJsonl(content: string, file: string, tokenizer: DataTokeniz
   let total = 0;
   let kept = 0;
   let noTargets = 0;
-  for (const { ids, targets } of s.tokenized) {
+  for (const { ids, targetMask } of s.tokenized) {
     const n = truncate ? Math.min(ids.length, maxLength) : ids.length;
-    const tc = targetCount({ targets: targets.subarray(0, n) });
+    const tc = targetCount({ targetMask: targetMask.subarray(0, n) });
     if (tc === 0) noTargets++;
     trained += tc;
     kept += n;

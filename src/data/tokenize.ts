@@ -15,11 +15,12 @@
 //   (mlx-lm masks everything before the last one). Boundaries come from rendering prefixes of the
 //   conversation: turn i spans render(messages[:i], addGenerationPrompt) ..
 //   render(messages[:i+1]); both must be prefixes of the full rendering, else the template is not
-//   prefix-stable and the line is an error. The full text is encoded once; a boundary's token index
-//   is the length of the prefix's encoding when that encoding is a prefix of the full one (the usual
-//   case: boundaries sit next to special tokens). Otherwise the pieces between boundaries are
-//   encoded one by one and concatenated, which is exactly what the model sees when it generates
-//   after the prompt.
+//   prefix-stable and the line is an error. The ids are those of the whole text encoded once. The
+//   pieces between boundaries are encoded one by one too: when they concatenate to the whole
+//   encoding (the usual case: boundaries sit next to special tokens) they give the mask directly.
+//   Otherwise a boundary's token index is the length of the prefix's encoding, if that is a prefix
+//   of the whole encoding; if even that fails (a merge spans the boundary), the pieces' ids are
+//   used, which is exactly what the model sees when it generates after the prompt.
 
 import type { ChatMessage, ChatRecord, DataRecord } from './records.js';
 
@@ -30,6 +31,8 @@ export interface DataTokenizer {
   /** The first one is appended as EOS (none appended when the list is empty). */
   readonly eosTokenIds: readonly number[];
   readonly padTokenId: number | undefined;
+  /** false when the tokenizer has no chat template (chat data is then one whole-file error) */
+  readonly hasChatTemplate?: boolean;
 }
 
 export interface TokenizeOptions {
@@ -42,7 +45,7 @@ export interface TokenizeOptions {
 export interface TokenizedRecord {
   ids: number[];
   /** 1 where the token is a target: its prediction from the previous position counts in the loss */
-  targets: Uint8Array;
+  targetMask: Uint8Array;
 }
 
 /** A problem with one record (no file:line: the caller adds them). */
@@ -65,7 +68,7 @@ export function tokenizeRecord(rec: DataRecord, tok: DataTokenizer, options: Tok
       const ids = tok.encode(rec.text, { addSpecialTokens: true });
       const targets = ids.map(() => 1);
       appendEos(ids, targets, tok, 1);
-      return { ids, targets: Uint8Array.from(targets) };
+      return { ids, targetMask: Uint8Array.from(targets) };
     }
     case 'completion': {
       if (options.completionsAsChat) {
@@ -80,7 +83,7 @@ export function tokenizeRecord(rec: DataRecord, tok: DataTokenizer, options: Tok
       const ids = [...p, ...c];
       const targets = [...p.map(() => (mask ? 0 : 1)), ...c.map(() => 1)];
       appendEos(ids, targets, tok, 1);
-      return { ids, targets: Uint8Array.from(targets) };
+      return { ids, targetMask: Uint8Array.from(targets) };
     }
     case 'chat':
       return tokenizeChat(rec, tok, mask);
@@ -99,7 +102,7 @@ function tokenizeChat(rec: ChatRecord, tok: DataTokenizer, mask: boolean): Token
   const full = render(tok, rec.messages, false, rec.tools);
   if (!mask) {
     const ids = tok.encode(full, { addSpecialTokens: false });
-    return { ids, targets: new Uint8Array(ids.length).fill(1) };
+    return { ids, targetMask: new Uint8Array(ids.length).fill(1) };
   }
   // Character spans [start, end) of the assistant turns.
   const spans: [number, number][] = [];
@@ -121,7 +124,22 @@ function tokenizeChat(rec: ChatRecord, tok: DataTokenizer, mask: boolean): Token
   cuts.push(full.length);
 
   const ids = tok.encode(full, { addSpecialTokens: false });
-  // Token index of each cut, when the encoding of each prefix is a prefix of the full encoding.
+  // The pieces between cuts, encoded one by one: outside, span, outside, span, …, outside.
+  const pieceIds: number[] = [];
+  const pieceTargets: number[] = [];
+  for (let k = 0; k + 1 < cuts.length; k++) {
+    if (cuts[k + 1]! <= cuts[k]!) continue;
+    const piece = tok.encode(full.slice(cuts[k], cuts[k + 1]), { addSpecialTokens: false });
+    for (const id of piece) {
+      pieceIds.push(id);
+      pieceTargets.push(k % 2);
+    }
+  }
+  const targetMask = Uint8Array.from(pieceTargets);
+  // Usually the pieces concatenate to the whole encoding (the cuts sit next to special tokens).
+  if (pieceIds.length === ids.length && pieceIds.every((id, k) => id === ids[k])) return { ids, targetMask };
+  // Else locate each cut in the whole encoding by encoding the prefix up to it, when that is a
+  // prefix of the whole encoding; failing that, keep the pieces.
   const at: number[] = [];
   for (const c of cuts) {
     if (c === 0) at.push(0);
@@ -133,21 +151,9 @@ function tokenizeChat(rec: ChatRecord, tok: DataTokenizer, mask: boolean): Token
     }
   }
   if (at.length === cuts.length) {
-    const targets = new Uint8Array(ids.length);
-    for (let k = 0; k < spans.length; k++) targets.fill(1, at[2 * k + 1], at[2 * k + 2]);
-    return { ids, targets };
+    const whole = new Uint8Array(ids.length);
+    for (let k = 0; k < spans.length; k++) whole.fill(1, at[2 * k + 1], at[2 * k + 2]);
+    return { ids, targetMask: whole };
   }
-  // Fallback: encode the pieces between cuts separately.
-  const pieceIds: number[] = [];
-  const pieceTargets: number[] = [];
-  for (let k = 0; k + 1 < cuts.length; k++) {
-    if (cuts[k + 1]! <= cuts[k]!) continue;
-    const piece = tok.encode(full.slice(cuts[k], cuts[k + 1]), { addSpecialTokens: false });
-    const target = k % 2 === 1 ? 1 : 0; // pieces alternate: outside, span, outside, span, …, outside
-    for (const id of piece) {
-      pieceIds.push(id);
-      pieceTargets.push(target);
-    }
-  }
-  return { ids: pieceIds, targets: Uint8Array.from(pieceTargets) };
+  return { ids: pieceIds, targetMask };
 }

@@ -25,7 +25,7 @@ import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer, type WrittenTokenizer } fr
 function ex(k: number, len: number, targets?: number[]): Example {
   return {
     ids: Int32Array.from({ length: len }, (_, t) => 100 * k + t),
-    targets: Uint8Array.from(targets ?? Array.from({ length: len }, () => 1)),
+    targetMask: Uint8Array.from(targets ?? Array.from({ length: len }, () => 1)),
     file: 'mem',
     line: k + 1,
     fullLength: len,

@@ -109,6 +109,7 @@ describe('chat format', () => {
     { role: 'assistant', content: ' world' },
   ];
   it('renders with the template (no extra BOS) and trains exactly on the assistant turns', async () => {
+    // ChatML's cuts sit next to special tokens: the pieces concatenate to the whole encoding.
     const ds = await loadDataset(jsonl('chat.jsonl', [{ messages }]), tok);
     assert.equal(ds.format, 'chat');
     const [ims, ime, hello, world] = [bl.id('<|im_start|>'), bl.id('<|im_end|>'), bl.id('Hello'), bl.id('Ġworld')];
@@ -120,7 +121,7 @@ describe('chat format', () => {
     assert.deepEqual([...ds.examples[0]!.ids], ids);
     // Targets: the tokens of both assistant turns, "<|im_end|>\n" included.
     const targets = [...head.map(() => 0), 1, 1, 1, ...mid.map(() => 0), 1, 1, 1];
-    assert.deepEqual([...ds.examples[0]!.targets], targets);
+    assert.deepEqual([...ds.examples[0]!.targetMask], targets);
     const labels = labelsOf(ds);
     const want = ids.map((_, t) => (t + 1 < ids.length && targets[t + 1] === 1 ? ids[t + 1]! : IGNORE_INDEX));
     assert.deepEqual(labels, want);
@@ -129,7 +130,7 @@ describe('chat format', () => {
   it('trains on every token with masking off, and then needs no assistant turn', async () => {
     const ds = await loadDataset(jsonl('chat2.jsonl', [{ messages }, { messages: [{ role: 'user', content: 'Hi' }] }]), tok, { maskPrompt: false });
     const ex = ds.examples[0]!;
-    assert.ok(ex.targets.every((v) => v === 1));
+    assert.ok(ex.targetMask.every((v) => v === 1));
     assert.equal(ds.examples.length, 2);
   });
   it('accepts tool turns and assistant tool calls without content', async () => {
@@ -152,16 +153,18 @@ describe('chat format', () => {
     const ids = [...ex.ids];
     const at = ids.findIndex((_, k) => tool.every((b, j) => ids[k + j] === b));
     assert.ok(at > 0);
-    assert.ok(tool.every((_, j) => ex.targets[at + j] === 0));
-    assert.equal(ex.targets[ids.lastIndexOf(bl.id('Hello'))], 1);
+    assert.ok(tool.every((_, j) => ex.targetMask[at + j] === 0));
+    assert.equal(ex.targetMask[ids.lastIndexOf(bl.id('Hello'))], 1);
   });
   it('places the template BOS once and masks Llama-2 [INST] blocks (SentencePiece)', async () => {
+    // Encoded alone, " Hello </s>" would gain a second "▁" (the Prepend normalizer), so the pieces do
+    // not concatenate to the whole encoding: this case takes the prefix-encoding path.
     const ds = await loadDataset(jsonl('llama.jsonl', [{ messages: messages.slice(1) }]), spTok);
     const ex = ds.examples[0]!;
     const ids = [...ex.ids];
     assert.equal(ids[0], 1);
     assert.notEqual(ids[1], 1);
-    const trained = ids.filter((_, t) => ex.targets[t] === 1);
+    const trained = ids.filter((_, t) => ex.targetMask[t] === 1);
     // " Hello </s>" and " world </s>": ▁Hello ▁ </s> ▁world ▁ </s>
     assert.deepEqual(trained, [sp.id('▁Hello'), sp.id('▁'), 2, sp.id('▁world'), sp.id('▁'), 2]);
   });
@@ -173,13 +176,20 @@ describe('chat format', () => {
     const r = tokenizeRecord({ format: 'chat', line: 1, messages: [{ role: 'user', content: 'Hel' }, { role: 'assistant', content: 'lo' }] }, t);
     assert.deepEqual(t.encode('Hello', { addSpecialTokens: false }), [plain.id('Hello')]);
     assert.deepEqual(r.ids, [plain.id('Hel'), ...bytes('lo')]);
-    assert.deepEqual([...r.targets], [0, 1, 1]);
+    assert.deepEqual([...r.targetMask], [0, 1, 1]);
   });
   it('rejects a template that is not prefix-stable, naming file:line', async () => {
     const odd = writeByteLevelBpeTokenizer(path.join(tmp, 'odd'), { chatTemplate: '{% for m in messages %}{{ m.content }}{% if loop.last %}!{% endif %}{% endfor %}' });
     const file = jsonl('odd.jsonl', [{ messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: 'c' }] }]);
     const err = await loadErr(file, {}, Tokenizer.fromFolder(odd.dir));
     assert.match(err.message, new RegExp(`^${escape(file)}:1: chat template is not prefix-stable at message 2`));
+  });
+  it('reports a missing chat template once for the whole file', async () => {
+    const base = writeByteLevelBpeTokenizer(path.join(tmp, 'base'));
+    const file = jsonl('notemplate.jsonl', [{ messages: messages.slice(1) }, { messages: messages.slice(1) }]);
+    const err = await loadErr(file, {}, Tokenizer.fromFolder(base.dir));
+    assert.equal(err.issues.length, 1);
+    assert.match(err.message, new RegExp(`^${escape(file)}: chat data needs a chat template, and the tokenizer has none`));
   });
   it('reports a template exception with file:line', async () => {
     const file = jsonl('llama-tool.jsonl', [{ messages: messages.slice(1) }, { messages: [{ role: 'user', content: 'a' }, { role: 'tool', content: 'b' }, { role: 'assistant', content: 'c' }] }]);
