@@ -345,7 +345,16 @@ def model_reference(model, prompts, naive_check):
     for k, v in collect.items():
         tensors["hidden." + k] = zero_pad(v, mask)
     if not model.is_gpt2:
-        tensors["rope_inv_freq"] = M.rope_inv_freq(model.spec).contiguous()
+        inv = M.rope_inv_freq(model.spec)
+        rs = model.spec["rope_scaling"]
+        if rs is not None:  # llama3: the three regimes are all present at this size
+            dflt = 1.0 / (model.spec["rope_theta"] ** (torch.arange(0, model.spec["head_dim"], 2).double()
+                                                        / model.spec["head_dim"]))
+            ratio = (inv.double() / dflt).tolist()
+            kept = sum(abs(r - 1) < 1e-6 for r in ratio)
+            divided = sum(abs(r - 1 / rs["factor"]) < 1e-6 for r in ratio)
+            assert kept >= 1 and divided >= 1 and kept + divided < len(ratio), ratio
+        tensors["rope_inv_freq"] = inv.contiguous()
 
     ref = {
         "model": model.name,
