@@ -112,18 +112,26 @@ export class GradientCheckpointing {
     return out;
   }
 
-  /** Points every module of the block at the shared arena (idempotent; picks up modules swapped in since). */
+  /**
+   * Points every module of the block at the shared arena (idempotent; picks up modules
+   * swapped in since, e.g. adapters). When anything changed the arena is emptied, so names
+   * no module uses any more do not linger; nothing in it outlives one block's forward and
+   * backward anyway (block inputs, outputs and gradients live outside it).
+   */
   attach(block: Module): void {
-    for (const [path, m] of block.namedModules()) {
+    let changed = false;
+    for (const [path, m] of allModules(block)) {
       const b = m.buffers;
       if (b instanceof ArenaBuffers && b.arena === this.arena && b.prefix === path) continue;
       m.buffers = new ArenaBuffers(this.arena, path);
+      changed = true;
     }
+    if (changed) this.arena.clear();
   }
 
   /** Gives every module of the block its own buffers again (when it was attached here). */
   detach(block: Module): void {
-    for (const [, m] of block.namedModules()) {
+    for (const [, m] of allModules(block)) {
       if (m.buffers instanceof ArenaBuffers && m.buffers.arena === this.arena) m.buffers = new Buffers();
     }
     this.states.delete(block);
@@ -144,10 +152,31 @@ export class GradientCheckpointing {
   }
 }
 
+/**
+ * The block's modules with their paths: the registered tree, plus modules a module holds
+ * in a plain field (e.g. a wrapper's `base`), at `path#field`. Each module once.
+ */
+export function allModules(root: Module): [string, Module][] {
+  const out: [string, Module][] = [];
+  const seen = new Set<Module>();
+  const visit = (prefix: string, m: Module): void => {
+    for (const [path, sub] of m.namedModules(prefix)) {
+      if (seen.has(sub)) continue;
+      seen.add(sub);
+      out.push([path, sub]);
+      for (const [key, v] of Object.entries(sub)) {
+        if (v instanceof Module && !seen.has(v)) visit(`${path}#${key}`, v);
+      }
+    }
+  };
+  visit('', root);
+  return out;
+}
+
 /** Every distinct Rng held directly by a module of the block (Dropout.rng, an adapter's rng …). */
 function blockRngs(block: Module): Rng[] {
   const set = new Set<Rng>();
-  for (const [, m] of block.namedModules()) {
+  for (const [, m] of allModules(block)) {
     for (const v of Object.values(m)) if (v instanceof Rng) set.add(v);
   }
   return [...set];
@@ -160,7 +189,7 @@ function blockRngs(block: Module): Rng[] {
 export function retainedBytes(root: Module, ...extra: { bytes: number }[]): number {
   const seen = new Set<Buffers>();
   let n = 0;
-  for (const [, m] of root.namedModules()) {
+  for (const [, m] of allModules(root)) {
     const b = m.buffers;
     if (b instanceof ArenaBuffers) continue; // counted through extra (the checkpointer's arena)
     if (!seen.has(b)) {
