@@ -159,7 +159,8 @@ export interface BatchOptions {
   batchSize: number;
   /**
    * shuffle: a new permutation of the examples each epoch. sorted: examples sorted by length and cut
-   * into batches (little padding), the batches in a new random order each epoch (mlx-lm's way).
+   * into batches (little padding), the batches in a new random order each epoch (mlx-lm's way;
+   * with dropLast the cut starts at a random offset each epoch, so no example is always left out).
    * sequential: file order (for evaluation). Default shuffle.
    */
   order?: BatchOrder;
@@ -221,6 +222,13 @@ export class BatchIterator implements Iterable<Batch> {
     if (!Number.isInteger(o.seed) || o.seed < 0) bad.push(`seed must be a non-negative integer, got ${o.seed}`);
     if (!Number.isInteger(o.maxLength) || o.maxLength < 2) bad.push(`maxLength must be an integer ≥ 2, got ${o.maxLength}`);
     if (examples.length === 0) bad.push('there are no examples');
+    if (o.pack && bad.length === 0) {
+      const long = examples.filter((e) => e.ids.length > o.maxLength);
+      if (long.length > 0) {
+        const where = long.slice(0, 3).map((e) => `${e.file}:${e.line} (${e.ids.length})`).join(', ');
+        bad.push(`${long.length} example(s) are longer than the packed row length ${o.maxLength} tokens: ${where}${long.length > 3 ? ', …' : ''}; load the data with the same maxLength`);
+      }
+    }
     if (bad.length > 0) throw new RangeError(`BatchIterator: ${bad.join('; ')}`);
     this.examples = examples;
     this.opts = o;
@@ -240,14 +248,20 @@ export class BatchIterator implements Iterable<Batch> {
     const U = this.units.length;
     const chunk = (idx: number[]): number[][] => {
       const out: number[][] = [];
-      for (let i = 0; i < U; i += batchSize) out.push(idx.slice(i, i + batchSize));
+      for (let i = 0; i < idx.length; i += batchSize) out.push(idx.slice(i, i + batchSize));
       if (dropLast && out.length > 0 && out[out.length - 1]!.length < batchSize) out.pop();
       return out;
     };
     let batches: number[][];
     if (order === 'sequential') batches = chunk(this.units.map((_, i) => i));
     else if (order === 'shuffle') batches = chunk(new DataRng(mixSeed(seed, epoch)).permutation(U));
-    else batches = new DataRng(mixSeed(seed, epoch)).shuffle(chunk(this.sortedUnits));
+    else {
+      const rng = new DataRng(mixSeed(seed, epoch));
+      // With dropLast, start the cut at a random offset so that the examples left out (at either
+      // end of the length order) change from epoch to epoch instead of always being the longest.
+      const offset = dropLast ? rng.nextInt((U % batchSize) + 1) : 0;
+      batches = rng.shuffle(chunk(this.sortedUnits.slice(offset)));
+    }
     this.cachedEpoch = epoch;
     this.cached = batches;
     return batches;

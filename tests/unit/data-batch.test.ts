@@ -124,6 +124,7 @@ describe('packing', () => {
     assert.equal(b.B, 2);
     assert.deepEqual(b.rows, [[1, 0], [3, 2, 4]]);
     assert.equal(b.tokens, 15);
+    assert.throws(() => new BatchIterator(exs, { batchSize: 2, pack: true, maxLength: 4 }), /1 example\(s\) are longer than the packed row length 4 tokens: mem:2 \(5\); load the data with the same maxLength/);
   });
 });
 
@@ -185,6 +186,20 @@ describe('BatchIterator', () => {
     assert.ok(orders.size > 1, 'batch order should change between epochs');
     const b = new BatchIterator(exs, { batchSize: 3, order: 'sorted', seed: 1 });
     assert.deepEqual(b.epochBatches(3), a.epochBatches(3));
+  });
+  it('sorted order with dropLast leaves out different examples in different epochs', () => {
+    const a = new BatchIterator(exs, { batchSize: 4, order: 'sorted', dropLast: true, seed: 2 });
+    assert.equal(a.batchesPerEpoch, 2);
+    const seen = new Set<number>();
+    for (let e = 0; e < 20; e++) {
+      const batches = a.epochBatches(e);
+      assert.equal(batches.length, 2);
+      for (const b of batches) {
+        assert.equal(b.length, 4);
+        b.forEach((u) => seen.add(u));
+      }
+    }
+    assert.equal(seen.size, 10);
   });
   it('sequential order, dropLast and the epoch generator', () => {
     const a = new BatchIterator(exs, { batchSize: 4, order: 'sequential', dropLast: true });
