@@ -36,7 +36,7 @@ export interface DataTokenizer {
 }
 
 export interface TokenizeOptions {
-  /** Train only on completions / assistant turns. Default true. */
+  /** Train only on completions / assistant turns. Default true. (Text records train on every token.) */
   maskPrompt?: boolean;
   /** Render prompt/completion pairs as a user/assistant chat with the template (mlx-lm). Default false. */
   completionsAsChat?: boolean;
