@@ -332,6 +332,7 @@ export class AttentionCore extends Module {
     out: Float32Array;
     lse: Float32Array;
     positions: Int32Array;
+    rope: Rope | null;
     args: AttentionArgs;
     past: number;
   } | null = null;
@@ -407,7 +408,7 @@ export class AttentionCore extends Module {
         be.attentionForward(out.subarray(b * T * qDim, (b + 1) * T * qDim), lse.subarray(b * Hq * T, (b + 1) * Hq * T), qr.subarray(b * T * qDim, (b + 1) * T * qDim), kb, vb, { ...args, B: 1, mask: mb });
       }
     }
-    this.saved = { q: qr, k: kr, v, out, lse, positions: positions ?? new Int32Array(0), args: { ...args, S: T }, past };
+    this.saved = { q: qr, k: kr, v, out, lse, positions: positions ?? new Int32Array(0), rope: this.rope, args: { ...args, S: T }, past };
     return out;
   }
 
@@ -424,9 +425,9 @@ export class AttentionCore extends Module {
     const dk = this.buffers.zeros('attn.dk', B * T * Hkv * D);
     const dv = this.buffers.zeros('attn.dv', B * T * Hkv * D);
     getBackend().attentionBackward(dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, s.args);
-    if (this.rope) {
-      this.rope.apply(dq, s.positions, B, T, Hq, true);
-      this.rope.apply(dk, s.positions, B, T, Hkv, true);
+    if (s.rope) {
+      s.rope.apply(dq, s.positions, B, T, Hq, true);
+      s.rope.apply(dk, s.positions, B, T, Hkv, true);
     }
     return { dq, dk, dv };
   }

@@ -14,8 +14,8 @@
 //   const ckpt = new GradientCheckpointing();
 //   forward:  for (const blk of layers) h = ckpt.forward(blk, h, ctx);
 //   backward: for (blk of layers reversed) dh = ckpt.backward(blk, dh);
-import { ShapeError } from '../tensor/tensor.js';
-import { Buffers, Module } from './module.js';
+import { ShapeError, Tensor } from '../tensor/tensor.js';
+import { Buffers, Module, Parameter } from './module.js';
 import { Rng, type RngState } from './rng.js';
 
 /** A block that can be checkpointed: forward from rows x with some context, backward to dx. */
@@ -153,33 +153,52 @@ export class GradientCheckpointing {
 }
 
 /**
- * The block's modules with their paths: the registered tree, plus modules a module holds
- * in a plain field (e.g. a wrapper's `base`), at `path#field`. Each module once.
+ * The block's modules with their paths, and every Rng they hold. Modules: the registered
+ * tree, plus modules held in plain fields, maps, arrays or plain objects (a wrapper's
+ * `base`, an adapter's dropout), at `path#field…`. Rngs: any found the same way. Each once.
  */
-export function allModules(root: Module): [string, Module][] {
-  const out: [string, Module][] = [];
-  const seen = new Set<Module>();
-  const visit = (prefix: string, m: Module): void => {
+export function walkBlock(root: Module): { modules: [string, Module][]; rngs: Rng[] } {
+  const modules: [string, Module][] = [];
+  const rngs = new Set<Rng>();
+  const seen = new Set<unknown>();
+  const addTree = (prefix: string, m: Module): void => {
+    const fresh: [string, Module][] = [];
     for (const [path, sub] of m.namedModules(prefix)) {
       if (seen.has(sub)) continue;
       seen.add(sub);
-      out.push([path, sub]);
-      for (const [key, v] of Object.entries(sub)) {
-        if (v instanceof Module && !seen.has(v)) visit(`${path}#${key}`, v);
+      modules.push([path, sub]);
+      fresh.push([path, sub]);
+    }
+    for (const [path, sub] of fresh) scan(`${path}#`, sub, 0);
+  };
+  const scan = (path: string, obj: object, depth: number): void => {
+    const entries: [string, unknown][] =
+      obj instanceof Map ? [...obj.entries()].map(([k, v]) => [String(k), v]) : Array.isArray(obj) ? obj.map((v, i) => [String(i), v]) : Object.entries(obj);
+    for (const [k, v] of entries) {
+      if (v === null || typeof v !== 'object' || seen.has(v)) continue;
+      if (v instanceof Rng) {
+        rngs.add(v);
+        seen.add(v);
+      } else if (v instanceof Module) {
+        addTree(`${path}${k}`, v);
+      } else if (depth < 3 && !ArrayBuffer.isView(v) && !(v instanceof Buffers) && !(v instanceof Parameter) && !(v instanceof Tensor)) {
+        seen.add(v);
+        scan(`${path}${k}.`, v, depth + 1);
       }
     }
   };
-  visit('', root);
-  return out;
+  addTree('', root);
+  return { modules, rngs: [...rngs] };
 }
 
-/** Every distinct Rng held directly by a module of the block (Dropout.rng, an adapter's rng …). */
+/** The block's modules with their paths, including modules held outside the registered tree (see walkBlock). */
+export function allModules(root: Module): [string, Module][] {
+  return walkBlock(root).modules;
+}
+
+/** Every distinct Rng held by the block's modules (Dropout.rng, an adapter's dropout …). */
 function blockRngs(block: Module): Rng[] {
-  const set = new Set<Rng>();
-  for (const [, m] of allModules(block)) {
-    for (const v of Object.values(m)) if (v instanceof Rng) set.add(v);
-  }
-  return [...set];
+  return walkBlock(block).rngs;
 }
 
 /**

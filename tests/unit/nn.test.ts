@@ -132,29 +132,42 @@ function assertClose(a: Float32Array, b: Float32Array, tol: number, what: string
   }
 }
 
-// a RowLayer wrapper like a LoRA adapter (doubles the wrapped layer's output), for setModule tests
+// a RowLayer wrapper like a LoRA adapter: y = 2·base(x) + dropout(x)·0.5 summed into the first
+// column; the dropout sits inside a Map of plain objects (as adapters keep it), with its own Rng
 class Wrapped extends Module implements RowLayer {
   readonly inFeatures: number;
   readonly outFeatures: number;
   computeInputGrad = true;
   calls = 0;
-  constructor(readonly base: RowLayer) {
+  private readonly adapters: Map<string, { dropout: Dropout }>;
+  private N = 0;
+  constructor(readonly base: RowLayer, dropoutP = 0, seed = 0) {
     super();
     this.inFeatures = base.inFeatures;
     this.outFeatures = base.outFeatures;
+    this.adapters = new Map([['default', { dropout: new Dropout(dropoutP, new Rng(seed)) }]]);
   }
   forward(x: Float32Array, N: number): Float32Array {
     this.calls++;
+    this.N = N;
     const y = this.base.forward(x, N);
     const out = this.buffers.get('out', y.length);
     for (let i = 0; i < y.length; i++) out[i] = y[i]! * 2;
+    const xd = this.adapters.get('default')!.dropout.forward(x);
+    for (let n = 0; n < N; n++) for (let k = 0; k < this.inFeatures; k++) out[n * this.outFeatures] += 0.5 * xd[n * this.inFeatures + k]!;
     return out;
   }
   backward(dy: Float32Array): Float32Array | null {
     const d = this.buffers.get('d', dy.length);
     for (let i = 0; i < dy.length; i++) d[i] = dy[i]! * 2;
     this.base.computeInputGrad = this.computeInputGrad;
-    return this.base.backward(d);
+    const dxBase = this.base.backward(d);
+    if (!dxBase) return null;
+    const dxd = this.buffers.get('dxd', this.N * this.inFeatures);
+    for (let n = 0; n < this.N; n++) for (let k = 0; k < this.inFeatures; k++) dxd[n * this.inFeatures + k] = 0.5 * dy[n * this.outFeatures]!;
+    const dx = this.buffers.get('dx', dxd.length);
+    getBackend().add(dx, dxBase, this.adapters.get('default')!.dropout.backward(dxd));
+    return dx;
   }
 }
 
@@ -684,8 +697,8 @@ for (const bname of backends) {
       const y1 = mha.forward(x, ctx).slice();
       assert.equal(w.calls, 1);
       assert.notDeepEqual(y1, y0);
-      // doubling v doubles the attention output before o_proj (no o bias): y1 = 2·y0
-      assertClose(y1, y0.map((v) => 2 * v), 1e-5, 'wrapped v');
+      // the wrapper's output reaches the layer output (exact expectations are in the checkpoint test)
+      assert.ok(y1.some((v, i) => Math.abs(v - y0[i]!) > 1e-3));
       mha.backward(rand(rng, 2 * 3 * C));
       assert.ok(old.weight.grad!.some((v) => v !== 0));
       assert.equal((mha.getModule('q_proj') as Linear).weight.grad, null);
@@ -798,7 +811,7 @@ for (const bname of backends) {
         for (let step = 0; step < 2; step++) {
           if (step === 1) {
             // adapters injected between steps are picked up (the wrapper's base stays trainable)
-            for (const blk of blocks) blk.setModule('self_attn.q_proj', new Wrapped(blk.getModule('self_attn.q_proj') as Linear));
+            [...blocks].forEach((blk, i) => blk.setModule('self_attn.q_proj', new Wrapped(blk.getModule('self_attn.q_proj') as Linear, 0.25, 100 + i)));
           }
           blocks.zeroGrad();
           let h = x;
