@@ -521,6 +521,53 @@ for (const bname of backends) {
       }
     });
 
+    it('frozen layers with computeInputGrad=false do no kernel work in backward', () => {
+      const inner = getBackend();
+      const calls: string[] = [];
+      const counting = Object.fromEntries(
+        Object.entries(inner).map(([k, v]) => [k, typeof v === 'function' ? (...a: unknown[]) => (calls.push(k), (v as (...b: unknown[]) => unknown).apply(inner, a)) : v]),
+      ) as unknown as Backend;
+      const rng = new Rng(28);
+      const C = 8;
+      const x = rand(rng, 6 * C);
+      const dy = rand(rng, 6 * C);
+      const ctx = { B: 2, T: 3 };
+      const mha = new MultiHeadAttention(C, { nHeads: 4, nKvHeads: 2, headDim: 6, rope: new Rope(6) });
+      const layers: [string, Module & { computeInputGrad: boolean; backward(d: Float32Array): Float32Array | null }][] = [
+        ['Linear', new Linear(C, C)],
+        ['RMSNorm', new RMSNorm(C)],
+        ['LayerNorm', new LayerNorm(C)],
+        ['GatedMLP', new GatedMLP(C, 12)],
+        ['GeluMLP', new GeluMLP(C, 12)],
+        ['MultiHeadAttention', mha],
+      ];
+      for (const [name, layer] of layers) {
+        initParams(layer, rng);
+        if (layer instanceof MultiHeadAttention) layer.forward(x, ctx);
+        else (layer as unknown as RowLayer).forward(x, 6);
+        layer.computeInputGrad = false;
+        setBackend(counting);
+        calls.length = 0;
+        try {
+          assert.equal(layer.backward(dy), null, name);
+        } finally {
+          setBackend(inner);
+        }
+        assert.deepEqual(calls, [], `${name} backward called ${calls.join(', ')}`);
+      }
+      // only o_proj trainable: one GEMM for its weight gradient, no attention backward
+      (mha.getModule('o_proj') as Linear).requiresGrad(true);
+      mha.forward(x, ctx);
+      setBackend(counting);
+      calls.length = 0;
+      try {
+        assert.equal(mha.backward(dy), null);
+      } finally {
+        setBackend(inner);
+      }
+      assert.deepEqual(calls, ['gemm']);
+    });
+
     // ---------------- rope
     it('ropeInvFreq matches f32 PyTorch rounding; tables grow on demand; rotation is undone by inverse', () => {
       const inv = ropeInvFreq(6, 10000);
