@@ -3,7 +3,7 @@
 // clipping, a NaN/Inf guard, checkpoints that survive a kill (written atomically) and an
 // exact resume, a metrics file, an SVG loss curve and a report in the run folder.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { getBackend } from '../backend/index.js';
 import type { Batch, BatchIterator } from '../data/batch.js';
 import { attentionBias } from '../data/batch.js';
@@ -260,6 +260,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     files.set('trainer_state.json', JSON.stringify(st, null, 2) + '\n');
     const extra = await opts.callbacks?.exportFiles?.();
     if (extra) for (const [k, v] of extra) files.set(k, v);
+    mkdirSync(dirname(dir), { recursive: true });
     await writeDirAtomic(dir, files);
   };
 
