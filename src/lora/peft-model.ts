@@ -16,6 +16,8 @@ import { BASE_ADAPTER, LoraContext, LoraLinear } from './lora-linear.js';
 import type { ModuleInfo } from './match.js';
 import { planTargets, rankAndAlpha } from './match.js';
 import { ModulesToSave } from './modules-to-save.js';
+import { loadAdapter, saveAdapter, type LoadAdapterOptions, type SaveAdapterOptions } from './files.js';
+import { addWeightedAdapter, type CombinationType, type WeightedAdapterOptions } from './weighted.js';
 
 export interface PeftModelOptions {
   /** seed of the stream used for adapter initialisation and dropout masks (default 0) */
@@ -160,7 +162,7 @@ export class PeftModel<M extends Module = Module> {
       }
       if (!found) warn(`modules_to_save entry ${JSON.stringify(target)} matches no module`);
     }
-    this.peftConfig.set(name, { ...config, target_modules: config.target_modules });
+    this.peftConfig.set(name, config);
     return targets;
   }
 
@@ -295,6 +297,21 @@ export class PeftModel<M extends Module = Module> {
     if (result instanceof Promise) return result.finally(() => (this.context.adapterNames = null)) as T;
     this.context.adapterNames = null;
     return result;
+  }
+
+  /** Loads a PEFT (or mlx-lm) adapter folder as adapter `name` (inactive; frozen unless isTrainable). */
+  loadAdapter(dir: string, name: string, opts: LoadAdapterOptions = {}): LoraConfig {
+    return loadAdapter(this, dir, name, opts);
+  }
+
+  /** Writes PEFT adapter folders: "default" into dir, any other adapter into dir/<name>. */
+  saveAdapter(dir: string, opts: SaveAdapterOptions = {}): string[] {
+    return saveAdapter(this, dir, opts);
+  }
+
+  /** A new adapter combining others (PEFT's add_weighted_adapter: 'linear', 'cat', 'svd'); not activated. */
+  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], name: string, combination: CombinationType = 'svd', opts: WeightedAdapterOptions = {}): void {
+    addWeightedAdapter(this, adapters, weights, name, combination, opts);
   }
 
   // ---------------------------------------------------------------- merge
