@@ -152,6 +152,8 @@ interface ReadAdapter {
   fileKey: Map<string, string>;
   /** explicit target paths (mlx) */
   targets: string[] | null;
+  /** entries stored transposed in the file (mlx lora_a / lora_b): messages give the file's layout */
+  transposed: Set<string>;
 }
 
 function readJson(file: string): Record<string, unknown> {
@@ -192,7 +194,7 @@ function readAdapterFolder(dir: string): ReadAdapter {
       tensors.set(`\0${k}`, Tensor.zeros([0]));
       fileKey.set(`\0${k}`, k);
     }
-    return { config, tensors, format: 'peft', fileKey, targets: null };
+    return { config, tensors, format: 'peft', fileKey, targets: null, transposed: new Set() };
   }
   if (fs.existsSync(mlxFile)) return readMlxFolder(dir, cfgFile, mlxFile);
   if (fs.existsSync(path.join(dir, 'adapter_model.bin'))) throw new Error(`loadAdapter ${dir}: adapter_model.bin (PyTorch pickle) is not supported; save the adapter with safetensors (PEFT's default)`);
@@ -216,6 +218,7 @@ function readMlxFolder(dir: string, cfgFile: string, file: string): ReadAdapter 
   const tensors = new Map<string, Tensor>();
   const fileKey = new Map<string, string>();
   const targets = new Set<string>();
+  const transposed = new Set<string>();
   for (const [k, t] of st.tensors) {
     const m = /^(.*)\.(lora_a|lora_b|m)$/.exec(k);
     if (!m) {
@@ -239,6 +242,7 @@ function readMlxFolder(dir: string, cfgFile: string, file: string): ReadAdapter 
       for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) tr[j * rows + i] = d[i * cols + j]!;
       v = Tensor.fromF32(tr, [cols, rows]);
       key = `${mod}.${kind === 'lora_a' ? 'lora_A.weight' : 'lora_B.weight'}`;
+      transposed.add(key);
     } else {
       key = `${mod}.lora_magnitude_vector`;
     }
@@ -256,7 +260,7 @@ function readMlxFolder(dir: string, cfgFile: string, file: string): ReadAdapter 
     `loadAdapter ${cfgFile} (mlx-lm)`,
   );
   for (const w of warnings) warn(w);
-  return { config, tensors, format: 'mlx', fileKey, targets: [...targets] };
+  return { config, tensors, format: 'mlx', fileKey, targets: [...targets], transposed };
 }
 
 /**
@@ -290,6 +294,7 @@ export function loadAdapter(peft: PeftModel, dir: string, name: string, opts: Lo
             read.tensors.set(`${p}.${kind}`, v);
             read.fileKey.set(`${p}.${kind}`, read.fileKey.get(`${t}.${kind}`)!);
             read.tensors.delete(`${t}.${kind}`);
+            if (read.transposed.has(`${t}.${kind}`)) read.transposed.add(`${p}.${kind}`);
           }
         }
       }
@@ -361,7 +366,8 @@ export function loadAdapter(peft: PeftModel, dir: string, name: string, opts: Lo
     }
     seen.add(key);
     if (t.shape.length !== slot.shape.length || t.shape.some((d, i) => d !== slot.shape[i])) {
-      problems.push(`tensor ${fileKey} has shape ${formatShape(t.shape)}, the model expects ${formatShape(slot.shape)}`);
+      const flip = read.transposed.has(key) ? (sh: readonly number[]): number[] => [...sh].reverse() : (sh: readonly number[]): number[] => [...sh];
+      problems.push(`tensor ${fileKey} has shape ${formatShape(flip(t.shape))}, the model expects ${formatShape(flip(slot.shape))}`);
       continue;
     }
     let bad = 0;
