@@ -55,6 +55,8 @@ interface RowState {
   prompt: readonly number[];
   tokens: number[];
   text: string;
+  /** characters of text already streamed */
+  sent: number;
   decoder: StreamDecoder | null;
   finish: FinishReason | null;
 }
@@ -84,7 +86,7 @@ export function* generateSteps(model: CausalLM, prompts: readonly (readonly numb
   const useCache = opts.useCache ?? true;
   const decodeOpts = { skipSpecialTokens: opts.skipSpecialTokens ?? true };
 
-  const rows: RowState[] = prompts.map((p) => ({ prompt: p, tokens: [], text: '', decoder: tok ? tok.streamDecoder(decodeOpts) : null, finish: null }));
+  const rows: RowState[] = prompts.map((p) => ({ prompt: p, tokens: [], text: '', sent: 0, decoder: tok ? tok.streamDecoder(decodeOpts) : null, finish: null }));
   if (maxNew === 0) return rows.map(() => ({ tokens: [], text: '', finishReason: 'length' as FinishReason }));
 
   // active[j] = prompt index of batch row j; seq: [B, L] ids; mask: [B, L] 0/1
@@ -113,28 +115,21 @@ export function* generateSteps(model: CausalLM, prompts: readonly (readonly numb
         r.tokens.push(next);
         seq[j]!.push(next);
         mask[j]!.push(1);
-        let text = '';
-        if (r.decoder) {
-          text = r.decoder.push(next);
-          r.text += text;
-        }
+        if (r.decoder) r.text += r.decoder.push(next);
         if (stopIds.has(next)) r.finish = 'stop_token';
         else if (stopStrings.length) {
           const cut = firstStop(r.text, stopStrings);
           if (cut >= 0) {
-            // emit only the text before the stop string
-            const emitted = r.text.length - text.length;
-            text = cut > emitted ? r.text.slice(emitted, cut) : '';
             r.text = r.text.slice(0, cut);
             r.finish = 'stop_string';
           }
         }
         if (!r.finish && r.tokens.length >= maxNew) r.finish = 'length';
-        if (r.finish && r.decoder && r.finish !== 'stop_string') {
-          const rest = r.decoder.flush();
-          r.text += rest;
-          text += rest;
-        }
+        if (r.finish && r.decoder && r.finish !== 'stop_string') r.text += r.decoder.flush();
+        // stream what is settled: while running, hold back a tail that may begin a stop string
+        const upTo = r.finish ? r.text.length : r.text.length - heldBack(r.text, stopStrings);
+        const text = upTo > r.sent ? r.text.slice(r.sent, upTo) : '';
+        r.sent = Math.max(r.sent, upTo);
         const ev: TokenEvent = { row: active[j]!, token: next, text };
         if (r.finish) ev.finishReason = r.finish;
         opts.onToken?.(ev);
@@ -158,6 +153,20 @@ export function* generateSteps(model: CausalLM, prompts: readonly (readonly numb
 function* contextOf(r: RowState): Generator<number> {
   yield* r.prompt;
   yield* r.tokens;
+}
+
+/** Length of the longest tail of text that is a proper prefix of a stop string. */
+function heldBack(text: string, stops: readonly string[]): number {
+  let hold = 0;
+  for (const s of stops) {
+    for (let k = Math.min(s.length - 1, text.length); k > hold; k--) {
+      if (text.endsWith(s.slice(0, k))) {
+        hold = k;
+        break;
+      }
+    }
+  }
+  return hold;
 }
 
 function firstStop(text: string, stops: readonly string[]): number {
