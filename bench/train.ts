@@ -1,0 +1,107 @@
+// LoRA training-step benchmark: the GPT-2-small-shaped llama (hidden 768, 12 layers, 12 heads,
+// intermediate 2048, vocab 32000), batch 4 × 256, r = 8 on q_proj and v_proj, AdamW, with an
+// f32 base and a bf16 base. Each configuration runs in its own process so that its peak RSS
+// is its own. Reports tokens/s (median of the timed steps after warm-up, with min–max) and
+// peak RSS.
+//
+//   node dist/bench/train.js [--steps N] [--quick]
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { getBackend } from '../src/backend/index.js';
+import { BatchIterator, type Example } from '../src/data/index.js';
+import { getPeftModel } from '../src/lora/peft-model.js';
+import { createModel } from '../src/models/index.js';
+import type { DType } from '../src/tensor/tensor.js';
+import { createOptimizer } from '../src/train/optimizer.js';
+import { causalLmObjective } from '../src/train/trainer.js';
+import { BENCH_LLAMA_CONFIG, type BenchStat } from './models.js';
+
+export interface TrainBenchResult {
+  dtype: DType;
+  tokensPerSecond: BenchStat;
+  peakRssMiB: number;
+  losses: number[];
+}
+
+interface ChildOutput {
+  stepSeconds: number[];
+  losses: number[];
+  peakRssBytes: number;
+  tokensPerStep: number;
+  backend: string;
+  threads: number;
+}
+
+/** One configuration, in this process: returns per-step seconds after `warmup` steps. */
+export function trainSteps(dtype: DType, steps: number, quick: boolean, warmup = 1): ChildOutput {
+  const config = { ...BENCH_LLAMA_CONFIG, ...(quick ? { num_hidden_layers: 2 } : {}) };
+  const [B, T] = quick ? [1, 64] : [4, 256];
+  const model = createModel(config, { seed: 0, dtype });
+  getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'], init_lora_weights: 'gaussian' });
+  const examples: Example[] = [];
+  for (let e = 0; e < B * (steps + warmup); e++) {
+    const ids = new Int32Array(T);
+    for (let t = 0; t < T; t++) ids[t] = (e * 7919 + t * 104729 + 13) % config.vocab_size;
+    examples.push({ ids, targetMask: new Uint8Array(T).fill(1), file: 'bench', line: e + 1, fullLength: T });
+  }
+  const data = new BatchIterator(examples, { batchSize: B, order: 'sequential' });
+  const optimizer = createOptimizer(model.trainableParameters(), { lr: 1e-4 });
+  const objective = causalLmObjective(model);
+  const stepSeconds: number[] = [];
+  const losses: number[] = [];
+  for (let s = 0; s < steps + warmup; s++) {
+    const batch = data.next();
+    const t0 = process.hrtime.bigint();
+    optimizer.zeroGrad();
+    const r = objective.forwardBackward(batch, 1 / batch.targets);
+    optimizer.step();
+    const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+    losses.push(r.lossSum / r.count);
+    if (s >= warmup) stepSeconds.push(dt);
+  }
+  const be = getBackend();
+  return { stepSeconds, losses, peakRssBytes: process.resourceUsage().maxRSS * 1024, tokensPerStep: B * T, backend: be.name, threads: be.threads };
+}
+
+function stat(name: string, unit: string, xs: number[]): BenchStat {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return { name, unit, median: s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2, min: s[0]!, max: s[s.length - 1]!, runs: s.length };
+}
+
+export interface TrainBenchOptions {
+  steps?: number;
+  quick?: boolean;
+  dtypes?: DType[];
+  log?: (line: string) => void;
+}
+
+export async function runTrainBench(opts: TrainBenchOptions = {}): Promise<TrainBenchResult[]> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const steps = opts.steps ?? 4;
+  const quick = opts.quick ?? false;
+  const self = fileURLToPath(import.meta.url);
+  const results: TrainBenchResult[] = [];
+  log(`train: LoRA r=8 on q_proj,v_proj, AdamW, ${quick ? 'quick shapes (2 layers, batch 1 × 64)' : 'GPT-2-small-shaped llama, batch 4 × 256'}; ${steps} timed steps after 1 warm-up, each dtype in its own process`);
+  for (const dtype of opts.dtypes ?? (['f32', 'bf16'] as DType[])) {
+    const r = spawnSync(process.execPath, [self, '--child', dtype, String(steps), quick ? '1' : '0'], { encoding: 'utf8', maxBuffer: 1 << 24, env: process.env });
+    if (r.status !== 0) throw new Error(`train bench child (${dtype}) failed: ${r.stderr}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildOutput;
+    const tps = stat(`LoRA train step, ${dtype} base`, 'tokens/s', out.stepSeconds.map((s) => out.tokensPerStep / s));
+    const peak = out.peakRssBytes / 2 ** 20;
+    results.push({ dtype, tokensPerSecond: tps, peakRssMiB: peak, losses: out.losses });
+    log(`${tps.name.padEnd(32)} ${tps.median.toFixed(1).padStart(8)} tokens/s (min ${tps.min.toFixed(1)}, max ${tps.max.toFixed(1)}, ${tps.runs} steps)  peak RSS ${peak.toFixed(0)} MiB  [${out.backend}, ${out.threads} threads]`);
+  }
+  return results;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const args = process.argv.slice(2);
+  if (args[0] === '--child') {
+    const out = trainSteps(args[1] as DType, Number(args[2]), args[3] === '1');
+    console.log(JSON.stringify(out));
+  } else {
+    const i = args.indexOf('--steps');
+    await runTrainBench({ steps: i >= 0 ? Number(args[i + 1]) : 4, quick: args.includes('--quick') });
+  }
+}
