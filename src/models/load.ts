@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { loadModelFolder } from '../io/model-folder.js';
-import { tensorDTypeOf, writeSafetensors } from '../io/safetensors.js';
+import { tensorDTypeOf } from '../io/safetensors.js';
+import { writeShardedSafetensors } from '../io/sharded.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { Rng } from '../nn/rng.js';
@@ -121,12 +122,15 @@ export function createModel(config: JsonObject, opts: CreateModelOptions = {}): 
 export interface SaveModelOptions {
   /** dtype of the saved weights (default: as they are) */
   dtype?: DType;
+  /** shard above this many bytes of weights (default 5 GB, as transformers): model-0000i-of-0000n.safetensors + index */
+  maxShardBytes?: number;
 }
 
 const TORCH_DTYPE: Record<DType, string> = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' };
 
 /**
- * Writes a Hugging Face folder: config.json and model.safetensors (each atomically).
+ * Writes a Hugging Face folder: config.json and model.safetensors, or shards and their index
+ * past maxShardBytes (each file atomically).
  * Tied weights are written once, under the embedding's key, as transformers does.
  */
 export async function saveModel(model: DecoderLM, dir: string, opts: SaveModelOptions = {}): Promise<void> {
@@ -139,7 +143,8 @@ export async function saveModel(model: DecoderLM, dir: string, opts: SaveModelOp
     tensors.set(k, out);
   }
   const config: JsonObject = { ...model.config, torch_dtype: TORCH_DTYPE[stored ?? 'f32'] };
-  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { metadata: { format: 'pt' } });
+  if (config['architectures'] === undefined) config['architectures'] = [getModelFamily(model.info.modelType).architecture(model.info.modelType)];
+  await writeShardedSafetensors(dir, tensors, { metadata: { format: 'pt' }, ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}) });
   await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(sortKeys(config), null, 2) + '\n');
 }
 

@@ -14,8 +14,23 @@ export interface ModelFamily<Cfg = unknown> {
   build(cfg: Cfg, opts?: { dtype?: DType }): DecoderLM;
   /** The key a checkpoint tensor loads into, or null for a known buffer to drop. */
   sanitizeKey(cfg: Cfg, key: string): string | null;
+  /** Applies sanitizeKey to a whole state dict (dropping known buffers). */
+  sanitize(cfg: Cfg, stateDict: ReadonlyMap<string, Tensor>): Map<string, Tensor>;
   /** std of the normal init of projection and embedding weights (config initializer_range) */
   initStd(cfg: Cfg): number;
+  /** config.json `architectures` for a model_type (written by saveModel when the config has none) */
+  architecture(modelType: string): string;
+}
+
+function sanitizeWith<Cfg>(sanitizeKey: (cfg: Cfg, key: string) => string | null) {
+  return (cfg: Cfg, stateDict: ReadonlyMap<string, Tensor>): Map<string, Tensor> => {
+    const out = new Map<string, Tensor>();
+    for (const [k, t] of stateDict) {
+      const key = sanitizeKey(cfg, k);
+      if (key !== null) out.set(key, t);
+    }
+    return out;
+  };
 }
 
 const llama: ModelFamily<LlamaConfig> = {
@@ -23,7 +38,9 @@ const llama: ModelFamily<LlamaConfig> = {
   parseConfig: parseLlamaConfig,
   build: (cfg, opts) => new LlamaForCausalLM(cfg, opts),
   sanitizeKey: sanitizeLlamaKey,
+  sanitize: sanitizeWith(sanitizeLlamaKey),
   initStd: (cfg) => initializerRange(cfg.raw),
+  architecture: (t) => ({ mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' })[t] ?? 'LlamaForCausalLM',
 };
 
 const gpt2: ModelFamily<GPT2Config> = {
@@ -31,7 +48,9 @@ const gpt2: ModelFamily<GPT2Config> = {
   parseConfig: parseGPT2Config,
   build: (cfg, opts) => new GPT2LMHeadModel(cfg, opts),
   sanitizeKey: (_cfg, key) => sanitizeGPT2Key(key),
+  sanitize: sanitizeWith((_cfg: GPT2Config, key: string) => sanitizeGPT2Key(key)),
   initStd: (cfg) => initializerRange(cfg.raw),
+  architecture: () => 'GPT2LMHeadModel',
 };
 
 function initializerRange(raw: JsonObject): number {
@@ -67,10 +86,5 @@ export function getModelFamily(modelType: unknown, where = 'config.json'): Model
 
 /** Applies a family's key fixes to a whole state dict (dropping known buffers). */
 export function sanitizeStateDict(fam: ModelFamily, cfg: unknown, tensors: ReadonlyMap<string, Tensor>): Map<string, Tensor> {
-  const out = new Map<string, Tensor>();
-  for (const [k, t] of tensors) {
-    const key = fam.sanitizeKey(cfg, k);
-    if (key !== null) out.set(key, t);
-  }
-  return out;
+  return fam.sanitize(cfg, tensors);
 }

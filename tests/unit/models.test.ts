@@ -161,6 +161,19 @@ describe('createModel, saveModel, loadModel', () => {
       assert.equal(cfgBack['torch_dtype'], 'float32');
     });
   }
+  it('sharded save and load (index + shards), with architectures written', async () => {
+    const m = createModel({ ...TINY_LLAMA, model_type: 'qwen2' }, { seed: 12 });
+    const dir = path.join(tmp, 'rt-sharded');
+    await saveModel(m, dir, { maxShardBytes: 8000 });
+    const files = fs.readdirSync(dir).sort();
+    assert.ok(files.includes('model.safetensors.index.json') && !files.includes('model.safetensors'), files.join(', '));
+    assert.ok(files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)).length > 1);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(cfg['architectures'], ['Qwen2ForCausalLM']);
+    const back = loadModel(dir);
+    const x = ids(6, 40);
+    assert.equal(maxAbs(m.forward(x, 1, 6).slice(), back.forward(x, 1, 6)), 0);
+  });
   it('bf16 weights are saved and loaded as bf16', async () => {
     const m = createModel(TINY_LLAMA, { seed: 2, dtype: 'bf16' });
     const dir = path.join(tmp, 'rt-bf16');
