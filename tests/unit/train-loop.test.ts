@@ -53,6 +53,36 @@ describe('training loop', () => {
     assert.ok(existsSync(join(out, 'best', 'trainable.safetensors')));
   });
 
+  it('fine-tunes every weight (or chosen ones) with the same loop', async () => {
+    const fx = makeFixture(join(tmp, 'full-ft'));
+    fx.peft.unload();
+    fx.model.requiresGrad(true);
+    const before = validLoss(fx);
+    const all = fx.model.trainableParameters().length;
+    assert.equal(all, fx.model.namedParameters().length);
+    await train({
+      model: fx.model,
+      optimizer: createOptimizer(fx.model.trainableParameters(), { lr: 3e-3 }),
+      data: { train: batches(fx.train, 4) },
+      args: { steps: 20, lr: 3e-3, progress: false },
+    });
+    assert.ok(validLoss(fx) < 0.7 * before);
+    // only the norms: everything else stays exactly as it was
+    const fx2 = makeFixture(join(tmp, 'some-ft'));
+    fx2.peft.unload();
+    for (const [n, p] of fx2.model.namedParameters()) p.requiresGrad = n.endsWith('norm.weight');
+    const frozen = fx2.model.namedParameters().filter(([n]) => !n.endsWith('norm.weight')).map(([n, p]) => [n, p.value.toF32Array(true)] as const);
+    await train({
+      model: fx2.model,
+      optimizer: createOptimizer(fx2.model.trainableParameters(), { lr: 1e-2 }),
+      data: { train: batches(fx2.train, 4) },
+      args: { steps: 3, lr: 1e-2, progress: false },
+    });
+    const now = new Map(fx2.model.namedParameters());
+    for (const [n, v] of frozen) assert.deepEqual([...now.get(n)!.value.toF32Array()], [...v], n);
+    assert.ok(fx2.model.namedParameters().some(([n, p]) => n.endsWith('norm.weight') && p.data.some((x) => x !== 1)));
+  });
+
   it('masks the prompt: only completion tokens are targets and the loss counts nothing else', () => {
     const fx = makeFixture(join(tmp, 'mask'), { format: 'completion' });
     const file = join(tmp, 'mask', 'train.jsonl');
