@@ -1,0 +1,183 @@
+// LoRA / DoRA parity against the PyTorch fixtures of tests/reference (PEFT-layout adapters
+// with non-zero B on the tiny llama and GPT-2): logits, loss, the gradient of every lora_A,
+// lora_B and DoRA magnitude, and merged weights; on every backend. When /usr/bin/python3
+// has torch, an adapter written by lorakit is also read back by the reference script.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { nativeBackend, setBackend } from '../../src/backend/index.js';
+import { SafetensorsFile, readSafetensors } from '../../src/io/safetensors.js';
+import { causalLMLoss, causalLMLossBackward, loadModel, type DecoderLM } from '../../src/models/index.js';
+import { Rng } from '../../src/nn/rng.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
+import { loadPeftModel } from '../../src/lora/files.js';
+import type { PeftModel } from '../../src/lora/peft-model.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const ADAPTERS = path.join(ROOT, 'tests/fixtures/adapters');
+const NAMES = fs.existsSync(ADAPTERS) ? fs.readdirSync(ADAPTERS).filter((n) => fs.existsSync(path.join(ADAPTERS, n, 'reference.json'))).sort() : [];
+
+interface Reference {
+  base_model_path: string;
+  input_ids: number[][];
+  attention_mask: number[][];
+  labels: number[][];
+  num_loss_tokens: number;
+  loss: number;
+}
+
+function readReference(name: string): { ref: Reference; tensors: Map<string, Tensor> } {
+  const dir = path.join(ADAPTERS, name);
+  const ref = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as Reference;
+  const f = SafetensorsFile.open(path.join(dir, 'reference.safetensors'));
+  const tensors = new Map<string, Tensor>();
+  for (const n of f.names()) if (['F32', 'F16', 'BF16'].includes(f.info(n).dtype)) tensors.set(n, f.tensor(n));
+  f.close();
+  return { ref, tensors };
+}
+
+const flatI32 = (rows: number[][]): Int32Array => Int32Array.from(rows.flat());
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>, W = a.length, mask?: Uint8Array): number {
+  assert.equal(a.length, b.length, 'compared arrays differ in length');
+  let m = 0;
+  for (let r = 0; r < a.length / W; r++) {
+    if (mask && !mask[r]) continue;
+    for (let i = r * W; i < (r + 1) * W; i++) {
+      const d = Math.abs(a[i]! - b[i]!);
+      if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+    }
+  }
+  return m;
+}
+
+function setup(name: string, trainable: boolean): { model: DecoderLM; peft: PeftModel<DecoderLM>; ref: Reference; tensors: Map<string, Tensor> } {
+  const { ref, tensors } = readReference(name);
+  const model = loadModel(path.join(ROOT, ref.base_model_path));
+  const peft = loadPeftModel(model, path.join(ADAPTERS, name), { isTrainable: trainable });
+  return { model, peft, ref, tensors };
+}
+
+const backends: ('ref' | 'native')[] = ['ref'];
+if (nativeBackend()) backends.push('native');
+const report: string[] = [];
+after(() => {
+  if (report.length) console.log(`max abs errors:\n  ${report.join('\n  ')}`);
+});
+
+for (const be of backends) {
+  describe(`LoRA parity (${be} backend)`, () => {
+    before(() => setBackend(be));
+    for (const name of NAMES) {
+      describe(name, () => {
+        it('logits and loss of the loaded PEFT adapter', () => {
+          const { model, ref, tensors } = setup(name, false);
+          const B = ref.input_ids.length;
+          const T = ref.input_ids[0]!.length;
+          const V = model.info.vocabSize;
+          const mask = Uint8Array.from(ref.attention_mask.flat());
+          const logits = model.forward(flatI32(ref.input_ids), B, T, { attentionMask: mask });
+          const d = maxAbsDiff(logits, tensors.get('logits')!.toF32Array(), V, mask);
+          const { loss, count } = causalLMLoss(logits, flatI32(ref.labels), B, T, V);
+          report.push(`${be} ${name} logits ${d.toExponential(2)}, loss ${Math.abs(loss - ref.loss).toExponential(2)}`);
+          assert.ok(d <= 1e-4, `logits max abs diff ${d}`);
+          assert.equal(count, ref.num_loss_tokens);
+          assert.ok(Math.abs(loss - ref.loss) <= 1e-4, `loss ${loss} vs ${ref.loss}`);
+        });
+
+        it('gradients of every lora_A, lora_B and magnitude', () => {
+          const { model, peft, ref, tensors } = setup(name, true);
+          const B = ref.input_ids.length;
+          const T = ref.input_ids[0]!.length;
+          const V = model.info.vocabSize;
+          model.zeroGrad();
+          const labels = flatI32(ref.labels);
+          const logits = model.forward(flatI32(ref.input_ids), B, T, { attentionMask: flatI32(ref.attention_mask) });
+          const { count } = causalLMLoss(logits, labels, B, T, V);
+          const dlogits = new Float32Array(logits.length);
+          causalLMLossBackward(dlogits, logits, labels, B, T, V, count);
+          model.backward(dlogits);
+          const grads = [...tensors.keys()].filter((k) => k.startsWith('grad.'));
+          assert.ok(grads.length > 0);
+          let worst = 0;
+          let checked = 0;
+          for (const key of grads) {
+            const fileKey = key.slice('grad.'.length);
+            const m = /^base_model\.model\.(.*)\.(lora_A\.weight|lora_B\.weight|lora_magnitude_vector)$/.exec(fileKey);
+            assert.ok(m, `unexpected reference gradient ${key}`);
+            const a = peft.loraLayers.get(m[1]!)!.adapter('default');
+            const p = m[2] === 'lora_A.weight' ? a.A : m[2] === 'lora_B.weight' ? a.B : a.magnitude!;
+            assert.ok(p.grad, `${fileKey} has a gradient`);
+            const d = maxAbsDiff(p.grad, tensors.get(key)!.toF32Array());
+            worst = Math.max(worst, d);
+            checked++;
+            assert.ok(d <= 1e-4, `${fileKey}: max abs diff ${d}`);
+          }
+          // every trainable adapter parameter has a reference gradient
+          assert.equal(checked, peft.trainableParameters().length);
+          report.push(`${be} ${name} adapter gradients (${checked}) ${worst.toExponential(2)}`);
+        });
+
+        it('merged weights, and merged logits equal the adapter logits', () => {
+          const { model, peft, ref, tensors } = setup(name, false);
+          const B = ref.input_ids.length;
+          const T = ref.input_ids[0]!.length;
+          const V = model.info.vocabSize;
+          const mask = Uint8Array.from(ref.attention_mask.flat());
+          peft.merge({ safeMerge: true });
+          let worst = 0;
+          const merged = [...tensors.keys()].filter((k) => k.startsWith('merged.'));
+          assert.equal(merged.length, peft.loraLayers.size);
+          for (const key of merged) {
+            const modPath = key.slice('merged.'.length, -'.weight'.length);
+            const l = peft.loraLayers.get(modPath)!;
+            const d = maxAbsDiff(l.weight.value.toF32Array(), tensors.get(key)!.toF32Array());
+            worst = Math.max(worst, d);
+            assert.ok(d <= 1e-5, `${key}: ${d}`);
+          }
+          const logits = model.forward(flatI32(ref.input_ids), B, T, { attentionMask: mask });
+          const d = maxAbsDiff(logits, tensors.get('logits')!.toF32Array(), V, mask);
+          report.push(`${be} ${name} merged weights ${worst.toExponential(2)}, merged logits ${d.toExponential(2)}`);
+          assert.ok(d <= 1e-4, `merged logits ${d}`);
+        });
+      });
+    }
+  });
+}
+
+// ---- an adapter written by lorakit, read by the reference script (only where torch exists)
+const PY = '/usr/bin/python3';
+const hasTorch = fs.existsSync(PY) && spawnSync(PY, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+
+describe('the reference script reads adapters lorakit writes', { skip: hasTorch ? false : 'no /usr/bin/python3 with torch' }, () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-lora-parity-'));
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  for (const name of NAMES) {
+    it(name, () => {
+      setBackend('ref');
+      const { model, peft, ref } = setup(name, true);
+      // change the adapter so the check cannot pass by reading the fixture again
+      const rng = new Rng(7);
+      for (const [, p] of peft.trainableParameters()) for (let i = 0; i < p.data.length; i++) p.data[i] = p.data[i]! * (1 + 0.2 * rng.normal());
+      const B = ref.input_ids.length;
+      const T = ref.input_ids[0]!.length;
+      const V = model.info.vocabSize;
+      const mask = Uint8Array.from(ref.attention_mask.flat());
+      const logits = model.forward(flatI32(ref.input_ids), B, T, { attentionMask: mask }).slice();
+      const out = path.join(tmp, `lorakit-${name}`);
+      peft.saveAdapter(out, { baseModelNameOrPath: ref.base_model_path });
+      const dump = path.join(tmp, `${name}-torch.safetensors`);
+      const r = spawnSync(PY, [path.join(ROOT, 'tests/reference/check_adapter.py'), out, '--inputs', path.join(ADAPTERS, name, 'reference.json'), '--reference', path.join(ADAPTERS, name, 'reference.safetensors'), '--tol', '1e9', '--dump', dump], { cwd: ROOT, encoding: 'utf8' });
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      assert.ok(!/keys PEFT 0.14 does not know/.test(r.stdout), r.stdout);
+      const torchLogits = readSafetensors(dump).tensors.get('logits')!.toF32Array();
+      const d = maxAbsDiff(logits, torchLogits, V, mask);
+      report.push(`python reads lorakit's ${name}: logits ${d.toExponential(2)}`);
+      assert.ok(d <= 1e-4, `torch logits of lorakit's adapter differ by ${d}`);
+    });
+  }
+});
