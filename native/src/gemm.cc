@@ -1,5 +1,22 @@
 // GEMM: C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N], A and B in f32, f16 or bf16.
-// Placeholder scalar kernel; the packed AVX2 kernel replaces it.
+//
+// A GotoBLAS/BLIS-style packed GEMM. The driver here splits C into one tile per thread,
+// and each thread runs the blocked loops on its tile:
+//   for jc in N by NC:                        (columns of its tile)
+//     for pc in K by KC:
+//       pack op(B)[pc:pc+KC, jc:jc+NC] -> Bp  (ceil(NC/NR) panels [KC][NR], in L3/L2)
+//       for ic in M by MC:
+//         pack op(A)[ic:ic+MC, pc:pc+KC] -> Ap (ceil(MC/MR) panels [KC][MR], in L2)
+//         for jr in NC by NR: for ir in MC by MR:  micro-kernel on one MR×NR tile of C
+// Half operands are widened to f32 while packing, so half weights are read in place.
+// Small and thin products with an f32 A skip packing A (the "direct" path): A is read
+// as stored, and B is packed only when it has to be (half, transposed, or N % 8 != 0).
+// The instruction set is chosen at run time: AVX2+FMA (gemm_avx2.cc) or the portable
+// kernels below (auto-vectorised by the compiler for the baseline target).
+// Letters and packed layouts: see gemm.h.
+#include "gemm.h"
+
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -7,61 +24,275 @@
 #include "threadpool.h"
 
 namespace lk {
-namespace {
+bool cpu_has_avx2_fma();  // cpu.cc
 
-inline float load(const void* p, int dt, size_t i) {
-  if (dt == F32) return static_cast<const float*>(p)[i];
-  uint16_t h = static_cast<const uint16_t*>(p)[i];
-  uint32_t bits;
-  if (dt == BF16) {
-    bits = static_cast<uint32_t>(h) << 16;
-  } else {
-    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    if (exp == 0) {
-      if (mant == 0) bits = sign;
-      else {
-        exp = 127 - 15 + 1;
-        while (!(mant & 0x400)) { mant <<= 1; exp--; }
-        mant &= 0x3ff;
-        bits = sign | (exp << 23) | (mant << 13);
+namespace gemm {
+
+// ---------- portable kernels ----------
+
+void pack_a_scalar(float* dst, const Operand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int MR) {
+  for (int64_t ip = 0; ip < mc; ip += MR, dst += kc * MR) {
+    const int64_t mr = mc - ip < MR ? mc - ip : MR;
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t i = 0; i < MR; ++i) {
+        const int64_t row = i0 + ip + i, col = k0 + k;
+        dst[k * MR + i] = i < mr ? load_elem(a.p, a.dt, a.trans ? col * a.ld + row : row * a.ld + col) : 0.f;
       }
-    } else if (exp == 31) bits = sign | 0x7f800000u | (mant << 13);
-    else bits = sign | ((exp + 112) << 23) | (mant << 13);
+    }
   }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
 }
 
+void pack_b_scalar(float* dst, const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR) {
+  for (int64_t jp = 0; jp < nc; jp += NR, dst += kc * NR) {
+    const int64_t nr = nc - jp < NR ? nc - jp : NR;
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t j = 0; j < NR; ++j) {
+        const int64_t row = k0 + k, col = j0 + jp + j;
+        dst[k * NR + j] = j < nr ? load_elem(b.p, b.dt, b.trans ? col * b.ld + row : row * b.ld + col) : 0.f;
+      }
+    }
+  }
+}
+
+namespace {
+
+constexpr int GMR = 4;   // portable micro-tile rows
+constexpr int GNR = 16;  // portable micro-tile columns
+
+void pack_a_generic(float* dst, const Operand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+  pack_a_scalar(dst, a, i0, mc, k0, kc, GMR);
+}
+void pack_b_generic(float* dst, const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+  pack_b_scalar(dst, b, k0, kc, j0, nc, GNR);
+}
+
+// a [kc][GMR], b [kc][GNR] -> C[0:mr, 0:nr]
+void micro_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, float alpha,
+                   bool beta) {
+  float acc[GMR][GNR] = {};
+  for (int64_t k = 0; k < kc; ++k, a += GMR, b += GNR)
+    for (int i = 0; i < GMR; ++i)
+      for (int j = 0; j < GNR; ++j) acc[i][j] += a[i] * b[j];
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) c[i * ldc + j] = (beta ? c[i * ldc + j] : 0.f) + alpha * acc[i][j];
+}
+
+}  // namespace
+
+const Impl& generic_impl() {
+  static const Impl impl = {"generic", GMR, GNR, 0, pack_a_generic, pack_b_generic, micro_generic, nullptr, nullptr};
+  return impl;
+}
+
+// ---------- driver ----------
+
+namespace {
+
+// Cache blocking (tuned on Zen 3: 32 KiB L1d, 512 KiB L2 per core, shared L3).
+//   Ap = MC×KC floats (L2), one Bp panel KC×NR (L1), Bp = KC×NC (L3).
+int64_t g_mc = 144, g_kc = 256, g_nc = 3072;
+// Products below this many flops run on one thread.
+int64_t g_min_parallel_flops = 1 << 19;
+
+struct Tuning {  // LORAKIT_GEMM_MC/KC/NC/PAR: for tuning runs only
+  Tuning() {
+    auto rd = [](const char* name, int64_t& v) {
+      const char* s = std::getenv(name);
+      if (s && *s && std::atoll(s) > 0) v = std::atoll(s);
+    };
+    rd("LORAKIT_GEMM_MC", g_mc);
+    rd("LORAKIT_GEMM_KC", g_kc);
+    rd("LORAKIT_GEMM_NC", g_nc);
+    rd("LORAKIT_GEMM_PAR", g_min_parallel_flops);
+  }
+} g_tuning;
+
+struct AlignedBuf {  // grows, 64-byte aligned, one per thread and use
+  float* p = nullptr;
+  size_t n = 0;
+  ~AlignedBuf() { std::free(p); }
+  float* get(size_t need) {
+    if (need > n) {
+      std::free(p);
+      n = need;
+      p = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+    }
+    return p;
+  }
+};
+thread_local AlignedBuf t_apack, t_bpack;
+thread_local AlignedBuf t_bdirect;  // the direct path's packed B (filled by the calling thread)
+
+bool use_avx2() {
+  static const bool yes = [] {
+    if (!cpu_has_avx2_fma()) return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("f16c") != 0;
+#else
+    return false;
+#endif
+  }();
+  return yes;
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Splits C[M,N] into a tm × tn grid of tiles (rows in multiples of mr, columns in
+// multiples of nr), one per thread, minimising the largest tile's multiply work plus its
+// packing (the 8 weighs a packed element against one multiply-add per k).
+struct Grid {
+  int64_t tm, tn, cm, cn;  // grid, and the rows / columns of one tile
+};
+Grid split(int64_t M, int64_t N, int nt, int64_t mr, int64_t nr) {
+  Grid best{1, 1, M, N};
+  double best_cost = -1;
+  for (int64_t tm = 1; tm <= nt; ++tm) {
+    if (nt % tm) continue;
+    const int64_t tn = nt / tm;
+    const int64_t cm = round_up(ceil_div(M, tm), mr), cn = round_up(ceil_div(N, tn), nr);
+    const double cost = static_cast<double>(cm) * static_cast<double>(cn) + 8.0 * static_cast<double>(cm + cn);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best = {ceil_div(M, cm), ceil_div(N, cn), cm, cn};
+    }
+  }
+  return best;
+}
+
+// The blocked loops on the tile C[i0:i1, j0:j1] (see the top of the file).
+void packed_tile(const Impl& im, float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t K, float alpha,
+                 bool acc, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const int64_t MR = im.MR, NR = im.NR;
+  const int64_t mcb = round_up(g_mc, MR), kcb = g_kc, ncb = round_up(g_nc, NR);
+  const int64_t mc_max = i1 - i0 < mcb ? round_up(i1 - i0, MR) : mcb;
+  const int64_t nc_max = j1 - j0 < ncb ? round_up(j1 - j0, NR) : ncb;
+  const int64_t kc_max = K < kcb ? K : kcb;
+  float* Ap = t_apack.get(static_cast<size_t>(mc_max * kc_max + 16));  // [mc/MR][kc][MR] (+ slack)
+  float* Bp = t_bpack.get(static_cast<size_t>(nc_max * kc_max + 16));  // [nc/NR][kc][NR]
+  for (int64_t jc = j0; jc < j1; jc += ncb) {
+    const int64_t nc = j1 - jc < ncb ? j1 - jc : ncb;
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+      const int64_t kc = K - pc < kcb ? K - pc : kcb;
+      const bool beta = acc || pc > 0;
+      im.pack_b(Bp, B, pc, kc, jc, nc);
+      for (int64_t ic = i0; ic < i1; ic += mcb) {
+        const int64_t mc = i1 - ic < mcb ? i1 - ic : mcb;
+        im.pack_a(Ap, A, ic, mc, pc, kc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int nr = static_cast<int>(nc - jr < NR ? nc - jr : NR);
+          const float* bp = Bp + (jr / NR) * kc * NR;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
+            im.micro(kc, Ap + (ir / MR) * kc * MR, bp, C + (ic + ir) * ldc + jc + jr, ldc, mr, nr, alpha, beta);
+          }
+        }
+      }
+    }
+  }
+}
+
+void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
+         bool acc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // empty sum: C = 0, or unchanged when accumulating
+    if (!acc)
+      for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, static_cast<size_t>(N) * sizeof(float));
+    return;
+  }
+  const Impl& im = use_avx2() ? avx2_impl() : generic_impl();
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const int nt = flops < static_cast<double>(g_min_parallel_flops) ? 1 : num_threads();
+
+  // direct path: f32 A read in place, for small products and thin ones: few columns (each
+  // A element used by few multiply-adds), a short K (packing costs as much as the
+  // product), or few rows with an f32 B that needs no packing (B used by few rows)
+  const bool b_in_place = B.dt == 0 && !B.trans && N % 8 == 0;
+  if (im.direct && A.dt == 0 &&
+      (N <= 32 || K <= 16 || flops <= 2.0 * 64 * 64 * 64 || (M <= 32 && b_in_place))) {
+    const int64_t NRd = im.NRd;
+    const float* bpacked = nullptr;
+    if (!b_in_place) {
+      float* bp = t_bdirect.get(static_cast<size_t>(round_up(N, NRd) * K));  // [ceil(N/NRd)][K][NRd]
+      im.pack_b_direct(bp, B, 0, K, 0, N);
+      bpacked = bp;
+    }
+    const Grid g = split(M, N, nt, N <= 8 ? 8 : 6, NRd);  // the direct kernels are 8×8 and 6×16
+    const float* Af = static_cast<const float*>(A.p);
+    const float* Bf = static_cast<const float*>(B.p);
+    auto task = [&](int t, int) {
+      const int64_t ti = t / g.tn, tj = t % g.tn;
+      const int64_t i0 = ti * g.cm, j0 = tj * g.cn;
+      const int64_t i1 = i0 + g.cm < M ? i0 + g.cm : M, j1 = j0 + g.cn < N ? j0 + g.cn : N;
+      if (i0 < i1 && j0 < j1) im.direct(Af, A.ld, A.trans, Bf, B.ld, bpacked, C, ldc, i0, i1, j0, j1, K, alpha, acc);
+    };
+    if (g.tm * g.tn == 1) task(0, 0);
+    else parallel_for(static_cast<int>(g.tm * g.tn), task);
+    return;
+  }
+
+  const Grid g = split(M, N, nt, im.MR, im.NR);
+  auto task = [&](int t, int) {
+    const int64_t ti = t / g.tn, tj = t % g.tn;
+    const int64_t i0 = ti * g.cm, j0 = tj * g.cn;
+    const int64_t i1 = i0 + g.cm < M ? i0 + g.cm : M, j1 = j0 + g.cn < N ? j0 + g.cn : N;
+    if (i0 < i1 && j0 < j1) packed_tile(im, C, ldc, A, B, K, alpha, acc, i0, i1, j0, j1);
+  };
+  if (g.tm * g.tn == 1) task(0, 0);
+  else parallel_for(static_cast<int>(g.tm * g.tn), task);
+}
+
+}  // namespace
+}  // namespace gemm
+
+namespace {
+
+// gemm(c, a, b, M, N, K, transA, transB, accumulate, alpha, aDtype, bDtype, lda, ldb, ldc)
+//   c: Float32Array holding C[M,N] with row stride ldc
+//   a: Float32Array (aDtype 0) or Uint16Array (1 f16, 2 bf16): A [M,K] (or [K,M] when transA), row stride lda
+//   b: likewise B [K,N] (or [N,K] when transB), row stride ldb
+// Shapes are checked at the op boundary (TypeScript); here only the array kinds.
 napi_value Gemm(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  float* c; size_t nc;
+  float* c;
+  size_t nc;
   View va, vb;
-  if (!get_f32(a, 0, c, nc, "gemm", "c") || !get_view(a, 1, va, "gemm", "a") || !get_view(a, 2, vb, "gemm", "b")) return nullptr;
+  if (!get_f32(a, 0, c, nc, "gemm", "c") || !get_view(a, 1, va, "gemm", "a") || !get_view(a, 2, vb, "gemm", "b"))
+    return nullptr;
   const int64_t M = get_int(a, 3), N = get_int(a, 4), K = get_int(a, 5);
   const bool ta = get_bool(a, 6), tb = get_bool(a, 7), acc = get_bool(a, 8);
   const float alpha = static_cast<float>(get_num(a, 9, 1.0));
   const int adt = static_cast<int>(get_int(a, 10, 0)), bdt = static_cast<int>(get_int(a, 11, 0));
   const int64_t lda = get_int(a, 12, ta ? M : K), ldb = get_int(a, 13, tb ? K : N), ldc = get_int(a, 14, N);
-  const void* A = va.data;
-  const void* B = vb.data;
-  parallel_for(static_cast<int>(M), [&](int i, int) {
-    for (int64_t j = 0; j < N; ++j) {
-      float s = 0.f;
-      for (int64_t k = 0; k < K; ++k) {
-        float x = load(A, adt, ta ? k * lda + i : i * lda + k);
-        float y = load(B, bdt, tb ? j * ldb + k : k * ldb + j);
-        s += x * y;
-      }
-      float& dst = c[i * ldc + j];
-      dst = acc ? dst + alpha * s : alpha * s;
-    }
-  });
+  auto kind_ok = [](const View& v, int dt) {
+    return dt == F32 ? v.type == napi_float32_array : (dt == F16 || dt == BF16) && v.type == napi_uint16_array;
+  };
+  if (!kind_ok(va, adt)) {
+    throw_type(env, "gemm: argument a must be a Float32Array for dtype f32, a Uint16Array for f16/bf16");
+    return nullptr;
+  }
+  if (!kind_ok(vb, bdt)) {
+    throw_type(env, "gemm: argument b must be a Float32Array for dtype f32, a Uint16Array for f16/bf16");
+    return nullptr;
+  }
+  gemm::Operand A{va.data, adt, lda, ta}, B{vb.data, bdt, ldb, tb};
+  gemm::run(c, ldc, A, B, M, N, K, alpha, acc);
   return undefined(env);
+}
+
+// gemmImpl(): the name of the kernel set gemm uses on this CPU ("avx2" or "generic").
+napi_value GemmImpl(napi_env env, napi_callback_info) {
+  napi_value s;
+  napi_create_string_utf8(env, gemm::use_avx2() ? "avx2" : "generic", NAPI_AUTO_LENGTH, &s);
+  return s;
 }
 
 }  // namespace
 
-void RegisterGemm(napi_env env, napi_value exports) { export_fn(env, exports, "gemm", Gemm); }
+void RegisterGemm(napi_env env, napi_value exports) {
+  export_fn(env, exports, "gemm", Gemm);
+  export_fn(env, exports, "gemmImpl", GemmImpl);
+}
 
 }  // namespace lk

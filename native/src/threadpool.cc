@@ -1,7 +1,29 @@
+// The worker pool behind lk::parallel_for.
+//
+// One job at a time. Its description (fn, ntasks, next) is written by the submitting
+// thread while no worker can read it, then published by a release store of `state`:
+//   state = generation << 32 | CLOSED bit (1 << 16) | active (bits 0..15)
+// A worker joins a job by a CAS that increments `active`, and only while the job's
+// generation is the one it saw and the job is not CLOSED; it claims tasks from `next`
+// and leaves with a release decrement of `active`. The submitter runs tasks too, then
+// closes the job with a CAS that needs active == 0. After that no worker holds fn, every
+// task's writes are visible to the submitter (acquire on the CAS), and a worker that
+// wakes late sees CLOSED or a newer generation and stays out. This fixes the races of the
+// first pool (a late worker running the next job's tasks through a stale fn, `ntasks`
+// read without synchronisation).
+//
+// Sleeping: after spinning for kSpinMicros a worker registers in `sleepers` and waits on
+// the condition variable. Submit stores `state`, then reads `sleepers` (both seq_cst);
+// the worker increments `sleepers`, then re-reads `state` (both seq_cst) under the mutex:
+// one of the two sees the other, so no wake-up is lost.
 #include "threadpool.h"
 
+#include <sched.h>
+
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -10,100 +32,148 @@
 namespace lk {
 namespace {
 
+constexpr uint64_t kActiveMask = 0xffffu;
+constexpr uint64_t kClosed = 1u << 16;
+constexpr int kSpinMicros = 200;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Set on pool workers, and on the submitter while it runs tasks: a nested parallel_for
+// from inside a task runs serially instead of deadlocking.
+thread_local bool t_in_pool = false;
+
+int usable_cores() {
+#ifdef CPU_COUNT
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc ? static_cast<int>(hc) : 1;
+}
+
 struct Pool {
   std::vector<std::thread> workers;
-  std::mutex mu;
-  std::condition_variable cv;
-  const std::function<void(int, int)>* job = nullptr;
-  std::atomic<int> next{0};
-  std::atomic<int> done{0};
-  int ntasks = 0;
-  std::atomic<uint64_t> generation{0};
-  std::atomic<int> active_workers{0};
-  bool stop = false;
   int nthreads = 1;
+
+  // the job (written only while no worker can join; see the top of the file)
+  const std::function<void(int, int)>* fn = nullptr;
+  int ntasks = 0;
+  std::atomic<int> next{0};
+
+  std::atomic<uint64_t> state{kClosed};
+  uint64_t generation = 0;  // submitter's copy of the current generation
+
+  std::mutex submit_mu;  // one submitter at a time (others run serially)
+  std::mutex mu;         // for sleeping
+  std::condition_variable cv;
+  std::atomic<int> sleepers{0};
+  std::atomic<bool> stop{false};
 
   ~Pool() { shutdown(); }
 
   void shutdown() {
     {
       std::lock_guard<std::mutex> lk(mu);
-      stop = true;
-      generation.fetch_add(1);
+      stop.store(true);
     }
     cv.notify_all();
     for (auto& t : workers) t.join();
     workers.clear();
-    stop = false;
+    stop.store(false);
   }
 
   void run_tasks(int tid) {
+    const int n = ntasks;
+    const auto& f = *fn;
     for (;;) {
       int t = next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= ntasks) break;
-      (*job)(t, tid);
-      done.fetch_add(1, std::memory_order_release);
+      if (t >= n) break;
+      f(t, tid);
     }
   }
 
-  void worker(int tid) {
-    uint64_t seen = generation.load();
+  void worker(int tid, uint64_t seen) {
+    t_in_pool = true;
     for (;;) {
-      // spin a little before sleeping: kernels come in quick succession
-      int spins = 0;
-      while (generation.load(std::memory_order_acquire) == seen && spins < 20000) {
-        ++spins;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+      uint64_t s = state.load(std::memory_order_acquire);
+      if ((s >> 32) == seen && !stop.load(std::memory_order_relaxed)) {
+        auto start = std::chrono::steady_clock::now();
+        for (int i = 0;; ++i) {
+          cpu_relax();
+          s = state.load(std::memory_order_acquire);
+          if ((s >> 32) != seen || stop.load(std::memory_order_relaxed)) break;
+          if ((i & 63) == 63 && std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicros)) {
+            std::unique_lock<std::mutex> lk(mu);
+            sleepers.fetch_add(1);
+            cv.wait(lk, [&] { return stop.load() || (state.load() >> 32) != seen; });
+            sleepers.fetch_sub(1);
+            s = state.load(std::memory_order_acquire);
+            break;
+          }
+        }
       }
-      if (generation.load(std::memory_order_acquire) == seen) {
-        std::unique_lock<std::mutex> lk(mu);
-        cv.wait(lk, [&] { return generation.load() != seen; });
+      if (stop.load()) return;
+      seen = s >> 32;
+      // join the job of generation `seen` if it is still open
+      while ((s >> 32) == seen && !(s & kClosed)) {
+        if (state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          run_tasks(tid);
+          state.fetch_sub(1, std::memory_order_release);
+          break;
+        }
       }
-      seen = generation.load();
-      if (stop) return;
-      active_workers.fetch_add(1, std::memory_order_acq_rel);
-      if (job) run_tasks(tid);
-      active_workers.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
   void resize(int n) {
+    int cores = usable_cores();
+    if (n > cores) n = cores;
     if (n < 1) n = 1;
+    std::lock_guard<std::mutex> guard(submit_mu);
+    if (n == nthreads && static_cast<int>(workers.size()) == n - 1) return;
     shutdown();
     nthreads = n;
-    for (int i = 1; i < n; ++i) workers.emplace_back([this, i] { worker(i); });
+    for (int i = 1; i < n; ++i) workers.emplace_back([this, i, g = generation] { worker(i, g); });
   }
 
-  void parallel_for(int n, const std::function<void(int, int)>& fn) {
+  void parallel_for(int n, const std::function<void(int, int)>& f) {
     if (n <= 0) return;
-    if (nthreads == 1 || n == 1) {
-      for (int i = 0; i < n; ++i) fn(i, 0);
+    if (nthreads == 1 || n == 1 || t_in_pool || !submit_mu.try_lock()) {
+      for (int i = 0; i < n; ++i) f(i, 0);
       return;
     }
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      job = &fn;
-      ntasks = n;
-      next.store(0);
-      done.store(0);
-      generation.fetch_add(1, std::memory_order_release);
+    // no worker is inside a job here (the previous one is CLOSED with active == 0)
+    fn = &f;
+    ntasks = n;
+    next.store(0, std::memory_order_relaxed);
+    ++generation;
+    state.store(generation << 32);  // open, active 0; seq_cst: see the top of the file
+    if (sleepers.load() > 0) {
+      { std::lock_guard<std::mutex> lk(mu); }
+      cv.notify_all();
     }
-    cv.notify_all();
+    t_in_pool = true;
     run_tasks(0);
-    while (done.load(std::memory_order_acquire) < n) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
+    t_in_pool = false;
+    // close the job once no worker is inside it
+    uint64_t s = state.load(std::memory_order_acquire);
+    for (;;) {
+      if ((s & kActiveMask) == 0) {
+        if (state.compare_exchange_weak(s, s | kClosed, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+      } else {
+        cpu_relax();
+        s = state.load(std::memory_order_acquire);
+      }
     }
-    // wait until no worker is still inside run_tasks for this job before releasing fn
-    while (active_workers.load(std::memory_order_acquire) != 0) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
-    job = nullptr;
+    fn = nullptr;
+    submit_mu.unlock();
   }
 };
 
@@ -113,11 +183,11 @@ int default_threads() {
     int n = std::atoi(env);
     if (n > 0) return n;
   }
-  unsigned hc = std::thread::hardware_concurrency();
-  return hc ? static_cast<int>(hc) : 1;
+  return usable_cores();
 }
 
 Pool& pool() {
+  // never destroyed: workers must not be joined from a static destructor at exit
   static Pool* p = [] {
     Pool* q = new Pool();
     q->resize(default_threads());

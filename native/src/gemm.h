@@ -1,0 +1,102 @@
+// Internal interface between the GEMM driver (gemm.cc) and its instruction-set specific
+// kernels (gemm_avx2.cc, and the portable ones in gemm.cc).
+//
+// Letters: C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N].
+//   A is stored [M,K] (row i at A + i·lda) or, when transposed, [K,M] (row k at A + k·lda).
+//   B is stored [K,N] (row k at B + k·ldb) or, when transposed, [N,K] (row j at B + j·ldb).
+// Packed layouts (the driver sizes the buffers; both are zero-padded to whole panels):
+//   packed A block of op(A)[i0:i0+mc, k0:k0+kc]: ceil(mc/MR) panels, each [kc][MR]
+//     (panel p, element (i, k) at p·kc·MR + k·MR + i, i < MR).
+//   packed B block of op(B)[k0:k0+kc, j0:j0+nc]: ceil(nc/NR) panels, each [kc][NR]
+//     (panel q, element (k, j) at q·kc·NR + k·NR + j, j < NR).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace lk {
+namespace gemm {
+
+// One operand as stored: data, dtype code (0 f32, 1 f16, 2 bf16), row stride, layout.
+struct Operand {
+  const void* p;
+  int dt;
+  int64_t ld;
+  bool trans;
+};
+
+// Packs op(A)[i0:i0+mc, k0:k0+kc] into `dst` (ceil(mc/MR) panels of [kc][MR]).
+using PackAFn = void (*)(float* dst, const Operand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc);
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into `dst` (ceil(nc/NR) panels of [kc][NR]).
+using PackBFn = void (*)(float* dst, const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc);
+// One MR×NR tile on packed panels: a [kc][MR], b [kc][NR]; C tile at c (row stride ldc),
+// only its first mr rows and nr columns are written:
+//   C[0:mr, 0:nr] = (beta ? C : 0) + alpha · a^T·b.
+using MicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, float alpha,
+                         bool beta);
+// The unpacked-A ("direct") path for f32 A, used for small and thin products: computes
+// C[i0:i1, j0:j1] for the whole K from A as stored and B either as stored (f32, not
+// transposed) or packed by the caller in panels of [K][NRd] (bpacked != nullptr; panel
+// q covers columns j0 + q·NRd of this call's range, j0 a multiple of NRd).
+using DirectFn = void (*)(const float* A, int64_t lda, bool transA, const float* B, int64_t ldb, const float* bpacked,
+                          float* C, int64_t ldc, int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K, float alpha,
+                          bool beta);
+
+struct Impl {
+  const char* name;
+  int MR, NR;    // packed micro-tile
+  int NRd;       // panel width of the direct path's packed B (0: no direct path)
+  PackAFn pack_a;
+  PackBFn pack_b;
+  MicroFn micro;
+  DirectFn direct;     // nullptr when this instruction set has no direct path
+  PackBFn pack_b_direct;  // packs B in panels of NRd for the direct path
+};
+
+const Impl& generic_impl();  // gemm.cc
+const Impl& avx2_impl();     // gemm_avx2.cc (call only when the CPU has AVX2+FMA+F16C)
+
+// Scalar widening of half values (exact; NaN payloads kept).
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+inline float f16_to_f32(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400)) {
+        mant <<= 1;
+        exp--;
+      }
+      mant &= 0x3ff;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Element `idx` of a stored operand, widened to f32.
+inline float load_elem(const void* p, int dt, int64_t idx) {
+  if (dt == 0) return static_cast<const float*>(p)[idx];
+  uint16_t h = static_cast<const uint16_t*>(p)[idx];
+  return dt == 2 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
+// Portable packers (scalar), also the fallback of the AVX2 ones for rare layouts.
+void pack_a_scalar(float* dst, const Operand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int MR);
+void pack_b_scalar(float* dst, const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR);
+
+}  // namespace gemm
+}  // namespace lk

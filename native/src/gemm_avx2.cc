@@ -1,0 +1,354 @@
+// AVX2 + FMA (+ F16C) GEMM kernels: the 6×16 micro-kernel on packed panels, the
+// unpacked-A ("direct") kernels for small and thin products, and vector packers that
+// widen f16/bf16 to f32 while packing. Only the code between the target pragmas below is
+// compiled for AVX2; the driver (gemm.cc) calls it only when the CPU has AVX2+FMA+F16C,
+// so the addon still loads and runs on older CPUs. Everything inside the region has
+// internal linkage and uses no standard-library templates, so no AVX2 instantiation of a
+// shared inline function can leak into the rest of the addon.
+//
+// Letters and packed layouts: see gemm.h.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "gemm.h"
+
+namespace lk {
+namespace gemm {
+namespace {
+struct AlignedBuf {  // grows, 64-byte aligned, per thread
+  float* p = nullptr;
+  size_t n = 0;
+  ~AlignedBuf() { std::free(p); }
+  float* get(size_t need) {
+    if (need > n) {
+      std::free(p);
+      n = need;
+      p = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64));
+    }
+    return p;
+  }
+};
+thread_local AlignedBuf t_edge;  // direct path: packed edge rows of a transposed A
+}  // namespace
+}  // namespace gemm
+}  // namespace lk
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+
+namespace lk {
+namespace gemm {
+namespace {
+
+constexpr int MR = 6;   // packed micro-tile rows
+constexpr int NR = 16;  // packed micro-tile columns (two ymm)
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// A mode of the micro-kernels:
+//   A_COLS: element (i, k) at a[k·as + i]  (packed panels: as = MR; f32 A stored [K,M]: as = lda)
+//   A_ROWS: element (i, k) at a[i·as + k]  (f32 A stored [M,K]: as = lda)
+enum AMode { A_COLS = 0, A_ROWS = 1 };
+
+inline __m256 tail_mask_ps(int n) {  // lanes [0, n) set, n in [0, 8]
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+
+// C[0:mr, 0:nr] = (beta ? C : 0) + alpha · acc, for a tile of R rows × NV·8 columns.
+template <int R, int NV>
+inline __attribute__((always_inline)) void store_tile(__m256 (&acc)[R][NV], float* c, int64_t ldc, int mr, int nr,
+                                                      float alpha, bool beta) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  if (mr == R && nr == NV * 8) {
+    if (beta) {
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v)
+          _mm256_storeu_ps(c + i * ldc + v * 8, _mm256_fmadd_ps(acc[i][v], va, _mm256_loadu_ps(c + i * ldc + v * 8)));
+    } else {
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) _mm256_storeu_ps(c + i * ldc + v * 8, _mm256_mul_ps(acc[i][v], va));
+    }
+    return;
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    if (i >= mr) break;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      const int rem = nr - v * 8;
+      if (rem <= 0) break;
+      float* cp = c + i * ldc + v * 8;
+      __m256 r = _mm256_mul_ps(acc[i][v], va);
+      if (rem >= 8) {
+        if (beta) r = _mm256_add_ps(r, _mm256_loadu_ps(cp));
+        _mm256_storeu_ps(cp, r);
+      } else {
+        const __m256i m = _mm256_castps_si256(tail_mask_ps(rem));
+        if (beta) r = _mm256_add_ps(r, _mm256_maskload_ps(cp, m));
+        _mm256_maskstore_ps(cp, m, r);
+      }
+    }
+  }
+}
+
+// The micro-kernel: an R × (NV·8) tile of C over kc steps of k.
+//   a: see AMode (for A_ROWS only rows < mr are read);  b: element (k, j) at b[k·bs + j],
+//   j < NV·8 all readable (packed panel: bs = NR; f32 B stored [K,N]: bs = ldb).
+template <int R, int NV, int AM>
+void kernel(int64_t kc, const float* __restrict a, int64_t as, const float* __restrict b, int64_t bs,
+            float* __restrict c, int64_t ldc, int mr, int nr, float alpha, bool beta) {
+  __m256 acc[R][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  // the C tile is read or written only at the end: start fetching it now
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    if (i < mr) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NV * 8 - 1), _MM_HINT_T0);
+    }
+  }
+  if (AM == A_COLS) {
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; ++k) {
+      __m256 bv[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + v * 8);
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const __m256 ai = _mm256_broadcast_ss(a + i);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+      }
+      a += as;
+      b += bs;
+    }
+  } else {
+    const float* row[R];
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) row[i] = a + (i < mr ? i : 0) * as;  // rows past mr: computed, not stored
+    for (int64_t k = 0; k < kc; ++k) {
+      __m256 bv[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + v * 8);
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const __m256 ai = _mm256_broadcast_ss(row[i] + k);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+      }
+      b += bs;
+    }
+  }
+  store_tile<R, NV>(acc, c, ldc, mr, nr, alpha, beta);
+}
+
+void micro_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, float alpha,
+                bool beta) {
+  kernel<MR, 2, A_COLS>(kc, a, MR, b, NR, c, ldc, mr, nr, alpha, beta);
+}
+
+// 8 consecutive stored elements of dtype dt at p (element offset), widened to f32.
+inline __m256 load8(const void* p, int dt, int64_t off) {
+  if (dt == 0) return _mm256_loadu_ps(static_cast<const float*>(p) + off);
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + off));
+  if (dt == 2) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  return _mm256_cvtph_ps(h);
+}
+
+// In-place transpose of 8 rows of 8 floats.
+inline void transpose8(__m256 (&r)[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Packs op(A)[i0:i0+mc, k0:k0+kc] into panels [kc][MR] (layout in gemm.h). The buffer
+// must have 2 floats of slack past its last panel (the 8-wide stores below overlap).
+void pack_a_avx2(float* dst, const Operand& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+  for (int64_t ip = 0; ip < mc; ip += MR, dst += kc * MR) {
+    const int mr = static_cast<int>(imin(MR, mc - ip));
+    if (A.trans) {
+      // stored [K,M]: the MR values of one k are adjacent in memory
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t base = (k0 + k) * A.ld + i0 + ip;
+        float* d = dst + k * MR;
+        if (A.dt == 0) {
+          const float* s = static_cast<const float*>(A.p) + base;
+          for (int i = 0; i < mr; ++i) d[i] = s[i];
+        } else {
+          for (int i = 0; i < mr; ++i) d[i] = load_elem(A.p, A.dt, base + i);
+        }
+        for (int i = mr; i < MR; ++i) d[i] = 0.f;
+      }
+      continue;
+    }
+    // stored [M,K]: load 8 k's of each of the MR rows, transpose, store 8 rows of MR
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i)
+        r[i] = i < mr ? load8(A.p, A.dt, (i0 + ip + i) * A.ld + k0 + k) : _mm256_setzero_ps();
+      transpose8(r);
+      for (int t = 0; t < 8; ++t) _mm256_storeu_ps(dst + (k + t) * MR, r[t]);  // 2 lanes spill into the next k
+    }
+    for (; k < kc; ++k) {
+      float* d = dst + k * MR;
+      for (int i = 0; i < MR; ++i) d[i] = i < mr ? load_elem(A.p, A.dt, (i0 + ip + i) * A.ld + k0 + k) : 0.f;
+    }
+  }
+}
+
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into panels [kc][W] (W = 8 or 16).
+template <int W>
+void pack_b_w(float* dst, const Operand& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+  for (int64_t jp = 0; jp < nc; jp += W, dst += kc * W) {
+    const int nr = static_cast<int>(imin(W, nc - jp));
+    const int64_t j = j0 + jp;
+    if (!B.trans) {
+      // stored [K,N]: row k of the panel is W adjacent values
+      if (nr == W) {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int v = 0; v < W / 8; ++v) _mm256_storeu_ps(dst + k * W + v * 8, load8(B.p, B.dt, (k0 + k) * B.ld + j + v * 8));
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int jj = 0; jj < W; ++jj) dst[k * W + jj] = jj < nr ? load_elem(B.p, B.dt, (k0 + k) * B.ld + j + jj) : 0.f;
+      }
+      continue;
+    }
+    // stored [N,K]: load 8 k's of each of the W columns, transpose in 8×8 blocks
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      for (int v = 0; v < W / 8; ++v) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) {
+          const int jj = v * 8 + i;
+          r[i] = jj < nr ? load8(B.p, B.dt, (j + jj) * B.ld + k0 + k) : _mm256_setzero_ps();
+        }
+        transpose8(r);
+        for (int t = 0; t < 8; ++t) _mm256_storeu_ps(dst + (k + t) * W + v * 8, r[t]);
+      }
+    }
+    for (; k < kc; ++k)
+      for (int jj = 0; jj < W; ++jj) dst[k * W + jj] = jj < nr ? load_elem(B.p, B.dt, (j + jj) * B.ld + k0 + k) : 0.f;
+  }
+}
+
+void pack_b_avx2(float* dst, const Operand& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+  pack_b_w<NR>(dst, B, k0, kc, j0, nc);
+}
+
+// The direct path (see gemm.h): C[i0:i1, j0:j1] over the whole K, A f32 as stored.
+// Column panels of 16 use the 6×16 kernel; a last panel of at most 8 columns uses 8×8.
+// B: in place (bpacked == nullptr: f32 [K,N], every panel of this call 16 wide or a last
+// one exactly 8 wide) or packed in panels [K][16] numbered from column 0.
+// Loop order: when this call's B (K × (j1 − j0) floats) fits in L2, row blocks outside and
+// column panels inside, so C is written row block by row block and A is read once;
+// otherwise column panels outside, so each B panel stays in cache over all rows.
+// A transposed f32 A is read in place, R adjacent values per k; the last rows of the
+// range, where R values would pass its end, come from `edge`: rows [e0, i1) packed once
+// per call as [K][8] (zero-padded, plus slack), so no read passes the end of A.
+struct Edge {
+  const float* p = nullptr;
+  int64_t e0 = 0;
+};
+
+// One block: rows [i, i + mr) (i + mr <= i1), one column panel of nr columns at j.
+void direct_block(const float* A, int64_t lda, bool transA, const Edge& edge, const float* bp, int64_t bs, float* C,
+                  int64_t ldc, int64_t i, int64_t mr_all, int64_t i1, int64_t j, int nr, int64_t K, float alpha,
+                  bool beta) {
+  const bool narrow = nr <= 8;
+  const int R = narrow ? 8 : MR;
+  const int mr = static_cast<int>(mr_all);
+  float* c = C + i * ldc + j;
+  if (!transA) {
+    const float* a = A + i * lda;
+    if (narrow) kernel<8, 1, A_ROWS>(K, a, lda, bp, bs, c, ldc, mr, nr, alpha, beta);
+    else kernel<MR, 2, A_ROWS>(K, a, lda, bp, bs, c, ldc, mr, nr, alpha, beta);
+    return;
+  }
+  const bool in_place = i + R <= i1;
+  const float* a = in_place ? A + i : edge.p + (i - edge.e0);  // element (i', k) at a[k·as + i']
+  const int64_t as = in_place ? lda : 8;
+  if (narrow) kernel<8, 1, A_COLS>(K, a, as, bp, bs, c, ldc, mr, nr, alpha, beta);
+  else kernel<MR, 2, A_COLS>(K, a, as, bp, bs, c, ldc, mr, nr, alpha, beta);
+}
+
+// The direct path (see gemm.h): C[i0:i1, j0:j1] over the whole K, A f32 as stored.
+// Column panels of 16 use the 6×16 kernel; a last panel of at most 8 columns uses 8×8.
+// B: in place (bpacked == nullptr: f32 [K,N], every panel of this call 16 wide or a last
+// one exactly 8 wide) or packed in panels [K][16] numbered from column 0.
+// Loop order: when this call's B (K × (j1 − j0) floats) fits in L2, row blocks outside and
+// column panels inside, so C is written row block by row block and A is read once;
+// otherwise column panels outside, so each B panel stays in cache over all rows.
+void direct_avx2(const float* A, int64_t lda, bool transA, const float* B, int64_t ldb, const float* bpacked, float* C,
+                 int64_t ldc, int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K, float alpha, bool beta) {
+  const int64_t bs = bpacked ? NR : ldb;
+  auto panel = [&](int64_t j) { return bpacked ? bpacked + (j / NR) * K * NR : B + j; };
+  Edge edge;
+  if (transA) {  // pack the last rows (see Edge)
+    edge.e0 = i1 - 8 > i0 ? i1 - 8 : i0;
+    const int rows = static_cast<int>(i1 - edge.e0);
+    float* e = t_edge.get(static_cast<size_t>(K) * 8 + 16);
+    for (int64_t k = 0; k < K; ++k)
+      for (int r = 0; r < 8; ++r) e[k * 8 + r] = r < rows ? A[k * lda + edge.e0 + r] : 0.f;
+    for (int r = 0; r < 16; ++r) e[K * 8 + r] = 0.f;
+    edge.p = e;
+  }
+  // rows per block: 8 when the whole range is one narrow panel, else 6 (the 6×16 kernel)
+  const int64_t R = j1 - j0 <= 8 ? 8 : MR;
+  if (K * (j1 - j0) * 4 <= (256 << 10)) {
+    for (int64_t i = i0; i < i1; i += R) {
+      const int64_t mr = imin(R, i1 - i);
+      for (int64_t j = j0; j < j1; j += NR)  // a narrow last panel under 6-row blocks: 6 rows of the 8×8 kernel
+        direct_block(A, lda, transA, edge, panel(j), bs, C, ldc, i, mr, i1, j, static_cast<int>(imin(NR, j1 - j)), K,
+                     alpha, beta);
+    }
+  } else {
+    for (int64_t j = j0; j < j1; j += NR) {
+      const int nr = static_cast<int>(imin(NR, j1 - j));
+      const int64_t Rj = nr <= 8 ? 8 : MR;
+      for (int64_t i = i0; i < i1; i += Rj)
+        direct_block(A, lda, transA, edge, panel(j), bs, C, ldc, i, imin(Rj, i1 - i), i1, j, nr, K, alpha, beta);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gemm
+}  // namespace lk
+
+#pragma GCC pop_options
+
+namespace lk {
+namespace gemm {
+
+const Impl& avx2_impl() {
+  static const Impl impl = {"avx2", MR, NR, NR, pack_a_avx2, pack_b_avx2, micro_6x16, direct_avx2, pack_b_avx2};
+  return impl;
+}
+
+}  // namespace gemm
+}  // namespace lk
