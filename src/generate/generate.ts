@@ -201,8 +201,8 @@ export function streamGenerate(model: CausalLM, prompts: readonly (readonly numb
   });
   result.catch(() => undefined); // the iterator rethrows; an unobserved result must not crash
   async function* run(): AsyncGenerator<TokenEvent> {
+    const it = generateSteps(model, prompts, opts);
     try {
-      const it = generateSteps(model, prompts, opts);
       for (;;) {
         const r = it.next();
         if (r.done) {
@@ -215,6 +215,10 @@ export function streamGenerate(model: CausalLM, prompts: readonly (readonly numb
     } catch (e) {
       reject(e);
       throw e;
+    } finally {
+      // the consumer stopped early (break): end the steps (restoring the model's mode)
+      it.return([]);
+      reject(new Error('streamGenerate: the stream was closed before generation finished'));
     }
   }
   const gen = run();

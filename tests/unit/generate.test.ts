@@ -137,6 +137,19 @@ describe('generate', () => {
     assert.deepEqual(await s.result, want);
   });
 
+  it('breaking out of a stream ends generation and restores training mode', async () => {
+    model.train();
+    const s = streamGenerate(model, prompts, { maxNewTokens: 50, stopTokenIds: [] });
+    let n = 0;
+    for await (const e of s) {
+      void e;
+      if (++n === 4) break;
+    }
+    assert.equal(model.training, true);
+    await assert.rejects(s.result, /closed before generation finished/);
+    model.eval();
+  });
+
   it('rejects bad prompts and options', () => {
     assert.throws(() => generate(model, [[]]), /prompt 0 is empty/);
     assert.throws(() => generate(model, [[1, 40]]), /prompt 0 token 1 is 40, outside the vocabulary 0..39/);
