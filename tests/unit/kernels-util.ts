@@ -42,8 +42,8 @@ export function f64(n: number | ArrayLike<number>): Float32Array {
 }
 
 /**
- * Asserts |got − want| ≤ atol + rtol·|want| elementwise (NaN never passes; equal
- * infinities do) and reports the worst element.
+ * Asserts |got − want| ≤ atol + rtol·|want| elementwise (NaN passes only against NaN;
+ * equal infinities pass) and reports the worst element.
  */
 export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string, rtol = 1e-5, atol = 1e-6): void {
   assert.equal(got.length, want.length, `${what}: length ${got.length} vs ${want.length}`);
@@ -52,7 +52,7 @@ export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, wha
   for (let i = 0; i < want.length; i++) {
     const g = got[i]!;
     const w = want[i]!;
-    if (g === w) continue;
+    if (g === w || (Number.isNaN(g) && Number.isNaN(w))) continue;
     const err = Math.abs(g - w);
     const tol = atol + rtol * Math.abs(w);
     if (!(err <= tol)) {

@@ -1,6 +1,38 @@
 // Kernel tests: the reference backward kernels against finite differences, then every
-// native kernel against the reference on odd shapes (AVX2 path here, the portable path
-// in a child process with LORAKIT_NO_AVX2=1).
+// native kernel against the reference on odd shapes (the AVX2 path in this process, the
+// portable path in a child process with LORAKIT_NO_AVX2=1).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { nativeBackend, nativeError } from '../../src/backend/index.js';
+import { registerComparisons } from './kernels-compare.js';
 import { registerGradChecks } from './kernels-gradcheck.js';
 
 registerGradChecks();
+
+const nat = nativeBackend();
+if (!nat) {
+  if (process.env.CI) {
+    it('native addon loads (required under CI)', () => assert.fail(`the native addon did not load: ${nativeError()}`));
+  } else {
+    it('native kernels', { skip: `native addon not loaded: ${nativeError()}` }, () => {});
+  }
+} else {
+  describe('native backend', () => {
+    it('implements every kernel (nothing falls back to ref)', () => {
+      assert.deepEqual(nat.missing, []);
+    });
+    it('portable path (LORAKIT_NO_AVX2=1, child process) matches ref', () => {
+      const child = fileURLToPath(new URL('./kernels-portable.js', import.meta.url));
+      const env: NodeJS.ProcessEnv = { ...process.env, LORAKIT_NO_AVX2: '1' };
+      delete env.NODE_TEST_CONTEXT; // the child reports on its own, not to this runner
+      const r = spawnSync(process.execPath, [child], { env, encoding: 'utf8', timeout: 90_000 });
+      const tail = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => /not ok|error|fail|Error/.test(l)).slice(0, 40).join('\n');
+      assert.equal(r.status, 0, `portable kernels failed (status ${r.status}, signal ${r.signal}):\n${tail}`);
+      assert.match(r.stdout, /# pass [1-9]/);
+      assert.match(r.stdout, /# fail 0/);
+    });
+  });
+  registerComparisons(nat, `native (${nat.avx2fma ? 'AVX2+FMA' : 'portable'})`);
+}

@@ -40,6 +40,41 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend): Nati
 
 /** Adapters for the non-GEMM kernels, present when the addon exports them. */
 function opsAdapters(addon: NativeAddon): Partial<Backend> {
-  void addon;
-  return {};
+  const dt = (d: import('../../tensor/tensor.js').DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
+  const gelu = (approx: import('../types.js').GeluApprox): number => (approx === 'tanh' ? 1 : 0);
+  // attention shapes travel as one Float64Array: the addon takes at most 16 arguments
+  const dims = (g: import('../types.js').AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale);
+  const all: Partial<Backend> = {
+    add: (out, a, b) => void addon.add!(out, a, b),
+    axpy: (y, x, alpha) => void addon.axpy!(y, x, alpha),
+    scale: (out, a, s) => void addon.scale!(out, a, s),
+    sumSquares: (x) => addon.sumSquares!(x) as number,
+    widen: (out, src, dtype) => void addon.widen!(out, src, DTYPE_CODE[dtype]),
+    narrow: (out, src, dtype) => void addon.narrow!(out, src, DTYPE_CODE[dtype]),
+    biasAdd: (out, bias, M, N, d) => void addon.biasAdd!(out, bias, M, N, dt(d)),
+    biasBackward: (dbias, dout, M, N) => void addon.biasBackward!(dbias, dout, M, N),
+    rmsnormForward: (out, rstd, inp, w, N, C, eps, d) => void addon.rmsnormForward!(out, rstd, inp, w, N, C, eps, dt(d)),
+    rmsnormBackward: (dinp, dw, dout, inp, w, rstd, N, C, d) => void addon.rmsnormBackward!(dinp, dw, dout, inp, w, rstd, N, C, dt(d)),
+    layernormForward: (out, mean, rstd, inp, w, b, N, C, eps, d) => void addon.layernormForward!(out, mean, rstd, inp, w, b, N, C, eps, dt(d)),
+    layernormBackward: (dinp, dw, db, dout, inp, w, mean, rstd, N, C, d) => void addon.layernormBackward!(dinp, dw, db, dout, inp, w, mean, rstd, N, C, dt(d)),
+    softmax: (out, inp, N, C) => void addon.softmax!(out, inp, N, C),
+    geluForward: (out, inp, approx) => void addon.geluForward!(out, inp, gelu(approx)),
+    geluBackward: (dinp, inp, dout, approx) => void addon.geluBackward!(dinp, inp, dout, gelu(approx)),
+    siluForward: (out, inp) => void addon.siluForward!(out, inp),
+    siluBackward: (dinp, inp, dout) => void addon.siluBackward!(dinp, inp, dout),
+    swigluForward: (out, gate, up) => void addon.swigluForward!(out, gate, up),
+    swigluBackward: (dgate, dup, dout, gate, up) => void addon.swigluBackward!(dgate, dup, dout, gate, up),
+    embeddingForward: (out, ids, table, N, C, d) => void addon.embeddingForward!(out, ids, table, N, C, dt(d)),
+    embeddingBackward: (dtable, dout, ids, N, C) => void addon.embeddingBackward!(dtable, dout, ids, N, C),
+    rope: (x, cos, sin, pos, B, T, H, D, interleaved, inverse) => void addon.rope!(x, cos, sin, pos, B, T, H, D, interleaved, inverse),
+    attentionForward: (out, lse, q, k, v, g) => void addon.attentionForward!(out, lse, q, k, v, g.mask ?? null, dims(g)),
+    attentionBackward: (dq, dk, dv, dout, q, k, v, out, lse, g) => void addon.attentionBackward!(dq, dk, dv, dout, q, k, v, out, lse, g.mask ?? null, dims(g)),
+    crossEntropyForward: (losses, logits, targets, N, V, ignore) => void addon.crossEntropyForward!(losses, logits, targets, N, V, ignore),
+    crossEntropyBackward: (dl, logits, targets, N, V, gs, ignore) => void addon.crossEntropyBackward!(dl, logits, targets, N, V, gs, ignore),
+    adamw: (p, g, m, v, o) => void addon.adamw!(p, g, m, v, o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, o.step),
+  };
+  // keep only the kernels this build of the addon exports; the rest fall back (backend.missing)
+  const present: Partial<Backend> = {};
+  for (const [name, fn] of Object.entries(all)) if (typeof addon[name] === 'function') (present as Record<string, unknown>)[name] = fn;
+  return present;
 }

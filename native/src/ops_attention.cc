@@ -1,0 +1,308 @@
+// Fused attention, flash style. Forward: each query row walks the visible keys in tiles of
+// kTile with an online softmax (running max m, running sum l, rescaled accumulator), so no
+// more than one tile of scores exists per row. Backward recomputes each score row from q,
+// k and the saved lse, one tile at a time. The row code is written once over a small
+// vector-ops policy and instantiated for AVX2+FMA and for the portable path.
+#include <algorithm>
+#include <vector>
+
+#include "ops_common.h"
+
+namespace lk {
+namespace {
+
+constexpr int64_t kTile = 64;   // keys per score tile
+constexpr int64_t kQBlock = 16;  // query rows per forward task
+
+// q[B,T,Hq·D], k,v[B,S,Hkv·D], mask [B,S] or [B,T,S] (or none)
+struct Dims {
+  int64_t B, T, S, Hq, Hkv, D;
+  bool causal;
+  float scale;
+  const float* mask;
+  bool mask_full;
+  int64_t group() const { return Hq / Hkv; }
+  // keys query t may see: s < seen(t)
+  int64_t seen(int64_t t) const { return causal ? t + S - T + 1 : S; }
+  const float* mask_row(int64_t b, int64_t t) const {
+    if (!mask) return nullptr;
+    return mask_full ? mask + (b * T + t) * S : mask + b * S;
+  }
+};
+
+// ---- vector-ops policies: dot, y += a·x, y *= a, exp over a tile, sum, max ----
+
+struct Avx2Ops {
+  // lane mask for the last D % 8 elements
+  LK_AVX2 static inline __m256i tail_mask(int64_t r) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)), idx);
+  }
+  LK_AVX2 static inline float dot(const float* a, const float* b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    if (i < n) {
+      const __m256i m = tail_mask(n - i);
+      s1 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), s1);
+    }
+    return hsum(_mm256_add_ps(s0, s1));
+  }
+  LK_AVX2 static inline void axpy(float* y, float a, const float* x, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    if (i < n) {
+      const __m256i m = tail_mask(n - i);
+      _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(av, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m)));
+    }
+  }
+  LK_AVX2 static inline void scal(float* y, float a, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(av, _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] *= a;
+  }
+  // p[n] = exp(p[n] − m) (p holds at least round_up(n, 8) floats); returns Σ p
+  LK_AVX2 static inline float exp_tile(float* p, float m, int64_t n) {
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t i = n; i % 8; ++i) p[i] = -INFINITY;
+    for (int64_t i = 0; i < n; i += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p + i), mv));
+      _mm256_storeu_ps(p + i, e);
+      s = _mm256_add_ps(s, e);
+    }
+    return hsum(s);
+  }
+  LK_AVX2 static inline float max(const float* p, int64_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(p + i));
+    float r = hmax(m);
+    for (; i < n; ++i) r = p[i] > r ? p[i] : r;
+    return r;
+  }
+  LK_AVX2 static inline float exp1(float x) {
+    alignas(32) float b[8];
+    _mm256_store_ps(b, exp256(_mm256_set1_ps(x)));
+    return b[0];
+  }
+};
+
+struct PortableOps {
+  static inline float dot(const float* a, const float* b, int64_t n) {
+    float s = 0;
+    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+    return s;
+  }
+  static inline void axpy(float* y, float a, const float* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  }
+  static inline void scal(float* y, float a, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] *= a;
+  }
+  static inline float exp_tile(float* p, float m, int64_t n) {
+    float s = 0;
+    for (int64_t i = 0; i < n; ++i) s += p[i] = std::exp(p[i] - m);
+    return s;
+  }
+  static inline float max(const float* p, int64_t n) {
+    float r = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) r = p[i] > r ? p[i] : r;
+    return r;
+  }
+  static inline float exp1(float x) { return std::exp(x); }
+};
+
+// sc[s − s0] = scale·q·k_s + mask[s] for keys s in [s0, s1) of kv head hk
+template <class O>
+inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, const float* qrow, const float* k, const float* mrow, int64_t b, int64_t hk, int64_t s0, int64_t s1) {
+  const int64_t kvs = d.Hkv * d.D;
+  for (int64_t s = s0; s < s1; ++s) {
+    float x = d.scale * O::dot(qrow, k + (b * d.S + s) * kvs + hk * d.D, d.D);
+    if (mrow) x += mrow[s];
+    sc[s - s0] = x;
+  }
+}
+
+// Forward for query rows [t0, t1) of head h in batch b. scratch: kTile + 8 + D floats.
+template <class O>
+inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v,
+                                                        int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
+  const int64_t D = d.D, hk = h / d.group(), qs = d.Hq * D, kvs = d.Hkv * D;
+  float* sc = scratch;
+  float* acc = scratch + kTile + 8;
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* qrow = q + (b * d.T + t) * qs + h * D;
+    const float* mrow = d.mask_row(b, t);
+    float* orow = out + (b * d.T + t) * qs + h * D;
+    std::fill(acc, acc + D, 0.f);
+    float m = -INFINITY;
+    double l = 0;
+    const int64_t seen = d.seen(t);
+    for (int64_t s0 = 0; s0 < seen; s0 += kTile) {
+      const int64_t s1 = std::min(s0 + kTile, seen), n = s1 - s0;
+      score_tile<O>(sc, d, qrow, k, mrow, b, hk, s0, s1);
+      const float mt = O::max(sc, n);
+      if (mt == -INFINITY) continue;  // every key of this tile hidden
+      if (mt > m) {
+        if (m != -INFINITY) {
+          const float alpha = O::exp1(m - mt);
+          O::scal(acc, alpha, D);
+          l *= alpha;
+        }
+        m = mt;
+      }
+      l += O::exp_tile(sc, m, n);
+      for (int64_t s = s0; s < s1; ++s) {
+        const float p = sc[s - s0];
+        if (p != 0.f) O::axpy(acc, p, v + (b * d.S + s) * kvs + hk * D, D);
+      }
+    }
+    float* L = lse + (b * d.Hq + h) * d.T + t;
+    if (l == 0) {  // every key hidden
+      std::fill(orow, orow + D, 0.f);
+      *L = -INFINITY;
+      continue;
+    }
+    const float inv = static_cast<float>(1.0 / l);
+    for (int64_t i = 0; i < D; ++i) orow[i] = acc[i] * inv;
+    *L = static_cast<float>(static_cast<double>(m) + std::log(l));
+  }
+}
+
+// Backward for every query row of the query heads that read kv head hk in batch b (so
+// dk, dv rows of (b, hk) belong to this call alone). scratch: kTile + 8 + D floats.
+template <class O>
+inline __attribute__((always_inline)) void backward_group(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                                          const float* k, const float* v, const float* out, const float* lse,
+                                                          int64_t b, int64_t hk, float* scratch) {
+  const int64_t D = d.D, qs = d.Hq * D, kvs = d.Hkv * D, G = d.group();
+  float* sc = scratch;
+  float* dqa = scratch + kTile + 8;
+  for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
+    for (int64_t t = 0; t < d.T; ++t) {
+      const float L = lse[(b * d.Hq + h) * d.T + t];
+      if (L == -INFINITY) continue;  // every key hidden: the output was constant
+      const int64_t qo = (b * d.T + t) * qs + h * D;
+      const float* qrow = q + qo;
+      const float* dorow = dout + qo;
+      const float* mrow = d.mask_row(b, t);
+      const float Dt = O::dot(dorow, out + qo, D);
+      std::fill(dqa, dqa + D, 0.f);
+      const int64_t seen = d.seen(t);
+      for (int64_t s0 = 0; s0 < seen; s0 += kTile) {
+        const int64_t s1 = std::min(s0 + kTile, seen);
+        score_tile<O>(sc, d, qrow, k, mrow, b, hk, s0, s1);
+        O::exp_tile(sc, L, s1 - s0);
+        for (int64_t s = s0; s < s1; ++s) {
+          const float p = sc[s - s0];
+          if (p == 0.f) continue;
+          const int64_t ko = (b * d.S + s) * kvs + hk * D;
+          const float ds = p * (O::dot(dorow, v + ko, D) - Dt) * d.scale;
+          O::axpy(dv + ko, p, dorow, D);
+          O::axpy(dk + ko, ds, qrow, D);
+          O::axpy(dqa, ds, k + ko, D);
+        }
+      }
+      float* dqrow = dq + qo;
+      for (int64_t i = 0; i < D; ++i) dqrow[i] += dqa[i];
+    }
+  }
+}
+
+LK_AVX2 void forward_rows_avx2(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v, int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
+  forward_rows<Avx2Ops>(d, out, lse, q, k, v, b, h, t0, t1, scratch);
+}
+void forward_rows_portable(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v, int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
+  forward_rows<PortableOps>(d, out, lse, q, k, v, b, h, t0, t1, scratch);
+}
+LK_AVX2 void backward_group_avx2(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse, int64_t b, int64_t hk, float* scratch) {
+  backward_group<Avx2Ops>(d, dq, dk, dv, dout, q, k, v, out, lse, b, hk, scratch);
+}
+void backward_group_portable(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse, int64_t b, int64_t hk, float* scratch) {
+  backward_group<PortableOps>(d, dq, dk, dv, dout, q, k, v, out, lse, b, hk, scratch);
+}
+
+// Reads mask (argument i, may be null) and dims (argument i + 1: Float64Array
+// [B, T, S, Hq, Hkv, D, causal, scale]).
+bool get_dims(Args& a, size_t i, Dims& d, const char* fn) {
+  float* mask; size_t nm;
+  View vd;
+  if (!get_f32(a, i, mask, nm, fn, "mask", true) || !get_view(a, i + 1, vd, fn, "dims")) return false;
+  if (vd.type != napi_float64_array || vd.length < 8) {
+    throw_type(a.env, std::string(fn) + ": argument dims must be a Float64Array [B, T, S, Hq, Hkv, D, causal, scale]");
+    return false;
+  }
+  const double* x = static_cast<const double*>(vd.data);
+  d.B = static_cast<int64_t>(x[0]);
+  d.T = static_cast<int64_t>(x[1]);
+  d.S = static_cast<int64_t>(x[2]);
+  d.Hq = static_cast<int64_t>(x[3]);
+  d.Hkv = static_cast<int64_t>(x[4]);
+  d.D = static_cast<int64_t>(x[5]);
+  d.causal = x[6] != 0;
+  d.scale = static_cast<float>(x[7]);
+  d.mask = mask;
+  d.mask_full = mask && static_cast<int64_t>(nm) != d.B * d.S;
+  return true;
+}
+
+// out[B,T,Hq·D], lse[B,Hq,T] from q[B,T,Hq·D], k,v[B,S,Hkv·D]; tasks: (b, h, block of kQBlock queries)
+napi_value AttentionForward(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *out, *lse, *q, *k, *v; size_t n0, n1, n2, n3, n4;
+  Dims d;
+  if (!get_f32(a, 0, out, n0, "attentionForward", "out") || !get_f32(a, 1, lse, n1, "attentionForward", "lse") ||
+      !get_f32(a, 2, q, n2, "attentionForward", "q") || !get_f32(a, 3, k, n3, "attentionForward", "k") ||
+      !get_f32(a, 4, v, n4, "attentionForward", "v") || !get_dims(a, 5, d, "attentionForward"))
+    return nullptr;
+  const int64_t nqb = (d.T + kQBlock - 1) / kQBlock;
+  const int64_t per = kTile + 8 + d.D;
+  std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
+  run_tasks(d.B * d.Hq * nqb, [&](int task, int thread) {
+    const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
+    const int64_t t0 = qb * kQBlock, t1 = std::min(t0 + kQBlock, d.T);
+    float* s = scratch.data() + thread * per;
+    if (avx2()) forward_rows_avx2(d, out, lse, q, k, v, b, h, t0, t1, s);
+    else forward_rows_portable(d, out, lse, q, k, v, b, h, t0, t1, s);
+  });
+  return undefined(env);
+}
+
+// dq[B,T,Hq·D], dk,dv[B,S,Hkv·D] += … from dout[B,T,Hq·D], q, k, v, out, lse[B,Hq,T];
+// tasks: (b, kv head), each owning its dk/dv rows and its query heads' dq rows
+napi_value AttentionBackward(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *dq, *dk, *dv, *dout, *q, *k, *v, *out, *lse; size_t n[9];
+  Dims d;
+  if (!get_f32(a, 0, dq, n[0], "attentionBackward", "dq") || !get_f32(a, 1, dk, n[1], "attentionBackward", "dk") ||
+      !get_f32(a, 2, dv, n[2], "attentionBackward", "dv") || !get_f32(a, 3, dout, n[3], "attentionBackward", "dout") ||
+      !get_f32(a, 4, q, n[4], "attentionBackward", "q") || !get_f32(a, 5, k, n[5], "attentionBackward", "k") ||
+      !get_f32(a, 6, v, n[6], "attentionBackward", "v") || !get_f32(a, 7, out, n[7], "attentionBackward", "out") ||
+      !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
+    return nullptr;
+  const int64_t per = kTile + 8 + d.D;
+  std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
+  run_tasks(d.B * d.Hkv, [&](int task, int thread) {
+    const int64_t hk = task % d.Hkv, b = task / d.Hkv;
+    float* s = scratch.data() + thread * per;
+    if (avx2()) backward_group_avx2(d, dq, dk, dv, dout, q, k, v, out, lse, b, hk, s);
+    else backward_group_portable(d, dq, dk, dv, dout, q, k, v, out, lse, b, hk, s);
+  });
+  return undefined(env);
+}
+
+}  // namespace
+
+void RegisterAttention(napi_env env, napi_value exports) {
+  export_fn(env, exports, "attentionForward", AttentionForward);
+  export_fn(env, exports, "attentionBackward", AttentionBackward);
+}
+
+}  // namespace lk
