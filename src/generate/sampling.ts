@@ -3,8 +3,10 @@
 import type { Rng } from '../nn/rng.js';
 
 export interface SamplingOptions {
-  /** 0 (default) or doSample false: greedy (argmax); > 0: sample from softmax(logits / temperature) */
+  /** 0 (default): greedy (argmax); > 0: sample from softmax(logits / temperature) */
   temperature?: number;
+  /** false forces greedy decoding whatever the temperature (transformers' do_sample); default: temperature > 0 */
+  doSample?: boolean;
   /** keep the k most likely tokens (0: off) */
   topK?: number;
   /** keep the smallest set of most likely tokens whose probability reaches p (1: off) */
@@ -99,7 +101,7 @@ export function softmax(logits: Float32Array): Float64Array {
 export function sampleToken(logits: Float32Array, context: Iterable<number>, o: SamplingOptions, rng: Rng): number {
   applyRepetitionPenalty(logits, context, o.repetitionPenalty ?? 1);
   const t = o.temperature ?? 0;
-  if (t === 0) return argmax(logits);
+  if (t === 0 || o.doSample === false) return argmax(logits);
   if (t !== 1) for (let i = 0; i < logits.length; i++) logits[i] = logits[i]! / t;
   filterTopKTopP(logits, o.topK ?? 0, o.topP ?? 1);
   const probs = softmax(logits);

@@ -67,6 +67,7 @@ describe('sampling', () => {
   it('temperature 0 is greedy (after the repetition penalty)', () => {
     assert.equal(sampleToken(Float32Array.from([0, 4, 1]), [], { temperature: 0 }, new Rng(1)), 1);
     assert.equal(sampleToken(Float32Array.from([0, 4, 3]), [1], { repetitionPenalty: 2 }, new Rng(1)), 2);
+    assert.equal(sampleToken(Float32Array.from([0, 4, 3.9]), [], { temperature: 5, doSample: false }, new Rng(1)), 1);
   });
 });
 
