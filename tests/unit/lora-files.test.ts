@@ -210,4 +210,30 @@ describe('mlx-lm adapters', () => {
     writeSafetensorsSync(path.join(dir, 'adapters.safetensors'), tensors);
     assert.throws(() => loadPeftModel(createModel(LLAMA), dir), /tensor model\.layers\.0\.self_attn\.q_proj\.lora_a has shape \[5, 2\], the model expects \[16, 2\]/);
   });
+
+  it('reads DoRA (fine_tune_type "dora", magnitude "m")', () => {
+    const ref = getPeftModel(createModel(LLAMA, { seed: 2 }), { r: 2, lora_alpha: 2, target_modules: ['v_proj'], use_dora: true });
+    randomize(ref, 'default', 6);
+    const tensors = new Map<string, Tensor>();
+    for (const [p, l] of ref.loraLayers) {
+      const a = l.adapter('default');
+      const I = l.inFeatures;
+      const O = l.outFeatures;
+      const la = new Float32Array(I * 2);
+      const lb = new Float32Array(2 * O);
+      for (let k = 0; k < 2; k++) for (let i = 0; i < I; i++) la[i * 2 + k] = a.A.data[k * I + i]!;
+      for (let o = 0; o < O; o++) for (let k = 0; k < 2; k++) lb[k * O + o] = a.B.data[o * 2 + k]!;
+      tensors.set(`${p}.lora_a`, Tensor.fromF32(la, [I, 2]));
+      tensors.set(`${p}.lora_b`, Tensor.fromF32(lb, [2, O]));
+      tensors.set(`${p}.m`, Tensor.fromF32(a.magnitude!.data.slice(), [O]));
+    }
+    const dir = freshDir();
+    fs.mkdirSync(dir);
+    writeSafetensorsSync(path.join(dir, 'adapters.safetensors'), tensors);
+    fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify({ fine_tune_type: 'dora', num_layers: 2, lora_parameters: { rank: 2, scale: 1.0, dropout: 0.0, keys: ['self_attn.v_proj'] } }));
+    const model = createModel(LLAMA, { seed: 2 });
+    const peft = loadPeftModel(model, dir);
+    assert.equal(peft.config('default').use_dora, true);
+    assert.ok(maxAbsDiff(logits(model), logits(ref.model as DecoderLM)) < 1e-5);
+  });
 });
