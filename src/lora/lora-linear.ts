@@ -521,6 +521,8 @@ export class LoraLinear extends Module implements RowLayer {
     const O = this.outFeatures;
     const r = a.r;
     const rd = this.weightReader();
+    const W = this.base.weight.value.data;
+    const wd = W instanceof Float32Array ? W : null;
     const norm = new Float64Array(O);
     const rows = Math.max(1, Math.min(O, Math.floor((1 << 20) / I)));
     const tmp = this.buffers.get('dora_rows', rows * I);
@@ -528,6 +530,27 @@ export class LoraLinear extends Module implements RowLayer {
       const n = Math.min(rows, O - o0);
       const t = tmp.subarray(0, n * I);
       be.gemm(t, a.B.data.subarray(o0 * r, (o0 + n) * r), a.A.data, { M: n, N: I, K: r, alpha: a.scaling });
+      if (wd) {
+        // f32 weight: index it directly ([O, I] rows, or [I, O] columns for Conv1D)
+        for (let j = 0; j < n; j++) {
+          const o = o0 + j;
+          let ss = 0;
+          if (this.transposed) {
+            for (let i = 0; i < I; i++) {
+              const v = wd[i * O + o]! + t[j * I + i]!;
+              ss += v * v;
+            }
+          } else {
+            const base = o * I;
+            for (let i = 0; i < I; i++) {
+              const v = wd[base + i]! + t[j * I + i]!;
+              ss += v * v;
+            }
+          }
+          norm[o] = Math.sqrt(ss);
+        }
+        continue;
+      }
       for (let j = 0; j < n; j++) {
         let ss = 0;
         for (let i = 0; i < I; i++) {

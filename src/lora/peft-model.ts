@@ -100,7 +100,8 @@ export class PeftModel<M extends Module = Module> {
    * Injects a new adapter (not active, frozen). Returns the module paths it was added to.
    * Used by getPeftModel, addAdapter, loadAdapter and addWeightedAdapter.
    */
-  injectAdapter(name: string, config: LoraConfig, opts: { targets?: readonly string[] } = {}): string[] {
+  injectAdapter(name: string, cfg: LoraConfig, opts: { targets?: readonly string[] } = {}): string[] {
+    let config = cfg;
     if (this.peftConfig.has(name)) throw new Error(`PeftModel: adapter "${name}" exists already`);
     if (name === BASE_ADAPTER || name === '' || name.includes('.')) throw new Error(`PeftModel: invalid adapter name ${JSON.stringify(name)} (non-empty, no dots, not "${BASE_ADAPTER}")`);
     let targets: string[];
@@ -121,6 +122,8 @@ export class PeftModel<M extends Module = Module> {
     const conv = layers.filter((m) => m.transposed).length;
     if (conv && !config.fan_in_fan_out) warn(`fan_in_fan_out is False but ${conv} target module(s) are Conv1D (weights stored [in, out]); using fan_in_fan_out = True for them`);
     if (conv < layers.length && config.fan_in_fan_out) warn(`fan_in_fan_out is True but ${layers.length - conv} target module(s) are Linear (weights stored [out, in]); using fan_in_fan_out = False for them`);
+    // PEFT also rewrites the config (layer by layer, so the last target decides); the saved file says so
+    if (layers.length && (conv > 0 || config.fan_in_fan_out)) config = { ...config, fan_in_fan_out: layers[layers.length - 1]!.transposed };
 
     targets.forEach((path, i) => {
       let layer = layers[i]!;
