@@ -1,0 +1,34 @@
+// `npm run bench`: runs every benchmark section in turn, or one with `--only <section>`.
+// A section is a name and an async function that prints its own figures. Add new ones to
+// the list below.
+import { runGemmBench } from './gemm.js';
+
+interface Section {
+  name: string;
+  run: () => Promise<void>;
+}
+
+const sections: Section[] = [{ name: 'gemm', run: runGemmBench }];
+
+function parseOnly(argv: string[]): string | null {
+  const i = argv.indexOf('--only');
+  if (i < 0) return null;
+  const name = argv[i + 1];
+  if (!name) throw new Error(`--only needs a section name (one of: ${sections.map((s) => s.name).join(', ')})`);
+  return name;
+}
+
+async function main(): Promise<void> {
+  const only = parseOnly(process.argv.slice(2));
+  const chosen = only ? sections.filter((s) => s.name === only) : sections;
+  if (chosen.length === 0) throw new Error(`unknown section "${only}" (sections: ${sections.map((s) => s.name).join(', ')})`);
+  for (const s of chosen) {
+    console.log(`\n=== ${s.name} ===`);
+    await s.run();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
