@@ -111,6 +111,12 @@ export class PeftModel<M extends Module = Module> {
       const plan = planTargets(config, this.modulesInfo(), this.modelType);
       for (const w of plan.warnings) warn(`getPeftModel: ${w}`);
       targets = plan.targets;
+      // As PEFT, the config records what was resolved: the family default, or for
+      // 'all-linear' the layer names (leaf names, as PEFT 0.14 writes them).
+      if (config.target_modules === null) config = { ...config, target_modules: [...(plan.resolved as string[])] };
+      else if (typeof config.target_modules === 'string' && config.target_modules.toLowerCase() === 'all-linear') {
+        config = { ...config, target_modules: [...new Set(targets.map((t) => t.slice(t.lastIndexOf('.') + 1)))].sort() };
+      }
     }
     const layers = targets.map((path) => {
       const m = this.model.getModule(path);

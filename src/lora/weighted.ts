@@ -65,8 +65,10 @@ export function addWeightedAdapter(peft: PeftModel, adapters: readonly string[],
   const targetModules: string[] | string = kinds.has('regex')
     ? cfgs.map((c) => `(${c.target_modules as string})`).join('|')
     : [...new Set(cfgs.flatMap((c) => (c.target_modules as string[] | null) ?? []))];
-  const config: LoraConfig = { ...cfgs[0]!, r: newRank, lora_alpha: newRank, use_rslora: false, target_modules: targetModules, rank_pattern: {}, alpha_pattern: {}, init_lora_weights: true };
-  const paths = [...peft.loraLayers].filter(([, l]) => adapters.some((a) => l.hasAdapter(a))).map(([p]) => p);
+  const paths0 = [...peft.loraLayers].filter(([, l]) => adapters.some((a) => l.hasAdapter(a))).map(([p]) => p);
+  const resolvedTargets = Array.isArray(targetModules) && targetModules.length === 0 ? paths0 : targetModules;
+  const config: LoraConfig = { ...cfgs[0]!, r: newRank, lora_alpha: newRank, use_rslora: false, target_modules: resolvedTargets, rank_pattern: {}, alpha_pattern: {}, init_lora_weights: true };
+  const paths = paths0;
   // the modules_to_save copy of the (single) source adapter that has one is carried over
   const copiesFrom = [...peft.modulesToSave.values()].map((e) => [e, adapters.find((a) => e.has(a))] as const);
   peft.injectAdapter(name, { ...config, modules_to_save: null }, { targets: paths });

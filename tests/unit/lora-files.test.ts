@@ -109,6 +109,18 @@ describe('saveAdapter: PEFT layout', () => {
     }
   });
 
+  it('records resolved target_modules as PEFT does (family default; all-linear as layer names)', () => {
+    const saveCfg = (lora: LoraConfigInput, cfg: Record<string, unknown> = LLAMA): Record<string, unknown> => {
+      const dir = freshDir();
+      getPeftModel(createModel(cfg), lora).saveAdapter(dir);
+      return JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    };
+    assert.deepEqual(saveCfg({ r: 2 }).target_modules, ['q_proj', 'v_proj']);
+    assert.deepEqual(saveCfg({ r: 2, target_modules: 'all-linear' }).target_modules, ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj']);
+    const gpt = saveCfg({ r: 2, target_modules: ['c_attn'] }, GPT2);
+    assert.equal(gpt.fan_in_fan_out, true, 'Conv1D targets: fan_in_fan_out recorded as used');
+  });
+
   it('several adapters: "default" in the folder, others in subfolders; loadAdapter adds one by name', () => {
     const model = createModel(LLAMA);
     const peft = getPeftModel(model, { r: 2, target_modules: ['q_proj'] });
