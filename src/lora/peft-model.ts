@@ -329,7 +329,18 @@ export class PeftModel<M extends Module = Module> {
   merge(opts: { adapterNames?: readonly string[]; safeMerge?: boolean } = {}): void {
     const names = opts.adapterNames ?? this.activeList;
     for (const n of names) this.config(n);
-    for (const l of this.layerMap.values()) l.merge({ adapterNames: names, safeMerge: opts.safeMerge ?? false });
+    const done: LoraLinear[] = [];
+    try {
+      for (const l of this.layerMap.values()) {
+        const before = l.merged.length;
+        l.merge({ adapterNames: names, safeMerge: opts.safeMerge ?? false });
+        if (before === 0 && l.merged.length > 0) done.push(l);
+      }
+    } catch (err) {
+      // a safe merge that fails leaves the model as it was (layers merged by this call are undone)
+      for (const l of done) l.unmerge();
+      throw err;
+    }
   }
 
   unmerge(): void {

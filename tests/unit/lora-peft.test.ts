@@ -284,7 +284,11 @@ describe('PeftModel: merge', () => {
     const peft = getPeftModel(llama(), { r: 2, target_modules: ['v_proj'] }, 'broken');
     peft.loraLayers.get('model.layers.1.self_attn.v_proj')!.adapter('broken').A.data[0] = Infinity;
     randomizeB(peft, 'broken', 3);
+    const before = new Map(peft.model.namedParameters().map(([n, p]) => [n, p.value.toF32Array(true)]));
     assert.throws(() => peft.merge({ safeMerge: true }), /adapter "broken".*model\.layers\.1\.self_attn\.v_proj/);
+    // layer 0 merged before layer 1 failed: it is undone, nothing stays merged
+    for (const l of peft.loraLayers.values()) assert.deepEqual(l.merged, []);
+    for (const [n, p] of peft.model.namedParameters()) if (!n.includes('lora_')) assert.ok(maxAbsDiff(p.value.toF32Array(), before.get(n)!) < 1e-6, n);
   });
 });
 
