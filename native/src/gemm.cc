@@ -1,13 +1,13 @@
 // GEMM: C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N], A and B in f32, f16 or bf16.
 //
-// A GotoBLAS/BLIS-style packed GEMM. The driver here splits C into one tile per thread,
-// and each thread runs the blocked loops on its tile:
-//   for jc in N by NC:                        (columns of its tile)
+// A GotoBLAS/BLIS-style packed GEMM:
+//   for jc in N by NC:
 //     for pc in K by KC:
-//       pack op(B)[pc:pc+KC, jc:jc+NC] -> Bp  (ceil(NC/NR) panels [KC][NR], in L3/L2)
-//       for ic in M by MC:
-//         pack op(A)[ic:ic+MC, pc:pc+KC] -> Ap (ceil(MC/MR) panels [KC][MR], in L2)
+//       pack op(B)[pc:pc+KC, jc:jc+NC] -> Bp   (ceil(NC/NR) panels [KC][NR], shared, in L3)
+//       for ic in M by MC:                     (tasks, taken dynamically by the threads)
+//         pack op(A)[ic:ic+MC, pc:pc+KC] -> Ap (ceil(MC/MR) panels [KC][MR], per thread, in L2)
 //         for jr in NC by NR: for ir in MC by MR:  micro-kernel on one MR×NR tile of C
+//                                                  (one Bp panel [KC][NR] stays in L1)
 // Half operands are widened to f32 while packing, so half weights are read in place.
 // Small and thin products with an f32 A skip packing A (the "direct" path): A is read
 // as stored, and B is packed only when it has to be (half, transposed, or N % 8 != 0).
@@ -161,26 +161,63 @@ Grid split(int64_t M, int64_t N, int nt, int64_t mr, int64_t nr) {
   return best;
 }
 
-// The blocked loops on the tile C[i0:i1, j0:j1] (see the top of the file).
-void packed_tile(const Impl& im, float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t K, float alpha,
-                 bool acc, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+// Runs fn(task, thread) for task in [0, n): on the pool when nt > 1, else inline.
+template <typename F>
+void run_tasks(int64_t n, int nt, F&& fn) {
+  if (nt <= 1 || n <= 1) {
+    for (int64_t t = 0; t < n; ++t) fn(static_cast<int>(t), 0);
+  } else {
+    parallel_for(static_cast<int>(n), [&](int t, int th) { fn(t, th); });
+  }
+}
+
+// The blocked loops (see the top of the file), on nt threads. Per (jc, pc) step:
+//   1. the threads pack op(B)[pc:pc+kc, jc:jc+nc] into the shared Bp, a share of its
+//      NR-wide panels each;
+//   2. tasks = (row block ic of mc rows) × (column group jg of the nc columns), taken
+//      dynamically by the threads: each packs its A block op(A)[ic:ic+mc, pc:pc+kc] into
+//      its own Ap and runs the micro-kernel over the column group.
+// mc is chosen so the row blocks come in a multiple of nt; when there are fewer than
+// 2·nt of them (few rows), the columns are split into groups too. Dynamic tasks keep both
+// cores busy when one of them is slowed by other work.
+void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K,
+            float alpha, bool acc, int nt) {
   const int64_t MR = im.MR, NR = im.NR;
-  const int64_t mcb = round_up(g_mc, MR), kcb = g_kc, ncb = round_up(g_nc, NR);
-  const int64_t mc_max = i1 - i0 < mcb ? round_up(i1 - i0, MR) : mcb;
-  const int64_t nc_max = j1 - j0 < ncb ? round_up(j1 - j0, NR) : ncb;
+  const int64_t kcb = g_kc, ncb = round_up(g_nc, NR);
+  int64_t n_ic = ceil_div(M, round_up(g_mc, MR));
+  if (nt > 1) n_ic = round_up(n_ic, nt);
+  const int64_t mc_blk = round_up(ceil_div(M, n_ic), MR);
+  n_ic = ceil_div(M, mc_blk);
+  const int64_t nc_max = N < ncb ? round_up(N, NR) : ncb;
   const int64_t kc_max = K < kcb ? K : kcb;
-  float* Ap = t_apack.get(static_cast<size_t>(mc_max * kc_max + 16));  // [mc/MR][kc][MR] (+ slack)
-  float* Bp = t_bpack.get(static_cast<size_t>(nc_max * kc_max + 16));  // [nc/NR][kc][NR]
-  for (int64_t jc = j0; jc < j1; jc += ncb) {
-    const int64_t nc = j1 - jc < ncb ? j1 - jc : ncb;
+  float* Bp = t_bpack.get(static_cast<size_t>(nc_max * kc_max + 16));  // [nc/NR][kc][NR], shared
+  for (int64_t jc = 0; jc < N; jc += ncb) {
+    const int64_t nc = N - jc < ncb ? N - jc : ncb;
+    const int64_t n_panels = ceil_div(nc, NR);
+    const int64_t n_jg = n_ic >= 2 * nt ? 1 : (ceil_div(2 * nt, n_ic) < n_panels ? ceil_div(2 * nt, n_ic) : n_panels);
+    const int64_t jg_panels = ceil_div(n_panels, n_jg);  // panels per column group
     for (int64_t pc = 0; pc < K; pc += kcb) {
       const int64_t kc = K - pc < kcb ? K - pc : kcb;
       const bool beta = acc || pc > 0;
-      im.pack_b(Bp, B, pc, kc, jc, nc);
-      for (int64_t ic = i0; ic < i1; ic += mcb) {
-        const int64_t mc = i1 - ic < mcb ? i1 - ic : mcb;
+      // 1. pack B: nt·2 shares of whole panels (or fewer when there are few panels)
+      const int64_t n_bt = nt > 1 ? (n_panels < 2 * nt ? n_panels : 2 * nt) : 1;
+      const int64_t bt_panels = ceil_div(n_panels, n_bt);
+      run_tasks(n_bt, nt, [&](int t, int) {
+        const int64_t p0 = t * bt_panels, p1 = p0 + bt_panels < n_panels ? p0 + bt_panels : n_panels;
+        if (p0 >= p1) return;
+        const int64_t cols = (p1 * NR < nc ? p1 * NR : nc) - p0 * NR;
+        im.pack_b(Bp + p0 * kc * NR, B, pc, kc, jc + p0 * NR, cols);
+      });
+      // 2. row blocks × column groups
+      run_tasks(n_ic * n_jg, nt, [&](int t, int) {
+        const int64_t ic = (t / n_jg) * mc_blk, jg = t % n_jg;
+        const int64_t mc = M - ic < mc_blk ? M - ic : mc_blk;
+        const int64_t jr0 = jg * jg_panels * NR;
+        const int64_t jr1 = (jg + 1) * jg_panels * NR < nc ? (jg + 1) * jg_panels * NR : nc;
+        if (jr0 >= jr1) return;
+        float* Ap = t_apack.get(static_cast<size_t>(mc_blk * kc_max + 16));  // [mc/MR][kc][MR] (+ slack)
         im.pack_a(Ap, A, ic, mc, pc, kc);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
+        for (int64_t jr = jr0; jr < jr1; jr += NR) {
           const int nr = static_cast<int>(nc - jr < NR ? nc - jr : NR);
           const float* bp = Bp + (jr / NR) * kc * NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
@@ -188,7 +225,7 @@ void packed_tile(const Impl& im, float* C, int64_t ldc, const Operand& A, const 
             im.micro(kc, Ap + (ir / MR) * kc * MR, bp, C + (ic + ir) * ldc + jc + jr, ldc, mr, nr, alpha, beta);
           }
         }
-      }
+      });
     }
   }
 }
@@ -232,15 +269,7 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
     return;
   }
 
-  const Grid g = split(M, N, nt, im.MR, im.NR);
-  auto task = [&](int t, int) {
-    const int64_t ti = t / g.tn, tj = t % g.tn;
-    const int64_t i0 = ti * g.cm, j0 = tj * g.cn;
-    const int64_t i1 = i0 + g.cm < M ? i0 + g.cm : M, j1 = j0 + g.cn < N ? j0 + g.cn : N;
-    if (i0 < i1 && j0 < j1) packed_tile(im, C, ldc, A, B, K, alpha, acc, i0, i1, j0, j1);
-  };
-  if (g.tm * g.tn == 1) task(0, 0);
-  else parallel_for(static_cast<int>(g.tm * g.tn), task);
+  packed(im, C, ldc, A, B, M, N, K, alpha, acc, nt);
 }
 
 }  // namespace
