@@ -24,6 +24,8 @@ export interface ForwardOptions {
   cache?: KVCache | null | undefined;
   /** [B, T, C] input embeddings used instead of looking up ids (ids may then be null) */
   inputsEmbeds?: Float32Array | undefined;
+  /** an additive bias [B, T, S] added to the attention scores (0 keeps, −∞ hides), e.g. for packed rows */
+  attentionBias?: Float32Array | undefined;
   /** make backward() return the gradient w.r.t. the input embeddings [B, T, C] */
   inputGrad?: boolean | undefined;
   /** compute logits only for the last position of each row: [B, V] instead of [B, T, V] */

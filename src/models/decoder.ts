@@ -272,7 +272,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
     }
     if (maxPos >= this.info.maxPositions) throw new RangeError(`${what}: position ${maxPos} is beyond the model's ${this.info.maxPositions} positions (max_position_embeddings / n_positions)`);
     this.prepare(maxPos);
-    const amask = additiveMask(mask, B, T, S, this.slidingWindow);
+    const amask = combineMasks(additiveMask(mask, B, T, S, this.slidingWindow), opts.attentionBias ?? null, B, T, S, what);
     const N = B * T;
     const inputGrad = opts.inputGrad ?? false;
 
@@ -328,4 +328,23 @@ export abstract class DecoderLM extends Module implements CausalLM {
     this.embedBackward(dh);
     return last.inputGrad ? dh : null;
   }
+}
+
+/**
+ * Adds a caller's additive bias [B, T, S] (e.g. packed rows: attention kept within each
+ * example) to the model's own mask ([B, S], [B, T, S] or none).
+ */
+function combineMasks(own: Float32Array | null, bias: Float32Array | null, B: number, T: number, S: number, what: string): Float32Array | null {
+  if (!bias) return own;
+  if (bias.length !== B * T * S) throw new ShapeError(`${what}: attentionBias has ${bias.length} elements, expected [${B}, ${T}, ${S}] = ${B * T * S}`);
+  if (!own) return bias;
+  const out = new Float32Array(B * T * S);
+  const full = own.length === B * T * S;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * S;
+      for (let s = 0; s < S; s++) out[row + s] = bias[row + s]! + (full ? own[row + s]! : own[b * S + s]!);
+    }
+  }
+  return out;
 }

@@ -128,6 +128,24 @@ describe('training loop', () => {
     assert.ok(gMasked.some((g) => g.some((v) => v !== 0)), 'the completion gives a gradient');
   });
 
+  it('packs short examples into one row with attention kept within each example', () => {
+    const fx = makeFixture(join(tmp, 'pack'));
+    const examples = fx.train.examples.slice(0, 5);
+    const packed = new BatchIterator(examples, { batchSize: 1, order: 'sequential', pack: true, maxLength: 128 }).next();
+    assert.ok(packed.rows[0]!.length >= 2, 'several examples share the row');
+    const obj = causalLmObjective(fx.model);
+    const together = obj.evaluate(packed);
+    let alone = 0;
+    let count = 0;
+    for (const i of packed.rows.flat()) {
+      const r = obj.evaluate(new BatchIterator([examples[i]!], { batchSize: 1, order: 'sequential' }).next());
+      alone += r.lossSum;
+      count += r.count;
+    }
+    assert.equal(together.count, count);
+    assert.ok(Math.abs(together.lossSum - alone) < 1e-4 * alone, `${together.lossSum} vs ${alone}`);
+  });
+
   it('accumulating k micro-batches gives the update of one batch k times larger', async () => {
     const run = async (batchSize: number, gradAccum: number): Promise<Float32Array[]> => {
       const fx = makeFixture(join(tmp, `acc-${batchSize}`));
