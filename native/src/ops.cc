@@ -557,7 +557,6 @@ constexpr float kInvSqrt2 = 0.7071067811865476f;
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 // e = exp(−x) is capped at e^88 (finite), so 1 − σ = e·σ never becomes ∞·0
 constexpr float kExpMax = 88.0f;
-#define kExpCap _mm256_set1_ps(kExpMax)
 
 // mode: 0 forward (out = f(x)), 1 backward (out += f'(x)·dy)
 LK_AVX2 void gelu_avx2(float* out, const float* x, const float* dy, int64_t n, bool tanh_approx, bool backward) {
@@ -569,7 +568,7 @@ LK_AVX2 void gelu_avx2(float* out, const float* x, const float* dy, int64_t n, b
       // σ = 1/(1 + e) and 1 − σ = e·σ, both accurate where σ is near 0 or 1.
       const __m256 v2 = _mm256_mul_ps(v, v);
       const __m256 inner = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(kGeluC), v2), v, v);
-      const __m256 e = exp256(_mm256_min_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f * kSqrt2OverPi), inner), kExpCap));
+      const __m256 e = exp256(_mm256_min_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f * kSqrt2OverPi), inner), _mm256_set1_ps(kExpMax)));
       const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
       if (!backward) return _mm256_mul_ps(v, s);
       const __m256 du = _mm256_mul_ps(_mm256_set1_ps(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_set1_ps(3.0f * kGeluC), v2, one));
@@ -658,7 +657,7 @@ LK_AVX2 void silu_avx2(int kind, float* out, float* out2, const float* x, const 
       for (int64_t j = 0; j < cnt; ++j) p[i0 + j] = buf[j];
     };
     const __m256 v = ld(x, bx);
-    const __m256 e = exp256(_mm256_min_ps(_mm256_sub_ps(_mm256_setzero_ps(), v), kExpCap));  // σ = 1/(1 + e), 1 − σ = e·σ
+    const __m256 e = exp256(_mm256_min_ps(_mm256_sub_ps(_mm256_setzero_ps(), v), _mm256_set1_ps(kExpMax)));  // σ = 1/(1 + e), 1 − σ = e·σ
     const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
     const __m256 silu = _mm256_mul_ps(v, s);
     if (kind == 0) { st(out, bo, silu); return; }

@@ -52,6 +52,63 @@ struct Avx2Ops {
     }
     return hsum(_mm256_add_ps(s0, s1));
   }
+  // out[i] = a[i]·b over n, for kR rows a[i]
+  LK_AVX2 static inline void dot4(const float* const a[4], const float* b, int64_t n, float out[4]) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 x = _mm256_loadu_ps(b + i);
+      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a[0] + i), x, s0);
+      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a[1] + i), x, s1);
+      s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a[2] + i), x, s2);
+      s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a[3] + i), x, s3);
+    }
+    if (i < n) {
+      const __m256i m = tail_mask(n - i);
+      const __m256 x = _mm256_maskload_ps(b + i, m);
+      s0 = _mm256_fmadd_ps(_mm256_maskload_ps(a[0] + i, m), x, s0);
+      s1 = _mm256_fmadd_ps(_mm256_maskload_ps(a[1] + i, m), x, s1);
+      s2 = _mm256_fmadd_ps(_mm256_maskload_ps(a[2] + i, m), x, s2);
+      s3 = _mm256_fmadd_ps(_mm256_maskload_ps(a[3] + i, m), x, s3);
+    }
+    // four horizontal sums at once
+    const __m256 h01 = _mm256_hadd_ps(s0, s1), h23 = _mm256_hadd_ps(s2, s3);
+    const __m256 h = _mm256_hadd_ps(h01, h23);  // lanes: s0 s1 s2 s3 (low half), same (high half)
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
+  // y[i] += a[i]·x over n, for kR rows y[i]
+  LK_AVX2 static inline void axpy4(float* const y[4], const float a[4], const float* x, int64_t n) {
+    const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 xv = _mm256_loadu_ps(x + i);
+      _mm256_storeu_ps(y[0] + i, _mm256_fmadd_ps(a0, xv, _mm256_loadu_ps(y[0] + i)));
+      _mm256_storeu_ps(y[1] + i, _mm256_fmadd_ps(a1, xv, _mm256_loadu_ps(y[1] + i)));
+      _mm256_storeu_ps(y[2] + i, _mm256_fmadd_ps(a2, xv, _mm256_loadu_ps(y[2] + i)));
+      _mm256_storeu_ps(y[3] + i, _mm256_fmadd_ps(a3, xv, _mm256_loadu_ps(y[3] + i)));
+    }
+    for (; i < n; ++i) {
+      const float xi = x[i];
+      y[0][i] += a[0] * xi;
+      y[1][i] += a[1] * xi;
+      y[2][i] += a[2] * xi;
+      y[3][i] += a[3] * xi;
+    }
+  }
+  // y += Σ_i a[i]·x[i] over n
+  LK_AVX2 static inline void sum4(float* y, const float a[4], const float* const x[4], int64_t n) {
+    const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      __m256 acc = _mm256_loadu_ps(y + i);
+      acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(x[0] + i), acc);
+      acc = _mm256_fmadd_ps(a1, _mm256_loadu_ps(x[1] + i), acc);
+      acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(x[2] + i), acc);
+      acc = _mm256_fmadd_ps(a3, _mm256_loadu_ps(x[3] + i), acc);
+      _mm256_storeu_ps(y + i, acc);
+    }
+    for (; i < n; ++i) y[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
+  }
   LK_AVX2 static inline void axpy(float* y, float a, const float* x, int64_t n) {
     const __m256 av = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -100,6 +157,15 @@ struct PortableOps {
     for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
     return s;
   }
+  static inline void dot4(const float* const a[4], const float* b, int64_t n, float out[4]) {
+    for (int r = 0; r < 4; ++r) out[r] = dot(a[r], b, n);
+  }
+  static inline void axpy4(float* const y[4], const float a[4], const float* x, int64_t n) {
+    for (int r = 0; r < 4; ++r) axpy(y[r], a[r], x, n);
+  }
+  static inline void sum4(float* y, const float a[4], const float* const x[4], int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
+  }
   static inline void axpy(float* y, float a, const float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
   }
@@ -119,99 +185,180 @@ struct PortableOps {
   static inline float exp1(float x) { return std::exp(x); }
 };
 
-// sc[s − s0] = scale·q·k_s + mask[s] for keys s in [s0, s1) of kv head hk
+// Query rows are processed kR at a time, so each key and value row loaded serves kR
+// queries. A block's unused rows point at dummy rows and get p = 0.
+constexpr int kR = 4;
+
+// One block of up to kR query rows (same batch b, query head h): pointers and per-row data.
+struct Rows {
+  int n;                   // rows in use
+  int64_t t[kR];           // query index
+  int64_t seen[kR];        // keys visible to the row
+  const float* mask[kR];   // mask row or null
+  int64_t smax;            // max over rows of seen
+};
+
+inline Rows make_rows(const Dims& d, int64_t b, int64_t t0, int64_t t1) {
+  Rows r;
+  r.n = static_cast<int>(t1 - t0);
+  r.smax = 0;
+  for (int i = 0; i < kR; ++i) {
+    const int64_t t = i < r.n ? t0 + i : t0;
+    r.t[i] = t;
+    r.seen[i] = i < r.n ? d.seen(t) : 0;
+    r.mask[i] = d.mask_row(b, t);
+    r.smax = std::max(r.smax, r.seen[i]);
+  }
+  return r;
+}
+
+// sc[i][s − s0] = scale·q_i·k_s + mask_i[s] (−∞ where row i may not see s) for keys s in
+// [s0, s1) of kv head hk; sc rows are kTile + 8 apart.
 template <class O>
-inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, const float* qrow, const float* k, const float* mrow, int64_t b, int64_t hk, int64_t s0, int64_t s1) {
+inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, const Rows& rw, const float* const qr[kR], const float* k,
+                                                      int64_t b, int64_t hk, int64_t s0, int64_t s1) {
   const int64_t kvs = d.Hkv * d.D;
+  constexpr int64_t ld = kTile + 8;
   for (int64_t s = s0; s < s1; ++s) {
-    float x = d.scale * O::dot(qrow, k + (b * d.S + s) * kvs + hk * d.D, d.D);
-    if (mrow) x += mrow[s];
-    sc[s - s0] = x;
+    float dots[kR];
+    O::dot4(qr, k + (b * d.S + s) * kvs + hk * d.D, d.D, dots);
+    for (int i = 0; i < kR; ++i) {
+      float x = -INFINITY;
+      if (s < rw.seen[i]) {
+        x = d.scale * dots[i];
+        if (rw.mask[i]) x += rw.mask[i][s];
+      }
+      sc[i * ld + (s - s0)] = x;
+    }
   }
 }
 
-// Forward for query rows [t0, t1) of head h in batch b. scratch: kTile + 8 + D floats.
+// Forward for query rows [t0, t1) of head h in batch b: online softmax over key tiles.
+// scratch: kR·(kTile + 8) + kR·D floats.
 template <class O>
 inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v,
                                                         int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
   const int64_t D = d.D, hk = h / d.group(), qs = d.Hq * D, kvs = d.Hkv * D;
+  constexpr int64_t ld = kTile + 8;
   float* sc = scratch;
-  float* acc = scratch + kTile + 8;
-  for (int64_t t = t0; t < t1; ++t) {
-    const float* qrow = q + (b * d.T + t) * qs + h * D;
-    const float* mrow = d.mask_row(b, t);
-    float* orow = out + (b * d.T + t) * qs + h * D;
-    std::fill(acc, acc + D, 0.f);
-    float m = -INFINITY;
-    double l = 0;
-    const int64_t seen = d.seen(t);
-    for (int64_t s0 = 0; s0 < seen; s0 += kTile) {
-      const int64_t s1 = std::min(s0 + kTile, seen), n = s1 - s0;
-      score_tile<O>(sc, d, qrow, k, mrow, b, hk, s0, s1);
-      const float mt = O::max(sc, n);
-      if (mt == -INFINITY) continue;  // every key of this tile hidden
-      if (mt > m) {
-        if (m != -INFINITY) {
-          const float alpha = O::exp1(m - mt);
-          O::scal(acc, alpha, D);
-          l *= alpha;
+  float* acc = scratch + kR * ld;
+  for (int64_t tb = t0; tb < t1; tb += kR) {
+    const Rows rw = make_rows(d, b, tb, std::min<int64_t>(tb + kR, t1));
+    const float* qr[kR];
+    float* ar[kR];
+    float m[kR];
+    double l[kR];
+    for (int i = 0; i < kR; ++i) {
+      qr[i] = q + (b * d.T + rw.t[i]) * qs + h * D;
+      ar[i] = acc + i * D;
+      m[i] = -INFINITY;
+      l[i] = 0;
+    }
+    std::fill(acc, acc + kR * D, 0.f);
+    for (int64_t s0 = 0; s0 < rw.smax; s0 += kTile) {
+      const int64_t s1 = std::min(s0 + kTile, rw.smax), n = s1 - s0;
+      score_tile<O>(sc, d, rw, qr, k, b, hk, s0, s1);
+      bool any = false;
+      for (int i = 0; i < kR; ++i) {
+        float* row = sc + i * ld;
+        const float mt = O::max(row, n);
+        if (mt == -INFINITY) {  // this row sees no key of the tile
+          std::fill(row, row + n, 0.f);
+          continue;
         }
-        m = mt;
+        any = true;
+        if (mt > m[i]) {
+          if (m[i] != -INFINITY) {
+            const float alpha = O::exp1(m[i] - mt);
+            O::scal(ar[i], alpha, D);
+            l[i] *= alpha;
+          }
+          m[i] = mt;
+        }
+        l[i] += O::exp_tile(row, m[i], n);
       }
-      l += O::exp_tile(sc, m, n);
+      if (!any) continue;
       for (int64_t s = s0; s < s1; ++s) {
-        const float p = sc[s - s0];
-        if (p != 0.f) O::axpy(acc, p, v + (b * d.S + s) * kvs + hk * D, D);
+        float p[kR];
+        bool nz = false;
+        for (int i = 0; i < kR; ++i) nz |= (p[i] = sc[i * ld + (s - s0)]) != 0.f;
+        if (nz) O::axpy4(ar, p, v + (b * d.S + s) * kvs + hk * D, D);
       }
     }
-    float* L = lse + (b * d.Hq + h) * d.T + t;
-    if (l == 0) {  // every key hidden
-      std::fill(orow, orow + D, 0.f);
-      *L = -INFINITY;
-      continue;
+    for (int i = 0; i < rw.n; ++i) {
+      float* orow = out + (b * d.T + rw.t[i]) * qs + h * D;
+      float* L = lse + (b * d.Hq + h) * d.T + rw.t[i];
+      if (l[i] == 0) {  // every key hidden
+        std::fill(orow, orow + D, 0.f);
+        *L = -INFINITY;
+        continue;
+      }
+      const float inv = static_cast<float>(1.0 / l[i]);
+      for (int64_t j = 0; j < D; ++j) orow[j] = ar[i][j] * inv;
+      *L = static_cast<float>(static_cast<double>(m[i]) + std::log(l[i]));
     }
-    const float inv = static_cast<float>(1.0 / l);
-    for (int64_t i = 0; i < D; ++i) orow[i] = acc[i] * inv;
-    *L = static_cast<float>(static_cast<double>(m) + std::log(l));
   }
 }
 
 // Backward for every query row of the query heads that read kv head hk in batch b (so
-// dk, dv rows of (b, hk) belong to this call alone). scratch: kTile + 8 + D floats.
+// dk, dv rows of (b, hk) belong to this call alone), kR rows at a time.
+// scratch: kR·(kTile + 8) + kR·D + 2·D floats.
 template <class O>
 inline __attribute__((always_inline)) void backward_group(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q,
                                                           const float* k, const float* v, const float* out, const float* lse,
                                                           int64_t b, int64_t hk, float* scratch) {
   const int64_t D = d.D, qs = d.Hq * D, kvs = d.Hkv * D, G = d.group();
+  constexpr int64_t ld = kTile + 8;
   float* sc = scratch;
-  float* dqa = scratch + kTile + 8;
+  float* dqa = scratch + kR * ld;
+  float* zero = dqa + kR * D;  // a row of zeros standing in for unused rows' dout
+  std::fill(zero, zero + D, 0.f);
   for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
-    for (int64_t t = 0; t < d.T; ++t) {
-      const float L = lse[(b * d.Hq + h) * d.T + t];
-      if (L == -INFINITY) continue;  // every key hidden: the output was constant
-      const int64_t qo = (b * d.T + t) * qs + h * D;
-      const float* qrow = q + qo;
-      const float* dorow = dout + qo;
-      const float* mrow = d.mask_row(b, t);
-      const float Dt = O::dot(dorow, out + qo, D);
-      std::fill(dqa, dqa + D, 0.f);
-      const int64_t seen = d.seen(t);
-      for (int64_t s0 = 0; s0 < seen; s0 += kTile) {
-        const int64_t s1 = std::min(s0 + kTile, seen);
-        score_tile<O>(sc, d, qrow, k, mrow, b, hk, s0, s1);
-        O::exp_tile(sc, L, s1 - s0);
+    for (int64_t tb = 0; tb < d.T; tb += kR) {
+      const Rows rw = make_rows(d, b, tb, std::min<int64_t>(tb + kR, d.T));
+      const float* qr[kR];
+      const float* dor[kR];
+      float* dqr[kR];
+      float L[kR], Dt[kR];
+      bool live = false;
+      for (int i = 0; i < kR; ++i) {
+        const int64_t qo = (b * d.T + rw.t[i]) * qs + h * D;
+        L[i] = i < rw.n ? lse[(b * d.Hq + h) * d.T + rw.t[i]] : -INFINITY;
+        const bool on = L[i] != -INFINITY;  // a fully hidden row had a constant output
+        live |= on;
+        qr[i] = q + qo;
+        dor[i] = on ? dout + qo : zero;
+        dqr[i] = dqa + i * D;
+        Dt[i] = on ? O::dot(dout + qo, out + qo, D) : 0.f;
+      }
+      if (!live) continue;
+      std::fill(dqa, dqa + kR * D, 0.f);
+      for (int64_t s0 = 0; s0 < rw.smax; s0 += kTile) {
+        const int64_t s1 = std::min(s0 + kTile, rw.smax);
+        score_tile<O>(sc, d, rw, qr, k, b, hk, s0, s1);
+        for (int i = 0; i < kR; ++i) {
+          float* row = sc + i * ld;
+          if (L[i] == -INFINITY) std::fill(row, row + (s1 - s0), 0.f);
+          else O::exp_tile(row, L[i], s1 - s0);  // p = exp(score − lse)
+        }
         for (int64_t s = s0; s < s1; ++s) {
-          const float p = sc[s - s0];
-          if (p == 0.f) continue;
+          float p[kR];
+          bool nz = false;
+          for (int i = 0; i < kR; ++i) nz |= (p[i] = sc[i * ld + (s - s0)]) != 0.f;
+          if (!nz) continue;
           const int64_t ko = (b * d.S + s) * kvs + hk * D;
-          const float ds = p * (O::dot(dorow, v + ko, D) - Dt) * d.scale;
-          O::axpy(dv + ko, p, dorow, D);
-          O::axpy(dk + ko, ds, qrow, D);
-          O::axpy(dqa, ds, k + ko, D);
+          float dp[kR], ds[kR];
+          O::dot4(dor, v + ko, D, dp);
+          for (int i = 0; i < kR; ++i) ds[i] = p[i] * (dp[i] - Dt[i]) * d.scale;
+          O::sum4(dv + ko, p, dor, D);   // dv_s += Σ_i p_i·dout_i
+          O::sum4(dk + ko, ds, qr, D);   // dk_s += Σ_i ds_i·q_i
+          O::axpy4(dqr, ds, k + ko, D);  // dq_i += ds_i·k_s
         }
       }
-      float* dqrow = dq + qo;
-      for (int64_t i = 0; i < D; ++i) dqrow[i] += dqa[i];
+      for (int i = 0; i < rw.n; ++i) {
+        float* dqrow = dq + (b * d.T + rw.t[i]) * qs + h * D;
+        for (int64_t j = 0; j < D; ++j) dqrow[j] += dqr[i][j];
+      }
     }
   }
 }
@@ -263,7 +410,7 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
       !get_f32(a, 4, v, n4, "attentionForward", "v") || !get_dims(a, 5, d, "attentionForward"))
     return nullptr;
   const int64_t nqb = (d.T + kQBlock - 1) / kQBlock;
-  const int64_t per = kTile + 8 + d.D;
+  const int64_t per = kR * (kTile + 8) + kR * d.D;
   std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
   run_tasks(d.B * d.Hq * nqb, [&](int task, int thread) {
     const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
@@ -287,7 +434,7 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       !get_f32(a, 6, v, n[6], "attentionBackward", "v") || !get_f32(a, 7, out, n[7], "attentionBackward", "out") ||
       !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
     return nullptr;
-  const int64_t per = kTile + 8 + d.D;
+  const int64_t per = kR * (kTile + 8) + kR * d.D + 2 * d.D;
   std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
   run_tasks(d.B * d.Hkv, [&](int task, int thread) {
     const int64_t hk = task % d.Hkv, b = task / d.Hkv;
