@@ -220,8 +220,10 @@ inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, 
   const int64_t kvs = d.Hkv * d.D;
   constexpr int64_t ld = kTile + 8;
   for (int64_t s = s0; s < s1; ++s) {
-    float dots[kR];
-    O::dot4(qr, k + (b * d.S + s) * kvs + hk * d.D, d.D, dots);
+    float dots[kR] = {0.f, 0.f, 0.f, 0.f};
+    const float* ks = k + (b * d.S + s) * kvs + hk * d.D;
+    if (rw.n == 1) dots[0] = O::dot(qr[0], ks, d.D);  // a lone row (decoding): no wasted dots
+    else O::dot4(qr, ks, d.D, dots);
     for (int i = 0; i < kR; ++i) {
       float x = -INFINITY;
       if (s < rw.seen[i]) {
@@ -282,7 +284,10 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
         float p[kR];
         bool nz = false;
         for (int i = 0; i < kR; ++i) nz |= (p[i] = sc[i * ld + (s - s0)]) != 0.f;
-        if (nz) O::axpy4(ar, p, v + (b * d.S + s) * kvs + hk * D, D);
+        if (!nz) continue;
+        const float* vs = v + (b * d.S + s) * kvs + hk * D;
+        if (rw.n == 1) O::axpy(ar[0], p[0], vs, D);
+        else O::axpy4(ar, p, vs, D);
       }
     }
     for (int i = 0; i < rw.n; ++i) {
