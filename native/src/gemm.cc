@@ -255,7 +255,15 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
       im.pack_b_direct(bp, B, 0, K, 0, N);
       bpacked = bp;
     }
-    const Grid g = split(M, N, nt, N <= 8 ? 8 : 6, NRd);  // the direct kernels are 8×8 and 6×16
+    // tiles: the grid that balances nt threads, or, with many rows, up to 4 row chunks per
+    // thread (B is shared, so extra tasks cost nothing and even out a slowed core)
+    const int64_t R = N <= 8 ? 8 : 6;  // rows of the direct kernels (8×8 and 6×16)
+    Grid g = split(M, N, nt, R, NRd);
+    if (nt > 1 && M >= 48 * nt) {
+      const int64_t tm = M / 48 < 4 * nt ? M / 48 : 4 * nt;
+      const int64_t cm = round_up(ceil_div(M, tm), R);
+      g = {ceil_div(M, cm), 1, cm, N};
+    }
     const float* Af = static_cast<const float*>(A.p);
     const float* Bf = static_cast<const float*>(B.p);
     auto task = [&](int t, int) {
