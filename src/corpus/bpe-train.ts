@@ -306,17 +306,18 @@ export function trainBpeNaive(words: ReadonlyMap<string, number>, options: BpeTr
   const merges: [string, string][] = [];
   const mergeCounts: number[] = [];
   while (tokens.length < options.vocabSize) {
-    const counts = new Map<string, number>();
+    const counts = new Map<number, number>();
     seqs.forEach((s, w) => {
       for (let i = 0; i + 1 < s.length; i++) {
-        const k = `${s[i]},${s[i + 1]}`;
+        const k = s[i]! * KEY_BASE + s[i + 1]!;
         counts.set(k, (counts.get(k) ?? 0) + table[w]![1]);
       }
     });
     let best: [number, number] | undefined;
     let bestCount = 0;
     for (const [k, c] of counts) {
-      const [l, r] = k.split(',').map(Number) as [number, number];
+      const l = Math.floor(k / KEY_BASE);
+      const r = k - l * KEY_BASE;
       if (best === undefined || c > bestCount || (c === bestCount && (l < best[0] || (l === best[0] && r < best[1])))) {
         best = [l, r];
         bestCount = c;

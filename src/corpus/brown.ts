@@ -196,9 +196,18 @@ export function parseBrownTag(tag: string): BrownTagParts {
   return { parts: t.split('+'), foreign, title, headline, cited };
 }
 
+// The corpus has fewer than 500 distinct tags; the taggers map each of its million tokens.
+const BASE_CACHE = new Map<string, string>();
+const COARSE_CACHE = new Map<string, string>();
+
 /** The tag without its modifiers (`fw-`, `-tl`, `-hl`, `-nc`): `nn-tl` → `nn`, `fw-in+at-tl` → `in+at`. */
 export function baseTag(tag: string): string {
-  return parseBrownTag(tag).parts.join('+');
+  let b = BASE_CACHE.get(tag);
+  if (b === undefined) {
+    b = parseBrownTag(tag).parts.join('+');
+    BASE_CACHE.set(tag, b);
+  }
+  return b;
 }
 
 /** The coarse (universal-style) tags of Petrov, Das & McDonald (2012). */
@@ -257,10 +266,16 @@ function coarseOfPart(part: string, tag: string): CoarseTag {
  * throws rather than falling through to X.
  */
 export function coarseTag(tag: string): CoarseTag {
-  const t = parseBrownTag(tag);
-  const coarse = t.parts.map((p) => coarseOfPart(p, tag));
-  return t.foreign ? 'X' : coarse[0]!;
+  let c = COARSE_CACHE.get(tag) as CoarseTag | undefined;
+  if (c === undefined) {
+    const t = parseBrownTag(tag);
+    const coarse = t.parts.map((p) => coarseOfPart(p, tag));
+    c = t.foreign ? 'X' : coarse[0]!;
+    COARSE_CACHE.set(tag, c);
+  }
+  return c;
 }
+
 
 // ---------------------------------------------------------------------------------------------
 // Plain text
