@@ -305,65 +305,68 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
   }
 }
 
-// Backward for every query row of the query heads that read kv head hk in batch b (so
-// dk, dv rows of (b, hk) belong to this call alone), kR rows at a time.
-// scratch: kR·(kTile + 8) + kR·D + 2·D floats.
+// Backward over query rows [t0, t1) of head h and keys [k0, k1) of batch b, kR rows at a
+// time: dk, dv += … when want_kv, dq += … when want_q. p is recomputed as exp(score − lse).
+// scratch: kR·(kTile + 8) + kR·D + D floats.
 template <class O>
-inline __attribute__((always_inline)) void backward_group(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q,
+inline __attribute__((always_inline)) void backward_block(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q,
                                                           const float* k, const float* v, const float* out, const float* lse,
-                                                          int64_t b, int64_t hk, float* scratch) {
-  const int64_t D = d.D, qs = d.Hq * D, kvs = d.Hkv * D, G = d.group();
+                                                          int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1,
+                                                          bool want_q, bool want_kv, float* scratch) {
+  const int64_t D = d.D, qs = d.Hq * D, kvs = d.Hkv * D, hk = h / d.group();
   constexpr int64_t ld = kTile + 8;
   float* sc = scratch;
   float* dqa = scratch + kR * ld;
   float* zero = dqa + kR * D;  // a row of zeros standing in for unused rows' dout
   std::fill(zero, zero + D, 0.f);
-  for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
-    for (int64_t tb = 0; tb < d.T; tb += kR) {
-      const Rows rw = make_rows(d, b, tb, std::min<int64_t>(tb + kR, d.T));
-      const float* qr[kR];
-      const float* dor[kR];
-      float* dqr[kR];
-      float L[kR], Dt[kR];
-      bool live = false;
+  for (int64_t tb = t0; tb < t1; tb += kR) {
+    const Rows rw = make_rows(d, b, tb, std::min<int64_t>(tb + kR, t1));
+    const float* qr[kR];
+    const float* dor[kR];
+    float* dqr[kR];
+    float L[kR], Dt[kR];
+    bool live = false;
+    for (int i = 0; i < kR; ++i) {
+      const int64_t qo = (b * d.T + rw.t[i]) * qs + h * D;
+      L[i] = i < rw.n ? lse[(b * d.Hq + h) * d.T + rw.t[i]] : -INFINITY;
+      const bool on = L[i] != -INFINITY;  // a fully hidden row had a constant output
+      live |= on;
+      qr[i] = q + qo;
+      dor[i] = on ? dout + qo : zero;
+      dqr[i] = dqa + i * D;
+      Dt[i] = on ? O::dot(dout + qo, out + qo, D) : 0.f;
+    }
+    if (!live) continue;
+    if (want_q) std::fill(dqa, dqa + kR * D, 0.f);
+    const int64_t kend = std::min(k1, rw.smax);
+    for (int64_t s0 = k0; s0 < kend; s0 += kTile) {
+      const int64_t s1 = std::min(s0 + kTile, kend);
+      score_tile<O>(sc, d, rw, qr, k, b, hk, s0, s1);
       for (int i = 0; i < kR; ++i) {
-        const int64_t qo = (b * d.T + rw.t[i]) * qs + h * D;
-        L[i] = i < rw.n ? lse[(b * d.Hq + h) * d.T + rw.t[i]] : -INFINITY;
-        const bool on = L[i] != -INFINITY;  // a fully hidden row had a constant output
-        live |= on;
-        qr[i] = q + qo;
-        dor[i] = on ? dout + qo : zero;
-        dqr[i] = dqa + i * D;
-        Dt[i] = on ? O::dot(dout + qo, out + qo, D) : 0.f;
+        float* row = sc + i * ld;
+        if (L[i] == -INFINITY) std::fill(row, row + (s1 - s0), 0.f);
+        else O::exp_tile(row, L[i], s1 - s0);  // p = exp(score − lse)
       }
-      if (!live) continue;
-      std::fill(dqa, dqa + kR * D, 0.f);
-      for (int64_t s0 = 0; s0 < rw.smax; s0 += kTile) {
-        const int64_t s1 = std::min(s0 + kTile, rw.smax);
-        score_tile<O>(sc, d, rw, qr, k, b, hk, s0, s1);
-        for (int i = 0; i < kR; ++i) {
-          float* row = sc + i * ld;
-          if (L[i] == -INFINITY) std::fill(row, row + (s1 - s0), 0.f);
-          else O::exp_tile(row, L[i], s1 - s0);  // p = exp(score − lse)
+      for (int64_t s = s0; s < s1; ++s) {
+        float p[kR];
+        bool nz = false;
+        for (int i = 0; i < kR; ++i) nz |= (p[i] = sc[i * ld + (s - s0)]) != 0.f;
+        if (!nz) continue;
+        const int64_t ko = (b * d.S + s) * kvs + hk * D;
+        float dp[kR], ds[kR];
+        O::dot4(dor, v + ko, D, dp);
+        for (int i = 0; i < kR; ++i) ds[i] = p[i] * (dp[i] - Dt[i]) * d.scale;
+        if (want_kv) {
+          O::sum4(dv + ko, p, dor, D);  // dv_s += Σ_i p_i·dout_i
+          O::sum4(dk + ko, ds, qr, D);  // dk_s += Σ_i ds_i·q_i
         }
-        for (int64_t s = s0; s < s1; ++s) {
-          float p[kR];
-          bool nz = false;
-          for (int i = 0; i < kR; ++i) nz |= (p[i] = sc[i * ld + (s - s0)]) != 0.f;
-          if (!nz) continue;
-          const int64_t ko = (b * d.S + s) * kvs + hk * D;
-          float dp[kR], ds[kR];
-          O::dot4(dor, v + ko, D, dp);
-          for (int i = 0; i < kR; ++i) ds[i] = p[i] * (dp[i] - Dt[i]) * d.scale;
-          O::sum4(dv + ko, p, dor, D);   // dv_s += Σ_i p_i·dout_i
-          O::sum4(dk + ko, ds, qr, D);   // dk_s += Σ_i ds_i·q_i
-          O::axpy4(dqr, ds, k + ko, D);  // dq_i += ds_i·k_s
-        }
+        if (want_q) O::axpy4(dqr, ds, k + ko, D);  // dq_i += ds_i·k_s
       }
-      for (int i = 0; i < rw.n; ++i) {
-        float* dqrow = dq + (b * d.T + rw.t[i]) * qs + h * D;
-        for (int64_t j = 0; j < D; ++j) dqrow[j] += dqr[i][j];
-      }
+    }
+    if (!want_q) continue;
+    for (int i = 0; i < rw.n; ++i) {
+      float* dqrow = dq + (b * d.T + rw.t[i]) * qs + h * D;
+      for (int64_t j = 0; j < D; ++j) dqrow[j] += dqr[i][j];
     }
   }
 }
@@ -374,11 +377,13 @@ LK_AVX2 void forward_rows_avx2(const Dims& d, float* out, float* lse, const floa
 void forward_rows_portable(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v, int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
   forward_rows<PortableOps>(d, out, lse, q, k, v, b, h, t0, t1, scratch);
 }
-LK_AVX2 void backward_group_avx2(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse, int64_t b, int64_t hk, float* scratch) {
-  backward_group<Avx2Ops>(d, dq, dk, dv, dout, q, k, v, out, lse, b, hk, scratch);
+LK_AVX2 void backward_block_avx2(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse,
+                                 int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, float* scratch) {
+  backward_block<Avx2Ops>(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
 }
-void backward_group_portable(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse, int64_t b, int64_t hk, float* scratch) {
-  backward_group<PortableOps>(d, dq, dk, dv, dout, q, k, v, out, lse, b, hk, scratch);
+void backward_block_portable(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse,
+                             int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, float* scratch) {
+  backward_block<PortableOps>(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
 }
 
 // Reads mask (argument i, may be null) and dims (argument i + 1: Float64Array
@@ -427,8 +432,7 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// dq[B,T,Hq·D], dk,dv[B,S,Hkv·D] += … from dout[B,T,Hq·D], q, k, v, out, lse[B,Hq,T];
-// tasks: (b, kv head), each owning its dk/dv rows and its query heads' dq rows
+// dq[B,T,Hq·D], dk,dv[B,S,Hkv·D] += … from dout[B,T,Hq·D], q, k, v, out, lse[B,Hq,T]
 napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float *dq, *dk, *dv, *dout, *q, *k, *v, *out, *lse; size_t n[9];
@@ -439,14 +443,38 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       !get_f32(a, 6, v, n[6], "attentionBackward", "v") || !get_f32(a, 7, out, n[7], "attentionBackward", "out") ||
       !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
     return nullptr;
-  const int64_t per = kR * (kTile + 8) + kR * d.D + 2 * d.D;
+  const int64_t per = kR * (kTile + 8) + kR * d.D + d.D;
   std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
-  run_tasks(d.B * d.Hkv, [&](int task, int thread) {
-    const int64_t hk = task % d.Hkv, b = task / d.Hkv;
+  auto block = [&](int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, int thread) {
     float* s = scratch.data() + thread * per;
-    if (avx2()) backward_group_avx2(d, dq, dk, dv, dout, q, k, v, out, lse, b, hk, s);
-    else backward_group_portable(d, dq, dk, dv, dout, q, k, v, out, lse, b, hk, s);
-  });
+    if (avx2()) backward_block_avx2(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
+    else backward_block_portable(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
+  };
+  const int64_t groups = d.B * d.Hkv, nt = num_threads(), G = d.group();
+  if (nt == 1 || groups % nt == 0 || groups >= 4 * nt) {
+    // fused: one task per (b, kv head) owns its dk, dv rows and its query heads' dq rows
+    run_tasks(groups, [&](int task, int thread) {
+      const int64_t hk = task % d.Hkv, b = task / d.Hkv;
+      for (int64_t h = hk * G; h < (hk + 1) * G; ++h) block(b, h, 0, d.T, 0, d.S, true, true, thread);
+    });
+  } else {
+    // too few (b, kv head) pairs to share out evenly: dk, dv by (b, kv head, key tile), then
+    // dq by (b, head, query block); scores are recomputed in both passes
+    const int64_t nkb = (d.S + kTile - 1) / kTile;
+    run_tasks(groups * nkb, [&](int task, int thread) {
+      const int64_t kb = task % nkb, g = task / nkb, hk = g % d.Hkv, b = g / d.Hkv;
+      const int64_t k0 = kb * kTile, k1 = std::min(k0 + kTile, d.S);
+      // causal: only queries t with t + S − T ≥ k0 see this tile
+      const int64_t tmin = d.causal ? std::max<int64_t>(0, k0 - (d.S - d.T)) : 0;
+      for (int64_t h = hk * G; h < (hk + 1) * G; ++h) block(b, h, tmin, d.T, k0, k1, false, true, thread);
+    });
+    const int64_t nqb = (d.T + kQBlock - 1) / kQBlock;
+    run_tasks(d.B * d.Hq * nqb, [&](int task, int thread) {
+      const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
+      const int64_t t0 = qb * kQBlock, t1 = std::min(t0 + kQBlock, d.T);
+      block(b, h, t0, t1, 0, d.S, true, false, thread);
+    });
+  }
   return undefined(env);
 }
 
