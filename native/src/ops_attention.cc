@@ -1,8 +1,10 @@
-// Fused attention, flash style. Forward: each query row walks the visible keys in tiles of
-// kTile with an online softmax (running max m, running sum l, rescaled accumulator), so no
-// more than one tile of scores exists per row. Backward recomputes each score row from q,
-// k and the saved lse, one tile at a time. The row code is written once over a small
-// vector-ops policy and instantiated for AVX2+FMA and for the portable path.
+// Fused attention, flash style. Forward: blocks of kR query rows walk the visible keys in
+// tiles of kTile with an online softmax (running max m, running sum l, rescaled
+// accumulator), so no more than one tile of scores exists per row. Backward recomputes each
+// tile of scores from q, k and the saved lse. Tasks: forward (b, h, kQBlock queries);
+// backward (b, kv head) when those pairs share out evenly over the threads, else a dk/dv
+// pass over (b, kv head, key tile) and a dq pass over (b, h, kQBlock queries). The code is
+// written once over a small vector-ops policy, instantiated for AVX2+FMA and portable.
 #include <algorithm>
 #include <vector>
 
@@ -12,7 +14,7 @@ namespace lk {
 namespace {
 
 constexpr int64_t kTile = 64;   // keys per score tile
-constexpr int64_t kQBlock = 16;  // query rows per forward task
+constexpr int64_t kQBlock = 16;  // query rows per task (forward, and the backward dq pass)
 
 // q[B,T,Hq·D], k,v[B,S,Hkv·D], mask [B,S] or [B,T,S] (or none)
 struct Dims {
