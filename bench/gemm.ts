@@ -1,9 +1,8 @@
 // GEMM benchmark: GFLOP/s of the native gemm on the transformer shapes lorakit runs, the
 // share of this machine's fp32 peak, and the same shapes through OpenBLAS (when
 // libopenblas-dev is installed) timed by a small C++ program compiled here at run time.
-// Each figure is the median of several timed runs after a warm-up, with the fastest and
-// slowest run beside it. The two libraries are timed shape by shape, one after the other,
-// so a load change on the machine hits both alike.
+// The two libraries are timed in alternating rounds (see ROUNDS below), so a load change
+// on the machine hits both alike. Also prints the per-call cost of a tiny product.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -38,7 +37,13 @@ const SHAPES: Shape[] = [
   { label: 'LoRA h·Bᵀ 512×8 · 8×768', M: 512, K: 8, N: 768 },
 ];
 
-const RUNS = 9;
+// Each shape is timed in ROUNDS rounds; a round times lorakit (RUNS runs after a warm-up,
+// median) and then, in a fresh process, OpenBLAS the same way. The figures are the medians
+// over the rounds, the spread their slowest and fastest, and the ratio the median of the
+// per-round ratios: pairing the two libraries round by round keeps the comparison fair
+// when other work on the machine comes and goes.
+const ROUNDS = 7;
+const RUNS = 3;
 
 interface Timing {
   median: number; // seconds per call
@@ -51,9 +56,12 @@ function stats(times: number[]): Timing {
   return { median: t[Math.floor(t.length / 2)]!, min: t[0]!, max: t[t.length - 1]! };
 }
 
-// Times fn: warm-up, then RUNS runs of `reps` calls each, reps chosen for ~30 ms a run.
-function timeIt(fn: () => void, flops: number): Timing {
-  const reps = Math.max(1, Math.round(3e9 / flops / 100));
+const median = (xs: number[]): number => stats(xs).median;
+
+// Times fn: a warm-up, then RUNS runs of `reps` calls each, reps chosen for ~20 ms a run;
+// returns the median seconds per call.
+function timeIt(fn: () => void, flops: number): number {
+  const reps = Math.max(1, Math.round(2e9 / flops / 100));
   for (let i = 0; i < reps * 2; i++) fn();
   const times: number[] = [];
   for (let r = 0; r < RUNS; r++) {
@@ -61,7 +69,7 @@ function timeIt(fn: () => void, flops: number): Timing {
     for (let i = 0; i < reps; i++) fn();
     times.push(Number(process.hrtime.bigint() - t0) / 1e9 / reps);
   }
-  return stats(times);
+  return median(times);
 }
 
 function randomF32(n: number): Float32Array {
@@ -96,7 +104,7 @@ function cpuModel(): string {
 // ---------- OpenBLAS ----------
 
 // Reads lines "M K N transA transB runs" on stdin, prints "median min max" seconds per
-// cblas_sgemm call (row-major, C = A·B, f32), each after a warm-up.
+// cblas_sgemm call (row-major, C = op(A)·op(B), f32) over `runs` runs after a warm-up.
 const OPENBLAS_TIMER = String.raw`
 #include <cblas.h>
 #include <algorithm>
@@ -116,7 +124,7 @@ int main() {
     for (auto& x : a) { s = s * 1103515245u + 12345u; x = s / 4294967296.0f - 0.5f; }
     for (auto& x : b) { s = s * 1103515245u + 12345u; x = s / 4294967296.0f - 0.5f; }
     const double flops = 2.0 * M * N * K;
-    const long reps = std::max(1L, (long)(3e9 / flops / 100));
+    const long reps = std::max(1L, (long)(2e9 / flops / 100));
     auto call = [&] {
       cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.f,
                   a.data(), ta ? M : K, b.data(), tb ? K : N, 0.f, c.data(), N);
@@ -181,12 +189,12 @@ function buildOpenBlas(threads: number): OpenBlas | string {
   return { exe, dir, env, info: probe.stdout.trim() };
 }
 
-function timeOpenBlas(ob: OpenBlas, s: Shape): Timing | null {
+/** Median seconds per call of one OpenBLAS round, or null when the run failed. */
+function timeOpenBlas(ob: OpenBlas, s: Shape): number | null {
   const r = spawnSync(ob.exe, [], { env: ob.env, input: `${s.M} ${s.K} ${s.N} ${s.transA ? 1 : 0} ${s.transB ? 1 : 0} ${RUNS}\n`, encoding: 'utf8' });
   const line = r.stdout?.trim().split('\n')[1];
   if (r.status !== 0 || !line) return null;
-  const [median, min, max] = line.split(/\s+/).map(Number) as [number, number, number];
-  return { median, min, max };
+  return Number(line.split(/\s+/)[0]);
 }
 
 // ---------- the bench ----------
@@ -215,7 +223,8 @@ export async function runGemmBench(): Promise<void> {
   const ob = buildOpenBlas(threads);
   if (typeof ob === 'string') console.log(`OpenBLAS: ${ob}; lorakit figures alone`);
   else console.log(`OpenBLAS: OPENBLAS_NUM_THREADS=${threads}, OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset; ${ob.info}`);
-  console.log(`each figure: median GFLOP/s of ${RUNS} runs after a warm-up [slowest–fastest run]; OpenBLAS is f32 sgemm (also for the bf16-B rows)\n`);
+  console.log(`each figure: median GFLOP/s over ${ROUNDS} rounds [slowest–fastest round]; a round is the median of ${RUNS} timed runs after a warm-up,`);
+  console.log('lorakit then OpenBLAS (f32 sgemm, also for the bf16-B rows); lorakit/OpenBLAS: median [range] of the per-round ratios\n');
 
   const W = 36;
   console.log(`${pad('shape (M×K · K×N)', W)}${pad('lorakit GFLOP/s', 24)}${pad('% peak', 8)}${typeof ob === 'string' ? '' : `${pad('OpenBLAS GFLOP/s', 24)}lorakit/OpenBLAS`}`);
@@ -233,11 +242,28 @@ export async function runGemmBench(): Promise<void> {
       }
       const c = new Float32Array(M * N);
       const args: GemmArgs = { M, N, K, transA: s.transA ?? false, transB: s.transB ?? false, bDtype: s.bDtype ?? 'f32' };
-      const t = timeIt(() => nat.gemm(c, a, b, args), flops);
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      const ratios: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const t = timeIt(() => nat.gemm(c, a, b, args), flops);
+        ours.push(t);
+        if (typeof ob !== 'string') {
+          const o = timeOpenBlas(ob, s);
+          if (o !== null) {
+            theirs.push(o);
+            ratios.push(o / t);
+          }
+        }
+      }
+      const t = stats(ours);
       let line = `${pad(s.label, W)}${pad(`${gf(flops, t.median)} [${gf(flops, t.max)}–${gf(flops, t.min)}]`, 24)}${pad(peak ? `${((flops / t.median / 1e9 / peak) * 100).toFixed(0)}%` : '-', 8)}`;
       if (typeof ob !== 'string') {
-        const o = timeOpenBlas(ob, s);
-        line += o ? `${pad(`${gf(flops, o.median)} [${gf(flops, o.max)}–${gf(flops, o.min)}]`, 24)}${(o.median / t.median).toFixed(2)}` : 'OpenBLAS run failed';
+        if (theirs.length === 0) line += 'OpenBLAS run failed';
+        else {
+          const o = stats(theirs);
+          line += `${pad(`${gf(flops, o.median)} [${gf(flops, o.max)}–${gf(flops, o.min)}]`, 24)}${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]`;
+        }
       }
       console.log(line);
     }
@@ -255,12 +281,12 @@ export async function runGemmBench(): Promise<void> {
     const calls = 20000;
     for (let i = 0; i < calls; i++) nat.gemm(c, a, b, args);
     const times: number[] = [];
-    for (let r = 0; r < RUNS; r++) {
+    for (let r = 0; r < 9; r++) {
       const t0 = process.hrtime.bigint();
       for (let i = 0; i < calls; i++) nat.gemm(c, a, b, args);
       times.push(Number(process.hrtime.bigint() - t0) / 1e3 / calls);
     }
     const t = stats(times);
-    console.log(`\ntiny gemm 32×768 · 768×8 from JS: ${t.median.toFixed(2)} µs per call [${t.min.toFixed(2)}–${t.max.toFixed(2)}] (median of ${RUNS} runs of ${calls} calls)`);
+    console.log(`\ntiny gemm 32×768 · 768×8 from JS: ${t.median.toFixed(2)} µs per call [${t.min.toFixed(2)}–${t.max.toFixed(2)}] (median of 9 runs of ${calls} calls)`);
   }
 }
