@@ -97,6 +97,57 @@ struct Avx2Ops {
       y[3][i] += a[3] * xi;
     }
   }
+  // acc[i][0, D) += Σ_{j<n} p[i·ld + j]·x[j·xs + (0, D)] for kR rows: the p·V product of a
+  // tile, with a 4-row × 16-column block of accumulators held in registers across the keys
+  LK_AVX2 static inline void pv4(float* const acc[4], const float* p, int64_t ld, const float* x, int64_t xs, int64_t n, int64_t D) {
+    const float* p0 = p;
+    const float* p1 = p + ld;
+    const float* p2 = p + 2 * ld;
+    const float* p3 = p + 3 * ld;
+    int64_t c = 0;
+    for (; c + 16 <= D; c += 16) {
+      __m256 a00 = _mm256_loadu_ps(acc[0] + c), a01 = _mm256_loadu_ps(acc[0] + c + 8);
+      __m256 a10 = _mm256_loadu_ps(acc[1] + c), a11 = _mm256_loadu_ps(acc[1] + c + 8);
+      __m256 a20 = _mm256_loadu_ps(acc[2] + c), a21 = _mm256_loadu_ps(acc[2] + c + 8);
+      __m256 a30 = _mm256_loadu_ps(acc[3] + c), a31 = _mm256_loadu_ps(acc[3] + c + 8);
+      for (int64_t j = 0; j < n; ++j) {
+        const float* xr = x + j * xs + c;
+        const __m256 x0 = _mm256_loadu_ps(xr), x1 = _mm256_loadu_ps(xr + 8);
+        __m256 b = _mm256_broadcast_ss(p0 + j);
+        a00 = _mm256_fmadd_ps(b, x0, a00);
+        a01 = _mm256_fmadd_ps(b, x1, a01);
+        b = _mm256_broadcast_ss(p1 + j);
+        a10 = _mm256_fmadd_ps(b, x0, a10);
+        a11 = _mm256_fmadd_ps(b, x1, a11);
+        b = _mm256_broadcast_ss(p2 + j);
+        a20 = _mm256_fmadd_ps(b, x0, a20);
+        a21 = _mm256_fmadd_ps(b, x1, a21);
+        b = _mm256_broadcast_ss(p3 + j);
+        a30 = _mm256_fmadd_ps(b, x0, a30);
+        a31 = _mm256_fmadd_ps(b, x1, a31);
+      }
+      _mm256_storeu_ps(acc[0] + c, a00); _mm256_storeu_ps(acc[0] + c + 8, a01);
+      _mm256_storeu_ps(acc[1] + c, a10); _mm256_storeu_ps(acc[1] + c + 8, a11);
+      _mm256_storeu_ps(acc[2] + c, a20); _mm256_storeu_ps(acc[2] + c + 8, a21);
+      _mm256_storeu_ps(acc[3] + c, a30); _mm256_storeu_ps(acc[3] + c + 8, a31);
+    }
+    for (; c < D; c += 8) {  // 8 columns, the last group masked
+      const __m256i m = tail_mask(D - c < 8 ? D - c : 8);
+      __m256 a0 = _mm256_maskload_ps(acc[0] + c, m), a1 = _mm256_maskload_ps(acc[1] + c, m);
+      __m256 a2 = _mm256_maskload_ps(acc[2] + c, m), a3 = _mm256_maskload_ps(acc[3] + c, m);
+      for (int64_t j = 0; j < n; ++j) {
+        const __m256 x0 = _mm256_maskload_ps(x + j * xs + c, m);
+        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + j), x0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + j), x0, a1);
+        a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(p2 + j), x0, a2);
+        a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(p3 + j), x0, a3);
+      }
+      _mm256_maskstore_ps(acc[0] + c, m, a0);
+      _mm256_maskstore_ps(acc[1] + c, m, a1);
+      _mm256_maskstore_ps(acc[2] + c, m, a2);
+      _mm256_maskstore_ps(acc[3] + c, m, a3);
+    }
+  }
   // y += Σ_i a[i]·x[i] over n
   LK_AVX2 static inline void sum4(float* y, const float a[4], const float* const x[4], int64_t n) {
     const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
@@ -164,6 +215,10 @@ struct PortableOps {
   }
   static inline void axpy4(float* const y[4], const float a[4], const float* x, int64_t n) {
     for (int r = 0; r < 4; ++r) axpy(y[r], a[r], x, n);
+  }
+  static inline void pv4(float* const acc[4], const float* p, int64_t ld, const float* x, int64_t xs, int64_t n, int64_t D) {
+    for (int r = 0; r < 4; ++r)
+      for (int64_t j = 0; j < n; ++j) axpy(acc[r], p[r * ld + j], x + j * xs, D);
   }
   static inline void sum4(float* y, const float a[4], const float* const x[4], int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
@@ -282,14 +337,12 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
         l[i] += O::exp_tile(row, m[i], n);
       }
       if (!any) continue;
-      for (int64_t s = s0; s < s1; ++s) {
-        float p[kR];
-        bool nz = false;
-        for (int i = 0; i < kR; ++i) nz |= (p[i] = sc[i * ld + (s - s0)]) != 0.f;
-        if (!nz) continue;
-        const float* vs = v + (b * d.S + s) * kvs + hk * D;
-        if (rw.n == 1) O::axpy(ar[0], p[0], vs, D);
-        else O::axpy4(ar, p, vs, D);
+      const float* vt = v + (b * d.S + s0) * kvs + hk * D;  // value rows of the tile, kvs apart
+      if (rw.n > 1) {
+        O::pv4(ar, sc, ld, vt, kvs, n, D);
+      } else {  // a lone row (decoding)
+        for (int64_t j = 0; j < n; ++j)
+          if (sc[j] != 0.f) O::axpy(ar[0], sc[j], vt + j * kvs, D);
       }
     }
     for (int i = 0; i < rw.n; ++i) {
