@@ -7,6 +7,7 @@
 namespace lk {
 void RegisterGemm(napi_env env, napi_value exports);  // gemm.cc
 void RegisterOps(napi_env env, napi_value exports);   // ops.cc
+void RegisterConv(napi_env env, napi_value exports);  // conv.cc
 bool cpu_has_avx2_fma();                              // cpu.cc
 }  // namespace lk
 
@@ -35,6 +36,7 @@ napi_value Init(napi_env env, napi_value exports) {
   lk::export_fn(env, exports, "cpuInfo", CpuInfo);
   lk::RegisterGemm(env, exports);
   lk::RegisterOps(env, exports);
+  lk::RegisterConv(env, exports);
   return exports;
 }
 

@@ -66,6 +66,21 @@ export interface AdamWArgs {
   step: number;
 }
 
+/** Shapes of a 2-D convolution's patch extraction (no padding, no dilation). */
+export interface PatchArgs {
+  /** batch, channels, image height and width */
+  B: number;
+  C: number;
+  H: number;
+  W: number;
+  /** kernel height and width */
+  KH: number;
+  KW: number;
+  /** strides (a ViT patch embedding has SH = KH, SW = KW); output OH = (H − KH)/SH + 1, OW likewise (floor) */
+  SH: number;
+  SW: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** worker threads the backend uses (1 for ref) */
@@ -168,4 +183,14 @@ export interface Backend {
    * v = β2·v + (1−β2)·g²; param −= lr·m̂/(√v̂ + eps) with m̂ = m/(1−β1^step), v̂ = v/(1−β2^step).
    */
   adamw(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, args: AdamWArgs): void;
+
+  // ---- convolution as GEMM (patch extraction) ----
+  /**
+   * cols[B·OH·OW, C·KH·KW] (writes) from img[B, C, H, W]: row (b, oh, ow) holds the patch at
+   * (oh·SH, ow·SW), its columns ordered (c, kh, kw) like a PyTorch Conv2d weight [O, C, KH, KW]
+   * flattened, so conv(img) = cols · Wᵀ (+ bias) gives [B, OH, OW, O].
+   */
+  im2col(cols: Float32Array, img: Float32Array, args: PatchArgs): void;
+  /** dimg[B, C, H, W] += the scatter of dcols[B·OH·OW, C·KH·KW] back to the pixels each column came from (col2im) */
+  col2im(dimg: Float32Array, dcols: Float32Array, args: PatchArgs): void;
 }

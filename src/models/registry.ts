@@ -4,6 +4,10 @@ import type { JsonObject } from './config.js';
 import type { DecoderLM } from './decoder.js';
 import { GPT2LMHeadModel, parseGPT2Config, sanitizeGPT2Key, type GPT2Config } from './gpt2.js';
 import { LlamaForCausalLM, parseLlamaConfig, sanitizeLlamaKey, type LlamaConfig } from './llama.js';
+import { bertFamily } from './bert.js';
+import type { EncoderFamily } from './encoder.js';
+import { robertaFamily } from './roberta.js';
+import { vitFamily } from './vit.js';
 
 export interface ModelFamily<Cfg = unknown> {
   /** e.g. 'llama' */
@@ -66,6 +70,24 @@ export const MODEL_FAMILIES: ReadonlyMap<string, ModelFamily> = new Map<string, 
   ['gpt2', gpt2 as ModelFamily],
 ]);
 
+/** model_type → classification (encoder) family: loaded with loadClassifier (src/models/encoder-load.ts). */
+export const ENCODER_FAMILIES: ReadonlyMap<string, EncoderFamily> = new Map<string, EncoderFamily>([
+  ['bert', bertFamily as EncoderFamily],
+  ['roberta', robertaFamily as EncoderFamily],
+  ['vit', vitFamily as EncoderFamily],
+]);
+
+/** The encoder family of a model_type; throws naming the supported ones. */
+export function getEncoderFamily(modelType: unknown, where = 'config.json'): EncoderFamily {
+  const fam = typeof modelType === 'string' ? ENCODER_FAMILIES.get(modelType) : undefined;
+  if (!fam) {
+    const got = modelType === undefined ? 'no "model_type"' : `"model_type" ${JSON.stringify(modelType)}`;
+    const causal = typeof modelType === 'string' && MODEL_FAMILIES.has(modelType) ? ` (${modelType} is a causal LM: load it with loadModel)` : '';
+    throw new UnsupportedModelError(`${where}: ${got} is not a classification model${causal}; supported classification model types: ${[...ENCODER_FAMILIES.keys()].join(', ')}`);
+  }
+  return fam;
+}
+
 export function supportedModelTypes(): string[] {
   return [...MODEL_FAMILIES.keys()];
 }
@@ -79,7 +101,8 @@ export function getModelFamily(modelType: unknown, where = 'config.json'): Model
   const fam = typeof modelType === 'string' ? MODEL_FAMILIES.get(modelType) : undefined;
   if (!fam) {
     const got = modelType === undefined ? 'no "model_type"' : `"model_type" ${JSON.stringify(modelType)}`;
-    throw new UnsupportedModelError(`${where}: ${got} is not supported; supported model types: ${supportedModelTypes().join(', ')}`);
+    const enc = typeof modelType === 'string' && ENCODER_FAMILIES.has(modelType) ? ` (${modelType} is a classification model: load it with loadClassifier)` : '';
+    throw new UnsupportedModelError(`${where}: ${got} is not supported${enc}; supported model types: ${supportedModelTypes().join(', ')}`);
   }
   return fam;
 }

@@ -1,7 +1,7 @@
 // The native backend: each kernel calls the addon with positional arguments. Typed arrays
 // are passed as they are (no copies); strings and option objects become numbers here.
 import type { Storage } from '../../tensor/tensor.js';
-import type { Backend, GemmArgs } from '../types.js';
+import type { Backend, GemmArgs, PatchArgs } from '../types.js';
 import { DTYPE_CODE, type NativeAddon } from './index.js';
 
 export interface NativeBackend extends Backend {
@@ -16,6 +16,7 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend): Nati
       addon.gemm(c, a, b, g.M, g.N, g.K, g.transA ?? false, g.transB ?? false, g.accumulate ?? false, g.alpha ?? 1, DTYPE_CODE[g.aDtype ?? 'f32'], DTYPE_CODE[g.bDtype ?? 'f32'], g.lda ?? (g.transA ? g.M : g.K), g.ldb ?? (g.transB ? g.K : g.N), g.ldc ?? g.N);
     },
     ...opsAdapters(addon),
+    ...convAdapters(addon),
   } as Partial<Backend>;
   const missing: string[] = [];
   const backend: Record<string, unknown> = {};
@@ -36,6 +37,15 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend): Nati
     missing,
     avx2fma: addon.cpuInfo().avx2fma,
   }) as unknown as NativeBackend;
+}
+
+/** Adapters for the convolution kernels (native/src/conv.cc), present when the addon exports them. */
+function convAdapters(addon: NativeAddon): Partial<Backend> {
+  const dims = (g: PatchArgs): Float64Array => Float64Array.of(g.B, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+  const present: Partial<Backend> = {};
+  if (typeof addon['im2col'] === 'function') present.im2col = (cols, img, g) => void addon['im2col']!(cols, img, dims(g));
+  if (typeof addon['col2im'] === 'function') present.col2im = (dimg, dcols, g) => void addon['col2im']!(dimg, dcols, dims(g));
+  return present;
 }
 
 /** Adapters for the non-GEMM kernels, present when the addon exports them. */

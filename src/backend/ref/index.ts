@@ -3,10 +3,12 @@
 import type { Backend } from '../types.js';
 import { gemm } from './gemm.js';
 import * as k from './kernels.js';
+import { convKernels } from './conv.js';
 
 export const refBackend: Backend = {
   name: 'ref',
   threads: 1,
   gemm,
   ...k,
+  ...convKernels,
 };
