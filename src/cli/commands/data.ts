@@ -1,0 +1,29 @@
+// lorakit data check: every bad line of a JSONL file (file:line) and token statistics.
+import { Command } from 'commander';
+import { checkDataset, formatIssue } from '../../data/index.js';
+import { Tokenizer } from '../../io/tokenizer.js';
+import { parseInteger, requireDir, requireFile } from '../common.js';
+
+export function dataCommand(): Command {
+  const data = new Command('data').description('work with training data');
+  data
+    .command('check')
+    .description('check a JSONL dataset completely: every bad line (file:line) and token statistics')
+    .argument('<file>', 'JSONL file: {"text"}, {"prompt","completion"} or {"messages"} per line')
+    .requiredOption('--model <dir>', 'model folder whose tokenizer (and chat template) to use')
+    .option('--max-length <n>', 'longest example in tokens', parseInteger, 2048)
+    .option('--no-mask-prompt', 'train on prompts and non-assistant turns too')
+    .action(async (file: string, o: { model: string; maxLength: number; maskPrompt: boolean }) => {
+      requireFile(file, 'data file');
+      requireDir(o.model, 'model folder');
+      const report = await checkDataset(file, Tokenizer.fromFolder(o.model), { maxLength: o.maxLength, maskPrompt: o.maskPrompt });
+      for (const p of report.problems) console.log(formatIssue(p));
+      const L = report.lengths;
+      console.log(`${file}: format ${report.format ?? 'unknown'}, ${report.examples} examples, ${report.totalTokens} tokens`);
+      console.log(`  lengths: min ${L.min}, mean ${L.mean.toFixed(1)}, median ${L.median}, p95 ${L.p95.toFixed(0)}, max ${L.max}`);
+      console.log(`  over max length ${report.maxLength}: ${report.overMaxLength}; trained tokens ${report.trainedTokens}, masked ${report.maskedTokens}; examples with nothing to train: ${report.noTargets}`);
+      console.log(report.problems.length ? `${report.problems.length} problem(s)` : 'no problems');
+      if (report.problems.length) process.exitCode = 1;
+    });
+  return data;
+}

@@ -1,0 +1,71 @@
+// lorakit eval: loss and perplexity of a model (with an adapter) on a JSONL file: the
+// token-weighted mean of the next-token cross-entropy over the targets.
+import { Command } from 'commander';
+import { BatchIterator, loadDataset, padIdFor } from '../../data/index.js';
+import { causalLmObjective } from '../../train/trainer.js';
+import { collect, parsePositiveInt, required, requireFile } from '../common.js';
+import { attachAdapters, openModel, parseAdapterSpecs } from '../load.js';
+
+interface EvalFlags {
+  config?: string;
+  model?: string;
+  adapter?: string[];
+  adapterName?: string;
+  data?: string;
+  batchSize: number;
+  maxLength: number;
+  maskPrompt?: boolean;
+  json: boolean;
+}
+
+export function evalCommand(): Command {
+  return new Command('eval')
+    .description('loss and perplexity on a JSONL file (token-weighted mean over the trained targets)')
+    .option('--config <file>', 'YAML or JSON file of options (keys are flag names); flags override it')
+    .option('--model <dir>', 'Hugging Face model folder')
+    .option('--adapter <dir>', 'PEFT adapter folder, or name=DIR; repeat for several', collect)
+    .option('--adapter-name <names>', 'active adapter(s), comma-separated (default: the first --adapter)')
+    .option('--data <file>', 'JSONL: {"text"}, {"prompt","completion"} or {"messages"} per line')
+    .option('--batch-size <n>', 'examples per forward pass', parsePositiveInt, 8)
+    .option('--max-length <n>', 'longest example in tokens (longer ones are cut)', parsePositiveInt, 2048)
+    .option('--mask-prompt', 'score only completions / assistant turns (default)')
+    .option('--no-mask-prompt', 'score prompts and every chat turn too')
+    .option('--json', 'print the result as one JSON object', false)
+    .action(async function (this: Command) {
+      await runEval(this.opts<EvalFlags>());
+    });
+}
+
+async function runEval(o: EvalFlags): Promise<void> {
+  const modelDir = required(o.model, '--model DIR');
+  const dataFile = required(o.data, '--data FILE');
+  requireFile(dataFile, 'data file');
+  const loaded = openModel(modelDir);
+  const names = o.adapterName?.split(',').map((s) => s.trim()).filter((s) => s);
+  attachAdapters(loaded, parseAdapterSpecs(o.adapter), names);
+  const { model, tokenizer } = loaded;
+  const ds = await loadDataset(dataFile, tokenizer, { maxLength: o.maxLength, maskPrompt: o.maskPrompt ?? true });
+  const it = new BatchIterator(ds.examples, { batchSize: o.batchSize, order: 'sequential', padId: padIdFor(tokenizer) });
+  const objective = causalLmObjective(model);
+  model.eval();
+  const t0 = Date.now();
+  let sum = 0;
+  let count = 0;
+  let tokens = 0;
+  for (const b of it.epochIterator(0)) {
+    const r = objective.evaluate(b);
+    sum += r.lossSum;
+    count += r.count;
+    tokens += b.tokens;
+  }
+  const loss = sum / count;
+  const seconds = (Date.now() - t0) / 1000;
+  const result = { data: dataFile, examples: ds.examples.length, targets: count, tokens, loss, perplexity: Math.exp(loss), seconds };
+  if (o.json) {
+    console.log(JSON.stringify(result));
+    return;
+  }
+  const what = o.adapter?.length ? `${modelDir} + adapter ${o.adapter.join(', ')}` : modelDir;
+  console.log(`${what} on ${dataFile}: ${ds.examples.length} examples, ${count} target tokens${ds.truncated ? ` (${ds.truncated} examples cut at ${o.maxLength} tokens)` : ''}`);
+  console.log(`loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(3)} (${seconds.toFixed(1)} s, ${(tokens / Math.max(seconds, 1e-3)).toFixed(0)} tokens/s)`);
+}

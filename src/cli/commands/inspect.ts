@@ -1,0 +1,238 @@
+// lorakit inspect: what a model folder, an adapter folder or a bare config.json holds, and
+// (with --r/--targets) the LoRA trainable count and a training-memory estimate computed
+// from config.json alone, without loading weights.
+import { existsSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { Command } from 'commander';
+import { Problems } from '../../io/errors.js';
+import { readJsonObject } from '../../io/json.js';
+import { findWeights, openWeights } from '../../io/model-folder.js';
+import { dtypeByteSize, SafetensorsFile } from '../../io/safetensors.js';
+import { countLoraParameters, modulesFromConfig, parseLoraConfig } from '../../lora/index.js';
+import { UsageError, bytes, commas, parseNumber, parsePositiveInt, warnLine } from '../common.js';
+import { parseTargets } from './train.js';
+
+interface InspectFlags {
+  config?: string;
+  r?: number;
+  targets?: string;
+  alpha?: number;
+  dora: boolean;
+  batchSize: number;
+  maxLength: number;
+  gradCheckpoint: boolean;
+}
+
+export function inspectCommand(): Command {
+  return new Command('inspect')
+    .description('describe a model folder, an adapter folder, or a bare config.json (--config); with --r and --targets, the LoRA trainable count and a training-memory estimate from config.json alone')
+    .argument('[path]', 'model folder or adapter folder')
+    .option('--config <file>', 'a bare Hugging Face config.json to describe instead of a folder')
+    .option('--r <n>', 'LoRA rank for the trainable count', parsePositiveInt)
+    .option('--targets <list>', 'modules to adapt: comma list, a regex, or all-linear (default: the family default)')
+    .option('--alpha <a>', 'LoRA alpha (default 2 × r)', parseNumber)
+    .option('--dora', 'count DoRA magnitudes too', false)
+    .option('--batch-size <n>', 'batch size for the memory estimate', parsePositiveInt, 1)
+    .option('--max-length <n>', 'tokens per example for the memory estimate', parsePositiveInt, 512)
+    .option('--grad-checkpoint', 'memory estimate with gradient checkpointing', false)
+    .action(function (this: Command, path: string | undefined) {
+      runInspect(path, this.opts<InspectFlags>());
+    });
+}
+
+function readConfig(file: string): Record<string, unknown> {
+  const p = new Problems('config', file);
+  const cfg = readJsonObject(file, p, true);
+  p.throwIfAny();
+  return cfg!;
+}
+
+function runInspect(path: string | undefined, o: InspectFlags): void {
+  if (path !== undefined && o.config !== undefined) throw new UsageError('give a folder or --config FILE, not both');
+  if ((o.targets !== undefined || o.alpha !== undefined || o.dora) && o.r === undefined) throw new UsageError('--targets/--alpha/--dora need --r N');
+  if (o.config !== undefined) {
+    if (!existsSync(o.config)) throw new UsageError(`config file ${o.config} does not exist`);
+    if (!statSync(o.config).isFile()) throw new UsageError(`config file ${o.config} is not a file`);
+    describeConfig(readConfig(o.config), o.config, o, null);
+    return;
+  }
+  if (path === undefined) throw new UsageError('give a model folder, an adapter folder, or --config FILE');
+  if (!existsSync(path)) throw new UsageError(`${path} does not exist`);
+  if (statSync(path).isFile()) {
+    if (path.endsWith('.json')) {
+      describeConfig(readConfig(path), path, o, null);
+      return;
+    }
+    throw new UsageError(`not a model folder: ${path} is a file`);
+  }
+  if (existsSync(join(path, 'adapter_config.json'))) {
+    if (o.r !== undefined) throw new UsageError('--r/--targets count a LoRA on a model; this is an adapter folder');
+    describeAdapter(path);
+    return;
+  }
+  if (!existsSync(join(path, 'config.json'))) throw new UsageError(`not a model folder: ${path} has no config.json (nor adapter_config.json)`);
+  const cfg = readConfig(join(path, 'config.json'));
+  describeConfig(cfg, path, o, weightsOf(path));
+}
+
+interface WeightsSummary {
+  params: number;
+  dtypes: Map<string, number>;
+  files: string[];
+  bytes: number;
+}
+
+function weightsOf(dir: string): WeightsSummary {
+  const src = openWeights(dir);
+  try {
+    const dtypes = new Map<string, number>();
+    const files = new Set<string>();
+    let params = 0;
+    for (const name of src.names()) {
+      const info = src.info(name);
+      const n = info.shape.reduce((a, b) => a * b, 1);
+      params += n;
+      dtypes.set(info.dtype, (dtypes.get(info.dtype) ?? 0) + n);
+      files.add(info.file);
+    }
+    const w = findWeights(dir)!;
+    if (w.kind === 'sharded') files.add(w.path);
+    let size = 0;
+    for (const f of files) size += statSync(f).size;
+    return { params, dtypes, files: [...files].map((f) => basename(f)).sort(), bytes: size };
+  } finally {
+    src.close();
+  }
+}
+
+const TORCH_BYTES: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2, float64: 8 };
+
+function num(cfg: Record<string, unknown>, ...keys: string[]): number | undefined {
+  for (const k of keys) if (typeof cfg[k] === 'number') return cfg[k] as number;
+  return undefined;
+}
+
+function line(key: string, value: string): void {
+  console.log(`${(key + ':').padEnd(22)}${value}`);
+}
+
+function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectFlags, weights: WeightsSummary | null): void {
+  const type = cfg.model_type;
+  if (typeof type !== 'string') throw new Error(`${where}: config.json has no "model_type"`);
+  const gpt2 = type === 'gpt2';
+  const C = num(cfg, 'hidden_size', 'n_embd');
+  const L = num(cfg, 'num_hidden_layers', 'n_layer');
+  const H = num(cfg, 'num_attention_heads', 'n_head');
+  const KV = gpt2 ? H : (num(cfg, 'num_key_value_heads') ?? H);
+  const V = num(cfg, 'vocab_size');
+  const F = gpt2 ? (num(cfg, 'n_inner') ?? (C !== undefined ? 4 * C : undefined)) : num(cfg, 'intermediate_size');
+  const P = num(cfg, 'max_position_embeddings', 'n_positions');
+  const arch = Array.isArray(cfg.architectures) ? cfg.architectures.join(', ') : '–';
+  const s = (x: number | undefined): string => (x === undefined ? '–' : commas(x));
+  line(weights ? 'model folder' : 'config', where);
+  line('architecture', arch);
+  line('model_type', type);
+  line('layers', s(L));
+  line('hidden size', s(C));
+  line('attention heads', `${s(H)}${KV !== H ? ` (${s(KV)} key/value heads)` : ''}`);
+  line('intermediate size', s(F));
+  line('vocab size', s(V));
+  line('max positions', s(P));
+  line('tied embeddings', cfg.tie_word_embeddings === true || (gpt2 && cfg.tie_word_embeddings !== false) ? 'yes' : 'no');
+  let counted: number | null = null;
+  try {
+    counted = modulesFromConfig(cfg).reduce((n, m) => n + m.params.reduce((k, p) => k + p.size, 0), 0);
+  } catch {
+    counted = null; // a model_type the counter does not know: the weights still give the count
+  }
+  let weightBytesPerParam = TORCH_BYTES[String(cfg.torch_dtype)] ?? 4;
+  if (weights) {
+    line('parameters', commas(weights.params));
+    const dt = [...weights.dtypes].sort((a, b) => b[1] - a[1]);
+    line('dtype', dt.map(([d, n]) => (dt.length > 1 ? `${d} (${commas(n)})` : d)).join(', '));
+    line('size on disk', `${bytes(weights.bytes)} (${weights.files.join(', ')})`);
+    weightBytesPerParam = dtypeByteSize(dt[0]![0] as Parameters<typeof dtypeByteSize>[0]);
+  } else {
+    line('parameters', counted === null ? '–' : `${commas(counted)} (from config.json)`);
+    line('dtype', typeof cfg.torch_dtype === 'string' ? `${cfg.torch_dtype} (torch_dtype)` : '–');
+    if (counted !== null) line('size (weights)', `${bytes(counted * weightBytesPerParam)} at ${weightBytesPerParam} bytes/param`);
+  }
+  if (o.r === undefined) return;
+
+  const r = o.r;
+  const alpha = o.alpha ?? 2 * r;
+  const targets = o.targets === undefined ? null : parseTargets(o.targets);
+  const c = countLoraParameters(cfg, { r, lora_alpha: alpha, target_modules: targets, use_dora: o.dora });
+  const base = weights?.params ?? c.base;
+  const leaves = [...new Set(c.targets.map((t) => t.slice(t.lastIndexOf('.') + 1)))].sort();
+  console.log('');
+  line('LoRA', `r=${r}, alpha=${alpha}${o.dora ? ', DoRA' : ''} on ${c.targets.length} modules (${leaves.join(', ')})`);
+  line('trainable params', `${commas(c.trainable)} (${((100 * c.trainable) / (base + c.trainable)).toFixed(4)}% of ${commas(base + c.trainable)})`);
+
+  // Memory for training (a rough estimate): frozen weights as stored; adapter values, gradients
+  // and AdamW's two moments in f32; saved activations per token per layer (norm outputs, q, k,
+  // v, attention output, MLP intermediates; attention is fused, so no T×T scores); the logits.
+  if (C === undefined || L === undefined || V === undefined || H === undefined || F === undefined) return;
+  const B = o.batchSize;
+  const T = o.maxLength;
+  const D = num(cfg, 'head_dim') ?? C / H;
+  const perTokenLayer = 6 * C + 2 * (KV ?? H) * D + H * D + 3 * F + H;
+  const layersKept = o.gradCheckpoint ? 1 : L;
+  const activations = 4 * B * T * (perTokenLayer * layersKept + (o.gradCheckpoint ? L * C : 0));
+  const logits = 4 * B * T * V;
+  const weightMem = base * weightBytesPerParam;
+  const optimizer = 16 * c.trainable;
+  const total = weightMem + optimizer + activations + logits;
+  line('training memory', `~${bytes(total)} (estimate, batch ${B} × ${T} tokens${o.gradCheckpoint ? ', gradient checkpointing' : ''})`);
+  line('  base weights', bytes(weightMem));
+  line('  adapter + AdamW', `${bytes(optimizer)} (value, gradient, 2 moments in f32)`);
+  line('  activations', bytes(activations));
+  line('  logits', bytes(logits));
+}
+
+function describeAdapter(dir: string): void {
+  const cfgFile = join(dir, 'adapter_config.json');
+  const json = readConfig(cfgFile);
+  const { config, warnings } = parseLoraConfig(json, `adapter config ${cfgFile}`);
+  for (const w of warnings) warnLine(`${cfgFile}: ${w}`);
+  const wfile = join(dir, 'adapter_model.safetensors');
+  if (!existsSync(wfile)) throw new Error(`adapter folder ${dir} has no adapter_model.safetensors`);
+  const st = SafetensorsFile.open(wfile);
+  const ranks = new Map<number, number>();
+  const modules: string[] = [];
+  let params = 0;
+  let dora = false;
+  const dtypes = new Set<string>();
+  try {
+    for (const name of st.names()) {
+      const info = st.info(name);
+      params += info.shape.reduce((a, b) => a * b, 1);
+      dtypes.add(info.dtype);
+      if (name.includes('lora_magnitude_vector')) dora = true;
+      const m = /^(?:base_model\.model\.)?(.*)\.lora_A\.weight$/.exec(name);
+      if (m) {
+        modules.push(m[1]!);
+        ranks.set(info.shape[0]!, (ranks.get(info.shape[0]!) ?? 0) + 1);
+      }
+    }
+  } finally {
+    st.close();
+  }
+  const leaves = [...new Set(modules.map((t) => t.slice(t.lastIndexOf('.') + 1)))].sort();
+  const targetSpec = Array.isArray(config.target_modules) ? config.target_modules.join(', ') : String(config.target_modules);
+  const rankText = [...ranks].sort((a, b) => a[0] - b[0]).map(([r, n]) => `r=${r} on ${n} module${n === 1 ? '' : 's'}`).join(', ');
+  const scale = config.use_rslora ? config.lora_alpha / Math.sqrt(config.r) : config.lora_alpha / config.r;
+  line('adapter folder', dir);
+  line('peft_type', config.peft_type);
+  line('base model', config.base_model_name_or_path ?? '–');
+  line('target_modules', targetSpec);
+  line('adapted modules', `${modules.length} (${leaves.join(', ')})`);
+  line('ranks', rankText || '–');
+  line('lora_alpha', `${config.lora_alpha} (scaling ${Number(scale.toPrecision(6))}${config.use_rslora ? ', rsLoRA' : ''})`);
+  line('lora_dropout', String(config.lora_dropout));
+  line('DoRA', config.use_dora || dora ? 'yes' : 'no');
+  if (config.modules_to_save) line('modules_to_save', config.modules_to_save.join(', '));
+  line('parameters', commas(params));
+  line('dtype', [...dtypes].join(', '));
+  line('size on disk', bytes(statSync(wfile).size + statSync(cfgFile).size));
+}

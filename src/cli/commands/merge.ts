@@ -1,0 +1,67 @@
+// lorakit merge: W += s·B·A for an adapter, written as a plain Hugging Face model folder
+// (config.json, model.safetensors, tokenizer files, generation_config.json).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { copyModelSideFiles } from '../../io/model-files.js';
+import { saveModel } from '../../models/load.js';
+import type { DType } from '../../tensor/tensor.js';
+import { UsageError, bytes, collect, commas, parseChoice, required } from '../common.js';
+import { attachAdapters, openModel, parseAdapterSpecs } from '../load.js';
+
+const DTYPES = ['keep', 'f32', 'bf16', 'f16'] as const;
+type MergeDType = (typeof DTYPES)[number];
+
+interface MergeFlags {
+  config?: string;
+  model?: string;
+  adapter?: string[];
+  adapterName?: string;
+  out?: string;
+  dtype: MergeDType;
+}
+
+export function mergeCommand(): Command {
+  return new Command('merge')
+    .description('merge an adapter into the base weights and write a Hugging Face model folder')
+    .option('--config <file>', 'YAML or JSON file of options (keys are flag names); flags override it')
+    .option('--model <dir>', 'base model folder')
+    .option('--adapter <dir>', 'PEFT adapter folder (or name=DIR; repeat with --adapter-name to merge several, summed)', collect)
+    .option('--adapter-name <names>', 'adapter(s) to merge, comma-separated (default: the first --adapter)')
+    .option('--out <dir>', 'the merged model folder')
+    .addOption(new Option('--dtype <dtype>', 'dtype of the saved weights (keep: as the base)').choices(DTYPES).default('keep').argParser(parseChoice(DTYPES)))
+    .action(async function (this: Command) {
+      await runMerge(this.opts<MergeFlags>());
+    });
+}
+
+async function runMerge(o: MergeFlags): Promise<void> {
+  const modelDir = required(o.model, '--model DIR');
+  const outDir = required(o.out, '--out DIR');
+  const specs = parseAdapterSpecs(o.adapter);
+  if (specs.length === 0) throw new UsageError('missing --adapter DIR (give the flag, or set it in the --config file)');
+  for (const p of [modelDir, ...specs.map((s) => s.dir)]) {
+    if (resolve(p) === resolve(outDir)) throw new UsageError(`--out ${outDir} is an input folder; choose another folder`);
+  }
+  if (existsSync(outDir) && readdirSync(outDir).some((f) => f.endsWith('.safetensors')) && existsSync(join(outDir, 'model.safetensors.index.json'))) {
+    throw new UsageError(`--out ${outDir} holds a sharded model already; choose an empty folder`);
+  }
+  const loaded = openModel(modelDir);
+  const names = o.adapterName?.split(',').map((s) => s.trim()).filter((s) => s);
+  const peft = attachAdapters(loaded, specs, names)!;
+  const before = loaded.model.parameters()[0]!.value.dtype;
+  try {
+    peft.mergeAndUnload({ safeMerge: true });
+  } catch (e) {
+    throw new Error(`merge of ${specs.map((s) => s.dir).join(', ')} into ${modelDir} failed: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const dtype: DType = o.dtype === 'keep' ? before : o.dtype;
+  await saveModel(loaded.model, outDir, { dtype });
+  const copied = copyModelSideFiles(modelDir, outDir);
+  const params = loaded.model.parameters().reduce((n, p) => n + p.value.size, 0);
+  const files = readdirSync(outDir).filter((f) => f.endsWith('.safetensors'));
+  const size = files.reduce((n, f) => n + statSync(join(outDir, f)).size, 0);
+  console.log(`merged ${specs.map((s) => s.dir).join(' + ')} into ${modelDir}`);
+  console.log(`wrote ${outDir}: config.json, ${files.join(', ')} (${commas(params)} params, ${dtype}, ${bytes(size)})${copied.length ? `, ${copied.join(', ')}` : ''}`);
+}
+
