@@ -78,25 +78,6 @@ struct Avx2Ops {
     const __m256 h = _mm256_hadd_ps(h01, h23);  // lanes: s0 s1 s2 s3 (low half), same (high half)
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
   }
-  // y[i] += a[i]·x over n, for kR rows y[i]
-  LK_AVX2 static inline void axpy4(float* const y[4], const float a[4], const float* x, int64_t n) {
-    const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      const __m256 xv = _mm256_loadu_ps(x + i);
-      _mm256_storeu_ps(y[0] + i, _mm256_fmadd_ps(a0, xv, _mm256_loadu_ps(y[0] + i)));
-      _mm256_storeu_ps(y[1] + i, _mm256_fmadd_ps(a1, xv, _mm256_loadu_ps(y[1] + i)));
-      _mm256_storeu_ps(y[2] + i, _mm256_fmadd_ps(a2, xv, _mm256_loadu_ps(y[2] + i)));
-      _mm256_storeu_ps(y[3] + i, _mm256_fmadd_ps(a3, xv, _mm256_loadu_ps(y[3] + i)));
-    }
-    for (; i < n; ++i) {
-      const float xi = x[i];
-      y[0][i] += a[0] * xi;
-      y[1][i] += a[1] * xi;
-      y[2][i] += a[2] * xi;
-      y[3][i] += a[3] * xi;
-    }
-  }
   // acc[i][0, D) += Σ_{j<n} p[i·ld + j]·x[j·xs + (0, D)] for kR rows: the p·V product of a
   // tile, with a 4-row × 16-column block of accumulators held in registers across the keys
   LK_AVX2 static inline void pv4(float* const acc[4], const float* p, int64_t ld, const float* x, int64_t xs, int64_t n, int64_t D) {
@@ -148,19 +129,48 @@ struct Avx2Ops {
       _mm256_maskstore_ps(acc[3] + c, m, a3);
     }
   }
-  // y += Σ_i a[i]·x[i] over n
-  LK_AVX2 static inline void sum4(float* y, const float a[4], const float* const x[4], int64_t n) {
-    const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      __m256 acc = _mm256_loadu_ps(y + i);
-      acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(x[0] + i), acc);
-      acc = _mm256_fmadd_ps(a1, _mm256_loadu_ps(x[1] + i), acc);
-      acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(x[2] + i), acc);
-      acc = _mm256_fmadd_ps(a3, _mm256_loadu_ps(x[3] + i), acc);
-      _mm256_storeu_ps(y + i, acc);
+  // y[j·ys + (0, D)] += Σ_i a[i·ld + j]·x[i][(0, D)] for keys j < n: dv and dk of a tile,
+  // with the four rows x[i] (16 columns at a time) held in registers across the keys
+  LK_AVX2 static inline void tp4(float* y, int64_t ys, const float* a, int64_t ld, const float* const x[4], int64_t n, int64_t D) {
+    int64_t c = 0;
+    for (; c + 16 <= D; c += 16) {
+      const __m256 x00 = _mm256_loadu_ps(x[0] + c), x01 = _mm256_loadu_ps(x[0] + c + 8);
+      const __m256 x10 = _mm256_loadu_ps(x[1] + c), x11 = _mm256_loadu_ps(x[1] + c + 8);
+      const __m256 x20 = _mm256_loadu_ps(x[2] + c), x21 = _mm256_loadu_ps(x[2] + c + 8);
+      const __m256 x30 = _mm256_loadu_ps(x[3] + c), x31 = _mm256_loadu_ps(x[3] + c + 8);
+      for (int64_t j = 0; j < n; ++j) {
+        float* yr = y + j * ys + c;
+        __m256 y0 = _mm256_loadu_ps(yr), y1 = _mm256_loadu_ps(yr + 8);
+        __m256 b = _mm256_broadcast_ss(a + j);
+        y0 = _mm256_fmadd_ps(b, x00, y0);
+        y1 = _mm256_fmadd_ps(b, x01, y1);
+        b = _mm256_broadcast_ss(a + ld + j);
+        y0 = _mm256_fmadd_ps(b, x10, y0);
+        y1 = _mm256_fmadd_ps(b, x11, y1);
+        b = _mm256_broadcast_ss(a + 2 * ld + j);
+        y0 = _mm256_fmadd_ps(b, x20, y0);
+        y1 = _mm256_fmadd_ps(b, x21, y1);
+        b = _mm256_broadcast_ss(a + 3 * ld + j);
+        y0 = _mm256_fmadd_ps(b, x30, y0);
+        y1 = _mm256_fmadd_ps(b, x31, y1);
+        _mm256_storeu_ps(yr, y0);
+        _mm256_storeu_ps(yr + 8, y1);
+      }
     }
-    for (; i < n; ++i) y[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
+    for (; c < D; c += 8) {  // 8 columns, the last group masked
+      const __m256i m = tail_mask(D - c < 8 ? D - c : 8);
+      const __m256 x0 = _mm256_maskload_ps(x[0] + c, m), x1 = _mm256_maskload_ps(x[1] + c, m);
+      const __m256 x2 = _mm256_maskload_ps(x[2] + c, m), x3 = _mm256_maskload_ps(x[3] + c, m);
+      for (int64_t j = 0; j < n; ++j) {
+        float* yr = y + j * ys + c;
+        __m256 y0 = _mm256_maskload_ps(yr, m);
+        y0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + j), x0, y0);
+        y0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + ld + j), x1, y0);
+        y0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 2 * ld + j), x2, y0);
+        y0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 3 * ld + j), x3, y0);
+        _mm256_maskstore_ps(yr, m, y0);
+      }
+    }
   }
   LK_AVX2 static inline void axpy(float* y, float a, const float* x, int64_t n) {
     const __m256 av = _mm256_set1_ps(a);
@@ -213,15 +223,18 @@ struct PortableOps {
   static inline void dot4(const float* const a[4], const float* b, int64_t n, float out[4]) {
     for (int r = 0; r < 4; ++r) out[r] = dot(a[r], b, n);
   }
-  static inline void axpy4(float* const y[4], const float a[4], const float* x, int64_t n) {
-    for (int r = 0; r < 4; ++r) axpy(y[r], a[r], x, n);
-  }
   static inline void pv4(float* const acc[4], const float* p, int64_t ld, const float* x, int64_t xs, int64_t n, int64_t D) {
     for (int r = 0; r < 4; ++r)
       for (int64_t j = 0; j < n; ++j) axpy(acc[r], p[r * ld + j], x + j * xs, D);
   }
   static inline void sum4(float* y, const float a[4], const float* const x[4], int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
+  }
+  static inline void tp4(float* y, int64_t ys, const float* a, int64_t ld, const float* const x[4], int64_t n, int64_t D) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float c[4] = {a[j], a[ld + j], a[2 * ld + j], a[3 * ld + j]};
+      sum4(y + j * ys, c, x, D);
+    }
   }
   static inline void axpy(float* y, float a, const float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
@@ -362,7 +375,7 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
 
 // Backward over query rows [t0, t1) of head h and keys [k0, k1) of batch b, kR rows at a
 // time: dk, dv += … when want_kv, dq += … when want_q. p is recomputed as exp(score − lse).
-// scratch: kR·(kTile + 8) + kR·D + D floats.
+// scratch: 2·kR·(kTile + 8) + kR·D + D floats.
 template <class O>
 inline __attribute__((always_inline)) void backward_block(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q,
                                                           const float* k, const float* v, const float* out, const float* lse,
@@ -370,8 +383,9 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
                                                           bool want_q, bool want_kv, float* scratch) {
   const int64_t D = d.D, qs = d.Hq * D, kvs = d.Hkv * D, hk = h / d.group();
   constexpr int64_t ld = kTile + 8;
-  float* sc = scratch;
-  float* dqa = scratch + kR * ld;
+  float* sc = scratch;             // p of the tile, kR rows
+  float* dst = scratch + kR * ld;  // ds of the tile, kR rows
+  float* dqa = dst + kR * ld;
   float* zero = dqa + kR * D;  // a row of zeros standing in for unused rows' dout
   std::fill(zero, zero + D, 0.f);
   for (int64_t tb = t0; tb < t1; tb += kR) {
@@ -402,21 +416,18 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
         if (L[i] == -INFINITY) std::fill(row, row + (s1 - s0), 0.f);
         else O::exp_tile(row, L[i], s1 - s0);  // p = exp(score − lse)
       }
+      // ds = p·(dout·v_s − Dt)·scale
       for (int64_t s = s0; s < s1; ++s) {
-        float p[kR];
-        bool nz = false;
-        for (int i = 0; i < kR; ++i) nz |= (p[i] = sc[i * ld + (s - s0)]) != 0.f;
-        if (!nz) continue;
-        const int64_t ko = (b * d.S + s) * kvs + hk * D;
-        float dp[kR], ds[kR];
-        O::dot4(dor, v + ko, D, dp);
-        for (int i = 0; i < kR; ++i) ds[i] = p[i] * (dp[i] - Dt[i]) * d.scale;
-        if (want_kv) {
-          O::sum4(dv + ko, p, dor, D);  // dv_s += Σ_i p_i·dout_i
-          O::sum4(dk + ko, ds, qr, D);  // dk_s += Σ_i ds_i·q_i
-        }
-        if (want_q) O::axpy4(dqr, ds, k + ko, D);  // dq_i += ds_i·k_s
+        float dp[kR];
+        O::dot4(dor, v + (b * d.S + s) * kvs + hk * D, D, dp);
+        for (int i = 0; i < kR; ++i) dst[i * ld + (s - s0)] = sc[i * ld + (s - s0)] * (dp[i] - Dt[i]) * d.scale;
       }
+      const int64_t kt = (b * d.S + s0) * kvs + hk * D;  // rows of the tile, kvs apart
+      if (want_kv) {
+        O::tp4(dv + kt, kvs, sc, ld, dor, s1 - s0, D);  // dv_s += Σ_i p_i,s·dout_i
+        O::tp4(dk + kt, kvs, dst, ld, qr, s1 - s0, D);  // dk_s += Σ_i ds_i,s·q_i
+      }
+      if (want_q) O::pv4(dqr, dst, ld, k + kt, kvs, s1 - s0, D);  // dq_i += Σ_s ds_i,s·k_s
     }
     if (!want_q) continue;
     for (int i = 0; i < rw.n; ++i) {
@@ -498,7 +509,7 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       !get_f32(a, 6, v, n[6], "attentionBackward", "v") || !get_f32(a, 7, out, n[7], "attentionBackward", "out") ||
       !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
     return nullptr;
-  const int64_t per = kR * (kTile + 8) + kR * d.D + d.D;
+  const int64_t per = 2 * kR * (kTile + 8) + kR * d.D + d.D;
   std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
   auto block = [&](int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, int thread) {
     float* s = scratch.data() + thread * per;
