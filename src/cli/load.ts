@@ -57,7 +57,7 @@ export function attachAdapters(loaded: LoadedModel, specs: readonly AdapterSpec[
       if (!peft) peft = loadPeftModel(loaded.model, s.dir, { adapterName: s.name, isTrainable: opts.trainable ?? false });
       else peft.loadAdapter(s.dir, s.name, { isTrainable: opts.trainable ?? false });
     } catch (e) {
-      const msg = oneLine((e as Error).message).replace(/^loadAdapter [^:]*: /, '');
+      const msg = oneLine((e as Error).message, 1).replace(/^loadAdapter [^:]*: /, '');
       const fit = /has shape|missing tensor|has no module|is unexpected|not a Linear/.test(msg);
       throw new Error(fit ? `adapter ${s.dir} does not fit model ${loaded.dir}: ${msg}` : `adapter ${s.dir}: ${msg}`);
     }

@@ -53,6 +53,7 @@ async function runChat(o: SamplingFlags): Promise<void> {
     for await (const ev of stream) if (ev.text) process.stdout.write(ev.text);
     const [res] = await stream.result;
     process.stdout.write('\n');
+    process.stderr.write(`[prompt ${ids.length} tokens, ${res!.tokens.length} generated, finish: ${res!.finishReason}]\n`);
     history.push({ role: 'assistant', content: res!.text });
     prompt();
   }

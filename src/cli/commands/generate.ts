@@ -47,5 +47,5 @@ async function runGenerate(o: GenerateFlags): Promise<void> {
   process.stdout.write('\n');
   const s = (Date.now() - t0) / 1000;
   if (o.ids) process.stderr.write(`ids: ${res!.tokens.join(' ')}\n`);
-  process.stderr.write(`[${res!.tokens.length} tokens, ${(res!.tokens.length / Math.max(s, 1e-3)).toFixed(1)} tokens/s, finish: ${res!.finishReason}]\n`);
+  process.stderr.write(`[prompt ${ids.length} tokens, ${res!.tokens.length} generated, ${(res!.tokens.length / Math.max(s, 1e-3)).toFixed(1)} tokens/s, finish: ${res!.finishReason}]\n`);
 }
