@@ -3,7 +3,8 @@
 // A GotoBLAS/BLIS-style packed GEMM:
 //   for jc in N by NC:
 //     for pc in K by KC:
-//       pack op(B)[pc:pc+KC, jc:jc+NC] -> Bp   (ceil(NC/NR) panels [KC][NR], shared, in L3)
+//       pack op(B)[pc:pc+KC, jc:jc+NC] -> Bp   (ceil(NC/NR) panels [KC][NR], shared, in L3;
+//                                               double-buffered: packed during the previous step)
 //       for ic in M by MC:                     (tasks, taken dynamically by the threads)
 //         pack op(A)[ic:ic+MC, pc:pc+KC] -> Ap (ceil(MC/MR) panels [KC][MR], per thread, in L2)
 //         for jr in NC by NR: for ir in MC by MR:  micro-kernel on one MR×NR tile of C
@@ -171,15 +172,16 @@ void run_tasks(int64_t n, int nt, F&& fn) {
   }
 }
 
-// The blocked loops (see the top of the file), on nt threads. Per (jc, pc) step:
-//   1. the threads pack op(B)[pc:pc+kc, jc:jc+nc] into the shared Bp, a share of its
-//      NR-wide panels each;
-//   2. tasks = (row block ic of mc rows) × (column group jg of the nc columns), taken
-//      dynamically by the threads: each packs its A block op(A)[ic:ic+mc, pc:pc+kc] into
-//      its own Ap and runs the micro-kernel over the column group.
+// The blocked loops (see the top of the file), on nt threads. The (jc, pc) steps run in
+// order; in step s the tasks are
+//   - (row block ic of mc rows) × (column group jg of the nc columns): pack the A block
+//     op(A)[ic:ic+mc, pc:pc+kc] into the thread's own Ap and run the micro-kernel over
+//     the column group against Bp[s % 2];
+//   - then shares of the B panels of step s + 1, packed into Bp[(s + 1) % 2];
+// taken dynamically by the threads, so each step ends with one wait, and a thread that
+// finishes its products early packs the next B. (Step 0's B is packed before.)
 // mc is chosen so the row blocks come in a multiple of nt; when there are fewer than
-// 2·nt of them (few rows), the columns are split into groups too. Dynamic tasks keep both
-// cores busy when one of them is slowed by other work.
+// 2·nt of them (few rows), the columns are split into groups too.
 void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K,
             float alpha, bool acc, int nt) {
   const int64_t MR = im.MR, NR = im.NR;
@@ -190,43 +192,69 @@ void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Opera
   n_ic = ceil_div(M, mc_blk);
   const int64_t nc_max = N < ncb ? round_up(N, NR) : ncb;
   const int64_t kc_max = K < kcb ? K : kcb;
-  float* Bp = t_bpack.get(static_cast<size_t>(nc_max * kc_max + 16));  // [nc/NR][kc][NR], shared
-  for (int64_t jc = 0; jc < N; jc += ncb) {
-    const int64_t nc = N - jc < ncb ? N - jc : ncb;
-    const int64_t n_panels = ceil_div(nc, NR);
+  const size_t bsize = static_cast<size_t>(nc_max * kc_max + 16);
+  float* Bbuf = t_bpack.get(2 * bsize);
+  float* Bp[2] = {Bbuf, Bbuf + bsize};  // each [nc/NR][kc][NR], shared by the threads
+
+  struct Step {
+    int64_t jc, nc, pc, kc;
+  };
+  const int64_t n_jc = ceil_div(N, ncb), n_pc = ceil_div(K, kcb), n_steps = n_jc * n_pc;
+  auto step = [&](int64_t s) {
+    const int64_t jc = (s / n_pc) * ncb, pc = (s % n_pc) * kcb;
+    return Step{jc, N - jc < ncb ? N - jc : ncb, pc, K - pc < kcb ? K - pc : kcb};
+  };
+  // B shares of a step: nt·2 of whole panels (fewer when there are few panels)
+  auto n_bshares = [&](const Step& st) {
+    const int64_t n_panels = ceil_div(st.nc, NR);
+    return nt > 1 ? (n_panels < 2 * nt ? n_panels : 2 * nt) : 1;
+  };
+  auto pack_share = [&](const Step& st, float* dst, int64_t t, int64_t n_bt) {
+    const int64_t n_panels = ceil_div(st.nc, NR), per = ceil_div(n_panels, n_bt);
+    const int64_t p0 = t * per, p1 = p0 + per < n_panels ? p0 + per : n_panels;
+    if (p0 >= p1) return;
+    const int64_t cols = (p1 * NR < st.nc ? p1 * NR : st.nc) - p0 * NR;
+    im.pack_b(dst + p0 * st.kc * NR, B, st.pc, st.kc, st.jc + p0 * NR, cols);
+  };
+
+  {
+    const Step s0 = step(0);
+    const int64_t n_bt = n_bshares(s0);
+    run_tasks(n_bt, nt, [&](int t, int) { pack_share(s0, Bp[0], t, n_bt); });
+  }
+  for (int64_t s = 0; s < n_steps; ++s) {
+    const Step st = step(s);
+    const bool beta = acc || st.pc > 0;
+    const int64_t n_panels = ceil_div(st.nc, NR);
     const int64_t n_jg = n_ic >= 2 * nt ? 1 : (ceil_div(2 * nt, n_ic) < n_panels ? ceil_div(2 * nt, n_ic) : n_panels);
     const int64_t jg_panels = ceil_div(n_panels, n_jg);  // panels per column group
-    for (int64_t pc = 0; pc < K; pc += kcb) {
-      const int64_t kc = K - pc < kcb ? K - pc : kcb;
-      const bool beta = acc || pc > 0;
-      // 1. pack B: nt·2 shares of whole panels (or fewer when there are few panels)
-      const int64_t n_bt = nt > 1 ? (n_panels < 2 * nt ? n_panels : 2 * nt) : 1;
-      const int64_t bt_panels = ceil_div(n_panels, n_bt);
-      run_tasks(n_bt, nt, [&](int t, int) {
-        const int64_t p0 = t * bt_panels, p1 = p0 + bt_panels < n_panels ? p0 + bt_panels : n_panels;
-        if (p0 >= p1) return;
-        const int64_t cols = (p1 * NR < nc ? p1 * NR : nc) - p0 * NR;
-        im.pack_b(Bp + p0 * kc * NR, B, pc, kc, jc + p0 * NR, cols);
-      });
-      // 2. row blocks × column groups
-      run_tasks(n_ic * n_jg, nt, [&](int t, int) {
-        const int64_t ic = (t / n_jg) * mc_blk, jg = t % n_jg;
-        const int64_t mc = M - ic < mc_blk ? M - ic : mc_blk;
-        const int64_t jr0 = jg * jg_panels * NR;
-        const int64_t jr1 = (jg + 1) * jg_panels * NR < nc ? (jg + 1) * jg_panels * NR : nc;
-        if (jr0 >= jr1) return;
-        float* Ap = t_apack.get(static_cast<size_t>(mc_blk * kc_max + 16));  // [mc/MR][kc][MR] (+ slack)
-        im.pack_a(Ap, A, ic, mc, pc, kc);
-        for (int64_t jr = jr0; jr < jr1; jr += NR) {
-          const int nr = static_cast<int>(nc - jr < NR ? nc - jr : NR);
-          const float* bp = Bp + (jr / NR) * kc * NR;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
-            im.micro(kc, Ap + (ir / MR) * kc * MR, bp, C + (ic + ir) * ldc + jc + jr, ldc, mr, nr, alpha, beta);
-          }
+    const float* bcur = Bp[s % 2];
+    const bool has_next = s + 1 < n_steps;
+    const Step nx = has_next ? step(s + 1) : st;
+    const int64_t n_next = has_next ? n_bshares(nx) : 0;
+    const int64_t n_mul = n_ic * n_jg;
+    run_tasks(n_mul + n_next, nt, [&](int t, int) {
+      if (t >= n_mul) {
+        pack_share(nx, Bp[(s + 1) % 2], t - n_mul, n_next);
+        return;
+      }
+      const int64_t ic = (t / n_jg) * mc_blk, jg = t % n_jg;
+      const int64_t mc = M - ic < mc_blk ? M - ic : mc_blk;
+      const int64_t jr0 = jg * jg_panels * NR;
+      const int64_t jr1 = (jg + 1) * jg_panels * NR < st.nc ? (jg + 1) * jg_panels * NR : st.nc;
+      if (jr0 >= jr1) return;
+      float* Ap = t_apack.get(static_cast<size_t>(mc_blk * kc_max + 16));  // [mc/MR][kc][MR] (+ slack)
+      im.pack_a(Ap, A, ic, mc, st.pc, st.kc);
+      for (int64_t jr = jr0; jr < jr1; jr += NR) {
+        const int nr = static_cast<int>(st.nc - jr < NR ? st.nc - jr : NR);
+        const float* bp = bcur + (jr / NR) * st.kc * NR;
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
+          im.micro(st.kc, Ap + (ir / MR) * st.kc * MR, bp, C + (ic + ir) * ldc + st.jc + jr, ldc, mr, nr, alpha,
+                   beta);
         }
-      });
-    }
+      }
+    });
   }
 }
 

@@ -12,6 +12,8 @@
 // first pool (a late worker running the next job's tasks through a stale fn, `ntasks`
 // read without synchronisation).
 //
+// Waiting (the submitter for the workers to leave, a worker for the next job) spins with a
+// pause, then with sched_yield (see backoff).
 // Sleeping: after spinning for kSpinMicros a worker registers in `sleepers` and waits on
 // the condition variable. Submit stores `state`, then reads `sleepers` (both seq_cst);
 // the worker increments `sleepers`, then re-reads `state` (both seq_cst) under the mutex:
@@ -40,6 +42,15 @@ inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// Waiting step i of a spin: a pause at first, then a yield of the core, so that a waiting
+// thread gives its time slice to the thread it waits for (or to other work) when the
+// machine is busier than the pool: a descheduled peer is not waited for by burning the
+// core it needs.
+inline void backoff(int i) {
+  if (i < 256) cpu_relax();
+  else sched_yield();
 }
 
 // Set on pool workers, and on the submitter while it runs tasks: a nested parallel_for
@@ -106,7 +117,7 @@ struct Pool {
       if ((s >> 32) == seen && !stop.load(std::memory_order_relaxed)) {
         auto start = std::chrono::steady_clock::now();
         for (int i = 0;; ++i) {
-          cpu_relax();
+          backoff(i);
           s = state.load(std::memory_order_acquire);
           if ((s >> 32) != seen || stop.load(std::memory_order_relaxed)) break;
           if ((i & 63) == 63 && std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicros)) {
@@ -164,11 +175,11 @@ struct Pool {
     t_in_pool = false;
     // close the job once no worker is inside it
     uint64_t s = state.load(std::memory_order_acquire);
-    for (;;) {
+    for (int i = 0;; ++i) {
       if ((s & kActiveMask) == 0) {
         if (state.compare_exchange_weak(s, s | kClosed, std::memory_order_acq_rel, std::memory_order_acquire)) break;
       } else {
-        cpu_relax();
+        backoff(i);
         s = state.load(std::memory_order_acquire);
       }
     }
