@@ -186,6 +186,20 @@ describe('lorakit train with a config file, and --resume', () => {
     assert.match(r2.stdout, /done: 2 steps/, '24 examples / batch 12 = 2 steps for one epoch');
   });
 
+  it('--full fine-tunes every weight and saves a model folder that loads', () => {
+    const out = join(tmp, 'run-full');
+    const r = ok(lorakit(['train', '--model', model2, '--data', d.train, '--valid-split', '0.25', '--out', out, '--full', '--steps', '6', '--lr', '1e-3', '--no-progress']), 'train --full');
+    assert.match(r.stdout, /18 training examples \(text\), 6 validation examples/);
+    assert.match(r.stdout, /trainable params: 38,304 \|\| all params: 38,304 \|\| trainable%: 100\.0000/);
+    assert.ok(r.stdout.includes(`model: ${join(out, 'model')}`));
+    const base = JSON.parse(ok(lorakit(['eval', '--model', model2, '--data', d.valid, '--json']), 'eval base').stdout) as { loss: number };
+    const tuned = JSON.parse(ok(lorakit(['eval', '--model', join(out, 'model'), '--data', d.valid, '--json']), 'eval full').stdout) as { loss: number };
+    assert.ok(tuned.loss < base.loss - 1, `base ${base.loss}, fine-tuned ${tuned.loss}`);
+    const e = lorakit(['train', '--model', model2, '--data', d.train, '--out', out, '--full', '--rank', '4']);
+    assert.equal(e.status, 2);
+    assert.match(e.stderr, /^lorakit: --full trains every weight; LoRA flags do not apply \(--rank\)$/m);
+  });
+
   it('--resume continues a run exactly where it stopped', () => {
     const common = ['train', '--model', model2, '--data', d.train, '--lr', '5e-3', '--batch-size', '4', '--save-every', '3', '--dropout', '0.1', '--seed', '5', '--no-progress'];
     const straight = join(tmp, 'straight');

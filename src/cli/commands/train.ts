@@ -172,7 +172,7 @@ async function runTrain(cmd: Command): Promise<void> {
   let peft: PeftModel<DecoderLM> | null = null;
   let loraConfig: LoraConfigInput | null = null;
   if (o.full) {
-    const loraFlags = ['alpha', 'targets', 'rslora', 'dora'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+    const loraFlags = ['rank', 'alpha', 'dropout', 'targets', 'rslora', 'dora', 'init'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
     if (loraFlags.length) throw new UsageError(`--full trains every weight; LoRA flags do not apply (${loraFlags.map((k) => `--${k}`).join(', ')})`);
     model.requiresGrad(true);
   } else {
