@@ -34,9 +34,10 @@ using PackBFn = void (*)(float* dst, const Operand& b, int64_t k0, int64_t kc, i
 using MicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, float alpha,
                          bool beta);
 // The unpacked-A ("direct") path for f32 A, used for small and thin products: computes
-// C[i0:i1, j0:j1] for the whole K from A as stored and B either as stored (f32, not
-// transposed) or packed by the caller in panels of [K][NRd] (bpacked != nullptr; panel
-// q covers columns j0 + q·NRd of this call's range, j0 a multiple of NRd).
+// C[i0:i1, j0:j1] for the whole K from A as stored and B either as stored (bpacked ==
+// nullptr: f32 [K,N] not transposed, N a multiple of 8) or packed by the caller, all of
+// op(B), in panels [K][NRd] (panel q holds columns q·NRd .. q·NRd + NRd − 1); j0 is a
+// multiple of NRd.
 using DirectFn = void (*)(const float* A, int64_t lda, bool transA, const float* B, int64_t ldb, const float* bpacked,
                           float* C, int64_t ldc, int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K, float alpha,
                           bool beta);
