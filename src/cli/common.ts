@@ -148,13 +148,22 @@ export function applyConfigFile(cmd: Command, warn: (line: string) => void): voi
   const values = readOptionsFile(file);
   const unknown: string[] = [];
   for (const [key, raw] of Object.entries(values)) {
-    const attr = camel(key);
+    let attr = camel(key);
     if (attr === 'config') {
       unknown.push(key);
       continue;
     }
-    // the positive option wins over its --no- twin (mask-prompt: false)
-    const opts = cmd.options.filter((o) => o.attributeName() === attr);
+    // `mask-prompt: false` and `no-mask-prompt: true` both mean --no-mask-prompt
+    let negated = false;
+    const named = (a: string): Option[] => cmd.options.filter((o) => o.attributeName() === a);
+    if (named(attr).length === 0 && /^no[A-Z]/.test(attr)) {
+      const positive = attr[2]!.toLowerCase() + attr.slice(3);
+      if (named(positive).some((o) => !takesValue(o))) {
+        attr = positive;
+        negated = true;
+      }
+    }
+    const opts = named(attr);
     const opt = opts.find((o) => !o.negate) ?? opts[0];
     if (!opt) {
       unknown.push(key);
@@ -165,7 +174,7 @@ export function applyConfigFile(cmd: Command, warn: (line: string) => void): voi
     let value: unknown;
     if (!takesValue(opt)) {
       if (typeof raw !== 'boolean') throw new UsageError(`${where} must be true or false, got ${JSON.stringify(raw)}`);
-      value = opt.negate && !opts.some((o) => !o.negate) ? !raw : raw;
+      value = negated ? !raw : raw;
     } else {
       const items = Array.isArray(raw) ? raw : [raw];
       if (Array.isArray(raw) && opt.parseArg !== collect && !opt.variadic) throw new UsageError(`${where} must be a single value, got a list`);
@@ -205,7 +214,7 @@ export function oneLine(message: string, maxProblems = 3): string {
   const problems = lines.slice(1).map((l) => l.replace(/^-\s+/, ''));
   const shown = problems.slice(0, maxProblems).join('; ');
   const more = problems.length > maxProblems ? ` (and ${problems.length - maxProblems} more)` : '';
-  return `${head}: ${shown}${more}`;
+  return head ? `${head}: ${shown}${more}` : `${shown}${more}`;
 }
 
 /** 1234567 → "1,234,567". */

@@ -1,7 +1,7 @@
 // The lorakit CLI's usage and error paths: --help on every command, the 175B trainable count
 // from a bare config.json, and one clear line with a non-zero exit for every mistake.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -134,6 +134,17 @@ describe('lorakit errors: one line, non-zero exit', () => {
     writeFileSync(cfg, '- a list\n');
     fails(lorakit([...trainArgs(), '--config', cfg]), 2, `lorakit: config file ${cfg} must hold a mapping of option names to values, got a list`);
     fails(lorakit([...trainArgs(), '--config', join(tmp, 'none.yaml')]), 2, `lorakit: config file ${join(tmp, 'none.yaml')} does not exist`);
+  });
+
+  it('chat (and generate --chat) on a model without a chat template', () => {
+    const plain = join(tmp, 'no-template');
+    mkdirSync(plain, { recursive: true });
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) copyFileSync(join(model, f), join(plain, f));
+    const tc = JSON.parse(readFileSync(join(model, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    delete tc.chat_template;
+    writeFileSync(join(plain, 'tokenizer_config.json'), JSON.stringify(tc));
+    fails(lorakit(['chat', '--model', plain], { input: 'hello\n' }), 1, `lorakit: model folder ${plain} has no chat template (tokenizer_config.json chat_template or chat_template.jinja); chat needs one`);
+    fails(lorakit(['generate', '--model', plain, '--prompt', 'x', '--chat']), 1, `lorakit: model folder ${plain} has no chat template (tokenizer_config.json chat_template or chat_template.jinja); drop --chat`);
   });
 
   it('bad data names the file and line', () => {

@@ -150,6 +150,10 @@ describe('lorakit train → eval → generate → merge → inspect', () => {
     assert.ok(turns[2]! > turns[1]! + 6, 'the third turn carries the second turn and its reply');
     const [first, rest] = r.stdout.split('(history cleared)\n') as [string, string];
     assert.ok(rest.startsWith(first), 'the same first turn after /reset gives the same (greedy) reply');
+    // generate --chat renders the same first turn
+    const g = ok(lorakit(['generate', '--model', model, '--adapter', adapter, '--max-tokens', '6', '--chat', '--prompt', 'the red']), 'generate --chat');
+    assert.equal(Number(/^\[prompt (\d+) tokens/m.exec(g.stderr)![1]), turns[0]);
+    assert.equal(g.stdout, first);
   });
 });
 
@@ -181,9 +185,12 @@ describe('lorakit train with a config file, and --resume', () => {
     assert.equal(saved.lora_alpha, 4);
     // JSON works too, and a flag beats the config's steps even when it is --epochs
     const json = join(tmp, 'train.json');
-    writeFileSync(json, JSON.stringify({ model: model2, data: d.train, steps: 50, 'batch-size': 12 }));
-    const r2 = ok(lorakit(['train', '--config', json, '--out', join(tmp, 'run-json'), '--epochs', '1', '--no-progress']), 'train --config json');
+    writeFileSync(json, JSON.stringify({ model: model2, data: d.train, steps: 50, 'batch-size': 12, 'no-mask-prompt': true, progress: false }));
+    const r2 = ok(lorakit(['train', '--config', json, '--out', join(tmp, 'run-json'), '--epochs', '1']), 'train --config json');
     assert.match(r2.stdout, /done: 2 steps/, '24 examples / batch 12 = 2 steps for one epoch');
+    assert.doesNotMatch(r2.stderr, /^step /m, 'progress: false');
+    const report2 = JSON.parse(readFileSync(join(tmp, 'run-json', 'report.json'), 'utf8')) as { config: Record<string, unknown> };
+    assert.equal(report2.config.maskPrompt, false);
   });
 
   it('--full fine-tunes every weight and saves a model folder that loads', () => {
