@@ -206,7 +206,8 @@ def preprocess(png_bytes, pp):
     """ViTImageProcessor: RGB, PIL bilinear resize of the uint8 image, rescale, normalize, channels first."""
     img = Image.open(io.BytesIO(png_bytes)).convert("RGB")
     img = img.resize((pp["size"]["width"], pp["size"]["height"]), resample=pp["resample"])
-    x = np.asarray(img).astype(np.float32) * np.float32(pp["rescale_factor"])
+    # transformers' rescale: float64 product, cast to float32; normalize in float32
+    x = (np.asarray(img).astype(np.float64) * pp["rescale_factor"]).astype(np.float32)
     x = (x - np.array(pp["image_mean"], dtype=np.float32)) / np.array(pp["image_std"], dtype=np.float32)
     return torch.from_numpy(x.transpose(2, 0, 1).copy())
 
