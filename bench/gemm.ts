@@ -35,6 +35,9 @@ const SHAPES: Shape[] = [
   ...BASE.map((s) => ({ ...s, label: `${s.label}, B bf16`, bDtype: 'bf16' as const })),
   { label: 'LoRA x·Aᵀ 512×768 · 768×8', M: 512, K: 768, N: 8 },
   { label: 'LoRA h·Bᵀ 512×8 · 8×768', M: 512, K: 8, N: 768 },
+  // the LoRA backward products with a transposed A: dyᵀ·h (dB-like) and (dy·B)ᵀ·x (dA-like)
+  { label: 'LoRA (512×768)ᵀ · 512×8', M: 768, K: 512, N: 8, transA: true },
+  { label: 'LoRA (512×8)ᵀ · 512×768', M: 8, K: 512, N: 768, transA: true },
 ];
 
 // Each shape is timed in ROUNDS rounds; a round times lorakit (RUNS runs after a warm-up,
