@@ -62,6 +62,25 @@ describe('lorakit inspect --config', () => {
   });
 });
 
+describe('lorakit inspect ADAPTER', () => {
+  it('ranks per module (rank_pattern), DoRA, alpha and the parameter count', () => {
+    const dir = join(tmp, 'dora-adapter');
+    const m = createModel({ model_type: 'llama', vocab_size: 64, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32 });
+    getPeftModel(m, { r: 8, lora_alpha: 32, target_modules: ['q_proj', 'v_proj'], rank_pattern: { q_proj: 4 }, use_dora: true }).saveAdapter(dir, { baseModelNameOrPath: 'some/base' });
+    const r = lorakit(['inspect', dir, '--modules']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^base model:\s+some\/base$/m);
+    assert.match(r.stdout, /^adapted modules:\s+4 \(q_proj, v_proj\)$/m);
+    assert.match(r.stdout, /^ranks:\s+r=4 on 2 modules, r=8 on 2 modules$/m);
+    assert.match(r.stdout, /^lora_alpha:\s+32 \(scaling 4\)$/m);
+    assert.match(r.stdout, /^DoRA:\s+yes$/m);
+    // q: 4·(16+16) + 16 magnitudes; v (8 key/value dims): 8·(16+8) + 8; two layers
+    assert.match(r.stdout, new RegExp(`^parameters:\\s+${2 * (4 * 32 + 16 + 8 * 24 + 8)}$`, 'm'));
+    assert.match(r.stdout, /^  model\.layers\.0\.self_attn\.q_proj: r=4, A \[4, 16\], B \[16, 4\]$/m);
+    assert.match(r.stdout, /^  model\.layers\.1\.self_attn\.v_proj: r=8, A \[8, 16\], B \[8, 8\]$/m);
+  });
+});
+
 describe('lorakit errors: one line, non-zero exit', () => {
   const model = join(tmp, 'model');
   const other = join(tmp, 'other-adapter');

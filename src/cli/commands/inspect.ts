@@ -21,6 +21,7 @@ interface InspectFlags {
   batchSize: number;
   maxLength: number;
   gradCheckpoint: boolean;
+  modules: boolean;
 }
 
 export function inspectCommand(): Command {
@@ -35,6 +36,7 @@ export function inspectCommand(): Command {
     .option('--batch-size <n>', 'batch size for the memory estimate', parsePositiveInt, 1)
     .option('--max-length <n>', 'tokens per example for the memory estimate', parsePositiveInt, 512)
     .option('--grad-checkpoint', 'memory estimate with gradient checkpointing', false)
+    .option('--modules', 'list every adapted module with its rank and shapes (adapter folders)', false)
     .action(function (this: Command, path: string | undefined) {
       runInspect(path, this.opts<InspectFlags>());
     });
@@ -67,7 +69,7 @@ function runInspect(path: string | undefined, o: InspectFlags): void {
   }
   if (existsSync(join(path, 'adapter_config.json'))) {
     if (o.r !== undefined) throw new UsageError('--r/--targets count a LoRA on a model; this is an adapter folder');
-    describeAdapter(path);
+    describeAdapter(path, o.modules);
     return;
   }
   if (!existsSync(join(path, 'config.json'))) throw new UsageError(`not a model folder: ${path} has no config.json (nor adapter_config.json)`);
@@ -190,7 +192,7 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   line('  logits', bytes(logits));
 }
 
-function describeAdapter(dir: string): void {
+function describeAdapter(dir: string, listModules: boolean): void {
   const cfgFile = join(dir, 'adapter_config.json');
   const json = readConfig(cfgFile);
   const { config, warnings } = parseLoraConfig(json, `adapter config ${cfgFile}`);
@@ -200,6 +202,7 @@ function describeAdapter(dir: string): void {
   const st = SafetensorsFile.open(wfile);
   const ranks = new Map<number, number>();
   const modules: string[] = [];
+  const shapes = new Map<string, { r: number; A: readonly number[]; B?: readonly number[] }>();
   let params = 0;
   let dora = false;
   const dtypes = new Set<string>();
@@ -213,7 +216,10 @@ function describeAdapter(dir: string): void {
       if (m) {
         modules.push(m[1]!);
         ranks.set(info.shape[0]!, (ranks.get(info.shape[0]!) ?? 0) + 1);
+        shapes.set(m[1]!, { ...shapes.get(m[1]!), r: info.shape[0]!, A: info.shape });
       }
+      const b = /^(?:base_model\.model\.)?(.*)\.lora_B\.weight$/.exec(name);
+      if (b) shapes.set(b[1]!, { r: 0, A: [], ...shapes.get(b[1]!), B: info.shape });
     }
   } finally {
     st.close();
@@ -235,4 +241,12 @@ function describeAdapter(dir: string): void {
   line('parameters', commas(params));
   line('dtype', [...dtypes].join(', '));
   line('size on disk', bytes(statSync(wfile).size + statSync(cfgFile).size));
+  // with several ranks (rank_pattern), or on request, every module
+  if (listModules || ranks.size > 1) {
+    console.log('');
+    for (const mod of modules) {
+      const sh = shapes.get(mod)!;
+      console.log(`  ${mod}: r=${sh.r}${listModules ? `, A [${sh.A.join(', ')}], B [${(sh.B ?? []).join(', ')}]` : ''}`);
+    }
+  }
 }
