@@ -43,6 +43,11 @@ async function main(): Promise<void> {
   // library warnings (process.emitWarning) as one plain line, not Node's "(node:PID) Warning:"
   process.removeAllListeners('warning');
   process.on('warning', (w) => warnLine(w.message));
+  // output piped into a command that stops reading (| head): stop quietly
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (e) {

@@ -26,6 +26,7 @@ import {
   parsePositiveNumber,
   required,
   requireFile,
+  warnLine,
 } from '../common.js';
 import { openModel } from '../load.js';
 
@@ -156,6 +157,11 @@ async function runTrain(cmd: Command): Promise<void> {
   if (o.resume !== undefined && !existsSync(o.resume)) throw new UsageError(`--resume ${o.resume} does not exist`);
   if (resolve(outDir) === resolve(modelDir)) throw new UsageError(`--out ${outDir} is the model folder; choose another folder`);
   const maskPrompt = o.maskPrompt ?? true;
+  if (o.full) {
+    const loraFlags = ['rank', 'alpha', 'dropout', 'targets', 'rslora', 'dora', 'init'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+    if (loraFlags.length) throw new UsageError(`--full trains every weight; LoRA flags do not apply (${loraFlags.map((k) => `--${k}`).join(', ')})`);
+  }
+  if (o.evalEvery !== undefined && val === null) warnLine('--eval-every has no effect without --valid or --valid-split');
 
   const loaded = openModel(modelDir);
   const { model, tokenizer } = loaded;
@@ -172,8 +178,6 @@ async function runTrain(cmd: Command): Promise<void> {
   let peft: PeftModel<DecoderLM> | null = null;
   let loraConfig: LoraConfigInput | null = null;
   if (o.full) {
-    const loraFlags = ['rank', 'alpha', 'dropout', 'targets', 'rslora', 'dora', 'init'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
-    if (loraFlags.length) throw new UsageError(`--full trains every weight; LoRA flags do not apply (${loraFlags.map((k) => `--${k}`).join(', ')})`);
     model.requiresGrad(true);
   } else {
     loraConfig = {
