@@ -183,6 +183,22 @@ function registerAll(): void {
           for (const [transA, transB] of TRANS)
             for (const bDtype of ['f32', 'bf16'] as DT[]) check({ M, N, K, transA, transB, bDtype, pad: [3, 5, 7], accumulate: seed % 2 === 1, alpha: 0.5 }, seed++);
       });
+      it('many back-to-back calls on the pool give the same answer every time', () => {
+        // 2·66·40·100 flops: above the threshold for threading, so each call is one pool job
+        const nat = nativeBackend()!;
+        const r = rng(7);
+        const M = 66, N = 40, K = 100;
+        const a = operand(M * K, 'f32', r) as Float32Array;
+        const b = operand(K * N, 'f32', r) as Float32Array;
+        const first = new Float32Array(M * N);
+        nat.gemm(first, a, b, { M, N, K });
+        const c = new Float32Array(M * N);
+        for (let it = 0; it < 3000; it++) {
+          c.fill(Number.NaN);
+          nat.gemm(c, a, b, { M, N, K });
+          if (it % 50 === 0 || it === 2999) assert.deepEqual(c, first, `call ${it} differs from the first`);
+        }
+      });
       it('empty dimensions: K = 0 writes zeros (or keeps C when accumulating); M or N = 0 does nothing', () => {
         const nat = nativeBackend()!;
         const a = new Float32Array(4);
