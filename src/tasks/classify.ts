@@ -23,6 +23,8 @@ import { listImageDataset, loadImageExamples, preprocessImage, readImage, readIm
 import type { FileData } from '../io/atomic.js';
 import type { LoraConfigInput } from '../lora/config.js';
 import { getPeftModel, type PeftModel } from '../lora/peft-model.js';
+import { loadPeftModel } from '../lora/files.js';
+import { readSafetensors } from '../io/safetensors.js';
 import type { EncoderClassifier, EncoderInputs } from '../models/encoder.js';
 import { loadClassifier } from '../models/encoder-load.js';
 import { ENCODER_FAMILIES } from '../models/registry.js';
@@ -357,7 +359,7 @@ export async function trainClassifier(opts: TrainClassifierOptions): Promise<Tra
   const batchSize = opts.batchSize ?? 8;
   const trainBatches = new ClassifyBatches(trainExamples, { batchSize, seed, shuffle: true, padId: pre.padId });
   const validBatches = valid ? new ClassifyBatches(valid, { batchSize: opts.evalBatchSize ?? batchSize, shuffle: false, padId: pre.padId }).all() : null;
-  const exportFiles = (): Map<string, FileData> => adapterFiles(peft, opts.model);
+  const exportFiles = (): Map<string, FileData> => adapterFiles(peft, opts.model, labels);
   const result = await train({
     model,
     optimizer,
@@ -373,20 +375,74 @@ export async function trainClassifier(opts: TrainClassifierOptions): Promise<Tra
   if (opts.args.outDir) {
     adapterDir = path.join(opts.args.outDir, 'adapter');
     peft.saveAdapter(adapterDir, { adapterNames: ['default'], baseModelNameOrPath: opts.model });
+    fs.writeFileSync(path.join(adapterDir, LABELS_FILE), labelsJson(labels));
     if (metrics) fs.writeFileSync(path.join(opts.args.outDir, 'eval.json'), JSON.stringify({ labels, ...metrics }, null, 2) + '\n');
   }
   return { model, peft, labels, preprocessor: pre, result, metrics, adapterDir };
 }
 
 /** The default adapter's files (adapter_config.json, adapter_model.safetensors) for checkpoints. */
-function adapterFiles(peft: PeftModel<EncoderClassifier>, modelDir: string): Map<string, FileData> {
+function adapterFiles(peft: PeftModel<EncoderClassifier>, modelDir: string, labels: readonly string[]): Map<string, FileData> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-adapter-'));
   try {
     peft.saveAdapter(tmp, { adapterNames: ['default'], baseModelNameOrPath: modelDir });
     const files = new Map<string, FileData>();
     for (const name of fs.readdirSync(tmp)) files.set(name, fs.readFileSync(path.join(tmp, name)));
+    files.set(LABELS_FILE, labelsJson(labels));
     return files;
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Adapters with their labels
+
+/**
+ * labels.json beside adapter_config.json: {"id2label", "label2id"} of the head the adapter was
+ * trained with (PEFT folders do not record them; transformers takes them from the model config).
+ */
+export const LABELS_FILE = 'labels.json';
+
+function labelsJson(labels: readonly string[]): string {
+  return JSON.stringify({ id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])) }, null, 2) + '\n';
+}
+
+/**
+ * The labels an adapter folder was trained with: labels.json when present, else LABEL_i for
+ * as many outputs as its classifier tensor has, else null (the base model's labels apply).
+ */
+export function adapterLabels(adapterDir: string, headKeys: readonly string[] = ['classifier.weight', 'classifier.out_proj.weight']): string[] | null {
+  const file = path.join(adapterDir, LABELS_FILE);
+  if (fs.existsSync(file)) {
+    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { id2label?: Record<string, unknown> };
+    const entries = Object.entries(j.id2label ?? {});
+    const out = new Array<string>(entries.length);
+    for (const [k, v] of entries) {
+      const i = Number(k);
+      if (!Number.isInteger(i) || i < 0 || i >= entries.length || typeof v !== 'string') throw new Error(`${file}: "id2label" must map "0".."${entries.length - 1}" to label names, got ${JSON.stringify(k)}: ${JSON.stringify(v)}`);
+      out[i] = v;
+    }
+    if (out.length === 0) throw new Error(`${file}: no labels in "id2label"`);
+    return out;
+  }
+  const weights = readSafetensors(path.join(adapterDir, 'adapter_model.safetensors')).tensors;
+  for (const k of headKeys) {
+    const t = weights.get(`base_model.model.${k}`);
+    if (t) return Array.from({ length: t.shape[0]! }, (_, i) => `LABEL_${i}`);
+  }
+  return null;
+}
+
+/**
+ * Loads a base classifier and a PEFT adapter trained on it (labels from the adapter folder, so
+ * a head resized for the data fits), for evaluation or prediction (or more training with
+ * isTrainable).
+ */
+export function loadClassifierWithAdapter(modelDir: string, adapterDir: string, opts: { isTrainable?: boolean; warn?: (m: string) => void } = {}): { model: EncoderClassifier; peft: PeftModel<EncoderClassifier>; preprocessor: ClassifyPreprocessor } {
+  const labels = adapterLabels(adapterDir);
+  // the adapter's classifier copy replaces the head: a fresh head of the right size is only a placeholder
+  const model = loadClassifier(modelDir, { ...(labels ? { labels } : {}), warn: opts.warn ?? (() => undefined) });
+  const peft = loadPeftModel(model, adapterDir, { isTrainable: opts.isTrainable ?? false });
+  return { model, peft, preprocessor: preprocessorFor(model, modelDir) };
 }
