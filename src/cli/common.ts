@@ -3,7 +3,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, type Command, type Option } from 'commander';
-import { parse as parseYaml } from 'yaml';
 
 /** A mistake in how the command was called: one line, exit code 2. */
 export class UsageError extends Error {
@@ -115,12 +114,14 @@ export function required<T>(value: T | undefined, flag: string): T {
 // ------------------------------------------------------------------ config files
 
 /** Reads a YAML or JSON options file: a mapping of option names to values. */
-export function readOptionsFile(file: string): Record<string, unknown> {
+export async function readOptionsFile(file: string): Promise<Record<string, unknown>> {
   requireFile(file, 'config file');
   const text = readFileSync(file, 'utf8');
+  // yaml is many modules: loaded only when a YAML file is read
+  const parseYaml = file.endsWith('.json') ? null : (await import('yaml')).parse;
   let value: unknown;
   try {
-    value = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    value = parseYaml === null ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
     throw new UsageError(`config file ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`);
   }
@@ -142,10 +143,10 @@ function takesValue(o: Option): boolean {
  * sets its option unless the flag was given. Values go through the flag's own parser, so a bad
  * value is reported like a bad flag. Unknown keys are a warning naming them.
  */
-export function applyConfigFile(cmd: Command, warn: (line: string) => void): void {
+export async function applyConfigFile(cmd: Command, warn: (line: string) => void): Promise<void> {
   const file = cmd.getOptionValue('config') as string | undefined;
   if (file === undefined) return;
-  const values = readOptionsFile(file);
+  const values = await readOptionsFile(file);
   const unknown: string[] = [];
   for (const [key, raw] of Object.entries(values)) {
     let attr = camel(key);

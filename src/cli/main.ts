@@ -32,8 +32,8 @@ export function buildProgram(): Command {
   const program = new Command('lorakit').description('LoRA fine-tuning for TypeScript').version(packageVersion());
   for (const c of [trainCommand(), generateCommand(), chatCommand(), evalCommand(), mergeCommand(), inspectCommand(), dataCommand(), backendCommand()]) program.addCommand(c);
   // --config FILE (YAML or JSON) fills the options no flag gave; inspect's --config is a model config.json
-  program.hook('preAction', (_root, action) => {
-    if (action.name() !== 'inspect' && action.options.some((o) => o.long === '--config')) applyConfigFile(action, warnLine);
+  program.hook('preAction', async (_root, action) => {
+    if (action.name() !== 'inspect' && action.options.some((o) => o.long === '--config')) await applyConfigFile(action, warnLine);
   });
   configure(program);
   return program;
