@@ -6,6 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { getPeftModel } from '../../src/lora/index.js';
+import { loadModel } from '../../src/models/load.js';
 import { lorakit, writeData, writeTinyModel, type RunResult } from '../helpers/cli-fixture.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lorakit-cli-flow-'));
@@ -104,6 +106,23 @@ describe('lorakit train → eval → generate → merge → inspect', () => {
     // and it scores like base + adapter
     const r = ok(lorakit(['eval', '--model', merged, '--data', data.valid, '--json']), 'eval merged');
     assert.ok(Math.abs((JSON.parse(r.stdout) as { loss: number }).loss - evalLoss(['--adapter', adapter])) < 1e-4);
+  });
+
+  it('generate with several named adapters and --adapter-name', () => {
+    // a fresh adapter (B = 0) changes nothing
+    const zero = join(tmp, 'zero-adapter');
+    getPeftModel(loadModel(model), { r: 4, target_modules: ['q_proj', 'v_proj'] }).saveAdapter(zero);
+    const args = ['generate', '--model', model, '--adapter', `tuned=${adapter}`, '--adapter', `zero=${zero}`, '--prompt', 'the red', '--max-tokens', '12', '--ids'];
+    const base = generated(ok(lorakit(['generate', '--model', model, '--prompt', 'the red', '--max-tokens', '12', '--ids']), 'base'));
+    const tuned = generated(ok(lorakit([...args]), 'first adapter by default'));
+    const z = generated(ok(lorakit([...args, '--adapter-name', 'zero']), 'zero'));
+    const both = generated(ok(lorakit([...args, '--adapter-name', 'tuned,zero']), 'both'));
+    assert.equal(z.ids, base.ids);
+    assert.notEqual(tuned.ids, base.ids);
+    assert.equal(both.ids, tuned.ids);
+    const bad = lorakit([...args, '--adapter-name', 'nope']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /^lorakit: --adapter-name: no adapter named nope \(loaded: tuned, zero\)$/m);
   });
 
   it('merge --dtype bf16 writes bf16 weights that load and generate', () => {
