@@ -235,6 +235,9 @@ export function bytes(n: number): string {
   return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }
 
+/** What a closed stdout (EPIPE, e.g. `| head`) does: end the command (generate), or not (train keeps training and saving). */
+export const stdoutClosed = { exit: true };
+
 /** Where warnings go: stderr, one line each, prefixed. */
 export function warnLine(line: string): void {
   process.stderr.write(`lorakit: warning: ${line}\n`);

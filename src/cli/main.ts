@@ -10,7 +10,7 @@ import { generateCommand } from './commands/generate.js';
 import { inspectCommand } from './commands/inspect.js';
 import { mergeCommand } from './commands/merge.js';
 import { trainCommand } from './commands/train.js';
-import { UsageError, applyConfigFile, oneLine, warnLine } from './common.js';
+import { UsageError, applyConfigFile, oneLine, stdoutClosed, warnLine } from './common.js';
 
 export { UsageError } from './common.js';
 
@@ -43,10 +43,10 @@ async function main(): Promise<void> {
   // library warnings (process.emitWarning) as one plain line, not Node's "(node:PID) Warning:"
   process.removeAllListeners('warning');
   process.on('warning', (w) => warnLine(w.message));
-  // output piped into a command that stops reading (| head): stop quietly
+  // output piped into a command that stops reading (| head): stop quietly, or carry on without stdout
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-    throw e;
+    if (e.code !== 'EPIPE') throw e;
+    if (stdoutClosed.exit) process.exit(0);
   });
   try {
     await buildProgram().parseAsync(process.argv);

@@ -26,6 +26,7 @@ import {
   parsePositiveNumber,
   required,
   requireFile,
+  stdoutClosed,
   warnLine,
 } from '../common.js';
 import { openModel } from '../load.js';
@@ -146,6 +147,7 @@ function exclusive(cmd: Command, a: string, b: string, flagA: string, flagB: str
 }
 
 async function runTrain(cmd: Command): Promise<void> {
+  stdoutClosed.exit = false;
   const o = cmd.opts<TrainOpts>();
   const modelDir = required(o.model, '--model DIR');
   const dataFile = required(o.data, '--data FILE');
