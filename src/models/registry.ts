@@ -102,7 +102,7 @@ export function getModelFamily(modelType: unknown, where = 'config.json'): Model
   if (!fam) {
     const got = modelType === undefined ? 'no "model_type"' : `"model_type" ${JSON.stringify(modelType)}`;
     const enc = typeof modelType === 'string' && ENCODER_FAMILIES.has(modelType) ? ` (${modelType} is a classification model: load it with loadClassifier)` : '';
-    throw new UnsupportedModelError(`${where}: ${got} is not supported${enc}; supported model types: ${supportedModelTypes().join(', ')}`);
+    throw new UnsupportedModelError(`${where}: ${got} is not supported; supported model types: ${supportedModelTypes().join(', ')}${enc}`);
   }
   return fam;
 }

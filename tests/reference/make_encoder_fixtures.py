@@ -1,9 +1,34 @@
 """Writes tests/fixtures/encoders/: tiny BERT, RoBERTa and ViT classification checkpoints in
 the Hugging Face layout, a LoRA adapter for each (query/value, classifier in modules_to_save) as
-PEFT writes it, and the reference outputs the parity tests compare against. See README.md
-("Encoder fixtures").
+PEFT writes it, and the reference outputs tests/parity/encoders.test.ts compares against.
 
-    /usr/bin/python3 tests/reference/make_encoder_fixtures.py
+    /usr/bin/python3 tests/reference/make_encoder_fixtures.py      (deterministic; about 1 s)
+
+Models (forwards in encoders.py): hidden 16, 2 layers, 4 heads, MLP 32, exact gelu, random
+weights N(0, 0.2) with perturbed norms and biases.
+  bert/     BertForSequenceClassification, vocab 64, 16 positions, type_vocab_size 2, labels
+            negative/neutral/positive; batch of 3 sentence pairs [CLS] a [SEP] b [SEP], T = 9,
+            right padded, token types 0/1.
+  roberta/  RobertaForSequenceClassification (classifier.dense + classifier.out_proj, no pooler),
+            pad 1, 18 positions (padding_idx-offset), type_vocab_size 1, labels no/yes; single texts.
+  vit/      ViTForImageClassification, 16x16 RGB images, patch 4 (16 patches + [CLS]), labels
+            circle/square/triangle, preprocessor_config.json (ViTImageProcessor, ImageNet mean/std),
+            image0.png (20x12) and image1.png (9x9) whose pixel_values are computed as transformers
+            does (PIL bilinear resize of the uint8 image, rescale in float64 then float32, normalize);
+            the batch is those two plus one random row.
+Each folder: config.json (sorted, indent 2), model.safetensors, reference.json (labels, the batch,
+loss, base_loss), reference.safetensors:
+  base.logits [3, L]                      no adapter
+  base.grad.pixel_values [3, 3, 16, 16]   vit: d mean-CE / d pixels without adapter (conv backward)
+  logits [3, L]                           with the adapter (LoRA r 4, alpha 8, s = 2, non-zero B;
+                                          the modules_to_save copy = the head + noise)
+  grad.<PEFT key>                         d mean-CE / d every lora_A, lora_B and head tensor, e.g.
+                                          grad.base_model.model.classifier.weight
+  merged.<module>.weight                  W + s·B·A of every query/value
+adapter/: adapter_config.json (PEFT 0.14 fields, task_type SEQ_CLS, target_modules [query, value],
+modules_to_save [classifier]) and adapter_model.safetensors: base_model.model.<path>.lora_A.weight,
+…lora_B.weight, and the head copy as PEFT saves it after stripping "modules_to_save.default":
+base_model.model.classifier.weight / .bias (RoBERTa: classifier.dense.*, classifier.out_proj.*).
 """
 import argparse
 import io
