@@ -2,13 +2,21 @@
 // A section is a name and an async function that prints its own figures. Add new ones to
 // the list below.
 import { runGemmBench } from './gemm.js';
+import { runModelBench } from './models.js';
+import { runTrainBench } from './train.js';
 
 interface Section {
   name: string;
   run: () => Promise<void>;
 }
 
-const sections: Section[] = [{ name: 'gemm', run: runGemmBench }];
+const quick = process.argv.includes('--quick');
+
+const sections: Section[] = [
+  { name: 'gemm', run: runGemmBench },
+  { name: 'models', run: async () => void (await runModelBench({ quick })) },
+  { name: 'train', run: async () => void (await runTrainBench({ quick })) },
+];
 
 function parseOnly(argv: string[]): string | null {
   const i = argv.indexOf('--only');
