@@ -11,6 +11,7 @@
 // H MLP width, L labels.
 import { getBackend, type GeluApprox } from '../backend/index.js';
 import { AttentionCore } from '../nn/attention.js';
+import { GradientCheckpointing } from '../nn/checkpoint.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear, type RowLayer } from '../nn/linear.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -112,6 +113,8 @@ export class EncoderLayer extends Container {
     const q = this.row('q').forward(x, N);
     const k = this.row('k').forward(x, N);
     const v = this.row('v').forward(x, N);
+    // the core draws its scratch from this layer's buffers (shared arena under checkpointing)
+    this.core.buffers = this.buffers;
     const att = this.core.forward(q, k, v, { B: ctx.B, T: ctx.T, mask: ctx.mask });
     return this.row('o').forward(att, N);
   }
@@ -123,6 +126,7 @@ export class EncoderLayer extends Container {
     const o = this.row('o');
     o.computeInputGrad = true;
     const datt = o.backward(dout)!;
+    this.core.buffers = this.buffers;
     const { dq, dk, dv } = this.core.backward(datt);
     const be = getBackend();
     let dx: Float32Array | null = null;
@@ -317,6 +321,8 @@ export abstract class EncoderClassifier extends Module implements SequenceClassi
   /** initializer_range: std of a new head */
   readonly initStd: number;
   private last: { B: number; T: number; inputGrad: boolean } | null = null;
+  private readonly ckpt = new GradientCheckpointing(false);
+  private gc = false;
 
   constructor(config: Record<string, unknown>) {
     super();
@@ -324,6 +330,18 @@ export abstract class EncoderClassifier extends Module implements SequenceClassi
     this.labels = labelsFromConfig(this.config);
     const r = config['initializer_range'];
     this.initStd = typeof r === 'number' && r > 0 ? r : 0.02;
+  }
+
+  /** recompute each layer's forward during backward instead of keeping its activations (training only) */
+  get gradientCheckpointing(): boolean {
+    return this.gc;
+  }
+  set gradientCheckpointing(on: boolean) {
+    this.gc = on;
+    if (!on) {
+      for (const layer of this.layers) this.ckpt.detach(layer);
+      this.ckpt.clear();
+    }
   }
 
   /** the encoder layers, in order */
@@ -344,7 +362,8 @@ export abstract class EncoderClassifier extends Module implements SequenceClassi
     const { h: h0, B, T, mask } = this.embed(inputs);
     let h = h0;
     const ctx: EncoderContext = { B, T, mask };
-    for (const layer of this.layers) h = layer.forward(h, ctx);
+    this.ckpt.enabled = this.gc && this.training;
+    for (const layer of this.layers) h = this.ckpt.forward(layer, h, ctx);
     const logits = this.head(h, B, T);
     const L = this.labels.length;
     if (logits.length !== B * L) throw new ShapeError(`${this.info.modelType}.forward: the head gave ${logits.length} values, expected [${B}, ${L}]`);
@@ -365,7 +384,7 @@ export abstract class EncoderClassifier extends Module implements SequenceClassi
     let dh = this.headBackward(dlogits, below[layers.length]!);
     for (let i = layers.length - 1; i >= 0 && dh; i--) {
       layers[i]!.computeInputGrad = below[i]!;
-      dh = layers[i]!.backward(dh);
+      dh = this.ckpt.backward(layers[i]!, dh);
     }
     if (!dh) return null;
     return this.embedBackward(dh, last.inputGrad);

@@ -14,6 +14,7 @@ import { loadClassifier, saveClassifier } from '../../src/models/encoder-load.js
 import { getEncoderFamily, getModelFamily } from '../../src/models/registry.js';
 import { Rng } from '../../src/nn/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
+import { loadPeftModel } from '../../src/lora/files.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const FIX = path.join(ROOT, 'tests/fixtures/encoders');
@@ -184,6 +185,34 @@ describe('gradients of every parameter (finite differences)', () => {
         }
       }
       assert.ok(checked > 40, `checked ${checked}`);
+    });
+  }
+});
+
+describe('gradient checkpointing', () => {
+  for (const name of ['bert', 'vit']) {
+    it(`${name}: the same logits and adapter gradients with and without recomputation`, () => {
+      const run = (gc: boolean): Map<string, Float32Array> => {
+        const model = loadClassifier(path.join(FIX, name));
+        loadPeftModel(model, path.join(FIX, name, 'adapter'), { isTrainable: true });
+        model.train(true);
+        model.gradientCheckpointing = gc;
+        const rng = new Rng(3);
+        const inputs: EncoderInputs =
+          name === 'vit'
+            ? { pixels: Float32Array.from({ length: 2 * 3 * 16 * 16 }, () => rng.normal()), B: 2 }
+            : { ids: Int32Array.from([2, 9, 30, 3, 40, 3, 2, 17, 3, 0]), B: 2, T: 5, attentionMask: Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 0, 0]) };
+        model.zeroGrad();
+        const l = loss(model, inputs, Int32Array.from([1, 0]), true);
+        const out = new Map<string, Float32Array>([['loss', Float32Array.of(l)]]);
+        for (const [n, p] of model.trainableParameters()) out.set(n, p.grad!.slice());
+        return out;
+      };
+      const plain = run(false);
+      const ckpt = run(true);
+      assert.deepEqual([...ckpt.keys()], [...plain.keys()]);
+      assert.ok(plain.size > 8);
+      for (const [k, v] of plain) assert.deepEqual(ckpt.get(k), v, k);
     });
   }
 });
