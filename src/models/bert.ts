@@ -17,6 +17,7 @@
 //
 // Letters: B batch, T tokens, N = B·T, C hidden, L labels.
 import { getBackend, type GeluApprox } from '../backend/index.js';
+import { Dropout } from '../nn/dropout.js';
 import { Embedding } from '../nn/embedding.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear, type RowLayer } from '../nn/linear.js';
@@ -50,6 +51,10 @@ export interface BertConfig {
   layerNormEps: number;
   approx: GeluApprox;
   padTokenId: number;
+  /** hidden_dropout_prob (embeddings, after each attention output and MLP output) */
+  hiddenDropout: number;
+  /** classifier_dropout ?? hidden_dropout_prob (before the head) */
+  classifierDropout: number;
   raw: JsonObject;
 }
 
@@ -74,13 +79,15 @@ export function parseBertConfig(json: JsonObject, where = 'config.json'): BertCo
   const pet = r.string('position_embedding_type', 'absolute');
   if (pet !== 'absolute') r.fail(`"position_embedding_type" ${JSON.stringify(pet)} is not supported; expected "absolute"`);
   const padTokenId = r.int('pad_token_id', modelType === 'roberta' ? 1 : 0, 0);
-  // dropout is not applied (training here matches transformers with dropout off); these are read so they are not warned about
-  r.number('hidden_dropout_prob', 0.1, false);
+  const hiddenDropout = r.number('hidden_dropout_prob', 0.1, false);
+  // dropout on the attention probabilities is not applied (the fused attention kernel has none)
   r.number('attention_probs_dropout_prob', 0.1, false);
+  const classifierDropout = r.has('classifier_dropout') ? r.number('classifier_dropout', 0, false) : hiddenDropout;
+  for (const [k, v] of [['hidden_dropout_prob', hiddenDropout], ['classifier_dropout', classifierDropout]] as const) if (!(v >= 0 && v < 1)) r.fail(`"${k}" must be in [0, 1), got ${v}`);
   r.known('classifier_dropout', 'gradient_checkpointing', 'num_labels', 'layer_norm_eps', 'type_vocab_size');
   r.done();
   warnUnknownKeys(r);
-  return { modelType, vocabSize, hiddenSize, numLayers, numHeads, intermediateSize, maxPositions, typeVocabSize, layerNormEps, approx: approx ?? 'none', padTokenId, raw: json };
+  return { modelType, vocabSize, hiddenSize, numLayers, numHeads, intermediateSize, maxPositions, typeVocabSize, layerNormEps, approx: approx ?? 'none', padTokenId, hiddenDropout, classifierDropout, raw: json };
 }
 
 export const BERT_LAYER_NAMES: EncoderLayerNames = {
@@ -104,6 +111,8 @@ export class BertForSequenceClassification extends EncoderClassifier {
   readonly cfg: BertConfig;
   readonly prefix: string;
   private saved: { B: number; T: number; ids: Int32Array; pooled: Float32Array; cls: Float32Array } | null = null;
+  /** RoBERTa's second head dropout (before out_proj); not a registered module, its mode follows classifier.dropout */
+  private dropout2: Dropout | null = null;
 
   constructor(cfg: BertConfig, opts: { dtype?: DType } = {}) {
     super(cfg.raw);
@@ -117,18 +126,23 @@ export class BertForSequenceClassification extends EncoderClassifier {
     place(root, 'embeddings.position_embeddings', new Embedding(cfg.maxPositions, C, { dtype }));
     place(root, 'embeddings.token_type_embeddings', new Embedding(cfg.typeVocabSize, C, { dtype }));
     place(root, 'embeddings.LayerNorm', new LayerNorm(C, { eps: cfg.layerNormEps, dtype }));
+    place(root, 'embeddings.dropout', new Dropout(cfg.hiddenDropout, this.rng));
     const layers = new ModuleList<EncoderLayer>();
     for (let i = 0; i < cfg.numLayers; i++) {
-      layers.push(new EncoderLayer({ hiddenSize: C, nHeads: cfg.numHeads, intermediateSize: cfg.intermediateSize, eps: cfg.layerNormEps, prenorm: false, approx: cfg.approx, qkvBias: true, dtype, names: BERT_LAYER_NAMES }));
+      layers.push(new EncoderLayer({ hiddenSize: C, nHeads: cfg.numHeads, intermediateSize: cfg.intermediateSize, eps: cfg.layerNormEps, prenorm: false, approx: cfg.approx, qkvBias: true, dtype, names: BERT_LAYER_NAMES, dropout: cfg.hiddenDropout, rng: this.rng }));
     }
     place(root, 'encoder.layer', layers);
     const L = this.labels.length;
     if (cfg.modelType === 'roberta') {
+      // RobertaClassificationHead: dropout → dense → tanh → dropout → out_proj (one dropout module used twice there; two here)
       const head = this.registerModule('classifier', new Container());
+      head.add('dropout', new Dropout(cfg.classifierDropout, this.rng));
       head.add('dense', new Linear(C, C, { bias: true, dtype }));
       head.add('out_proj', new Linear(C, L, { bias: true, dtype }));
+      this.dropout2 = new Dropout(cfg.classifierDropout, this.rng);
     } else {
       place(root, 'pooler.dense', new Linear(C, C, { bias: true, dtype }));
+      this.registerModule('dropout', new Dropout(cfg.classifierDropout, this.rng));
       this.registerModule('classifier', new Linear(C, L, { bias: true, dtype }));
     }
   }
@@ -144,6 +158,13 @@ export class BertForSequenceClassification extends EncoderClassifier {
   }
   private get embNorm(): LayerNorm {
     return this.getModule(`${this.prefix}.embeddings.LayerNorm`) as LayerNorm;
+  }
+  private get embDropout(): Dropout {
+    return this.getModule(`${this.prefix}.embeddings.dropout`) as Dropout;
+  }
+  /** the dropout before the first head layer (BERT: before classifier; RoBERTa: before classifier.dense) */
+  private get headDropout(): Dropout {
+    return this.getModule(this.cfg.modelType === 'roberta' ? 'classifier.dropout' : 'dropout') as Dropout;
   }
   /** the first-token transform: bert.pooler.dense, or RoBERTa's classifier.dense */
   private get poolDense(): RowLayer {
@@ -196,7 +217,7 @@ export class BertForSequenceClassification extends EncoderClassifier {
     const sum = this.buffers.get('emb', B * T * C);
     be.add(sum, this.emb('word_embeddings').forward(ids), this.emb('position_embeddings').forward(pos));
     be.add(sum, sum, this.emb('token_type_embeddings').forward(tt));
-    const h = this.embNorm.forward(sum, B * T);
+    const h = this.embDropout.forward(this.embNorm.forward(sum, B * T));
     this.saved = { B, T, ids, pooled: new Float32Array(0), cls: new Float32Array(0) };
     return { h, B, T, mask };
   }
@@ -208,7 +229,7 @@ export class BertForSequenceClassification extends EncoderClassifier {
   protected embedBackward(dh: Float32Array, inputGrad: boolean): Float32Array | null {
     const norm = this.embNorm;
     norm.computeInputGrad = true;
-    const dsum = norm.backward(dh)!;
+    const dsum = norm.backward(this.embDropout.backward(dh))!;
     for (const n of ['word_embeddings', 'position_embeddings', 'token_type_embeddings']) {
       const e = this.emb(n);
       if (e.weight.requiresGrad) e.backward(dsum);
@@ -220,11 +241,15 @@ export class BertForSequenceClassification extends EncoderClassifier {
     const C = this.cfg.hiddenSize;
     const cls = this.buffers.get('cls', B * C);
     for (let b = 0; b < B; b++) cls.set(h.subarray(b * T * C, b * T * C + C), b * C);
+    const roberta = this.cfg.modelType === 'roberta';
     const pooled = this.buffers.get('pooled', B * C);
-    pooled.set(this.poolDense.forward(cls, B));
+    // BERT: classifier(dropout(tanh(pooler(cls)))); RoBERTa: out_proj(dropout(tanh(dense(dropout(cls)))))
+    pooled.set(this.poolDense.forward(roberta ? this.headDropout.forward(cls) : cls, B));
     tanhInPlace(pooled);
     this.saved = { ...this.saved!, B, T, pooled, cls };
-    return this.outProj.forward(pooled, B);
+    const d2 = roberta ? this.dropout2! : this.headDropout;
+    d2.training = this.headDropout.training;
+    return this.outProj.forward(d2.forward(pooled), B);
   }
 
   protected headBackward(dlogits: Float32Array, needDh: boolean): Float32Array | null {
@@ -234,13 +259,15 @@ export class BertForSequenceClassification extends EncoderClassifier {
     const C = this.cfg.hiddenSize;
     const out = this.outProj;
     const pool = this.poolDense;
+    const roberta = this.cfg.modelType === 'roberta';
     out.computeInputGrad = true;
-    const dpooled = out.backward(dlogits)!;
+    const dpooled = (roberta ? this.dropout2! : this.headDropout).backward(out.backward(dlogits)!);
     const dpre = this.buffers.get('dpre', B * C);
     tanhBackward(dpre, s.pooled, dpooled);
     pool.computeInputGrad = needDh;
-    const dcls = pool.backward(dpre);
-    if (!needDh || !dcls) return null;
+    const dclsIn = pool.backward(dpre);
+    if (!needDh || !dclsIn) return null;
+    const dcls = roberta ? this.headDropout.backward(dclsIn) : dclsIn;
     const dh = this.buffers.zeros('dh', B * T * C);
     for (let b = 0; b < B; b++) dh.set(dcls.subarray(b * C, (b + 1) * C), b * T * C);
     return dh;

@@ -12,6 +12,7 @@
 import { getBackend, type GeluApprox } from '../backend/index.js';
 import { AttentionCore } from '../nn/attention.js';
 import { GradientCheckpointing } from '../nn/checkpoint.js';
+import { Dropout } from '../nn/dropout.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear, type RowLayer } from '../nn/linear.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -67,6 +68,16 @@ export interface EncoderLayerOptions {
   qkvBias: boolean;
   dtype: DType;
   names: EncoderLayerNames;
+  /** hidden_dropout_prob: after o and after proj, before the residual add (training mode only); default 0 */
+  dropout?: number;
+  /** the stream dropout masks are drawn from (shared by the model's layers) */
+  rng?: Rng;
+}
+
+/** `a.b.c` → `a.b.<leaf>` */
+function sibling(p: string, leaf: string): string {
+  const i = p.lastIndexOf('.');
+  return i < 0 ? leaf : `${p.slice(0, i)}.${leaf}`;
 }
 
 /** What a layer needs besides its rows: B, T and the additive key mask [B, T] (−∞ on padding) or null. */
@@ -96,6 +107,10 @@ export class EncoderLayer extends Container {
     place(this, names.fc, lin(C, H, true));
     place(this, names.proj, lin(H, C, true));
     place(this, names.norm2, new LayerNorm(C, { eps: opts.eps, dtype }));
+    // transformers' BertSelfOutput / BertOutput (ViTSelfOutput / ViTOutput) dropouts, next to o and proj
+    const rng = opts.rng ?? new Rng(0);
+    place(this, sibling(names.o, 'dropout'), new Dropout(opts.dropout ?? 0, rng));
+    place(this, sibling(names.proj, 'dropout'), new Dropout(opts.dropout ?? 0, rng));
     if (C % opts.nHeads !== 0) throw new RangeError(`EncoderLayer: hidden size ${C} is not divisible by ${opts.nHeads} heads`);
     this.core = new AttentionCore({ nHeads: opts.nHeads, headDim: C / opts.nHeads, causal: false });
   }
@@ -105,6 +120,9 @@ export class EncoderLayer extends Container {
   }
   private norm(name: 'norm1' | 'norm2'): LayerNorm {
     return this.getModule(this.opts.names[name]) as LayerNorm;
+  }
+  private drop(after: 'o' | 'proj'): Dropout {
+    return this.getModule(sibling(this.opts.names[after], 'dropout')) as Dropout;
   }
 
   /** q, k, v projections of x[N, C] and the attention over them, then o: returns o's output [N, C] */
@@ -116,7 +134,7 @@ export class EncoderLayer extends Container {
     // the core draws its scratch from this layer's buffers (shared arena under checkpointing)
     this.core.buffers = this.buffers;
     const att = this.core.forward(q, k, v, { B: ctx.B, T: ctx.T, mask: ctx.mask });
-    return this.row('o').forward(att, N);
+    return this.drop('o').forward(this.row('o').forward(att, N));
   }
 
   /** Backward of attend(): from d(o's output); returns dx[N, C] (owned here) or null when needDx is false */
@@ -125,7 +143,7 @@ export class EncoderLayer extends Container {
     const C = this.opts.hiddenSize;
     const o = this.row('o');
     o.computeInputGrad = true;
-    const datt = o.backward(dout)!;
+    const datt = o.backward(this.drop('o').backward(dout))!;
     this.core.buffers = this.buffers;
     const { dq, dk, dv } = this.core.backward(datt);
     const be = getBackend();
@@ -150,14 +168,14 @@ export class EncoderLayer extends Container {
     const g = this.buffers.get('g', N * this.opts.intermediateSize);
     getBackend().geluForward(g, f, this.opts.approx);
     this.saved = { N, f };
-    return this.row('proj').forward(g, N);
+    return this.drop('proj').forward(this.row('proj').forward(g, N));
   }
 
   private mlpBackward(dy: Float32Array): Float32Array {
     const { N, f } = this.saved!;
     const proj = this.row('proj');
     proj.computeInputGrad = true;
-    const dg = proj.backward(dy)!;
+    const dg = proj.backward(this.drop('proj').backward(dy))!;
     const df = this.buffers.zeros('df', N * this.opts.intermediateSize);
     getBackend().geluBackward(df, f, dg, this.opts.approx);
     const fc = this.row('fc');
@@ -320,6 +338,8 @@ export abstract class EncoderClassifier extends Module implements SequenceClassi
   labels: readonly string[];
   /** initializer_range: std of a new head */
   readonly initStd: number;
+  /** the stream every dropout of the model draws from (checkpoints save it; see TrainOptions.rngs) */
+  readonly rng = new Rng(0);
   private last: { B: number; T: number; inputGrad: boolean } | null = null;
   private readonly ckpt = new GradientCheckpointing(false);
   private gc = false;

@@ -24,7 +24,9 @@ import { patchGrid } from '../backend/ref/conv.js';
 import type { PatchArgs } from '../backend/types.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear, type RowLayer } from '../nn/linear.js';
+import { Dropout } from '../nn/dropout.js';
 import { Module, ModuleList, Parameter } from '../nn/module.js';
+import { Rng } from '../nn/rng.js';
 import { childRowLayer } from '../nn/rowlayer.js';
 import { ShapeError, Tensor, type DType } from '../tensor/tensor.js';
 import { ConfigReader, warnUnknownKeys, type JsonObject } from './config.js';
@@ -41,6 +43,8 @@ export interface ViTConfig {
   qkvBias: boolean;
   layerNormEps: number;
   approx: GeluApprox;
+  /** hidden_dropout_prob (embeddings, after each attention output and MLP output) */
+  hiddenDropout: number;
   raw: JsonObject;
 }
 
@@ -76,12 +80,14 @@ export function parseViTConfig(json: JsonObject, where = 'config.json'): ViTConf
   const act = r.string('hidden_act', 'gelu');
   const approx = GELU_ACTS[act];
   if (approx === undefined) r.fail(`"hidden_act" must be one of ${Object.keys(GELU_ACTS).map((k) => JSON.stringify(k)).join(', ')}, got ${JSON.stringify(act)}`);
-  r.number('hidden_dropout_prob', 0, false);
+  const hiddenDropout = r.number('hidden_dropout_prob', 0, false);
+  if (!(hiddenDropout >= 0 && hiddenDropout < 1)) r.fail(`"hidden_dropout_prob" must be in [0, 1), got ${hiddenDropout}`);
+  // dropout on the attention probabilities is not applied (the fused attention kernel has none)
   r.number('attention_probs_dropout_prob', 0, false);
   r.known('encoder_stride', 'pooler_output_size', 'pooler_act', 'num_labels');
   r.done();
   warnUnknownKeys(r);
-  return { hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize, numChannels, qkvBias, layerNormEps, approx: approx ?? 'none', raw: json };
+  return { hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize, numChannels, qkvBias, layerNormEps, approx: approx ?? 'none', hiddenDropout, raw: json };
 }
 
 export const VIT_LAYER_NAMES: EncoderLayerNames = {
@@ -163,13 +169,18 @@ export class ViTEmbeddings extends Container {
   readonly cls: Parameter;
   readonly pos: Parameter;
 
-  constructor(cfg: ViTConfig, dtype: DType) {
+  constructor(cfg: ViTConfig, dtype: DType, rng: Rng) {
     super();
     const C = cfg.hiddenSize;
     const P = (cfg.imageSize / cfg.patchSize) ** 2;
     this.cls = this.registerParameter('cls_token', new Parameter(Tensor.zeros([1, 1, C], dtype)));
     this.pos = this.registerParameter('position_embeddings', new Parameter(Tensor.zeros([1, P + 1, C], dtype)));
     place(this, 'patch_embeddings.projection', new PatchConv(cfg.numChannels, C, cfg.patchSize, dtype));
+    this.add('dropout', new Dropout(cfg.hiddenDropout, rng));
+  }
+
+  get dropout(): Dropout {
+    return this.getModule('dropout') as Dropout;
   }
 
   get projection(): PatchConv {
@@ -189,10 +200,10 @@ export class ViTForImageClassification extends EncoderClassifier {
     const C = cfg.hiddenSize;
     this.info = { modelType: 'vit', task: 'image', hiddenSize: C, numLayers: cfg.numLayers, numLabels: this.labels.length };
     const root = this.registerModule('vit', new Container());
-    root.add('embeddings', new ViTEmbeddings(cfg, dtype));
+    root.add('embeddings', new ViTEmbeddings(cfg, dtype, this.rng));
     const layers = new ModuleList<EncoderLayer>();
     for (let i = 0; i < cfg.numLayers; i++) {
-      layers.push(new EncoderLayer({ hiddenSize: C, nHeads: cfg.numHeads, intermediateSize: cfg.intermediateSize, eps: cfg.layerNormEps, prenorm: true, approx: cfg.approx, qkvBias: cfg.qkvBias, dtype, names: VIT_LAYER_NAMES }));
+      layers.push(new EncoderLayer({ hiddenSize: C, nHeads: cfg.numHeads, intermediateSize: cfg.intermediateSize, eps: cfg.layerNormEps, prenorm: true, approx: cfg.approx, qkvBias: cfg.qkvBias, dtype, names: VIT_LAYER_NAMES, dropout: cfg.hiddenDropout, rng: this.rng }));
     }
     place(root, 'encoder.layer', layers);
     root.add('layernorm', new LayerNorm(C, { eps: cfg.layerNormEps, dtype }));
@@ -240,18 +251,19 @@ export class ViTForImageClassification extends EncoderClassifier {
       }
     }
     this.saved = { B, T };
-    return { h, B, T, mask: null };
+    return { h: emb.dropout.forward(h), B, T, mask: null };
   }
 
   protected embedTrainable(): boolean {
     return this.embeddings.parameters().some((p) => p.requiresGrad);
   }
 
-  protected embedBackward(dh: Float32Array, inputGrad: boolean): Float32Array | null {
+  protected embedBackward(dhOut: Float32Array, inputGrad: boolean): Float32Array | null {
     const { B, T } = this.saved!;
     const C = this.cfg.hiddenSize;
     const P = T - 1;
     const emb = this.embeddings;
+    const dh = emb.dropout.backward(dhOut);
     if (emb.cls.grad) for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) emb.cls.grad[c]! += dh[b * T * C + c]!;
     if (emb.pos.grad) for (let b = 0; b < B; b++) for (let i = 0; i < T * C; i++) emb.pos.grad[i]! += dh[b * T * C + i]!;
     const proj = emb.projection;

@@ -368,7 +368,7 @@ export async function trainClassifier(opts: TrainClassifierOptions): Promise<Tra
     args: opts.args,
     objective: classificationObjective(model),
     callbacks: { exportFiles, ...(opts.callbacks ?? {}) },
-    rngs: { lora: { state: () => peft.rng.state(), setState: (s: never) => peft.rng.setState(s) } },
+    rngs: { lora: { state: () => peft.rng.state(), setState: (s: never) => peft.rng.setState(s) }, dropout: { state: () => model.rng.state(), setState: (s: never) => model.rng.setState(s) } },
   });
   const metrics = validBatches ? evaluateClassifier(model, validBatches) : null;
   let adapterDir: string | null = null;

@@ -189,6 +189,46 @@ describe('gradients of every parameter (finite differences)', () => {
   }
 });
 
+describe('dropout (hidden_dropout_prob, classifier dropout) in training mode', () => {
+  for (const name of ['bert', 'roberta']) {
+    it(`${name}: masks differ between forwards, the backward applies the forward's masks (finite differences with replayed masks)`, () => {
+      const model = loadClassifier(path.join(FIX, name), { dtype: 'f32' });
+      model.requiresGrad(true);
+      model.train(true);
+      const inputs: EncoderInputs = { ids: Int32Array.from([name === 'bert' ? 2 : 0, 9, 30, 17, 40, 3]), B: 1, T: 6 };
+      const labels = Int32Array.from([1]);
+      const a = model.forward(inputs).slice();
+      const b = model.forward(inputs).slice();
+      assert.notDeepEqual(a, b, 'dropout is active in training mode');
+      model.eval();
+      assert.deepEqual(model.forward(inputs).slice(), model.forward(inputs).slice());
+      model.train(true);
+      const st = model.rng.state();
+      model.zeroGrad();
+      loss(model, inputs, labels, true);
+      const params = model.namedParameters().filter(([n]) => /attention\.self\.value\.weight$|output\.dense\.weight$|word_embeddings|classifier/.test(n));
+      assert.ok(params.length >= 5);
+      for (const [pname, p] of params) {
+        const data = p.value.f32;
+        let i = 0;
+        for (let j = 1; j < data.length; j++) if (Math.abs(p.grad![j]!) > Math.abs(p.grad![i]!)) i = j;
+        const g = p.grad![i]!;
+        const x = data[i]!;
+        const h = 1e-2;
+        data[i] = x + h;
+        model.rng.setState(st);
+        const lp = loss(model, inputs, labels, false);
+        data[i] = x - h;
+        model.rng.setState(st);
+        const lm = loss(model, inputs, labels, false);
+        data[i] = x;
+        const num = (lp - lm) / (2 * h);
+        assert.ok(Math.abs(num - g) <= 2e-3 + 0.05 * Math.abs(num), `${pname}[${i}]: backward ${g}, finite difference ${num}`);
+      }
+    });
+  }
+});
+
 describe('gradient checkpointing', () => {
   for (const name of ['bert', 'vit']) {
     it(`${name}: the same logits and adapter gradients with and without recomputation`, () => {
