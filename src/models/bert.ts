@@ -275,8 +275,10 @@ export class BertForSequenceClassification extends EncoderClassifier {
 }
 
 /** The key a bert checkpoint tensor loads into (BertModel keys gain `bert.`), or null to drop it (pretraining heads, buffers). */
-export function sanitizeBertKey(prefix: string, key: string): string | null {
-  if (key.startsWith('cls.') || key.startsWith('lm_head.') || key.endsWith('.position_ids') || key.endsWith('.token_type_ids')) return null;
+export function sanitizeBertKey(prefix: string, rawKey: string): string | null {
+  if (rawKey.startsWith('cls.') || rawKey.startsWith('lm_head.') || rawKey.endsWith('.position_ids') || rawKey.endsWith('.token_type_ids')) return null;
+  // old (TensorFlow-converted) checkpoints name LayerNorm parameters gamma / beta; transformers renames them on load
+  const key = rawKey.replace(/(LayerNorm)\.gamma$/, '$1.weight').replace(/(LayerNorm)\.beta$/, '$1.bias');
   if (key.startsWith(`${prefix}.`) || key.startsWith('classifier.')) return key;
   if (/^(embeddings|encoder|pooler)\./.test(key)) return `${prefix}.${key}`;
   return key;

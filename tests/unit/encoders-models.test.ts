@@ -37,6 +37,11 @@ describe('loading encoder checkpoints', () => {
     const base = new Map<string, Tensor>();
     for (const [k, v] of t) if (k.startsWith('bert.')) base.set(k.slice(5), v);
     base.set('embeddings.position_ids', Tensor.zeros([1, 16])); // an old buffer, dropped
+    // old TensorFlow-converted names: LayerNorm.gamma / beta
+    base.set('embeddings.LayerNorm.gamma', base.get('embeddings.LayerNorm.weight')!);
+    base.delete('embeddings.LayerNorm.weight');
+    base.set('encoder.layer.1.output.LayerNorm.beta', base.get('encoder.layer.1.output.LayerNorm.bias')!);
+    base.delete('encoder.layer.1.output.LayerNorm.bias');
     writeSafetensorsSync(path.join(dst, 'model.safetensors'), base);
     const warnings: string[] = [];
     const m = loadClassifier(dst, { warn: (w) => warnings.push(w) });
