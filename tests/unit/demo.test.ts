@@ -1,0 +1,76 @@
+// The demo's task builders and a quick end-to-end run on the bundled model.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { COARSE_TAGS, HELD_OUT_IDS, coarseTag, parseBrownText, readBrownCorpus } from '../../src/corpus/brown.js';
+import { BUNDLED_MODEL_DIR, TAG_CODES, decodeTags, posExamples, posPair, posSentences, runDemo, splitHeldOut, spread } from '../../src/demo/demo.js';
+import { Tokenizer } from '../../src/io/tokenizer.js';
+import { loadPeftModel } from '../../src/lora/files.js';
+import { loadModel } from '../../src/models/load.js';
+
+const sentence = parseBrownText('\tThe/at jury/nn said/vbd it/pps did/dod ./.\n')[0]!;
+
+test('posPair: the words as the prompt, one code per coarse tag as the completion', () => {
+  const p = posPair(sentence);
+  assert.equal(p.prompt, 'Sentence: The jury said it did .\nTags:');
+  assert.deepEqual(p.tags, ['DET', 'NOUN', 'VERB', 'PRON', 'VERB', '.']);
+  assert.equal(p.completion, ' D N V P V S');
+  assert.deepEqual(decodeTags(p.completion), p.tags);
+  assert.deepEqual(decodeTags(' D Q'), ['DET', '?']);
+  // codes are distinct and each is one token after a space
+  const tok = Tokenizer.fromFolder('models/brown-tokenizer');
+  const codes = COARSE_TAGS.map((t) => TAG_CODES[t]);
+  assert.equal(new Set(codes).size, COARSE_TAGS.length);
+  for (const c of codes) assert.equal(tok.encode(' ' + c).length, 1, c);
+});
+
+test('posExamples mask the prompt: the targets are the codes and EOS', () => {
+  const tok = Tokenizer.fromFolder('models/brown-tokenizer');
+  const [ex] = posExamples([sentence], tok);
+  const promptLen = tok.encode(posPair(sentence).prompt).length;
+  assert.equal(ex!.ids.length, promptLen + 6 + 1);
+  assert.deepEqual([...ex!.targetMask], [...new Array<number>(promptLen).fill(0), ...new Array<number>(7).fill(1)]);
+  assert.equal(ex!.ids[ex!.ids.length - 1], 0);
+  assert.equal(tok.decode([...ex!.ids.slice(promptLen, -1)]), ' D N V P V S');
+});
+
+test('splitHeldOut: the held-out documents only, halves alternating within each genre', () => {
+  const docs = readBrownCorpus();
+  const { train, test: testHalf } = splitHeldOut(docs);
+  const ids = [...train, ...testHalf].map((d) => d.id).sort();
+  assert.deepEqual(ids, [...HELD_OUT_IDS].sort());
+  assert.equal(new Set(ids).size, ids.length);
+  for (const g of new Set(train.map((d) => d.genre))) {
+    const a = train.filter((d) => d.genre === g).length;
+    const b = testHalf.filter((d) => d.genre === g).length;
+    assert.ok(a === b || a === b + 1, `genre ${g}: ${a} vs ${b}`);
+  }
+  const s = posSentences(train);
+  assert.ok(s.length > 1000 && s.every((x) => x.tokens.length >= 3 && x.tokens.length <= 40));
+  assert.ok(s.every((x) => x.tokens.every(([, t]) => COARSE_TAGS.includes(coarseTag(t)))));
+  assert.deepEqual(spread([1, 2, 3, 4, 5, 6], 3), [1, 3, 5]);
+});
+
+test('a quick demo run trains both adapters, writes PEFT folders that load back, and switches', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-demo-'));
+  const lines: string[] = [];
+  const r = await runDemo({ quick: true, out, progress: false, log: (l) => lines.push(l) });
+  assert.ok(lines.some((l) => l.includes('most-frequent-tag baseline')));
+  assert.ok(r.pos.baseline > 0.8 && r.pos.baseline <= 1);
+  assert.ok(r.pos.after.total > 0 && r.pos.after.accuracy >= 0 && r.pos.after.accuracy <= 1);
+  assert.ok(Number.isFinite(r.genre.baseLoss) && Number.isFinite(r.genre.adapterLoss));
+  for (const name of ['pos', 'genre'] as const) {
+    const dir = r.adapters[name]!;
+    assert.ok(fs.existsSync(path.join(dir, 'adapter_config.json')), dir);
+    assert.ok(fs.existsSync(path.join(dir, 'adapter_model.safetensors')), dir);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(cfg['peft_type'], 'LORA');
+    const peft = loadPeftModel(loadModel(BUNDLED_MODEL_DIR), dir, { adapterName: name });
+    assert.ok(peft.loraLayers.size > 0);
+  }
+  assert.equal(r.switching.length, 2);
+  for (const s of r.switching) assert.deepEqual(Object.keys(s.outputs).sort(), ['base', 'genre', 'pos']);
+  fs.rmSync(out, { recursive: true, force: true });
+});
