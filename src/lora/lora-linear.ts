@@ -467,14 +467,13 @@ export class LoraLinear extends Module implements RowLayer {
         if (dxd) be.gemm(dxd, dh, a.A.data, { M: N, N: I, K: r, accumulate: true });
       }
       if (dxd && dxa) {
-        const dx = a.dropout.backward(dxd);
-        for (let i = 0; i < dxa.length; i++) dxa[i] = dxa[i]! + dx[i]!;
+        be.add(dxa, dxa, a.dropout.backward(dxd));
       }
     }
     this.base.computeInputGrad = wantDx;
     const dx = this.base.backward(G);
     if (!wantDx || !dx || !dxa) return null;
-    for (let i = 0; i < dx.length; i++) dx[i] = dx[i]! + dxa[i]!;
+    be.add(dx, dx, dxa);
     return dx;
   }
 
