@@ -9,6 +9,7 @@ export * from './lora/index.js';
 export * from './train/index.js';
 export * from './generate/index.js';
 export * from './data/index.js';
+export * from './tasks/classify.js';
 
 // Names two layers both define, resolved explicitly:
 // - the default rope frequencies (nn) and those of a parsed rope_scaling spec (models)

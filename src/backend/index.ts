@@ -5,7 +5,7 @@ import { loadAddon } from './native/index.js';
 import { refBackend } from './ref/index.js';
 import type { Backend } from './types.js';
 
-export type { Backend, GemmArgs, AttentionArgs, AdamWArgs, GeluApprox, HalfDType } from './types.js';
+export type { Backend, GemmArgs, AttentionArgs, AdamWArgs, GeluApprox, HalfDType, PatchArgs } from './types.js';
 export { refBackend };
 
 let native: NativeBackend | null | undefined;

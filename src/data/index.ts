@@ -22,3 +22,5 @@ export {
 } from './dataset.js';
 export { BatchIterator, IGNORE_INDEX, attentionBias, collate, packRows, padIdFor, type Batch, type BatchIteratorState, type BatchOptions, type BatchOrder, type CollateOptions } from './batch.js';
 export { DataRng, mixSeed, type DataRngState } from './rng.js';
+export { ClassifyBatches, collateClassify, encodeTextExamples, labelSet, pairTokenizerFromFolder, readTextClassification, type ClassifyBatch, type ClassifyBatchState, type ClassifyExample, type EncodeTextOptions, type PairTokenizer, type TextDataset, type TextExample } from './classify.js';
+export { ImageDecodeError, VIT_PROCESSOR_DEFAULTS, decodeImage, listImageDataset, loadImageExamples, preprocessImage, readImage, readImageProcessorConfig, resizeBilinear, type ImageItem, type ImageProcessorConfig, type RgbImage } from './images.js';

@@ -86,6 +86,9 @@ export const DEFAULT_TARGET_MODULES: Readonly<Record<string, readonly string[]>>
   mistral: ['q_proj', 'v_proj'],
   qwen2: ['q_proj', 'v_proj'],
   gpt2: ['c_attn'],
+  bert: ['query', 'value'],
+  roberta: ['query', 'value'],
+  vit: ['query', 'value'],
 };
 
 const SEQ_CLS_HEADS = ['classifier', 'score'];
