@@ -7,7 +7,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { getBackend } from '../backend/index.js';
-import type { Batch, BatchIterator } from '../data/batch.js';
 import {
   ClassifyBatches,
   collateClassify,
@@ -70,9 +69,8 @@ export function classificationLossAndBackward(model: EncoderClassifier, logits: 
  * The trainer's Objective for a classifier over ClassifyBatch (the trainer's Batch type is for
  * token batches; ClassifyBatch carries the fields it reads: B, tokens, targets).
  */
-export function classificationObjective(model: EncoderClassifier): Objective {
-  const run = (b: Batch, gradScale: number | null): { lossSum: number; count: number } => {
-    const batch = b as unknown as ClassifyBatch;
+export function classificationObjective(model: EncoderClassifier): Objective<ClassifyBatch> {
+  const run = (batch: ClassifyBatch, gradScale: number | null): { lossSum: number; count: number } => {
     const logits = model.forward(batchInputs(batch));
     return { lossSum: classificationLossAndBackward(model, logits, batch.labels, gradScale), count: batch.B };
   };
@@ -363,8 +361,7 @@ export async function trainClassifier(opts: TrainClassifierOptions): Promise<Tra
   const result = await train({
     model,
     optimizer,
-    // the trainer's data types are for token batches; ClassifyBatches offers the same members (next, state, setState, batchesPerEpoch)
-    data: { train: trainBatches as unknown as BatchIterator, valid: validBatches as unknown as Batch[] | null },
+    data: { train: trainBatches, valid: validBatches },
     args: opts.args,
     objective: classificationObjective(model),
     callbacks: { exportFiles, ...(opts.callbacks ?? {}) },

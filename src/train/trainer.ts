@@ -5,7 +5,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { getBackend } from '../backend/index.js';
-import type { Batch, BatchIterator } from '../data/batch.js';
+import type { Batch } from '../data/batch.js';
 import { attentionBias } from '../data/batch.js';
 import { writeDirAtomic, writeFileAtomicSync, type FileData } from '../io/atomic.js';
 import { readSafetensors, serializeSafetensors } from '../io/safetensors.js';
@@ -17,12 +17,26 @@ import { lossCurveSvg } from './plot.js';
 import { createProgress, type Progress } from './progress.js';
 import { makeSchedule, type ScheduleKind } from './schedule.js';
 
+/** What the loop needs of a batch: how many input tokens it has and how many targets the loss counts. */
+export interface BatchCounts {
+  tokens: number;
+  targets: number;
+}
+
+/** Where batches come from: endless, with a resumable position (BatchIterator, ClassifyBatches, …). */
+export interface BatchSource<B extends BatchCounts = Batch> {
+  readonly batchesPerEpoch: number;
+  next(): B;
+  state(): unknown;
+  setState(s: never): void;
+}
+
 /** What a step does with a batch: forward and backward (adding gradients scaled by gradScale), and evaluation. */
-export interface Objective {
+export interface Objective<B extends BatchCounts = Batch> {
   /** Forward + backward; returns the summed loss over the batch's counted targets and their number. */
-  forwardBackward(batch: Batch, gradScale: number): { lossSum: number; count: number };
+  forwardBackward(batch: B, gradScale: number): { lossSum: number; count: number };
   /** Forward only. */
-  evaluate(batch: Batch): { lossSum: number; count: number };
+  evaluate(batch: B): { lossSum: number; count: number };
 }
 
 /** Next-token cross-entropy for a causal LM over a batch whose labels are already shifted (-100 ignored). */
@@ -92,13 +106,13 @@ export interface TrainCallbacks {
   log?(line: string): void;
 }
 
-export interface TrainOptions {
+export interface TrainOptions<B extends BatchCounts = Batch> {
   model: Module;
   optimizer: Optimizer;
-  data: { train: BatchIterator; valid?: readonly Batch[] | null };
+  data: { train: BatchSource<B>; valid?: readonly B[] | null };
   args: TrainArgs;
-  /** default: causalLmObjective(model) */
-  objective?: Objective;
+  /** default: causalLmObjective(model) (token batches only) */
+  objective?: Objective<B>;
   callbacks?: TrainCallbacks;
   /** random generators whose state checkpoints save and resume restores, by name */
   rngs?: Record<string, Stateful>;
@@ -143,7 +157,7 @@ export interface TrainResult {
 interface TrainerState {
   version: 1;
   step: number;
-  data: ReturnType<BatchIterator['state']>;
+  data: unknown;
   rngs: Record<string, unknown>;
   bestValidLoss: number | null;
   evalsWithoutImprovement: number;
@@ -163,7 +177,7 @@ export function resolveCheckpoint(path: string): string {
   return join(dir, steps[steps.length - 1]!);
 }
 
-function evaluate(objective: Objective, model: Module, batches: readonly Batch[], limit: number | undefined): { loss: number; count: number } {
+function evaluate<B extends BatchCounts>(objective: Objective<B>, model: Module, batches: readonly B[], limit: number | undefined): { loss: number; count: number } {
   const wasTraining = model.training;
   model.eval();
   let sum = 0;
@@ -177,9 +191,9 @@ function evaluate(objective: Objective, model: Module, batches: readonly Batch[]
   return { loss: count > 0 ? sum / count : NaN, count };
 }
 
-export async function train(opts: TrainOptions): Promise<TrainResult> {
+export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>): Promise<TrainResult> {
   const { model, optimizer, data, args } = opts;
-  const objective = opts.objective ?? causalLmObjective(model as CausalLM);
+  const objective = opts.objective ?? (causalLmObjective(model as CausalLM) as unknown as Objective<B>);
   const params = model.trainableParameters();
   if (params.length === 0) throw new Error('train: the model has no trainable parameters');
   const paramList: Parameter[] = params.map(([, p]) => p);
@@ -214,7 +228,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     for (const [n, p] of params) p.assign(trained.get(n)!, `resume: ${n}`);
     const opt = readSafetensors(join(ckpt, 'optimizer.safetensors'));
     optimizer.loadState(unflattenState(opt.tensors, JSON.parse(opt.metadata.state ?? '{}') as Record<string, unknown>));
-    data.train.setState(st.data);
+    data.train.setState(st.data as never);
     for (const [name, r] of Object.entries(rngs)) {
       if (st.rngs[name] === undefined) throw new Error(`resume: the checkpoint has no state for random generator "${name}"`);
       r.setState(st.rngs[name] as never);
@@ -285,7 +299,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   while (step < totalSteps) {
     const lr = schedule(step);
     optimizer.lr = lr;
-    const batches: Batch[] = [];
+    const batches: B[] = [];
     for (let i = 0; i < gradAccum; i++) batches.push(data.train.next());
     const targets = batches.reduce((n, b) => n + b.targets, 0);
     const tokens = batches.reduce((n, b) => n + b.tokens, 0);
