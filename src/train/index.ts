@@ -1,6 +1,6 @@
 // Training: the loop, optimizers, schedules, clipping, progress and reports.
 export { train, causalLmObjective, resolveCheckpoint, writeRunReport } from './trainer.js';
-export type { Objective, Stateful, TrainArgs, TrainCallbacks, TrainOptions, TrainResult, StepRow, EvalRow } from './trainer.js';
+export type { BatchCounts, BatchSource, Objective, Stateful, TrainArgs, TrainCallbacks, TrainOptions, TrainResult, StepRow, EvalRow } from './trainer.js';
 export { AdamW } from './adamw.js';
 export type { AdamWOptions, AdamWState } from './adamw.js';
 export { SGD } from './sgd.js';
