@@ -193,6 +193,30 @@ describe('training loop', () => {
     assert.equal(logs.length, 4);
   });
 
+  it('keeps the best checkpoint and stops early when validation stops improving', async () => {
+    const fx = makeFixture(join(tmp, 'early'));
+    const base = causalLmObjective(fx.model);
+    const evalLosses = [3, 2, 2.5, 2.6, 2.7, 1];
+    let evals = 0;
+    const scripted = { forwardBackward: base.forwardBackward, evaluate: (b: Parameters<typeof base.evaluate>[0]) => ({ lossSum: evalLosses[Math.min(evals, evalLosses.length - 1)]! * base.evaluate(b).count, count: base.evaluate(b).count }) };
+    const out = join(tmp, 'early', 'run');
+    const res = await train({
+      model: fx.model,
+      optimizer: createOptimizer(fx.model.trainableParameters(), { lr: 1e-3 }),
+      data: { train: batches(fx.train, 4), valid: validBatches(fx.valid, 100) },
+      args: { steps: 30, lr: 1e-3, evalEvery: 2, earlyStoppingPatience: 3, outDir: out, progress: false },
+      objective: scripted,
+      callbacks: { onEval: () => void evals++, log: () => {} },
+    });
+    // evaluations at steps 2, 4, 6, 8, 10: best at step 4, then three without improvement
+    assert.equal(res.stoppedEarly, true);
+    assert.equal(res.steps, 10);
+    assert.ok(Math.abs(res.bestValidLoss! - 2) < 1e-9);
+    const best = JSON.parse(readFileSync(join(out, 'best', 'trainer_state.json'), 'utf8')) as { step: number };
+    assert.equal(best.step, 4);
+    assert.ok(existsSync(join(out, 'checkpoints', 'step-0000010')));
+  });
+
   it('resumes a killed run so that the remaining losses equal an uninterrupted run', () => {
     const env = { ...process.env, LORAKIT_THREADS: '1' };
     const full = join(tmp, 'full');
