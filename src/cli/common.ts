@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, type Command, type Option } from 'commander';
+import type { InitLoraWeights } from '../lora/index.js';
 
 /** A mistake in how the command was called: one line, exit code 2. */
 export class UsageError extends Error {
@@ -66,6 +67,24 @@ export function parseChoice<T extends string>(choices: readonly T[]): (v: string
     if (!(choices as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${choices.join(', ')}, got "${v}"`);
     return v as T;
   };
+}
+
+/** `q_proj,v_proj` → a list; `all-linear` as is; anything with regex syntax → a regex (full match). */
+export function parseTargets(v: string): string[] | string {
+  const s = v.trim();
+  if (s === '') throw new UsageError('--targets is empty');
+  if (s.toLowerCase() === 'all-linear') return 'all-linear';
+  if (/[\\^$*+?()[\]{}|]/.test(s)) return s;
+  const list = s.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
+  if (list.length === 0) throw new UsageError(`--targets ${JSON.stringify(v)} names no module`);
+  return list;
+}
+
+export function parseInit(v: string): InitLoraWeights {
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  if (v === 'gaussian' || v === 'pissa' || /^pissa_niter_\d+$/.test(v)) return v as InitLoraWeights;
+  throw new UsageError(`--init: expected true, false, gaussian, pissa or pissa_niter_<n>, got "${v}"`);
 }
 
 /** A repeatable flag: each use adds a value. */
@@ -194,6 +213,19 @@ export async function applyConfigFile(cmd: Command, warn: (line: string) => void
     cmd.setOptionValueWithSource(attr, value, 'config');
   }
   if (unknown.length) warn(`config file ${file}: unknown key(s) ignored: ${unknown.join(', ')}`);
+}
+
+/** The one of two exclusive options to use: a flag beats the config file; the same source twice is an error. */
+export function exclusive(cmd: Command, a: string, b: string, flagA: string, flagB: string): 'a' | 'b' | null {
+  const sa = cmd.getOptionValueSource(a);
+  const sb = cmd.getOptionValueSource(b);
+  const ga = sa === 'cli' || sa === 'config';
+  const gb = sb === 'cli' || sb === 'config';
+  if (ga && gb) {
+    if (sa === sb) throw new UsageError(`give ${flagA} or ${flagB}, not both`);
+    return sa === 'cli' ? 'a' : 'b';
+  }
+  return ga ? 'a' : gb ? 'b' : null;
 }
 
 /** True when the option was set by a flag or the config file (not a default). */

@@ -1,13 +1,17 @@
 // lorakit eval: loss and perplexity of a model (with an adapter) on a JSONL file: the
-// token-weighted mean of the next-token cross-entropy over the targets.
-import { Command } from 'commander';
+// token-weighted mean of the next-token cross-entropy over the targets. For a classifier
+// (--task classify, or a BERT / RoBERTa / ViT folder): loss, accuracy and macro-F1.
+import { Command, Option } from 'commander';
 import { BatchIterator, loadDataset, padIdFor } from '../../data/index.js';
 import { causalLmObjective } from '../../train/trainer.js';
-import { collect, parsePositiveInt, required, requireFile } from '../common.js';
+import { collect, parseChoice, parsePositiveInt, required, requireFile } from '../common.js';
 import { attachAdapters, openModel, parseAdapterSpecs } from '../load.js';
+import { TASKS, resolveTask, type Task } from '../task.js';
+import { runEvalClassify } from './eval-classify.js';
 
-interface EvalFlags {
+export interface EvalFlags {
   config?: string;
+  task?: Task;
   model?: string;
   adapter?: string[];
   adapterName?: string;
@@ -16,23 +20,29 @@ interface EvalFlags {
   maxLength: number;
   maskPrompt?: boolean;
   json: boolean;
+  verbose: boolean;
 }
 
 export function evalCommand(): Command {
   return new Command('eval')
-    .description('loss and perplexity on a JSONL file (token-weighted mean over the trained targets)')
+    .description('loss and perplexity on a JSONL file (token-weighted mean over the trained targets); classifiers: loss, accuracy and macro-F1')
     .option('--config <file>', 'YAML or JSON file of options (keys are flag names); flags override it')
+    .addOption(new Option('--task <task>', 'causal or classify (default: from the model\'s model_type: BERT, RoBERTa, ViT classify)').choices(TASKS).argParser(parseChoice(TASKS)))
     .option('--model <dir>', 'Hugging Face model folder')
     .option('--adapter <dir>', 'PEFT adapter folder, or name=DIR; repeat for several', collect)
     .option('--adapter-name <names>', 'active adapter(s), comma-separated (default: the first --adapter)')
-    .option('--data <file>', 'JSONL: {"text"}, {"prompt","completion"} or {"messages"} per line')
+    .option('--data <path>', 'JSONL: {"text"}, {"prompt","completion"} or {"messages"} per line; classify: {"text"[,"text_pair"],"label"} lines, an image folder per class, or {"image","label"} lines')
     .option('--batch-size <n>', 'examples per forward pass', parsePositiveInt, 8)
-    .option('--max-length <n>', 'longest example in tokens (longer ones are cut)', parsePositiveInt, 2048)
+    .option('--max-length <n>', 'longest example in tokens (longer ones are cut) (classify: default the model\'s positions, at most 512)', parsePositiveInt, 2048)
     .option('--mask-prompt', 'score only completions / assistant turns (default)')
     .option('--no-mask-prompt', 'score prompts and every chat turn too')
     .option('--json', 'print the result as one JSON object', false)
+    .option('--verbose', 'classify: per-label precision, recall, F1 and the confusion matrix', false)
     .action(async function (this: Command) {
-      await runEval(this.opts<EvalFlags>());
+      const o = this.opts<EvalFlags>();
+      const modelDir = required(o.model, '--model DIR');
+      if (resolveTask(modelDir, o.task) === 'classify') await runEvalClassify(this, modelDir);
+      else await runEval(o);
     });
 }
 

@@ -9,8 +9,7 @@ import { readJsonObject } from '../../io/json.js';
 import { findWeights, openWeights } from '../../io/model-folder.js';
 import { dtypeByteSize, SafetensorsFile } from '../../io/safetensors.js';
 import { countLoraParameters, modulesFromConfig, parseLoraConfig } from '../../lora/index.js';
-import { UsageError, bytes, commas, parseNumber, parsePositiveInt, warnLine } from '../common.js';
-import { parseTargets } from './train.js';
+import { UsageError, bytes, commas, parseNumber, parsePositiveInt, parseTargets, warnLine } from '../common.js';
 
 interface InspectFlags {
   config?: string;

@@ -16,23 +16,29 @@ import {
   UsageError,
   bytes,
   commas,
+  exclusive,
   parseChoice,
   parseDropout,
   parseFraction,
+  parseInit,
   parseNonNegativeInt,
   parseNonNegativeNumber,
   parseNumber,
   parsePositiveInt,
   parsePositiveNumber,
+  parseTargets,
   required,
   requireFile,
   stdoutClosed,
   warnLine,
 } from '../common.js';
 import { openModel } from '../load.js';
+import { TASKS, resolveTask, type Task } from '../task.js';
+import { runTrainClassify } from './train-classify.js';
 
-interface TrainOpts {
+export interface TrainOpts {
   config?: string;
+  task?: Task;
   model?: string;
   data?: string;
   valid?: string;
@@ -66,24 +72,6 @@ interface TrainOpts {
   progress: boolean;
 }
 
-/** `q_proj,v_proj` → a list; `all-linear` as is; anything with regex syntax → a regex (full match). */
-export function parseTargets(v: string): string[] | string {
-  const s = v.trim();
-  if (s === '') throw new UsageError('--targets is empty');
-  if (s.toLowerCase() === 'all-linear') return 'all-linear';
-  if (/[\\^$*+?()[\]{}|]/.test(s)) return s;
-  const list = s.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
-  if (list.length === 0) throw new UsageError(`--targets ${JSON.stringify(v)} names no module`);
-  return list;
-}
-
-export function parseInit(v: string): InitLoraWeights {
-  if (v === 'true') return true;
-  if (v === 'false') return false;
-  if (v === 'gaussian' || v === 'pissa' || /^pissa_niter_\d+$/.test(v)) return v as InitLoraWeights;
-  throw new UsageError(`--init: expected true, false, gaussian, pissa or pissa_niter_<n>, got "${v}"`);
-}
-
 function initArg(v: string): InitLoraWeights {
   try {
     return parseInit(v);
@@ -94,17 +82,18 @@ function initArg(v: string): InitLoraWeights {
 
 export function trainCommand(): Command {
   return new Command('train')
-    .description('fine-tune a model folder on a JSONL file: LoRA adapters (PEFT layout) or, with --full, every weight')
+    .description('fine-tune a model folder on a JSONL file: LoRA adapters (PEFT layout) or, with --full, every weight; --task classify: a BERT/RoBERTa/ViT classifier')
     .option('--config <file>', 'YAML or JSON file of options (keys are flag names: rank, batch-size, …); flags override it')
+    .addOption(new Option('--task <task>', 'causal (language modelling) or classify (BERT, RoBERTa, ViT) (default: from the model\'s model_type)').choices(TASKS).argParser(parseChoice(TASKS)))
     .option('--model <dir>', 'Hugging Face model folder (config.json, safetensors weights, tokenizer)')
-    .option('--data <file>', 'training JSONL: {"text"}, {"prompt","completion"} or {"messages"} per line')
-    .option('--valid <file>', 'validation JSONL')
+    .option('--data <path>', 'training JSONL: {"text"}, {"prompt","completion"} or {"messages"} per line; classify: {"text"[,"text_pair"],"label"} lines, an image folder per class, or {"image","label"} lines')
+    .option('--valid <path>', 'validation JSONL (classify: or image folder)')
     .option('--valid-split <f>', 'hold out this fraction of --data for validation instead', parseFraction)
     .option('--out <dir>', 'run folder: adapter/, checkpoints/, best/, metrics.jsonl, report.md, loss.svg')
     .option('--rank <r>', 'LoRA rank r', parsePositiveInt, 8)
     .option('--alpha <a>', 'LoRA alpha (scaling alpha/r) (default: 2 × rank)', parseNumber)
     .option('--dropout <p>', 'LoRA dropout on the adapter input', parseDropout, 0)
-    .option('--targets <list>', 'modules to adapt: comma list (q_proj,v_proj), a regex (full match), or all-linear (default: the model family\'s default)')
+    .option('--targets <list>', 'modules to adapt: comma list (q_proj,v_proj), a regex (full match), or all-linear (default: the model family\'s default, e.g. q_proj,v_proj for llama, query,value for BERT/RoBERTa/ViT)')
     .option('--rslora', 'rank-stabilised scaling alpha/√r', false)
     .option('--dora', 'DoRA (weight-decomposed LoRA)', false)
     .option('--init <kind>', 'adapter init: true (Kaiming A, zero B), false, gaussian, pissa, pissa_niter_<n>', initArg, true)
@@ -117,7 +106,7 @@ export function trainCommand(): Command {
     .addOption(new Option('--schedule <kind>', 'learning-rate schedule').choices(SCHEDULE_KINDS).default('constant').argParser(parseChoice(SCHEDULE_KINDS)))
     .option('--warmup <steps>', 'linear warmup steps', parseNonNegativeInt, 0)
     .option('--weight-decay <x>', 'AdamW weight decay (not on biases and norms) (default 0.01)', parseNonNegativeNumber)
-    .option('--max-length <n>', 'longest example in tokens (longer ones are cut); the packed row length', parsePositiveInt, 2048)
+    .option('--max-length <n>', 'longest example in tokens (longer ones are cut); the packed row length (classify: default the model\'s positions, at most 512)', parsePositiveInt, 2048)
     .option('--pack', 'pack several examples into each row of --max-length tokens', false)
     .option('--mask-prompt', 'train only on completions / assistant turns (default)')
     .option('--no-mask-prompt', 'train on prompts and every chat turn too')
@@ -133,23 +122,11 @@ export function trainCommand(): Command {
     });
 }
 
-/** The one of two exclusive options to use: a flag beats the config file; the same source twice is an error. */
-function exclusive(cmd: Command, a: string, b: string, flagA: string, flagB: string): 'a' | 'b' | null {
-  const sa = cmd.getOptionValueSource(a);
-  const sb = cmd.getOptionValueSource(b);
-  const ga = sa === 'cli' || sa === 'config';
-  const gb = sb === 'cli' || sb === 'config';
-  if (ga && gb) {
-    if (sa === sb) throw new UsageError(`give ${flagA} or ${flagB}, not both`);
-    return sa === 'cli' ? 'a' : 'b';
-  }
-  return ga ? 'a' : gb ? 'b' : null;
-}
-
 async function runTrain(cmd: Command): Promise<void> {
   stdoutClosed.exit = false;
   const o = cmd.opts<TrainOpts>();
   const modelDir = required(o.model, '--model DIR');
+  if (resolveTask(modelDir, o.task) === 'classify') return runTrainClassify(cmd, modelDir);
   const dataFile = required(o.data, '--data FILE');
   const outDir = required(o.out, '--out DIR');
   const len = exclusive(cmd, 'epochs', 'steps', '--epochs', '--steps');
