@@ -194,7 +194,9 @@ export function createServer(opts: ServeOptions, loaded?: LoadedParts): LorakitS
     const baseSeed = r.seed ?? randomInt(2 ** 31);
     for (const prompt of r.prompts) {
       for (let i = 0; i < r.n; i++) {
-        specs.push({ prompt, adapter: r.adapter?.internal ?? null, maxTokens: r.maxTokens, sampling: r.sampling, seed: baseSeed + i, stopStrings: r.stop });
+        const spec: SequenceSpec = { prompt, adapter: r.adapter?.internal ?? null, maxTokens: r.maxTokens, sampling: r.sampling, seed: baseSeed + i, stopStrings: r.stop };
+        if (r.ignoreEos) spec.stopTokenIds = [];
+        specs.push(spec);
       }
     }
     const entry: AdapterEntry | null = r.adapter;

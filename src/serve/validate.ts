@@ -37,6 +37,8 @@ export interface GenerationRequest {
   stop: string[];
   stream: boolean;
   includeUsage: boolean;
+  /** vLLM's ignore_eos: keep going past EOS tokens (benchmarks) */
+  ignoreEos: boolean;
 }
 
 type Body = Record<string, unknown>;
@@ -185,6 +187,7 @@ function parseCommon(b: Body, ctx: ValidationContext, kind: 'completion' | 'chat
   const seed = present(b, 'seed') ? int(b, 'seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 0) : null;
   const stop = parseStop(b);
   const stream = bool(b, 'stream', false);
+  const ignoreEos = bool(b, 'ignore_eos', false);
   let includeUsage = false;
   if (present(b, 'stream_options')) {
     const so = b['stream_options'];
@@ -219,6 +222,7 @@ function parseCommon(b: Body, ctx: ValidationContext, kind: 'completion' | 'chat
     stop,
     stream,
     includeUsage,
+    ignoreEos,
   };
 }
 
