@@ -14,7 +14,7 @@ export function requirePath(p: string, what: string): void {
 }
 
 /** A model folder described from its config.json ("bert, 2 layers, hidden 32"), checked to be a model folder. */
-export function openModelInfo(modelDir: string): string {
+export function describeModelFolder(modelDir: string): string {
   requireModelFolder(modelDir);
   let c: Record<string, unknown> = {};
   try {

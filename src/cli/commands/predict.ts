@@ -68,11 +68,12 @@ async function runPredict(cmd: Command): Promise<void> {
   const o = cmd.opts<PredictFlags>();
   const modelDir = required(o.model, '--model DIR');
   requireClassifier(modelDir, 'predict');
-  let { kind, items } = flagInputs(o);
+  const given = flagInputs(o);
+  const kind = given.kind;
   const { model, pre } = openClassifier(modelDir, o.adapter);
   if (kind === 'image' && pre.task === 'text') throw new UsageError(`--image: the model (${model.info.modelType}) classifies text; give --text`);
   if (kind === 'text' && pre.task === 'image') throw new UsageError(`--text: the model (${model.info.modelType}) classifies images; give --image`);
-  if (kind === 'data') items = readPredictInputs(pre.task, o.data!);
+  const items = kind === 'data' ? readPredictInputs(pre.task, o.data!) : given.items;
   const preds = predict(
     model,
     pre,

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import type { LoraConfigInput } from '../../lora/index.js';
 import { trainClassifier } from '../../tasks/classify.js';
 import type { StepRow, TrainArgs } from '../../train/trainer.js';
-import { openModelInfo, metricsLine, requirePath } from '../classify.js';
+import { describeModelFolder, metricsLine, requirePath } from '../classify.js';
 import { UsageError, bytes, exclusive, given, parseTargets, required, warnLine } from '../common.js';
 import type { TrainOpts } from './train.js';
 
@@ -27,7 +27,7 @@ export async function runTrainClassify(cmd: Command, modelDir: string): Promise<
   const bad = NOT_FOR_CLASSIFY.filter(([attr]) => given(cmd, attr)).map(([, flag]) => flag);
   if (bad.length) throw new UsageError(`${bad.join(', ')} ${bad.length > 1 ? 'do' : 'does'} not apply to --task classify`);
   const len = exclusive(cmd, 'epochs', 'steps', '--epochs', '--steps');
-  const info = openModelInfo(modelDir);
+  const info = describeModelFolder(modelDir);
   requirePath(dataPath, 'data');
   if (o.valid !== undefined) requirePath(o.valid, 'validation data');
   if (o.resume !== undefined && !existsSync(o.resume)) throw new UsageError(`--resume ${o.resume} does not exist`);
