@@ -3,7 +3,7 @@
 // clipping, a NaN/Inf guard, checkpoints that survive a kill (written atomically) and an
 // exact resume, a metrics file, an SVG loss curve and a report in the run folder.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { getBackend } from '../backend/index.js';
 import type { Batch } from '../data/batch.js';
 import { attentionBias } from '../data/batch.js';
@@ -238,9 +238,13 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
     evalsWithoutImprovement = st.evalsWithoutImprovement;
     tokensSeen = st.tokensSeen;
     elapsedBefore = st.elapsed;
-    if (metricsFile && existsSync(metricsFile)) {
-      // drop rows written after the checkpoint by the interrupted run
-      const kept = readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
+    if (outDir && metricsFile) {
+      mkdirSync(outDir, { recursive: true });
+      // the run's rows up to the checkpoint: from this folder (dropping what the interrupted
+      // run wrote after it), or from the folder the checkpoint came from when resuming elsewhere
+      const sourceRun = basename(dirname(ckpt)) === 'checkpoints' ? dirname(dirname(ckpt)) : dirname(ckpt);
+      const source = existsSync(metricsFile) ? metricsFile : join(sourceRun, 'metrics.jsonl');
+      const kept = existsSync(source) ? readFileSync(source, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step) : [];
       for (const l of kept) history.push(JSON.parse(l) as StepRow | EvalRow);
       writeFileAtomicSync(metricsFile, kept.map((l) => l + '\n').join(''));
     }

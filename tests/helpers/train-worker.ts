@@ -1,5 +1,5 @@
 // A training run in its own process, for the kill-and-resume tests.
-// Usage: node train-worker.js RUN_DIR STEPS SAVE_EVERY [--resume] [--kill-after-step N] [--kill-during-save N]
+// Usage: node train-worker.js RUN_DIR STEPS SAVE_EVERY [--resume | --resume-into DIR] [--kill-after-step N] [--kill-during-save N]
 import { join } from 'node:path';
 import { createOptimizer } from '../../src/train/optimizer.js';
 import { train } from '../../src/train/trainer.js';
@@ -27,9 +27,11 @@ await train({
     warmupSteps: 2,
     saveEvery: Number(saveArg),
     evalEvery: 4,
-    outDir: join(runDir!, 'run'),
+    outDir: rest.includes('--resume-into') ? rest[rest.indexOf('--resume-into') + 1]! : join(runDir!, 'run'),
     progress: false,
     ...(rest.includes('--resume') ? { resume: join(runDir!, 'run') } : {}),
+    // resume from the run's checkpoint at step 8 into another folder
+    ...(rest.includes('--resume-into') ? { resume: join(runDir!, 'run', 'checkpoints', 'step-0000008') } : {}),
   },
   callbacks: {
     onStep(row) {

@@ -241,6 +241,12 @@ describe('training loop', () => {
     const b = losses(killed);
     assert.deepEqual([...b.keys()], [...a.keys()]);
     for (const [step, loss] of a) assert.equal(b.get(step), loss, `step ${step}`);
+    // resuming into another folder carries the run's rows up to the checkpoint over
+    const elsewhere = spawnSync(process.execPath, [worker, killed, '12', '4', '--resume-into', join(tmp, 'elsewhere')], { env, encoding: 'utf8' });
+    assert.equal(elsewhere.status, 0, elsewhere.stderr);
+    const moved = readFileSync(join(tmp, 'elsewhere', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepRow).filter((r) => r.type === 'train');
+    assert.deepEqual(moved.map((r) => r.step), [...a.keys()]);
+    for (const r of moved) assert.equal(r.loss, a.get(r.step), `moved step ${r.step}`);
     // the final adapters are identical too
     const wa = readSafetensors(join(full, 'run', 'checkpoints', 'step-0000012', 'trainable.safetensors')).tensors;
     const wb = readSafetensors(join(killed, 'run', 'checkpoints', 'step-0000012', 'trainable.safetensors')).tensors;
