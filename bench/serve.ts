@@ -9,7 +9,9 @@
 //   - one by one: the same requests grouped by adapter, one adapter's group at a time (each
 //                 step carries a single adapter);
 //   - serial:     one request in flight (a few requests), the unbatched baseline.
-// Reports aggregate generated tokens/s, request latency p50/p90/p99 and the mean batch.
+// Mixed and one-by-one runs alternate (3 times each by default). Reports aggregate
+// generated tokens/s (the median run, with min and max), that run's request latency
+// p50/p90/p99 and its mean batch.
 //
 //   node dist/bench/serve.js [--quick] [--requests N] [--concurrency C]
 import * as fs from 'node:fs';
@@ -29,6 +31,8 @@ export interface ServeBenchOptions {
   concurrency?: number;
   /** new tokens per request (default 32; quick 16) */
   maxTokens?: number;
+  /** alternating mixed / grouped runs; the median is reported (default 3; quick 1) */
+  repeats?: number;
   /** a small model (hidden 128, 2 layers) for a smoke run */
   quick?: boolean;
   log?: (line: string) => void;
@@ -149,18 +153,27 @@ async function measure(srv: LorakitServer, name: string, groups: readonly (reado
   };
 }
 
-function fmt(r: ServeRun): string {
+/** the run with the median throughput */
+function median(runs: ServeRun[]): ServeRun {
+  const s = [...runs].sort((a, b) => a.tokensPerSecond - b.tokensPerSecond);
+  return s[(s.length - 1) >> 1]!;
+}
+
+function fmt(r: ServeRun, runs: ServeRun[]): string {
   const l = r.latencyMs;
+  const tps = runs.map((x) => x.tokensPerSecond);
+  const spread = runs.length > 1 ? ` (min ${Math.min(...tps).toFixed(0)}, max ${Math.max(...tps).toFixed(0)}, ${runs.length} runs)` : '';
   return (
-    `${r.name.padEnd(34)} ${r.tokensPerSecond.toFixed(0).padStart(6)} tok/s  ` +
+    `${r.name.padEnd(30)} ${r.tokensPerSecond.toFixed(0).padStart(6)} tok/s${spread}  ` +
     `latency p50 ${l.p50.toFixed(0)} / p90 ${l.p90.toFixed(0)} / p99 ${l.p99.toFixed(0)} ms  ` +
-    `mean batch ${r.meanBatch.toFixed(1)}  (${r.requests} requests, ${r.concurrency} in flight, ${r.tokens} tokens in ${r.seconds.toFixed(2)} s)`
+    `mean batch ${r.meanBatch.toFixed(1)}  [${r.requests} requests, ${r.concurrency} in flight, ${r.tokens} tokens in ${r.seconds.toFixed(2)} s]`
   );
 }
 
 export async function runServeBench(opts: ServeBenchOptions = {}): Promise<ServeRun[]> {
   const quick = opts.quick ?? false;
-  const n = opts.requests ?? (quick ? 24 : 64);
+  const n = opts.requests ?? (quick ? 24 : 48);
+  const repeats = opts.repeats ?? (quick ? 1 : 3);
   const concurrency = opts.concurrency ?? (quick ? 8 : 16);
   const maxTokens = opts.maxTokens ?? (quick ? 16 : 32);
   const log = opts.log ?? console.log;
@@ -172,13 +185,20 @@ export async function runServeBench(opts: ServeBenchOptions = {}): Promise<Serve
     const models = ['base', ...Object.keys(adapters)];
     const reqs = makeRequests(n, models);
     log(`backend ${getBackend().name}; ${quick ? 'hidden 128, 2 layers' : 'hidden 512, 8 layers'}; base + ${models.length - 1} adapters (r 8, q/k/v/o); ~32-token prompts, ${maxTokens} new tokens, greedy`);
-    await drive(srv.url, reqs.slice(0, Math.min(4, n)), 4, 4); // warm-up
-    const mixed = await measure(srv, 'mixed adapters in every batch', [reqs], concurrency, maxTokens);
-    log(fmt(mixed));
-    const grouped = await measure(srv, 'one adapter at a time', models.map((m) => reqs.filter((r) => r.model === m)), concurrency, maxTokens);
-    log(fmt(grouped));
+    await drive(srv.url, reqs.slice(0, Math.min(concurrency, n)), concurrency, 4); // warm-up
+    // mixed and grouped alternate, so a busy machine slows both alike; medians are reported
+    const mixedRuns: ServeRun[] = [];
+    const groupedRuns: ServeRun[] = [];
+    for (let i = 0; i < repeats; i++) {
+      mixedRuns.push(await measure(srv, 'mixed adapters in every batch', [reqs], concurrency, maxTokens));
+      groupedRuns.push(await measure(srv, 'one adapter at a time', models.map((m) => reqs.filter((r) => r.model === m)), concurrency, maxTokens));
+    }
+    const mixed = median(mixedRuns);
+    const grouped = median(groupedRuns);
+    log(fmt(mixed, mixedRuns));
+    log(fmt(grouped, groupedRuns));
     const serial = await measure(srv, 'one request at a time', [reqs.slice(0, Math.max(2, Math.floor(n / 8)))], 1, maxTokens);
-    log(fmt(serial));
+    log(fmt(serial, [serial]));
     log(`mixed / one adapter at a time: ${(mixed.tokensPerSecond / grouped.tokensPerSecond).toFixed(2)}x throughput; batching gain over serial: ${(mixed.tokensPerSecond / serial.tokensPerSecond).toFixed(1)}x`);
     return [mixed, grouped, serial];
   } finally {

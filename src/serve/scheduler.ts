@@ -4,11 +4,13 @@
 //  - A new request is prefilled on its own (B = 1, no padding, its own adapter), exactly the
 //    forward offline generate() runs for a single prompt, and its first token is sampled
 //    from those logits. The n choices of one prompt share that prefill.
-//  - Between decoding steps the batch cache is rebuilt when rows join or leave: every row's
-//    filled key/value slots are copied right-aligned into a fresh cache whose length S is the
-//    longest row, so a row holding c real tokens has S − c masked slots in front. The
-//    rebuild also drops columns that every row masks, so padding never outlives the row
-//    that caused it. A copy is B·S·(Hkv·D) floats per layer, small next to one forward.
+//  - Rows join between decoding steps. A row holding c real tokens sits right-aligned in
+//    the batch cache of length S, with S − c masked slots in front. When every joining row
+//    fits (c ≤ S) and the cache's buffers have spare rows, the new rows are written after
+//    the running ones in place; otherwise the cache is rebuilt: every row's filled slots are
+//    copied right-aligned into fresh buffers (sized for maxBatch rows) whose length S is the
+//    longest row. When the longest row leaves and the columns every row masks reach a
+//    quarter of S, a rebuild drops them, so padding does not outlive the row that caused it.
 //  - A decoding step feeds each row its last token (T = 1) with an attention mask [B, S + 1]
 //    (zeros over the row's padding) and explicit positions (the row's real token count), so
 //    every row sees exactly its own keys at its own positions: what generate() computes for
@@ -19,10 +21,11 @@
 //
 // Attention with a cache runs row by row anyway (each row attends over its own S slots), so
 // per-sequence caches would save nothing there, while one cache keeps the decode step a
-// single forward. The results equal offline greedy decoding token for token; the floating-
-// point sums are not bit-identical (a batched GEMM and masked key tiles round differently
-// from a single row), so an exact tie between two logits could in principle break the other
-// way, as it can between any two BLAS builds.
+// single forward. Greedy results equal offline decoding token for token. Measured on the
+// native backend: the batched GEMMs and the per-row adapter path give bit-identical rows,
+// and so does left padding while a row's keys fit one attention key tile (64); past that,
+// padding moves the tile boundaries of the online softmax and logits differ by ~1e-7, so an
+// exact near-tie between two logits could in principle break the other way.
 import type { FinishReason } from '../generate/generate.js';
 import { sampleToken, type SamplingOptions } from '../generate/sampling.js';
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
@@ -86,6 +89,9 @@ export interface SchedulerStats {
   decodedRows: number;
   prefillTokens: number;
   generatedTokens: number;
+  /** batch caches rebuilt (every row copied), against rows joined in place */
+  cacheRebuilds: number;
+  inPlaceJoins: number;
   running: number;
   queued: number;
 }
@@ -236,7 +242,7 @@ export class Scheduler {
   private looping = false;
   private accepting = true;
   private idleWaiters: (() => void)[] = [];
-  private readonly counters = { steps: 0, decodedRows: 0, prefillTokens: 0, generatedTokens: 0 };
+  private readonly counters = { steps: 0, decodedRows: 0, prefillTokens: 0, generatedTokens: 0, cacheRebuilds: 0, inPlaceJoins: 0 };
 
   constructor(model: CausalLM, opts: SchedulerOptions) {
     this.model = model;
@@ -363,7 +369,7 @@ export class Scheduler {
       }
     }
     if (joined.length) {
-      this.rebuild(joined);
+      if (!this.joinInPlace(joined)) this.rebuild(joined);
       changed = true;
     }
     if (this.rows.length === 0) return;
@@ -459,7 +465,7 @@ export class Scheduler {
     this.rows = keep;
     const S = this.cache.length;
     const longest = Math.max(...keep.map((r) => r.seq.cached));
-    if (longest < S) this.rebuild([]);
+    if (S - longest >= Math.max(1, S / 4)) this.rebuild([]);
   }
 
   /**
@@ -477,8 +483,10 @@ export class Scheduler {
       if (!any) continue;
       const W = any.cache.layers[i]!.kvDim;
       const cap = S + 16; // room for a few steps before the cache grows itself
-      const k = new Float32Array(B * cap * W);
-      const v = new Float32Array(B * cap * W);
+      // buffers for maxBatch rows, viewed as B: later rows can join without a copy
+      const rowsRoom = Math.max(B, this.maxBatch);
+      const k = new Float32Array(rowsRoom * cap * W).subarray(0, B * cap * W);
+      const v = new Float32Array(rowsRoom * cap * W).subarray(0, B * cap * W);
       sources.forEach((src, j) => {
         const l = src.cache.layers[i]!;
         const c = src.seq.cached;
@@ -491,6 +499,44 @@ export class Scheduler {
     }
     this.cache = next;
     this.rows = sources.map((s) => ({ seq: s.seq }));
+    this.counters.cacheRebuilds++;
+  }
+
+  /**
+   * Appends joining rows after the running ones without copying those, when each fits the
+   * current length (c ≤ S) and every layer's buffers have room for the rows. Returns false
+   * (nothing changed) otherwise.
+   */
+  private joinInPlace(joined: Source[]): boolean {
+    const S = this.cache.length;
+    const B0 = this.rows.length;
+    const B = B0 + joined.length;
+    if (B0 === 0 || joined.some((j) => j.seq.cached > S)) return false;
+    const layers = this.cache.layers;
+    for (const l of layers) {
+      const need = B * l.capacity * l.kvDim;
+      if (l.length !== S || l.batch !== B0 || l.k.byteOffset !== 0 || l.v.byteOffset !== 0 || l.k.buffer.byteLength < need * 4 || l.v.buffer.byteLength < need * 4) return false;
+    }
+    layers.forEach((l, i) => {
+      const { capacity: cap, kvDim: W } = l;
+      const k = new Float32Array(l.k.buffer, 0, B * cap * W);
+      const v = new Float32Array(l.v.buffer, 0, B * cap * W);
+      joined.forEach((src, jj) => {
+        const j = B0 + jj;
+        const sl = src.cache.layers[i]!;
+        const c = src.seq.cached;
+        const from = (src.row * sl.capacity + (sl.length - c)) * W;
+        // the padding in front is masked; cleared so no stale value can reach a product
+        k.fill(0, j * cap * W, (j * cap + S - c) * W);
+        v.fill(0, j * cap * W, (j * cap + S - c) * W);
+        k.set(sl.k.subarray(from, from + c * W), (j * cap + S - c) * W);
+        v.set(sl.v.subarray(from, from + c * W), (j * cap + S - c) * W);
+      });
+      Object.assign(l, { batch: B, k, v });
+    });
+    for (const src of joined) this.rows.push({ seq: src.seq });
+    this.counters.inPlaceJoins++;
+    return true;
   }
 }
 

@@ -68,7 +68,7 @@ describe('serve: load', () => {
     const st = srv.scheduler.stats;
     const meanBatch = st.decodedRows / st.steps;
     latencies.sort((a, b) => a - b);
-    console.log(`  load: ${jobs.length} requests in ${wall} ms, ${st.generatedTokens} tokens, mean batch ${meanBatch.toFixed(1)}, p50 ${latencies[latencies.length >> 1]} ms, p99 ${latencies[Math.floor(latencies.length * 0.99)]} ms`);
+    console.log(`  load: ${jobs.length} requests in ${wall} ms, ${st.generatedTokens} tokens, mean batch ${meanBatch.toFixed(1)}, ${st.inPlaceJoins} in-place joins, ${st.cacheRebuilds} rebuilds, p50 ${latencies[latencies.length >> 1]} ms, p99 ${latencies[Math.floor(latencies.length * 0.99)]} ms`);
     assert.ok(meanBatch > 4, `steps should carry many rows under load, mean ${meanBatch}`);
     assert.ok(wall < 30_000, `the load test took ${wall} ms`);
     assert.equal((await fetch(`${srv.url}/health`)).status, 200);
