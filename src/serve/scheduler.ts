@@ -332,7 +332,15 @@ export class Scheduler {
   private async loop(): Promise<void> {
     try {
       while (this.rows.length || this.queue.length) {
-        this.step();
+        try {
+          this.step();
+        } catch (err) {
+          // a failure outside the forward (e.g. building the batch cache): the running
+          // requests fail, the queued ones still get their turn
+          for (const r of this.rows) r.seq.job.fail(err);
+          this.rows = [];
+          this.cache = this.model.createCache();
+        }
         // a turn for I/O: new requests, disconnects, flushing streamed tokens
         await new Promise<void>((res) => setImmediate(res));
       }

@@ -232,12 +232,16 @@ describe('serve: adapters at run time, disconnects, shutdown', () => {
   it('close() lets an in-flight request finish, then refuses new ones', async () => {
     const s2 = await startServer({ model: fx.modelDir, port: 0, adapters: { A: fx.adapterA } });
     const c2 = new OpenAI({ baseURL: `${s2.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-    const prompt = 'the dog';
-    const pending = c2.completions.create({ model: 'A', prompt, max_tokens: 60, temperature: 0 });
-    while (s2.scheduler.stats.running === 0) await new Promise((r) => setTimeout(r, 2));
+    const prompt = prompts(40, 11).find((p) => fx.offline('A', fx.tokenizer.encode(p), { maxNewTokens: 150 }).finishReason === 'length')!;
+    assert.ok(prompt);
+    const pending = c2.completions.create({ model: 'A', prompt, max_tokens: 150, temperature: 0 });
+    const t0 = Date.now();
+    while (s2.scheduler.stats.running === 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(s2.scheduler.stats.running, 1, 'the request should be decoding when close() is called');
     const closing = s2.close(10_000);
     const r = await pending;
-    assert.equal(r.choices[0]!.text, fx.offline('A', fx.tokenizer.encode(prompt), { maxNewTokens: 60 }).text);
+    assert.equal(r.choices[0]!.text, fx.offline('A', fx.tokenizer.encode(prompt), { maxNewTokens: 150 }).text);
+    assert.equal(r.choices[0]!.finish_reason, 'length');
     await closing;
     await assert.rejects(fetch(`${s2.url}/health`));
   });
@@ -255,7 +259,9 @@ describe('serve: adapters at run time, disconnects, shutdown', () => {
         for await (const c of st) void c;
       })(),
     );
-    while (s3.scheduler.stats.running < 2) await new Promise((r) => setTimeout(r, 2));
+    const t0 = Date.now();
+    while (s3.scheduler.stats.running < 2 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(s3.scheduler.stats.running, 2);
     await s3.close(0);
     const e1 = await plain;
     assert.ok(e1 instanceof OpenAI.APIError && e1.status === 503, String(e1));
