@@ -70,6 +70,7 @@ describe('serve: load', () => {
     latencies.sort((a, b) => a - b);
     console.log(`  load: ${jobs.length} requests in ${wall} ms, ${st.generatedTokens} tokens, mean batch ${meanBatch.toFixed(1)}, ${st.inPlaceJoins} in-place joins, ${st.cacheRebuilds} rebuilds, p50 ${latencies[latencies.length >> 1]} ms, p99 ${latencies[Math.floor(latencies.length * 0.99)]} ms`);
     assert.ok(meanBatch > 4, `steps should carry many rows under load, mean ${meanBatch}`);
+    assert.ok(st.inPlaceJoins > 0 && st.cacheRebuilds > 0, 'both ways of joining the batch should have been used');
     assert.ok(wall < 30_000, `the load test took ${wall} ms`);
     assert.equal((await fetch(`${srv.url}/health`)).status, 200);
     assert.equal(st.running, 0);

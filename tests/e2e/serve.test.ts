@@ -185,6 +185,25 @@ describe('serve: models and generation', () => {
     const meanBatch = (after.decodedRows - before.decodedRows) / (after.steps - before.steps);
     assert.ok(meanBatch > 2, `decoding steps should carry several rows, mean ${meanBatch}`);
   });
+
+  it('long answers (past one attention key tile) that join at different times still equal offline generation', async () => {
+    const which = ['A', 'base', 'B', 'A', 'B', 'base'] as const;
+    const ps = prompts(6, 21);
+    const lens = [150, 120, 90, 140, 70, 110];
+    const started: Promise<OpenAI.Completion>[] = [];
+    for (let i = 0; i < ps.length; i++) {
+      started.push(client.completions.create({ model: nameOf(which[i]!), prompt: ps[i]!, max_tokens: lens[i]!, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming));
+      await new Promise((r) => setTimeout(r, 15)); // later requests join a batch already decoding
+    }
+    const out = await Promise.all(started);
+    out.forEach((r, i) => {
+      const ids = fx.tokenizer.encode(ps[i]!);
+      assert.equal(r.usage!.completion_tokens, lens[i], 'ignore_eos runs to max_tokens');
+      // offline with no stop tokens: the same as ignore_eos
+      const ref = fx.offline(which[i]!, ids, { maxNewTokens: lens[i]!, stopTokenIds: [] });
+      assert.equal(r.choices[0]!.text, ref.text, `request ${i} (${which[i]})`);
+    });
+  });
 });
 
 describe('serve: adapters at run time, disconnects, shutdown', () => {

@@ -25,7 +25,7 @@ export interface ServeFixture {
   adapterB: string;
   tokenizer: Tokenizer;
   /** offline greedy (or seeded) reference: model 'base' | 'A' | 'B' */
-  offline(which: 'base' | 'A' | 'B', prompt: readonly number[], opts: { maxNewTokens: number; temperature?: number; topP?: number; seed?: number; stopStrings?: string[] }): GenerationResult;
+  offline(which: 'base' | 'A' | 'B', prompt: readonly number[], opts: { maxNewTokens: number; temperature?: number; topP?: number; seed?: number; stopStrings?: string[]; stopTokenIds?: number[] }): GenerationResult;
   cleanup(): void;
 }
 
@@ -92,6 +92,7 @@ export async function makeServeFixture(opts: { hidden?: number; layers?: number 
     offline(which, prompt, o) {
       const g: Parameters<typeof generate>[2] = { maxNewTokens: o.maxNewTokens, tokenizer, temperature: o.temperature ?? 0, topP: o.topP ?? 1, seed: o.seed ?? 0 };
       if (o.stopStrings) g.stopStrings = o.stopStrings;
+      if (o.stopTokenIds) g.stopTokenIds = o.stopTokenIds;
       return generate(modelOf(which), [prompt], g)[0]!;
     },
     cleanup() {
