@@ -3,6 +3,7 @@
 // the list below.
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
+import { runServeBench } from './serve.js';
 import { runTrainBench } from './train.js';
 
 interface Section {
@@ -16,6 +17,7 @@ const sections: Section[] = [
   { name: 'gemm', run: runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
   { name: 'train', run: async () => void (await runTrainBench({ quick })) },
+  { name: 'serve', run: async () => void (await runServeBench({ quick })) },
 ];
 
 function parseOnly(argv: string[]): string | null {

@@ -10,6 +10,7 @@ export * from './train/index.js';
 export * from './generate/index.js';
 export * from './data/index.js';
 export * from './tasks/classify.js';
+export * from './serve/index.js';
 
 // Names two layers both define, resolved explicitly:
 // - the default rope frequencies (nn) and those of a parsed rope_scaling spec (models)
