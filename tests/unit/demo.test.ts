@@ -5,35 +5,54 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { COARSE_TAGS, HELD_OUT_IDS, coarseTag, parseBrownText, readBrownCorpus } from '../../src/corpus/brown.js';
-import { BUNDLED_MODEL_DIR, TAG_CODES, decodeTags, posExamples, posPair, posSentences, runDemo, splitHeldOut, spread } from '../../src/demo/demo.js';
+import { BUNDLED_MODEL_DIR, TAG_CODES, decodeTags, genreSplit, posCodeIds, posExamples, posPair, posSentences, posTokens, runDemo, splitHeldOut, spread } from '../../src/demo/demo.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
 import { loadPeftModel } from '../../src/lora/files.js';
 import { loadModel } from '../../src/models/load.js';
 
 const sentence = parseBrownText('\tThe/at jury/nn said/vbd it/pps did/dod ./.\n')[0]!;
 
-test('posPair: the words as the prompt, one code per coarse tag as the completion', () => {
+test('posPair: the sentence as the prompt, each word with its coarse tag code as the completion', () => {
   const p = posPair(sentence);
   assert.equal(p.prompt, 'Sentence: The jury said it did .\nTags:');
   assert.deepEqual(p.tags, ['DET', 'NOUN', 'VERB', 'PRON', 'VERB', '.']);
-  assert.equal(p.completion, ' D N V P V S');
+  assert.equal(p.completion, ' The/D jury/N said/V it/P did/V ./S');
   assert.deepEqual(decodeTags(p.completion), p.tags);
-  assert.deepEqual(decodeTags(' D Q'), ['DET', '?']);
-  // codes are distinct and each is one token after a space
+  assert.deepEqual(decodeTags(' a/D b/Q c'), ['DET', '?', '?']);
+  // codes are distinct single tokens
   const tok = Tokenizer.fromFolder('models/brown-tokenizer');
   const codes = COARSE_TAGS.map((t) => TAG_CODES[t]);
   assert.equal(new Set(codes).size, COARSE_TAGS.length);
-  for (const c of codes) assert.equal(tok.encode(' ' + c).length, 1, c);
+  const ids = posCodeIds(tok);
+  assert.equal(new Set(Object.values(ids)).size, COARSE_TAGS.length);
 });
 
-test('posExamples mask the prompt: the targets are the codes and EOS', () => {
+test('posExamples: prompt and repeated words masked, the tag codes and EOS are the targets', () => {
   const tok = Tokenizer.fromFolder('models/brown-tokenizer');
   const [ex] = posExamples([sentence], tok);
-  const promptLen = tok.encode(posPair(sentence).prompt).length;
-  assert.equal(ex!.ids.length, promptLen + 6 + 1);
-  assert.deepEqual([...ex!.targetMask], [...new Array<number>(promptLen).fill(0), ...new Array<number>(7).fill(1)]);
-  assert.equal(ex!.ids[ex!.ids.length - 1], 0);
-  assert.equal(tok.decode([...ex!.ids.slice(promptLen, -1)]), ' D N V P V S');
+  const t = posTokens(posPair(sentence), tok);
+  const codes = posCodeIds(tok);
+  const want: number[] = [...t.prompt];
+  const mask: number[] = t.prompt.map(() => 0);
+  ['DET', 'NOUN', 'VERB', 'PRON', 'VERB', '.'].forEach((tag, k) => {
+    want.push(...t.words[k]!, codes[tag as keyof typeof codes]);
+    mask.push(...t.words[k]!.map(() => 0), 1);
+  });
+  want.push(0);
+  mask.push(1);
+  assert.deepEqual([...ex!.ids], want);
+  assert.deepEqual([...ex!.targetMask], mask);
+  assert.equal(tok.decode([...ex!.ids.slice(t.prompt.length, -1)]), posPair(sentence).completion);
+});
+
+test('genreSplit: every held-out document of the genre, first 60% to train, the rest to test', () => {
+  const docs = readBrownCorpus();
+  const g = genreSplit(docs, 'J');
+  assert.deepEqual(g.docs.map((d) => d.id), HELD_OUT_IDS.filter((id) => id.startsWith('cj')));
+  g.docs.forEach((d, i) => {
+    assert.deepEqual([...g.train[i]!.sentences, ...g.test[i]!.sentences], [...d.sentences]);
+    assert.equal(g.train[i]!.sentences.length, Math.floor(0.6 * d.sentences.length));
+  });
 });
 
 test('splitHeldOut: the held-out documents only, halves alternating within each genre', () => {
