@@ -4,13 +4,16 @@
 //
 // Run after the build (not part of the lorakit command):
 //   LORAKIT_THREADS=2 node dist/src/corpus/pretrain.js --out models/brown-llama --steps 1200 --run /tmp/brown-llama-run
-// --resume <run or checkpoint folder> continues an interrupted run exactly.
+// --run <folder> holds checkpoints, metrics.jsonl, loss.svg (default: a folder under the OS temp
+// dir, never inside the model folder); --resume <run or checkpoint folder> continues an
+// interrupted run exactly.
 //
 // Data: each document's text is tokenized and followed by EOS (<|endoftext|>, id 0), then cut into
 // pieces of at most `seqLen` tokens; the pieces are packed into rows of `seqLen` tokens (first-fit
 // decreasing), attention staying within each piece. Deterministic: fixed init seed, fixed data
 // seed, and the native kernels give the same results run to run for a fixed thread count.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -395,7 +398,7 @@ async function main(argv: string[]): Promise<void> {
     strict: true,
   });
   if (values.out === undefined) throw new Error('pretrain: --out <folder> is required (e.g. --out models/brown-llama --steps 1000 --run /tmp/brown-llama-run)');
-  const opts: PretrainOptions = { out: values.out, runDir: values.run ?? values.resume ?? path.join(values.out, '.run'), progress: values['no-progress'] !== true };
+  const opts: PretrainOptions = { out: values.out, runDir: values.run ?? values.resume ?? path.join(os.tmpdir(), `lorakit-pretrain-${path.basename(path.resolve(values.out))}`), progress: values['no-progress'] !== true };
   const steps = positiveInt('--steps', values.steps);
   const bs = positiveInt('--batch-size', values['batch-size']);
   if (steps !== undefined) opts.steps = steps;
