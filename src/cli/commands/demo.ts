@@ -1,0 +1,30 @@
+// lorakit demo (and `npm start`): LoRA on the bundled Brown-corpus model, end to end: a
+// part-of-speech adapter and a genre-style adapter trained on held-out Brown documents,
+// before/after metrics, PEFT adapter folders, and one base model switching between them.
+import { Command } from 'commander';
+import { runDemo } from '../../demo/demo.js';
+import { parsePositiveInt, requireModelFolder } from '../common.js';
+
+export function demoCommand(): Command {
+  return new Command('demo')
+    .description('fine-tune the bundled model with two LoRA adapters (part-of-speech tagging, a genre style), show before/after metrics and switch between them')
+    .option('--model <dir>', 'base model folder (default: the bundled models/brown-llama)')
+    .option('--out <dir>', 'where the adapters are written', 'lorakit-demo')
+    .option('--quick', 'a few steps only (a smoke run)', false)
+    .option('--pos-steps <n>', 'training steps of the part-of-speech adapter', parsePositiveInt)
+    .option('--genre-steps <n>', 'training steps of the genre adapter', parsePositiveInt)
+    .option('--seed <n>', 'random seed', parsePositiveInt)
+    .option('--no-progress', 'plain log lines instead of progress bars')
+    .action(async (o: { model?: string; out: string; quick: boolean; posSteps?: number; genreSteps?: number; seed?: number; progress: boolean }) => {
+      if (o.model) requireModelFolder(o.model);
+      await runDemo({
+        out: o.out,
+        quick: o.quick,
+        progress: o.progress,
+        ...(o.model ? { model: o.model } : {}),
+        ...(o.posSteps ? { posSteps: o.posSteps } : {}),
+        ...(o.genreSteps ? { genreSteps: o.genreSteps } : {}),
+        ...(o.seed ? { seed: o.seed } : {}),
+      });
+    });
+}
