@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { backendCommand } from './commands/backend.js';
 import { chatCommand } from './commands/chat.js';
+import { compareCommand } from './commands/compare.js';
 import { dataCommand } from './commands/data.js';
 import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
@@ -33,7 +34,7 @@ function configure(cmd: Command): void {
 
 export function buildProgram(): Command {
   const program = new Command('lorakit').description('LoRA fine-tuning for TypeScript').version(packageVersion());
-  for (const c of [trainCommand(), generateCommand(), chatCommand(), evalCommand(), predictCommand(), mergeCommand(), inspectCommand(), dataCommand(), serveCommand(), demoCommand(), backendCommand()]) program.addCommand(c);
+  for (const c of [trainCommand(), generateCommand(), chatCommand(), evalCommand(), predictCommand(), mergeCommand(), inspectCommand(), dataCommand(), serveCommand(), demoCommand(), compareCommand(), backendCommand()]) program.addCommand(c);
   // --config FILE (YAML or JSON) fills the options no flag gave; inspect's --config is a model config.json
   program.hook('preAction', async (_root, action) => {
     if (action.name() !== 'inspect' && action.options.some((o) => o.long === '--config')) await applyConfigFile(action, warnLine);
