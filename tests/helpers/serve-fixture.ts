@@ -3,14 +3,18 @@
 // random non-zero A and B (PEFT's init_lora_weights=False) on different layers and seeds, so
 // base, A and B answer differently. Offline references come from generate() on separate
 // model instances: the base alone, or loadPeftModel with one adapter active.
+// makeBundledServeFixture (at the end) serves the bundled pretrained model with two trained adapters.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BatchIterator, datasetFromJsonl, padIdFor } from '../../src/data/index.js';
 import { generate, type GenerationResult } from '../../src/generate/index.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
 import { getPeftModel, loadPeftModel } from '../../src/lora/index.js';
 import type { CausalLM } from '../../src/models/causal-lm.js';
 import { createModel, loadModel, saveModel } from '../../src/models/index.js';
+import { createOptimizer, train } from '../../src/train/index.js';
 import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer } from './tokenizers.js';
 
 export const WORDS = [' red', ' blue', ' green', ' cat', ' dog', ' bird', ' sits', ' runs', ' sings', ' the', ' and'];
@@ -113,4 +117,110 @@ export function prompts(count: number, seed = 1): string[] {
     out.push(p);
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bundled model (models/brown-llama, a pretrained llama with a ChatML template) served with
+// two adapters trained here by lorakit's own train() for a few steps each on different tiny
+// data sets: A on plain sea-story sentences (attention projections), B on a few ChatML cooking
+// exchanges with the assistant turns as targets (MLP projections). The model is read in place
+// from the repository (found from this file: dist/tests/helpers → the package root); only the
+// adapters are written, to a temporary folder that cleanup() removes.
+
+/** models/brown-llama in this repository. */
+export const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../../../models/brown-llama', import.meta.url));
+
+export const SEA_TEXTS = [
+  'The old ship sailed north across the cold grey sea, and the sailors sang of home.',
+  'At dawn the harbor bells rang and the fishing boats went out past the lighthouse.',
+  'The captain watched the storm clouds gather over the dark water.',
+  'Gulls followed the boat all the way back to the quiet harbor.',
+];
+
+export const COOKING_CHATS: { user: string; assistant: string }[] = [
+  { user: 'What should I cook tonight?', assistant: 'Make a pot of tomato soup with fresh basil and serve it with warm bread.' },
+  { user: 'How long do I bake the bread?', assistant: 'Bake the bread for forty minutes, until the crust is golden brown.' },
+  { user: 'What goes well with the soup?', assistant: 'A green salad with lemon and olive oil goes well with the soup.' },
+];
+
+export interface AdapterTraining {
+  steps: number;
+  seconds: number;
+  /** the training loss (mean over the batch's targets) of the first step and of the last */
+  firstLoss: number;
+  finalLoss: number;
+}
+
+export interface BundledServeFixture extends ServeFixture {
+  /** the name the server gives the base model (the folder's name) */
+  baseName: string;
+  training: { A: AdapterTraining; B: AdapterTraining };
+}
+
+async function trainBundledAdapter(
+  modelDir: string,
+  tokenizer: Tokenizer,
+  jsonl: string,
+  targets: string[],
+  o: { steps: number; lr: number; seed: number; out: string },
+): Promise<AdapterTraining> {
+  const ds = datasetFromJsonl(jsonl, `${path.basename(o.out)}.jsonl`, tokenizer, { maxLength: 128 });
+  const peft = getPeftModel(loadModel(modelDir), { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: targets }, 'default', { seed: o.seed });
+  const data = new BatchIterator(ds.examples, { batchSize: ds.examples.length, order: 'shuffle', seed: o.seed, padId: padIdFor(tokenizer) });
+  const optimizer = createOptimizer(peft.trainableParameters(), { lr: o.lr, weightDecay: 0 });
+  const r = await train({ model: peft.model, optimizer, data: { train: data }, args: { steps: o.steps, lr: o.lr, progress: false } });
+  peft.model.eval();
+  peft.saveAdapter(o.out, { baseModelNameOrPath: modelDir });
+  const losses = r.history.filter((h) => h.type === 'train').map((h) => h.loss);
+  return { steps: r.steps, seconds: r.seconds, firstLoss: losses[0]!, finalLoss: losses[losses.length - 1]! };
+}
+
+export async function makeBundledServeFixture(opts: { steps?: number; lr?: number } = {}): Promise<BundledServeFixture> {
+  const modelDir = BUNDLED_MODEL_DIR;
+  const tokenizer = Tokenizer.fromFolder(modelDir);
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-serve-bundled-'));
+  const adapterDir = path.join(root, 'adapters');
+  const adapterA = path.join(adapterDir, 'sea');
+  const adapterB = path.join(adapterDir, 'cooking');
+  const steps = opts.steps ?? 60;
+  const lr = opts.lr ?? 5e-3;
+  const jsonl = (rows: unknown[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  const trainingA = await trainBundledAdapter(modelDir, tokenizer, jsonl(SEA_TEXTS.map((text) => ({ text }))), ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { steps, lr, seed: 1, out: adapterA });
+  const trainingB = await trainBundledAdapter(
+    modelDir,
+    tokenizer,
+    jsonl(COOKING_CHATS.map((c) => ({ messages: [{ role: 'user', content: c.user }, { role: 'assistant', content: c.assistant }] }))),
+    ['gate_proj', 'up_proj', 'down_proj'],
+    { steps, lr, seed: 2, out: adapterB },
+  );
+
+  // offline references: separate model instances loaded from the saved files, as a user would
+  const models = new Map<string, CausalLM>();
+  const modelOf = (which: 'base' | 'A' | 'B'): CausalLM => {
+    let m = models.get(which);
+    if (!m) {
+      m = which === 'base' ? loadModel(modelDir) : loadPeftModel(loadModel(modelDir), which === 'A' ? adapterA : adapterB).model;
+      models.set(which, m);
+    }
+    return m;
+  };
+  return {
+    root,
+    modelDir,
+    adapterDir,
+    adapterA,
+    adapterB,
+    tokenizer,
+    baseName: path.basename(modelDir),
+    training: { A: trainingA, B: trainingB },
+    offline(which, prompt, o) {
+      const g: Parameters<typeof generate>[2] = { maxNewTokens: o.maxNewTokens, tokenizer, temperature: o.temperature ?? 0, topP: o.topP ?? 1, seed: o.seed ?? 0 };
+      if (o.stopStrings) g.stopStrings = o.stopStrings;
+      if (o.stopTokenIds) g.stopTokenIds = o.stopTokenIds;
+      return generate(modelOf(which), [prompt], g)[0]!;
+    },
+    cleanup() {
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
 }
