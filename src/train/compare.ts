@@ -28,9 +28,9 @@ export interface CompareOptions {
   model: string;
   /** JSONL file (text, prompt/completion or chat); default: a few held-out Brown documents */
   data?: string;
-  /** measured optimizer steps per mode, after the warm-up steps (default 5) */
+  /** measured optimizer steps per mode, after the warm-up steps (default 10) */
   steps?: number;
-  /** steps run before measuring (default 2, at least 1) */
+  /** steps run before measuring (default 3, at least 1) */
   warmup?: number;
   /** LoRA rank (default 8) and alpha (default 2 × rank) */
   rank?: number;
@@ -43,7 +43,7 @@ export interface CompareOptions {
   seqLen?: number;
   /** AdamW learning rate (default 1e-3) */
   lr?: number;
-  /** timed forward passes per inference variant (default 5, after one untimed) */
+  /** timed forward passes per inference variant (default 10, after one untimed) */
   inferReps?: number;
   seed?: number;
   /** progress lines (default: none) */
@@ -172,16 +172,22 @@ async function loadRows(opts: Omit<CompareOptions, 'log'>, tokenizer: Tokenizer,
   return { examples: documentPieces(docs, tokenizer, seqLen), source: `held-out Brown documents ${infos.map((d) => d.id).join(', ')}` };
 }
 
-/** Times `fn` reps times after one untimed call. */
-function timeForward(fn: () => Float32Array, reps: number): { timing: Timing; logits: Float32Array } {
-  const logits = fn().slice();
-  const secs: number[] = [];
-  for (let i = 0; i < reps; i++) {
+/** Times two forward functions, alternating (so that drift hits both alike), reps times each after one untimed call. */
+function timePair(a: () => Float32Array, b: () => Float32Array, reps: number): { a: number[]; b: number[]; logitsA: Float32Array; logitsB: Float32Array } {
+  const logitsA = a().slice();
+  const logitsB = b().slice();
+  const ta: number[] = [];
+  const tb: number[] = [];
+  const time = (fn: () => Float32Array, into: number[]): void => {
     const t = process.hrtime.bigint();
     fn();
-    secs.push(Number(process.hrtime.bigint() - t) / 1e9);
+    into.push(Number(process.hrtime.bigint() - t) / 1e9);
+  };
+  for (let i = 0; i < reps; i++) {
+    time(a, ta);
+    time(b, tb);
   }
-  return { timing: timing(secs), logits };
+  return { a: ta, b: tb, logitsA, logitsB };
 }
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -207,12 +213,12 @@ function argmaxRows(logits: Float32Array, V: number): Int32Array {
  * state, and (LoRA) measure the unmerged and merged forward. Meant to run in a process of its own.
  */
 export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOptions, 'log'>): Promise<ChildResult> {
-  const steps = opts.steps ?? 5;
-  const warmup = Math.max(1, opts.warmup ?? 2);
+  const steps = opts.steps ?? 10;
+  const warmup = Math.max(1, opts.warmup ?? 3);
   const batchSize = opts.batchSize ?? 4;
   const seqLen = opts.seqLen ?? 128;
   const lr = opts.lr ?? 1e-3;
-  const reps = opts.inferReps ?? 5;
+  const reps = opts.inferReps ?? 10;
   const seed = opts.seed ?? 0;
   const tokenizer = Tokenizer.fromFolder(opts.model);
   const model: DecoderLM = loadModel(opts.model, { dtype: 'keep' });
@@ -231,13 +237,10 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
   const forward = (m: DecoderLM) => () => m.forward(probe.inputs, probe.B, probe.T);
   const V = model.info.vocabSize;
 
-  let base: { timing: Timing; logits: Float32Array } | null = null;
   let peft: ReturnType<typeof getPeftModel<DecoderLM>> | null = null;
   if (mode === 'full') {
     model.requiresGrad(true);
   } else {
-    model.eval();
-    base = timeForward(forward(model), reps);
     const r = opts.rank ?? 8;
     peft = getPeftModel(model, { r, lora_alpha: opts.alpha ?? 2 * r, lora_dropout: 0, target_modules: opts.targets ?? null }, 'default', { seed });
     const c = peft.config('default');
@@ -287,25 +290,29 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
   }
   const optimizerStateBytes = stateBytes(optimizer.state());
 
-  if (peft && base) {
+  if (peft) {
+    // the base model is a second copy, loaded after the peak memory was read; it runs
+    // alternately with the unmerged adapter, then with the merged model
+    const baseModel = loadModel(opts.model, { dtype: 'keep' });
+    baseModel.eval();
     model.eval();
-    const unmerged = timeForward(forward(model), reps);
+    const before = timePair(forward(baseModel), forward(model), reps);
     const merged = peft.mergeAndUnload({ safeMerge: true });
     merged.eval();
-    const mergedRun = timeForward(forward(merged), reps);
-    const a = argmaxRows(unmerged.logits, V);
-    const b = argmaxRows(mergedRun.logits, V);
+    const afterMerge = timePair(forward(baseModel), forward(merged), reps);
+    const a = argmaxRows(before.logitsB, V);
+    const b = argmaxRows(afterMerge.logitsB, V);
     let agree = 0;
     for (let i = 0; i < a.length; i++) if (a[i] === b[i]) agree++;
     const tokens = probe.B * probe.T;
     const variant = (t: Timing): InferenceVariant => ({ forward: t, tokensPerSecond: tokens / t.median });
     inference = {
       tokens,
-      base: variant(base.timing),
-      unmerged: variant(unmerged.timing),
-      merged: variant(mergedRun.timing),
-      mergedMaxAbsDiff: maxAbsDiff(unmerged.logits, mergedRun.logits),
-      adapterMaxAbsDiff: maxAbsDiff(unmerged.logits, base.logits),
+      base: variant(timing([...before.a, ...afterMerge.a])),
+      unmerged: variant(timing(before.b)),
+      merged: variant(timing(afterMerge.b)),
+      mergedMaxAbsDiff: maxAbsDiff(before.logitsB, afterMerge.logitsB),
+      adapterMaxAbsDiff: maxAbsDiff(before.logitsB, before.logitsA),
       argmaxAgree: agree,
       positions: a.length,
     };
@@ -374,8 +381,8 @@ export async function compareFineTuning(opts: CompareOptions): Promise<CompareRe
     data: lora.info.data,
     batchSize: rest.batchSize ?? 4,
     seqLen: rest.seqLen ?? 128,
-    steps: rest.steps ?? 5,
-    warmup: Math.max(1, rest.warmup ?? 2),
+    steps: rest.steps ?? 10,
+    warmup: Math.max(1, rest.warmup ?? 3),
     lr: rest.lr ?? 1e-3,
     lora: lora.info.lora!,
     full: full.mode,
@@ -412,7 +419,6 @@ export function compareTable(r: CompareResult): string[] {
     ['training tokens/s', commas(Math.round(f.stepTokens / f.step.median)), commas(Math.round(l.stepTokens / l.step.median)), ratio(f.step.median, l.step.median)],
     ['peak memory (maxRSS)', mib(f.peakRssBytes), mib(l.peakRssBytes), ratio(l.peakRssBytes, f.peakRssBytes)],
     ['checkpoint on disk', `${mib(f.checkpoint.bytes)} (model, ${f.checkpoint.dtype})`, `${mib(l.checkpoint.bytes)} (adapter, ${l.checkpoint.dtype})`, ratio(l.checkpoint.bytes, f.checkpoint.bytes)],
-    ['training loss, first → last', `${f.firstLoss.toFixed(3)} → ${f.lastLoss.toFixed(3)}`, `${l.firstLoss.toFixed(3)} → ${l.lastLoss.toFixed(3)}`, ''],
   ];
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => row[c]!.length)));
   const line = (row: readonly string[]): string => row.map((s, c) => s.padEnd(w[c]!)).join('  ').trimEnd();
@@ -434,7 +440,7 @@ export function compareTable(r: CompareResult): string[] {
     '',
     iline(inferRows[0]!),
     ...inferRows.slice(1).map(iline),
-    `  (${inf.tokens} tokens per forward, median of ${inf.base.forward.seconds.length}; merged vs unmerged: max |Δlogit| ${inf.mergedMaxAbsDiff.toPrecision(3)}, same greedy token at ${inf.argmaxAgree}/${inf.positions} positions; adapter vs base: max |Δlogit| ${inf.adapterMaxAbsDiff.toPrecision(3)})`,
+    `  (${inf.tokens} tokens per forward, median of ${inf.unmerged.forward.seconds.length} each, base and adapter runs alternating; merged vs unmerged: max |Δlogit| ${inf.mergedMaxAbsDiff.toPrecision(3)}, same greedy token at ${inf.argmaxAgree}/${inf.positions} positions; adapter vs base: max |Δlogit| ${inf.adapterMaxAbsDiff.toPrecision(3)})`,
     '',
     `measured in ${r.seconds.toFixed(1)} s`,
   ];
@@ -444,8 +450,8 @@ export function compareTable(r: CompareResult): string[] {
 if (process.argv[2] === CHILD_FLAG && typeof process.send === 'function' && path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {
   process.once('message', (m: ChildRequest) => {
     runCompareMode(m.mode, m.opts).then(
-      (result) => process.send!({ ok: true, result } satisfies ChildReply, () => process.disconnect()),
-      (e: unknown) => process.send!({ ok: false, error: (e as Error).message.split('\n')[0] } satisfies ChildReply, () => process.disconnect()),
+      (result) => process.send!({ ok: true, result } satisfies ChildReply, () => process.exit(0)),
+      (e: unknown) => process.send!({ ok: false, error: (e as Error).message.split('\n')[0] } satisfies ChildReply, () => process.exit(1)),
     );
   });
 }

@@ -22,7 +22,11 @@ const validFile = join(tmp, 'valid.jsonl');
 const run = join(tmp, 'run');
 const adapter = join(run, 'adapter');
 const merged = join(tmp, 'merged');
-const PROMPT = 'The committee said that';
+// The merge rounds the merged weights to the base's bf16 (logits move by ~0.006), so where two
+// tokens are nearly tied (this small model's greedy loops have such ties: "The committee said
+// that" meets one at its 10th token, margin 0.00015) the merged model may pick the other one.
+// This prompt's 16 greedy tokens have no such tie.
+const PROMPT = 'It is clear that the';
 
 function ok(r: RunResult, what: string): RunResult {
   assert.equal(r.status, 0, `${what} failed:\n${r.stderr}`);
@@ -82,14 +86,17 @@ describe('lorakit on the bundled model: train → eval → generate → merge �
     const args = ['--prompt', PROMPT, '--max-tokens', '16', '--ids'];
     const withAdapter = generated(ok(lorakit(['generate', '--model', MODEL, '--adapter', adapter, ...args]), 'generate'));
     assert.equal(withAdapter.ids.split(' ').length, 16);
-    ok(lorakit(['merge', '--model', MODEL, '--adapter', adapter, '--out', merged, '--dtype', 'f32']), 'merge');
+    const base = generated(ok(lorakit(['generate', '--model', MODEL, ...args]), 'generate base'));
+    assert.notEqual(withAdapter.ids, base.ids, 'the adapter changes the continuation');
+    const m = ok(lorakit(['merge', '--model', MODEL, '--adapter', adapter, '--out', merged]), 'merge');
+    assert.match(m.stdout, /\(3,950,848 params, bf16, /);
     const fromMerged = generated(ok(lorakit(['generate', '--model', merged, ...args]), 'generate merged'));
     assert.equal(fromMerged.ids, withAdapter.ids);
     assert.equal(fromMerged.text, withAdapter.text);
   });
 
   it('inspect describes the bundled model, the merged folder and the adapter', () => {
-    for (const [dir, dtype] of [[MODEL, 'BF16'], [merged, 'F32']] as const) {
+    for (const [dir, dtype] of [[MODEL, 'BF16'], [merged, 'BF16']] as const) {
       const out = ok(lorakit(['inspect', dir]), 'inspect').stdout;
       assert.match(out, /^model_type:\s+llama$/m);
       assert.match(out, /^layers:\s+4$/m);
@@ -104,7 +111,7 @@ describe('lorakit on the bundled model: train → eval → generate → merge �
 });
 
 describe('lorakit compare on the bundled model', () => {
-  it('--steps 2 --json: LoRA trains far fewer parameters, keeps far less optimizer state and checkpoint, merged = unmerged', () => {
+  it('--steps 2 --json: LoRA trains far fewer parameters, keeps far less optimizer state and checkpoint, merged ≈ unmerged', () => {
     const r = ok(lorakit(['compare', '--steps', '2', '--json']), 'compare');
     const c = JSON.parse(r.stdout) as CompareResult;
     const { full, adapter: lora, inference: inf } = c;
@@ -130,8 +137,10 @@ describe('lorakit compare on the bundled model', () => {
     // the full run keeps an f32 copy, gradients and moments of every weight: more memory
     assert.ok(full.peakRssBytes > lora.peakRssBytes, `full ${full.peakRssBytes} vs LoRA ${lora.peakRssBytes}`);
     for (const v of [inf.base, inf.unmerged, inf.merged]) assert.ok(v.tokensPerSecond > 0);
-    assert.equal(inf.argmaxAgree, inf.positions);
-    assert.ok(inf.adapterMaxAbsDiff > 0, 'the trained adapter changes the logits');
+    // merged into the bf16 weights: equal up to bf16 rounding, far closer than the base is
+    assert.equal(inf.positions, 512);
+    assert.ok(inf.argmaxAgree >= 0.99 * inf.positions, `same greedy token at ${inf.argmaxAgree}/${inf.positions}`);
     assert.ok(inf.mergedMaxAbsDiff < 0.05, `merged vs unmerged logits differ by ${inf.mergedMaxAbsDiff}`);
+    assert.ok(inf.mergedMaxAbsDiff < inf.adapterMaxAbsDiff / 10, `merged vs unmerged ${inf.mergedMaxAbsDiff}, adapter vs base ${inf.adapterMaxAbsDiff}`);
   });
 });
