@@ -5,10 +5,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createModel, saveModel } from '../../src/models/load.js';
+import { saveModel } from '../../src/models/load.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
 import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer } from './tokenizers.js';
-import { sentences, writeJsonl } from './train-fixture.js';
+import { createTinyLlama, sentences, writeJsonl } from './train-fixture.js';
 
 export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lorakit.js');
 
@@ -45,24 +45,7 @@ export async function writeTinyModel(dir: string, opts: { seed?: number; hidden?
   mkdirSync(dir, { recursive: true });
   writeByteLevelBpeTokenizer(dir, { extraWords: WORDS.map((w) => ' ' + w), chatTemplate: CHATML_TEMPLATE });
   const tokenizer = Tokenizer.fromFolder(dir);
-  const C = opts.hidden ?? 32;
-  const model = createModel(
-    {
-      model_type: 'llama',
-      vocab_size: tokenizer.vocabSize,
-      hidden_size: C,
-      intermediate_size: 2 * C,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 128,
-      rms_norm_eps: 1e-6,
-      tie_word_embeddings: false,
-    },
-    { seed: opts.seed ?? 1 },
-  );
-  const head = model.getModule('lm_head').ownParameters()[0]![1].data;
-  for (let i = 0; i < head.length; i++) head[i]! *= 25;
+  const model = createTinyLlama(tokenizer.vocabSize, { ...(opts.hidden ? { hidden: opts.hidden } : {}), seed: opts.seed ?? 1 });
   await saveModel(model, dir);
   return { dir, tokenizer };
 }

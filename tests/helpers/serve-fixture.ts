@@ -13,9 +13,10 @@ import { generate, type GenerationResult } from '../../src/generate/index.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
 import { getPeftModel, loadPeftModel } from '../../src/lora/index.js';
 import type { CausalLM } from '../../src/models/causal-lm.js';
-import { createModel, loadModel, saveModel } from '../../src/models/index.js';
+import { loadModel, saveModel } from '../../src/models/index.js';
 import { createOptimizer, train } from '../../src/train/index.js';
 import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer } from './tokenizers.js';
+import { createTinyLlama } from './train-fixture.js';
 
 export const WORDS = [' red', ' blue', ' green', ' cat', ' dog', ' bird', ' sits', ' runs', ' sings', ' the', ' and'];
 
@@ -43,25 +44,7 @@ export async function makeServeFixture(opts: { hidden?: number; layers?: number 
   });
   fs.writeFileSync(path.join(modelDir, 'generation_config.json'), JSON.stringify({ eos_token_id: [tw.id('<|endoftext|>'), tw.id('<|im_end|>')] }));
   const tokenizer = Tokenizer.fromFolder(modelDir);
-  const hidden = opts.hidden ?? 32;
-  const model = createModel(
-    {
-      model_type: 'llama',
-      vocab_size: tokenizer.vocabSize,
-      hidden_size: hidden,
-      intermediate_size: hidden * 2,
-      num_hidden_layers: opts.layers ?? 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 256,
-      rms_norm_eps: 1e-6,
-      tie_word_embeddings: false,
-    },
-    { seed: 7 },
-  );
-  // a random init gives nearly flat logits; a wider head spreads them (fewer near-ties)
-  const head = model.getModule('lm_head').ownParameters()[0]![1].data;
-  for (let i = 0; i < head.length; i++) head[i]! *= 25;
+  const model = createTinyLlama(tokenizer.vocabSize, { hidden: opts.hidden ?? 32, layers: opts.layers ?? 2, maxPositions: 256, seed: 7 });
   await saveModel(model, modelDir);
 
   const adapterDir = path.join(root, 'adapters');

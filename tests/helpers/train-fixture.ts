@@ -47,27 +47,36 @@ export function makeFixture(dir: string, opts: { format?: 'text' | 'completion';
   writeJsonl(join(dir, 'valid.jsonl'), rows(sentences(6, 24)));
   const train = datasetFromJsonl(readFileSync(join(dir, 'train.jsonl'), 'utf8'), join(dir, 'train.jsonl'), tokenizer, { maxLength: 64 });
   const valid = datasetFromJsonl(readFileSync(join(dir, 'valid.jsonl'), 'utf8'), join(dir, 'valid.jsonl'), tokenizer, { maxLength: 64 });
+  const model = createTinyLlama(tokenizer.vocabSize, { seed: opts.seed ?? 1 });
+  const peft = getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+  return { dir, tokenizer, model, peft, train, valid };
+}
+
+/**
+ * A tiny random llama (2 layers, GQA 4/2) whose LM head is widened ×25: a random init
+ * (std 0.02) gives logits too small for a frozen head to express a learned distribution (and
+ * nearly flat ones, full of near-ties); the wider head stands in for a pretrained one.
+ */
+export function createTinyLlama(vocabSize: number, opts: { hidden?: number; layers?: number; maxPositions?: number; seed?: number } = {}): DecoderLM {
+  const C = opts.hidden ?? 32;
   const model = createModel(
     {
       model_type: 'llama',
-      vocab_size: tokenizer.vocabSize,
-      hidden_size: 32,
-      intermediate_size: 64,
-      num_hidden_layers: 2,
+      vocab_size: vocabSize,
+      hidden_size: C,
+      intermediate_size: 2 * C,
+      num_hidden_layers: opts.layers ?? 2,
       num_attention_heads: 4,
       num_key_value_heads: 2,
-      max_position_embeddings: 128,
+      max_position_embeddings: opts.maxPositions ?? 128,
       rms_norm_eps: 1e-6,
       tie_word_embeddings: false,
     },
     { seed: opts.seed ?? 1 },
   );
-  // A random init (std 0.02) gives logits too small for a frozen head to express a learned
-  // distribution; a wider head stands in for a pretrained one.
   const head = model.getModule('lm_head').ownParameters()[0]![1].data;
   for (let i = 0; i < head.length; i++) head[i]! *= 25;
-  const peft = getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
-  return { dir, tokenizer, model, peft, train, valid };
+  return model;
 }
 
 export function batches(ds: Dataset, batchSize: number, seed = 0): BatchIterator {
