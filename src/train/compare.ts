@@ -43,7 +43,7 @@ export interface CompareOptions {
   seqLen?: number;
   /** AdamW learning rate (default 1e-3) */
   lr?: number;
-  /** timed forward passes per inference variant (default 10, after one untimed) */
+  /** timed forward passes per inference variant (default 20, after one untimed) */
   inferReps?: number;
   seed?: number;
   /** progress lines (default: none) */
@@ -87,6 +87,9 @@ export interface InferenceResult {
   base: InferenceVariant;
   unmerged: InferenceVariant;
   merged: InferenceVariant;
+  /** speed relative to the base, each from its own alternating round (base time / its time) */
+  unmergedVsBase: number;
+  mergedVsBase: number;
   /** max |logit difference| between merged and unmerged, and between unmerged and the base */
   mergedMaxAbsDiff: number;
   adapterMaxAbsDiff: number;
@@ -218,7 +221,7 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
   const batchSize = opts.batchSize ?? 4;
   const seqLen = opts.seqLen ?? 128;
   const lr = opts.lr ?? 1e-3;
-  const reps = opts.inferReps ?? 10;
+  const reps = opts.inferReps ?? 20;
   const seed = opts.seed ?? 0;
   const tokenizer = Tokenizer.fromFolder(opts.model);
   const model: DecoderLM = loadModel(opts.model, { dtype: 'keep' });
@@ -311,6 +314,8 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
       base: variant(timing([...before.a, ...afterMerge.a])),
       unmerged: variant(timing(before.b)),
       merged: variant(timing(afterMerge.b)),
+      unmergedVsBase: timing(before.a).median / timing(before.b).median,
+      mergedVsBase: timing(afterMerge.a).median / timing(afterMerge.b).median,
       mergedMaxAbsDiff: maxAbsDiff(before.logitsB, afterMerge.logitsB),
       adapterMaxAbsDiff: maxAbsDiff(before.logitsB, before.logitsA),
       argmaxAgree: agree,
@@ -339,7 +344,7 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
 /** Runs one mode in a child process (this file) and returns its result. */
 function runChild(mode: CompareMode, opts: Omit<CompareOptions, 'log'>): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(import.meta.url), [CHILD_FLAG], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced' });
+    const child = fork(fileURLToPath(import.meta.url), [CHILD_FLAG], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced', execArgv: process.execArgv.filter((f) => !f.startsWith('--test')) });
     let reply: ChildReply | null = null;
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => {
@@ -422,13 +427,13 @@ export function compareTable(r: CompareResult): string[] {
   ];
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((row) => row[c]!.length)));
   const line = (row: readonly string[]): string => row.map((s, c) => s.padEnd(w[c]!)).join('  ').trimEnd();
-  const inferRows: [string, string, string][] = [
-    ['inference (forward)', 'tokens/s', 'vs base'],
-    ['base model', commas(Math.round(inf.base.tokensPerSecond)), '1.00×'],
-    ['LoRA unmerged', commas(Math.round(inf.unmerged.tokensPerSecond)), ratio(inf.unmerged.tokensPerSecond, inf.base.tokensPerSecond)],
-    ['LoRA merged', commas(Math.round(inf.merged.tokensPerSecond)), ratio(inf.merged.tokensPerSecond, inf.base.tokensPerSecond)],
+  const inferRows: [string, string, string, string][] = [
+    ['inference (forward)', 'tokens/s', 'time, median (min–max)', 'speed vs base'],
+    ['base model', commas(Math.round(inf.base.tokensPerSecond)), ms(inf.base.forward), '1.00×'],
+    ['LoRA unmerged', commas(Math.round(inf.unmerged.tokensPerSecond)), ms(inf.unmerged.forward), `${inf.unmergedVsBase.toFixed(2)}×`],
+    ['LoRA merged', commas(Math.round(inf.merged.tokensPerSecond)), ms(inf.merged.forward), `${inf.mergedVsBase.toFixed(2)}×`],
   ];
-  const wi = [0, 1, 2].map((c) => Math.max(...inferRows.map((row) => row[c]!.length)));
+  const wi = [0, 1, 2, 3].map((c) => Math.max(...inferRows.map((row) => row[c]!.length)));
   const iline = (row: readonly string[]): string => row.map((s, c) => (c === 0 ? s.padEnd(wi[c]!) : s.padStart(wi[c]!))).join('  ');
   return [
     `model ${r.model}: ${r.modelType}, ${commas(r.params)} parameters, ${r.dtype}; kernels: ${r.kernels}`,
@@ -440,7 +445,7 @@ export function compareTable(r: CompareResult): string[] {
     '',
     iline(inferRows[0]!),
     ...inferRows.slice(1).map(iline),
-    `  (${inf.tokens} tokens per forward, median of ${inf.unmerged.forward.seconds.length} each, base and adapter runs alternating; merged vs unmerged: max |Δlogit| ${inf.mergedMaxAbsDiff.toPrecision(3)}, same greedy token at ${inf.argmaxAgree}/${inf.positions} positions; adapter vs base: max |Δlogit| ${inf.adapterMaxAbsDiff.toPrecision(3)})`,
+    `  (${inf.tokens} tokens per forward, median of ${inf.unmerged.forward.seconds.length} each, base and adapter runs alternating, speed vs the base of the same round; merged vs unmerged: max |Δlogit| ${inf.mergedMaxAbsDiff.toPrecision(3)}, same greedy token at ${inf.argmaxAgree}/${inf.positions} positions; adapter vs base: max |Δlogit| ${inf.adapterMaxAbsDiff.toPrecision(3)})`,
     '',
     `measured in ${r.seconds.toFixed(1)} s`,
   ];
