@@ -228,7 +228,10 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
   const dtype = model.parameters()[0]?.value.dtype ?? 'f32';
   const params = model.parameters().reduce((n, p) => n + p.value.size, 0);
   const rows = await loadRows(opts, tokenizer, seqLen);
-  const it = new BatchIterator(rows.examples, { batchSize, order: 'sequential', pack: true, maxLength: seqLen, padId: padIdFor(tokenizer) });
+  const batchOpts = { batchSize, order: 'sequential', pack: true, maxLength: seqLen, padId: padIdFor(tokenizer) } as const;
+  // every timed step a full batch (an epoch's last, smaller batch left out) when the data allows it
+  const packedRows = new BatchIterator(rows.examples, batchOpts).units.length;
+  const it = new BatchIterator(rows.examples, { ...batchOpts, dropLast: packedRows >= batchSize });
   const probe = it.epochIterator(0).next().value as Batch;
   const info: ChildResult['info'] = {
     modelType: model.info.modelType,
