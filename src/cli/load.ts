@@ -13,9 +13,10 @@ export interface LoadedModel {
 }
 
 /** A model folder (dtype kept as stored) and its tokenizer. */
-export function openModel(dir: string, opts: { tokenizer?: boolean } = {}): LoadedModel {
+/** Loads a model folder (weights in the checkpoint's dtype unless `f32` asks to widen them) and its tokenizer. */
+export function openModel(dir: string, opts: { tokenizer?: boolean; f32?: boolean } = {}): LoadedModel {
   requireModelFolder(dir);
-  const model = loadModel(dir, { dtype: 'keep' });
+  const model = loadModel(dir, { dtype: opts.f32 ? 'f32' : 'keep' });
   const tokenizer = opts.tokenizer === false ? (null as unknown as Tokenizer) : Tokenizer.fromFolder(dir);
   return { dir, model, tokenizer };
 }

@@ -95,6 +95,17 @@ describe('lorakit on the bundled model: train → eval → generate → merge �
     assert.equal(fromMerged.text, withAdapter.text);
   });
 
+  it('merge --dtype f32 merges in f32: its loss equals the adapter loss, where a bf16 merge rounds', () => {
+    const merged32 = join(tmp, 'merged-f32');
+    const m = ok(lorakit(['merge', '--model', MODEL, '--adapter', adapter, '--out', merged32, '--dtype', 'f32']), 'merge f32');
+    assert.match(m.stdout, /\(3,950,848 params, f32, /);
+    const withAdapter = evalLoss(MODEL, ['--adapter', adapter]);
+    const f32 = evalLoss(merged32);
+    const bf16 = evalLoss(merged);
+    assert.ok(Math.abs(f32 - withAdapter) < 1e-5, `f32 merge ${f32} vs adapter ${withAdapter}`);
+    assert.ok(Math.abs(f32 - withAdapter) < Math.abs(bf16 - withAdapter), `f32 merge off by ${Math.abs(f32 - withAdapter)}, bf16 merge by ${Math.abs(bf16 - withAdapter)}`);
+  });
+
   it('inspect describes the bundled model, the merged folder and the adapter', () => {
     for (const [dir, dtype] of [[MODEL, 'BF16'], [merged, 'BF16']] as const) {
       const out = ok(lorakit(['inspect', dir]), 'inspect').stdout;

@@ -46,7 +46,8 @@ async function runMerge(o: MergeFlags): Promise<void> {
   if (existsSync(outDir) && readdirSync(outDir).some((f) => f.endsWith('.safetensors')) && existsSync(join(outDir, 'model.safetensors.index.json'))) {
     throw new UsageError(`--out ${outDir} holds a sharded model already; choose an empty folder`);
   }
-  const loaded = openModel(modelDir);
+  // merging into half weights rounds W + s·B·A to half; --dtype f32 merges in f32 instead
+  const loaded = openModel(modelDir, { f32: o.dtype === 'f32' });
   const names = o.adapterName?.split(',').map((s) => s.trim()).filter((s) => s);
   const peft = attachAdapters(loaded, specs, names)!;
   const before = loaded.model.parameters()[0]!.value.dtype;
