@@ -8,6 +8,7 @@ import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import { Rng } from '../nn/rng.js';
 import { checkSamplingOptions, sampleToken, type SamplingOptions } from './sampling.js';
+import { firstStop, heldBack } from './stops.js';
 
 export interface GenerateOptions extends SamplingOptions {
   /** tokens to generate at most per prompt (default 32) */
@@ -153,30 +154,6 @@ export function* generateSteps(model: CausalLM, prompts: readonly (readonly numb
 function* contextOf(r: RowState): Generator<number> {
   yield* r.prompt;
   yield* r.tokens;
-}
-
-/** Length of the longest tail of text that is a proper prefix of a stop string. */
-function heldBack(text: string, stops: readonly string[]): number {
-  let hold = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > hold; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        hold = k;
-        break;
-      }
-    }
-  }
-  return hold;
-}
-
-function firstStop(text: string, stops: readonly string[]): number {
-  let best = -1;
-  for (const s of stops) {
-    if (s === '') continue;
-    const i = text.indexOf(s);
-    if (i >= 0 && (best < 0 || i < best)) best = i;
-  }
-  return best;
 }
 
 /** Runs generation to the end; returns each prompt's result in prompt order. */

@@ -32,6 +32,7 @@ import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import type { KVCache } from '../nn/attention.js';
 import { Rng } from '../nn/rng.js';
+import { firstStop, heldBack } from '../generate/stops.js';
 import { ApiError } from './errors.js';
 
 export interface SequenceSpec {
@@ -548,25 +549,3 @@ export class Scheduler {
   }
 }
 
-/** Length of the longest tail of text that is a proper prefix of a stop string. */
-function heldBack(text: string, stops: readonly string[]): number {
-  let hold = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > hold; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        hold = k;
-        break;
-      }
-    }
-  }
-  return hold;
-}
-
-function firstStop(text: string, stops: readonly string[]): number {
-  let best = -1;
-  for (const s of stops) {
-    const i = text.indexOf(s);
-    if (i >= 0 && (best < 0 || i < best)) best = i;
-  }
-  return best;
-}
