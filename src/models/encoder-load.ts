@@ -14,7 +14,7 @@ import { Rng } from '../nn/rng.js';
 import { Tensor, formatShape, type DType } from '../tensor/tensor.js';
 import type { JsonObject } from './config.js';
 import { initLinear, type EncoderClassifier } from './encoder.js';
-import { WeightsError } from './load.js';
+import { WeightsError, scanCheckpoint } from './load.js';
 import { ENCODER_FAMILIES, getEncoderFamily } from './registry.js';
 import { ViTEmbeddings } from './vit.js';
 
@@ -60,21 +60,7 @@ export function loadClassifier(dir: string, opts: LoadClassifierOptions = {}): E
   const cfg = fam.parseConfig(config!, where);
   const src = openWeights(dir);
   try {
-    const names = new Map<string, string>();
-    for (const name of src.names()) {
-      const key = fam.sanitizeKey(cfg, name);
-      if (key !== null) names.set(key, name);
-    }
-    let dtype: DType = 'f32';
-    if (opts.dtype !== 'f32') {
-      for (const name of names.values()) {
-        const d = tensorDTypeOf(src.info(name).dtype);
-        if (d) {
-          dtype = d;
-          break;
-        }
-      }
-    }
+    const { names, dtype } = scanCheckpoint(src, (name) => fam.sanitizeKey(cfg, name), opts.dtype === 'f32');
     const model = fam.build(cfg, { dtype });
     const params = new Map(model.namedParameters());
     const errs: string[] = [];

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { loadModelFolder } from '../io/model-folder.js';
-import { tensorDTypeOf } from '../io/safetensors.js';
+import { tensorDTypeOf, type SafetensorsDType } from '../io/safetensors.js';
 import { writeShardedSafetensors } from '../io/sharded.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
@@ -34,6 +34,30 @@ export class WeightsError extends Error {
  * unexpected key is reported together. The model is frozen (no parameter requires grad)
  * and in eval mode.
  */
+/**
+ * Maps each model key to its name in the checkpoint (through the family's sanitizeKey; null
+ * drops a name) and picks the dtype to build in: the checkpoint's first float dtype, so a half
+ * model never exists in f32, unless f32 is asked for.
+ */
+export function scanCheckpoint(src: { names(): Iterable<string>; info(name: string): { dtype: SafetensorsDType } }, sanitizeKey: (name: string) => string | null, wantF32: boolean): { names: Map<string, string>; dtype: DType } {
+  const names = new Map<string, string>();
+  for (const name of src.names()) {
+    const key = sanitizeKey(name);
+    if (key !== null) names.set(key, name);
+  }
+  let dtype: DType = 'f32';
+  if (!wantF32) {
+    for (const name of names.values()) {
+      const d = tensorDTypeOf(src.info(name).dtype);
+      if (d) {
+        dtype = d;
+        break;
+      }
+    }
+  }
+  return { names, dtype };
+}
+
 export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderLM {
   const folder = loadModelFolder(dir);
   try {
@@ -42,23 +66,7 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderLM {
     const cfg = fam.parseConfig(folder.config, where);
     const src = folder.weights;
     const wfile = path.relative(dir, folder.weightFiles.path) || folder.weightFiles.path;
-    // key in the model → name in the checkpoint
-    const names = new Map<string, string>();
-    for (const name of src.names()) {
-      const key = fam.sanitizeKey(cfg, name);
-      if (key !== null) names.set(key, name);
-    }
-    // build in the checkpoint's float dtype (so a half model never exists in f32)
-    let dtype: DType = 'f32';
-    if (opts.dtype !== 'f32') {
-      for (const name of names.values()) {
-        const d = tensorDTypeOf(src.info(name).dtype);
-        if (d) {
-          dtype = d;
-          break;
-        }
-      }
-    }
+    const { names, dtype } = scanCheckpoint(src, (name) => fam.sanitizeKey(cfg, name), opts.dtype === 'f32');
     const model = fam.build(cfg, { dtype });
     const problems: string[] = [];
     const params = new Map(model.namedParameters());
