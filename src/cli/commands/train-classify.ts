@@ -6,10 +6,10 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { LoraConfigInput } from '../../lora/index.js';
 import { trainClassifier } from '../../tasks/classify.js';
-import type { StepRow, TrainArgs } from '../../train/trainer.js';
+import type { StepRow } from '../../train/trainer.js';
 import { describeModelFolder, metricsLine, requirePath } from '../classify.js';
 import { UsageError, bytes, exclusive, given, parseTargets, required, warnLine } from '../common.js';
-import type { TrainOpts } from './train.js';
+import { trainArgsFromFlags, type TrainOpts } from './train.js';
 
 /** Flags of the causal trainer that mean nothing for a classifier. */
 const NOT_FOR_CLASSIFY: readonly [attr: string, flag: string][] = [
@@ -50,21 +50,7 @@ export async function runTrainClassify(cmd: Command, modelDir: string): Promise<
   delete resolved.config;
   for (const [attr] of NOT_FOR_CLASSIFY) delete resolved[attr];
   if (!given(cmd, 'maxLength')) delete resolved.maxLength;
-  const args: TrainArgs = {
-    lr: o.lr,
-    gradAccum: o.gradAccum,
-    schedule: o.schedule,
-    warmupSteps: o.warmup,
-    maxGradNorm: o.maxGradNorm,
-    outDir,
-    progress: o.progress,
-    config: resolved,
-    ...(steps !== undefined ? { steps } : {}),
-    ...(epochs !== undefined ? { epochs } : {}),
-    ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
-    ...(o.saveEvery !== undefined ? { saveEvery: o.saveEvery } : {}),
-    ...(o.resume !== undefined ? { resume: o.resume } : {}),
-  };
+  const args = trainArgsFromFlags(o, outDir, resolved, steps, epochs);
   console.log(`model ${modelDir}: ${info}`);
   console.log(`data ${dataPath}${o.valid !== undefined ? `, validation ${o.valid}` : ', no validation set'}`);
   const r = await trainClassifier({

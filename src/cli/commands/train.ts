@@ -36,6 +36,25 @@ import { openModel } from '../load.js';
 import { TASKS, resolveTask, type Task } from '../task.js';
 import { runTrainClassify } from './train-classify.js';
 
+/** The trainer's arguments from the train flags (shared by the causal and classify paths). */
+export function trainArgsFromFlags(o: TrainOpts, outDir: string, config: Record<string, unknown>, steps: number | undefined, epochs: number | undefined): TrainArgs {
+  return {
+    lr: o.lr,
+    gradAccum: o.gradAccum,
+    schedule: o.schedule,
+    warmupSteps: o.warmup,
+    maxGradNorm: o.maxGradNorm,
+    outDir,
+    progress: o.progress,
+    config,
+    ...(steps !== undefined ? { steps } : {}),
+    ...(epochs !== undefined ? { epochs } : {}),
+    ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
+    ...(o.saveEvery !== undefined ? { saveEvery: o.saveEvery } : {}),
+    ...(o.resume !== undefined ? { resume: o.resume } : {}),
+  };
+}
+
 export interface TrainOpts {
   config?: string;
   task?: Task;
@@ -202,21 +221,7 @@ async function runTrain(cmd: Command): Promise<void> {
   const epochs = len === 'a' ? o.epochs! : steps === undefined ? 1 : undefined;
   const resolved: Record<string, unknown> = { ...o, maskPrompt, ...(loraConfig ? { lora: loraConfig } : {}) };
   delete resolved.config;
-  const args: TrainArgs = {
-    lr: o.lr,
-    gradAccum: o.gradAccum,
-    schedule: o.schedule,
-    warmupSteps: o.warmup,
-    maxGradNorm: o.maxGradNorm,
-    outDir,
-    progress: o.progress,
-    config: resolved,
-    ...(steps !== undefined ? { steps } : {}),
-    ...(epochs !== undefined ? { epochs } : {}),
-    ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
-    ...(o.saveEvery !== undefined ? { saveEvery: o.saveEvery } : {}),
-    ...(o.resume !== undefined ? { resume: o.resume } : {}),
-  };
+  const args = trainArgsFromFlags(o, outDir, resolved, steps, epochs);
   const result = await train({
     model,
     optimizer,
