@@ -60,6 +60,25 @@ export async function makeServeFixture(opts: { hidden?: number; layers?: number 
     peft.saveAdapter(dir, { baseModelNameOrPath: modelDir });
   }
 
+  return {
+    root,
+    modelDir,
+    adapterDir,
+    adapterA,
+    adapterB,
+    tokenizer,
+    offline: offlineReference(modelDir, adapterA, adapterB, tokenizer),
+    cleanup() {
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Offline greedy (or seeded) generation with the base or adapter A or B: separate model
+ * instances loaded from the saved files, as a user would, each loaded once.
+ */
+function offlineReference(modelDir: string, adapterA: string, adapterB: string, tokenizer: Tokenizer): ServeFixture['offline'] {
   const models = new Map<string, CausalLM>();
   const modelOf = (which: 'base' | 'A' | 'B'): CausalLM => {
     let m = models.get(which);
@@ -69,22 +88,11 @@ export async function makeServeFixture(opts: { hidden?: number; layers?: number 
     }
     return m;
   };
-  return {
-    root,
-    modelDir,
-    adapterDir,
-    adapterA,
-    adapterB,
-    tokenizer,
-    offline(which, prompt, o) {
-      const g: Parameters<typeof generate>[2] = { maxNewTokens: o.maxNewTokens, tokenizer, temperature: o.temperature ?? 0, topP: o.topP ?? 1, seed: o.seed ?? 0 };
-      if (o.stopStrings) g.stopStrings = o.stopStrings;
-      if (o.stopTokenIds) g.stopTokenIds = o.stopTokenIds;
-      return generate(modelOf(which), [prompt], g)[0]!;
-    },
-    cleanup() {
-      fs.rmSync(root, { recursive: true, force: true });
-    },
+  return (which, prompt, o) => {
+    const g: Parameters<typeof generate>[2] = { maxNewTokens: o.maxNewTokens, tokenizer, temperature: o.temperature ?? 0, topP: o.topP ?? 1, seed: o.seed ?? 0 };
+    if (o.stopStrings) g.stopStrings = o.stopStrings;
+    if (o.stopTokenIds) g.stopTokenIds = o.stopTokenIds;
+    return generate(modelOf(which), [prompt], g)[0]!;
   };
 }
 
@@ -177,16 +185,6 @@ export async function makeBundledServeFixture(opts: { steps?: number; lr?: numbe
     { steps, lr, seed: 2, out: adapterB },
   );
 
-  // offline references: separate model instances loaded from the saved files, as a user would
-  const models = new Map<string, CausalLM>();
-  const modelOf = (which: 'base' | 'A' | 'B'): CausalLM => {
-    let m = models.get(which);
-    if (!m) {
-      m = which === 'base' ? loadModel(modelDir) : loadPeftModel(loadModel(modelDir), which === 'A' ? adapterA : adapterB).model;
-      models.set(which, m);
-    }
-    return m;
-  };
   return {
     root,
     modelDir,
@@ -196,12 +194,7 @@ export async function makeBundledServeFixture(opts: { steps?: number; lr?: numbe
     tokenizer,
     baseName: path.basename(modelDir),
     training: { A: trainingA, B: trainingB },
-    offline(which, prompt, o) {
-      const g: Parameters<typeof generate>[2] = { maxNewTokens: o.maxNewTokens, tokenizer, temperature: o.temperature ?? 0, topP: o.topP ?? 1, seed: o.seed ?? 0 };
-      if (o.stopStrings) g.stopStrings = o.stopStrings;
-      if (o.stopTokenIds) g.stopTokenIds = o.stopTokenIds;
-      return generate(modelOf(which), [prompt], g)[0]!;
-    },
+    offline: offlineReference(modelDir, adapterA, adapterB, tokenizer),
     cleanup() {
       fs.rmSync(root, { recursive: true, force: true });
     },
