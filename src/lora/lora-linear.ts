@@ -24,6 +24,7 @@ import type { RowLayer } from '../nn/linear.js';
 import { Linear } from '../nn/linear.js';
 import { Buffers, Module, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/rng.js';
+import { hasTrainable } from '../nn/rowlayer.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/half.js';
 import { ShapeError, Tensor, formatShape } from '../tensor/tensor.js';
 import type { InitLoraWeights } from './config.js';
@@ -265,8 +266,13 @@ export class LoraLinear extends Module implements RowLayer {
 
   // ---------------------------------------------------------------- forward / backward
 
-  /** y[N, O] = base(x) + the active adapters (or per-row adapters from the context) */
-  forward(x: Float32Array, N: number): Float32Array {
+  /** whether backward() reads the x of forward: when anything here learns (see RowLayer.savesInput) */
+  get savesInput(): boolean {
+    return hasTrainable(this);
+  }
+
+  /** y[N, O] = base(x) + the active adapters (or per-row adapters from the context); see RowLayer.forward for `transient` */
+  forward(x: Float32Array, N: number, transient = false): Float32Array {
     const I = this.inFeatures;
     const O = this.outFeatures;
     if (x.length !== N * I) throw new ShapeError(`LoraLinear.forward${this.where()}: x has ${x.length} elements, expected [${N}, ${I}] = ${N * I}`);
@@ -277,13 +283,15 @@ export class LoraLinear extends Module implements RowLayer {
     }
     this.N = N;
     this.steps = [];
-    const y0 = this.base.forward(x, N);
     const present = this.activeNames.filter((n) => this.adapters.has(n));
-    if (ctx.disabled || this.mergedNames.length > 0 || (ctx.adapterNames === null && present.length === 0)) {
+    const adapting = !(ctx.disabled || this.mergedNames.length > 0 || (ctx.adapterNames === null && present.length === 0));
+    // when adapters add to it, the base output is copied at once
+    const y0 = this.base.forward(x, N, transient || adapting);
+    if (!adapting) {
       this.mode = 'base';
       return y0;
     }
-    const out = this.buffers.get('out', N * O);
+    const out = transient ? this.buffers.scratch('out', N * O) : this.buffers.get('out', N * O);
     out.set(y0);
     if (ctx.adapterNames !== null) {
       this.mixedForward(x, N, out, ctx.adapterNames);
@@ -410,7 +418,7 @@ export class LoraLinear extends Module implements RowLayer {
       G = this.buffers.get('G', N * O);
       G.set(dy);
     }
-    const dxa = wantDx ? this.buffers.zeros('dx_adapters', N * I) : null;
+    const dxa = wantDx ? this.buffers.scratchZeros('dx_adapters', N * I) : null;
     const baseBias = this.base.bias;
     for (let k = this.steps.length - 1; k >= 0; k--) {
       const { a, xd, viaDropout } = this.steps[k]!;
@@ -418,7 +426,7 @@ export class LoraLinear extends Module implements RowLayer {
       const h = a.buffers.get('h', N * r);
       let GL = G;
       let dxd: Float32Array | null = null;
-      if (wantDx) dxd = this.buffers.zeros('dxd', N * I);
+      if (wantDx) dxd = this.buffers.scratchZeros('dxd', N * I);
       if (a.magnitude) {
         const g = a.buffers.get('g', O);
         const norm = a.buffers.get('norm', O);

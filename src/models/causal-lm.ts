@@ -53,6 +53,19 @@ export interface CausalLM extends Module {
   backward(dlogits: Float32Array): Float32Array | null;
   /** a KV cache with one layer per decoder block */
   createCache(): KVCache;
+  /**
+   * The summed next-token loss over targets[B·T] (labels already shifted, −100 ignored)
+   * without holding the full [B·T, V] logits; with gradScale (the factor on each token's
+   * loss) also the backward. Models without it are trained through forward() and backward().
+   */
+  lossForwardBackward?(
+    ids: Int32Array | null,
+    B: number,
+    T: number,
+    targets: Int32Array,
+    gradScale: number | null,
+    opts?: Omit<ForwardOptions, 'cache' | 'lastTokenOnly'>,
+  ): { lossSum: number; count: number; inputGrad: Float32Array | null };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -197,6 +210,13 @@ export function lossAndBackward(model: CausalLM, ids: Int32Array | null, B: numb
   }
   const { labels: _l, ...fwd } = opts;
   void _l;
+  if (model.lossForwardBackward) {
+    const targets = shiftLabels(labels, B, T);
+    let counted = 0;
+    for (const y of targets) if (y !== IGNORE_INDEX) counted++;
+    const { lossSum, count, inputGrad } = model.lossForwardBackward(ids, B, T, targets, counted > 0 ? 1 / counted : 0, fwd);
+    return { loss: count > 0 ? lossSum / count : 0, count, inputGrad };
+  }
   const V = model.info.vocabSize;
   const logits = model.forward(ids, B, T, fwd);
   const res = causalLMLoss(logits, labels, B, T, V);

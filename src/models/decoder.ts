@@ -7,7 +7,7 @@
 // Letters: B batch, T tokens this call, S keys (cache + new), N = B·T rows, C hidden, V vocab.
 import { getBackend } from '../backend/index.js';
 import { KVCache, MultiHeadAttention, type AttnContext } from '../nn/attention.js';
-import { GradientCheckpointing } from '../nn/checkpoint.js';
+import { GradientCheckpointing, SharedScratch } from '../nn/checkpoint.js';
 import type { Embedding } from '../nn/embedding.js';
 import type { LayerNorm } from '../nn/layernorm.js';
 import type { RowLayer } from '../nn/linear.js';
@@ -24,6 +24,7 @@ import {
   type CausalLM,
   type CausalLMInfo,
   type ForwardOptions,
+  IGNORE_INDEX,
 } from './causal-lm.js';
 
 export type Norm = RMSNorm | LayerNorm;
@@ -42,6 +43,11 @@ export class DecoderBlock extends Module {
   readonly hiddenSize: number;
   /** whether backward() computes dx */
   computeInputGrad = true;
+  /**
+   * which of two scratch slots backward() returns dx in: neighbouring blocks of a stack use
+   * different ones, since a block reads its dy (the block above's dx) while writing its dx
+   */
+  scratchSlot = 0;
   private N = 0;
 
   constructor(hiddenSize: number, names: BlockNames, parts: { norm1: Norm; attn: MultiHeadAttention; norm2: Norm; mlp: MLP }) {
@@ -73,10 +79,12 @@ export class DecoderBlock extends Module {
     const C = this.hiddenSize;
     if (x.length !== N * C) throw new ShapeError(`DecoderBlock.forward: x has ${x.length} elements, expected [${N}, ${C}]`);
     const be = getBackend();
-    const a = this.attn.forward(this.norm1.forward(x, N), ctx);
+    const { attn, mlp } = this;
+    // a norm's output is kept only when a projection reading it learns; attn and mlp outputs are added at once
+    const a = attn.forward(this.norm1.forward(x, N, !attn.savesInput), ctx, true);
     const h = this.buffers.get('h', N * C);
     be.add(h, x, a);
-    const m = this.mlp.forward(this.norm2.forward(h, N), N);
+    const m = mlp.forward(this.norm2.forward(h, N, !mlp.savesInput), N, true);
     const y = this.buffers.get('y', N * C);
     be.add(y, h, m);
     this.N = N;
@@ -101,14 +109,14 @@ export class DecoderBlock extends Module {
     const dm = mlp.backward(dy);
     const dn2 = dm ? norm2.backward(dm) : null;
     if (!lowerNeeds) return null;
-    const dh = this.buffers.get('dh', N * C);
+    const dh = this.buffers.scratch('dh', N * C);
     if (dn2) be.add(dh, dy, dn2);
     else dh.set(dy);
 
     const da = attn.backward(dh);
     const dn1 = da ? norm1.backward(da) : null;
     if (!this.computeInputGrad) return null;
-    const dx = this.buffers.get('dx', N * C);
+    const dx = this.buffers.scratch(this.scratchSlot ? 'dx1' : 'dx0', N * C);
     if (dn1) be.add(dx, dh, dn1);
     else dx.set(dh);
     return dx;
@@ -186,7 +194,11 @@ export abstract class DecoderLM extends Module implements CausalLM {
   readonly dnames: DecoderLMNames;
   /** keys hidden beyond this many slots before the query (0: no sliding window) */
   slidingWindow = 0;
+  /** floats of logits lossForwardBackward() holds at a time (rows of V per block: at least one) */
+  logitsBlock = LOGITS_BLOCK;
   private readonly ckpt = new GradientCheckpointing(false);
+  /** the blocks' shared scratch when they run without checkpointing */
+  private readonly scratch = new SharedScratch();
   private gc = false;
   private last: { B: number; T: number; N: number; inputGrad: boolean; lastOnly: boolean; usedCache: boolean; hn: Float32Array } | null = null;
 
@@ -239,9 +251,73 @@ export abstract class DecoderLM extends Module implements CausalLM {
   }
 
   forward(ids: Int32Array | null, B: number, T: number, opts: ForwardOptions = {}): Float32Array {
+    const V = this.info.vocabSize;
+    const { hn, rows } = this.hidden(ids, B, T, opts, `${this.info.modelType}.forward`);
+    const logits = this.lmHead.forward(hn, rows);
+    if (logits.length !== rows * V) throw new ShapeError(`${this.info.modelType}.forward: the LM head gave ${logits.length} values, expected [${rows}, ${V}]`);
+    return logits;
+  }
+
+  /**
+   * Next-token cross-entropy straight from the final hidden states: the head runs over
+   * blocks of rows, so only [rows, V] logits exist at a time, never [B·T, V]. targets[B·T]
+   * are the labels already shifted (targets[b, t] = labels[b, t + 1]; −100 is ignored).
+   * With gradScale (the factor on each token's loss, e.g. 1 / tokens counted) the backward
+   * runs too, adding into the trainable gradients. Returns the summed loss, the tokens
+   * counted and, when opts.inputGrad, d(input embeddings) [B, T, C].
+   */
+  lossForwardBackward(
+    ids: Int32Array | null,
+    B: number,
+    T: number,
+    targets: Int32Array,
+    gradScale: number | null,
+    opts: Omit<ForwardOptions, 'cache' | 'lastTokenOnly'> = {},
+  ): { lossSum: number; count: number; inputGrad: Float32Array | null } {
+    const what = `${this.info.modelType}.lossForwardBackward`;
     const C = this.info.hiddenSize;
     const V = this.info.vocabSize;
-    const what = `${this.info.modelType}.forward`;
+    const N = B * T;
+    if (targets.length !== N) throw new ShapeError(`${what}: targets has ${targets.length} elements, expected [${B}, ${T}] = ${N}`);
+    let count = 0;
+    for (let n = 0; n < N; n++) {
+      const y = targets[n]!;
+      if (y === IGNORE_INDEX) continue;
+      if (!(y >= 0 && y < V)) throw new RangeError(`${what}: target ${y} (row ${Math.floor(n / T)}, position ${n % T}) is outside the vocabulary 0..${V - 1} (use ${IGNORE_INDEX} to ignore a token)`);
+      count++;
+    }
+    const { hn } = this.hidden(ids, B, T, { ...opts, cache: null, lastTokenOnly: false }, what);
+    const head = this.lmHead;
+    const backward = gradScale !== null;
+    const needDh = backward && this.planBackward();
+    const be = getBackend();
+    const dhn = needDh ? this.buffers.get('dhn', N * C) : null;
+    const R = Math.max(1, Math.min(N, Math.floor(this.logitsBlock / V)));
+    const losses = this.buffers.get('losses', R);
+    let lossSum = 0;
+    for (let r0 = 0; r0 < N; r0 += R) {
+      const rows = Math.min(R, N - r0);
+      const t = targets.subarray(r0, r0 + rows);
+      if (t.every((y) => y === IGNORE_INDEX)) {
+        dhn?.fill(0, r0 * C, (r0 + rows) * C); // no loss here, so no gradient either
+        continue;
+      }
+      const logits = head.forward(hn.subarray(r0 * C, (r0 + rows) * C), rows);
+      const l = losses.subarray(0, rows);
+      be.crossEntropyForward(l, logits, t, rows, V, IGNORE_INDEX);
+      for (let i = 0; i < rows; i++) lossSum += l[i]!;
+      if (!backward) continue;
+      be.crossEntropyBackward(logits, logits, t, rows, V, gradScale, IGNORE_INDEX);
+      const d = head.backward(logits);
+      if (dhn && d) dhn.set(d, r0 * C);
+    }
+    const inputGrad = dhn ? this.backwardStack(dhn) : null;
+    return { lossSum, count, inputGrad };
+  }
+
+  /** Runs the embedding, the blocks and the final norm (records what backward needs); hn is [rows, C]. */
+  private hidden(ids: Int32Array | null, B: number, T: number, opts: ForwardOptions, what: string): { hn: Float32Array; rows: number } {
+    const C = this.info.hiddenSize;
     if (!(Number.isInteger(B) && B > 0 && Number.isInteger(T) && T > 0)) throw new ShapeError(`${what}: B and T must be positive integers, got B=${B}, T=${T}`);
     const embeds = opts.inputsEmbeds ?? null;
     if (embeds) {
@@ -282,7 +358,12 @@ export abstract class DecoderLM extends Module implements CausalLM {
     const layers = this.layers;
     for (let i = 0; i < layers.length; i++) {
       const ctx: AttnContext = { B, T, positions, mask: amask, cache: cache ? cache.layer(i) : null };
-      h = this.ckpt.forward(layers.at(i), h, ctx);
+      const blk = layers.at(i);
+      if (!useCkpt) {
+        this.scratch.attach(blk);
+        blk.scratchSlot = i & 1;
+      }
+      h = this.ckpt.forward(blk, h, ctx);
     }
     let hn = this.finalNorm.forward(h, N);
     let rows = N;
@@ -293,10 +374,8 @@ export abstract class DecoderLM extends Module implements CausalLM {
       hn = sel;
       rows = B;
     }
-    const logits = this.lmHead.forward(hn, rows);
-    if (logits.length !== rows * V) throw new ShapeError(`${what}: the LM head gave ${logits.length} values, expected [${rows}, ${V}]`);
     this.last = { B, T, N, inputGrad, lastOnly, usedCache: cache !== null, hn };
-    return logits;
+    return { hn, rows };
   }
 
   backward(dlogits: Float32Array): Float32Array | null {
@@ -304,31 +383,49 @@ export abstract class DecoderLM extends Module implements CausalLM {
     if (!last) throw new Error(`${this.info.modelType}.backward called before forward`);
     if (last.lastOnly) throw new Error(`${this.info.modelType}.backward: the last forward computed only the last token's logits (lastTokenOnly); run forward without it to train`);
     if (last.usedCache) throw new Error(`${this.info.modelType}.backward: the last forward used a KV cache; backward needs a forward without one`);
-    const { N } = last;
     const V = this.info.vocabSize;
-    if (dlogits.length !== N * V) throw new ShapeError(`${this.info.modelType}.backward: dlogits has ${dlogits.length} elements, expected [${last.B}, ${last.T}, ${V}]`);
+    if (dlogits.length !== last.N * V) throw new ShapeError(`${this.info.modelType}.backward: dlogits has ${dlogits.length} elements, expected [${last.B}, ${last.T}, ${V}]`);
+    if (!this.planBackward()) {
+      this.lmHead.backward(dlogits); // a trainable head still gets its gradient
+      return null;
+    }
+    const dhn = this.lmHead.backward(dlogits);
+    return dhn ? this.backwardStack(dhn) : null;
+  }
+
+  /**
+   * Sets which modules compute input gradients for this backward (none below the lowest
+   * layer that learns, unless the input gradient is wanted); returns whether the head must
+   * give d(final norm output).
+   */
+  private planBackward(): boolean {
+    const last = this.last!;
     const layers = this.layers;
     // below[i]: whether anything at or below layer i − 1 (or the embedding) learns or dx is wanted there
     const below: boolean[] = new Array<boolean>(layers.length + 1);
     below[0] = last.inputGrad || this.embedTrainable();
     for (let i = 0; i < layers.length; i++) below[i + 1] = below[i]! || hasTrainable(layers.at(i));
+    for (let i = 0; i < layers.length; i++) layers.at(i).computeInputGrad = below[i]!;
     const norm = this.finalNorm;
-    const head = this.lmHead;
     norm.computeInputGrad = below[layers.length]!;
+    const head = this.lmHead;
     head.computeInputGrad = norm.computeInputGrad || hasTrainable(norm);
-    const dhn = head.backward(dlogits);
-    if (!dhn) return null;
-    let dh = norm.backward(dhn);
-    for (let i = layers.length - 1; i >= 0 && dh; i--) {
-      const blk = layers.at(i);
-      blk.computeInputGrad = below[i]!;
-      dh = this.ckpt.backward(blk, dh);
-    }
+    return head.computeInputGrad;
+  }
+
+  /** Backward from d(final norm output) [N, C] through the norm, the blocks and the embedding. */
+  private backwardStack(dhn: Float32Array): Float32Array | null {
+    let dh = this.finalNorm.backward(dhn);
+    const layers = this.layers;
+    for (let i = layers.length - 1; i >= 0 && dh; i--) dh = this.ckpt.backward(layers.at(i), dh);
     if (!dh) return null;
     this.embedBackward(dh);
-    return last.inputGrad ? dh : null;
+    return this.last!.inputGrad ? dh : null;
   }
 }
+
+/** Floats of logits the fused loss holds at a time (16 MiB): the head runs over N·V in blocks of rows this size. */
+const LOGITS_BLOCK = 1 << 22;
 
 /**
  * Adds a caller's additive bias [B, T, S] (e.g. packed rows: attention kept within each

@@ -421,9 +421,9 @@ export class AttentionCore extends Module {
     }
     const { B, T, Hq, Hkv, D } = s.args;
     if (dout.length !== B * T * Hq * D) throw new ShapeError(`AttentionCore.backward: dout has ${dout.length} elements, expected [${B}, ${T}, ${Hq}·${D}] = ${B * T * Hq * D}`);
-    const dq = this.buffers.zeros('attn.dq', B * T * Hq * D);
-    const dk = this.buffers.zeros('attn.dk', B * T * Hkv * D);
-    const dv = this.buffers.zeros('attn.dv', B * T * Hkv * D);
+    const dq = this.buffers.scratchZeros('attn.dq', B * T * Hq * D);
+    const dk = this.buffers.scratchZeros('attn.dk', B * T * Hkv * D);
+    const dv = this.buffers.scratchZeros('attn.dv', B * T * Hkv * D);
     getBackend().attentionBackward(dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, s.args);
     if (s.rope) {
       s.rope.apply(dq, s.positions, B, T, Hq, true);
@@ -521,8 +521,14 @@ export class MultiHeadAttention extends Module {
     return childRowLayer(this, this.names.qkv, 'MultiHeadAttention');
   }
 
-  /** y[B·T, C] from x[B·T, C]; x must stay unchanged until backward; y is owned by o */
-  forward(x: Float32Array, ctx: AttnContext): Float32Array {
+  /** whether backward() reads the x of forward (see RowLayer.savesInput) */
+  get savesInput(): boolean {
+    const rows = this.names.qkv ? [this.qkvProj] : [this.qProj, this.kProj, this.vProj];
+    return rows.some((l) => l.savesInput !== false);
+  }
+
+  /** y[B·T, C] from x[B·T, C]; x must stay unchanged until backward; y is owned by o (see RowLayer.forward for `transient`) */
+  forward(x: Float32Array, ctx: AttnContext, transient = false): Float32Array {
     const N = ctx.B * ctx.T;
     const C = this.hiddenSize;
     if (x.length !== N * C) throw new ShapeError(`MultiHeadAttention.forward: x has ${x.length} elements, expected [${ctx.B}·${ctx.T}, ${C}] = ${N * C}`);
@@ -532,20 +538,22 @@ export class MultiHeadAttention extends Module {
     let k: Float32Array;
     let v: Float32Array;
     if (this.names.qkv) {
-      const qkv = this.qkvProj.forward(x, N); // [N, qDim + 2·kvDim]
+      const qkv = this.qkvProj.forward(x, N, true); // [N, qDim + 2·kvDim], split into copies at once
       q = this.buffers.get('q', N * qDim);
       k = this.buffers.get('k', N * kvDim);
       v = this.buffers.get('v', N * kvDim);
       splitColumns(qkv, N, [q, k, v], [qDim, kvDim, kvDim]);
     } else {
-      q = this.qProj.forward(x, N);
-      k = this.kProj.forward(x, N);
+      // with rope the core rotates copies of q and k, so the projections' outputs are read once
+      const copied = this.core.rope !== null;
+      q = this.qProj.forward(x, N, copied);
+      k = this.kProj.forward(x, N, copied);
       v = this.vProj.forward(x, N);
     }
     this.core.buffers = this.buffers;
     const att = this.core.forward(q, k, v, ctx);
     this.N = N;
-    return this.oProj.forward(att, N);
+    return this.oProj.forward(att, N, transient);
   }
 
   /** parameter gradients += …; returns dx[B·T, C] or null */
@@ -566,7 +574,7 @@ export class MultiHeadAttention extends Module {
     if (this.names.qkv) {
       const qDim = this.nHeads * this.headDim;
       const kvDim = this.nKvHeads * this.headDim;
-      const dqkv = this.buffers.get('dqkv', N * (qDim + 2 * kvDim));
+      const dqkv = this.buffers.scratch('dqkv', N * (qDim + 2 * kvDim));
       joinColumns(dqkv, N, [dq, dk, dv], [qDim, kvDim, kvDim]);
       const p = this.qkvProj;
       p.computeInputGrad = this.computeInputGrad;
@@ -581,7 +589,7 @@ export class MultiHeadAttention extends Module {
       const d = l.backward(grads[i]!);
       if (!d || !this.computeInputGrad) continue;
       if (!dx) {
-        dx = this.buffers.get('dx', N * C);
+        dx = this.buffers.scratch('dx', N * C);
         dx.set(d);
       } else be.add(dx, dx, d);
     }

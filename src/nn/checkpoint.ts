@@ -52,6 +52,49 @@ export class ArenaBuffers extends Buffers {
   }
 }
 
+/**
+ * A module's buffers inside a stack of blocks run without checkpointing: get() is its own
+ * (activations its backward reads), scratch() is the arena's `prefix/name`, shared with the
+ * module at the same path in every other block (blocks run one after another, and nothing
+ * a module puts in scratch is read after the call that filled it).
+ */
+export class ScratchBuffers extends Buffers {
+  readonly arena: Buffers;
+  readonly prefix: string;
+
+  constructor(arena: Buffers, prefix: string) {
+    super();
+    this.arena = arena;
+    this.prefix = prefix;
+  }
+
+  override scratch(name: string, n: number): Float32Array {
+    return this.arena.get(`${this.prefix}/${name}`, n);
+  }
+}
+
+/** The arena behind ScratchBuffers: one per stack of blocks. */
+export class SharedScratch {
+  readonly arena = new Buffers();
+
+  /** Points every module of the block at the arena for scratch (idempotent; picks up modules swapped in since). */
+  attach(block: Module): void {
+    for (const [path, m] of allModules(block)) {
+      const b = m.buffers;
+      if (b instanceof ScratchBuffers && b.arena === this.arena && b.prefix === path) continue;
+      m.buffers = new ScratchBuffers(this.arena, path);
+    }
+  }
+
+  get bytes(): number {
+    return this.arena.bytes;
+  }
+
+  clear(): void {
+    this.arena.clear();
+  }
+}
+
 interface BlockState {
   x: Float32Array;
   ctx: unknown;

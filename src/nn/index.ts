@@ -15,6 +15,6 @@ export { GatedMLP, GeluMLP } from './mlp.js';
 export type { GatedMLPOptions, GeluMLPOptions } from './mlp.js';
 export { Rope, ropeInvFreq, LayerKVCache, KVCache, AttentionCore, MultiHeadAttention } from './attention.js';
 export type { RopeLayout, RopeOptions, KVCacheOptions, AttnContext, AttentionCoreOptions, MultiHeadAttentionOptions } from './attention.js';
-export { GradientCheckpointing, ArenaBuffers, retainedBytes, allModules, walkBlock } from './checkpoint.js';
+export { GradientCheckpointing, ArenaBuffers, ScratchBuffers, SharedScratch, retainedBytes, allModules, walkBlock } from './checkpoint.js';
 export type { CheckpointBlock } from './checkpoint.js';
 export { childRowLayer, hasTrainable } from './rowlayer.js';

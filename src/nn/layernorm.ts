@@ -42,11 +42,11 @@ export class LayerNorm extends Module {
     return { w: W.toF32Array(), b: Bt.toF32Array(), dtype: 'f32' };
   }
 
-  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by the layer */
-  forward(x: Float32Array, N: number): Float32Array {
+  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by the layer (until the caller has read it when `transient`: see RowLayer.forward) */
+  forward(x: Float32Array, N: number, transient = false): Float32Array {
     const C = this.dim;
     if (x.length !== N * C) throw new ShapeError(`LayerNorm.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
-    const out = this.buffers.get('out', N * C);
+    const out = transient ? this.buffers.scratch('out', N * C) : this.buffers.get('out', N * C);
     const mean = this.buffers.get('mean', N);
     const rstd = this.buffers.get('rstd', N);
     const { w, b, dtype } = this.kernelParams();
@@ -66,7 +66,7 @@ export class LayerNorm extends Module {
     const dw = this.weight.grad;
     const db = this.bias?.grad ?? null;
     if (!dw && !db && !this.computeInputGrad) return null;
-    const dx = this.computeInputGrad ? this.buffers.zeros('dx', N * C) : null;
+    const dx = this.computeInputGrad ? this.buffers.scratchZeros('dx', N * C) : null;
     const { w, dtype } = this.kernelParams();
     getBackend().layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C, dtype);
     return dx;

@@ -11,8 +11,17 @@ export interface RowLayer {
   readonly outFeatures: number;
   /** whether backward() computes dx (false below the lowest trainable layer) */
   computeInputGrad: boolean;
-  /** y[N, outFeatures] from x[N, inFeatures]; the result is owned by the layer until its next forward */
-  forward(x: Float32Array, N: number): Float32Array;
+  /**
+   * y[N, outFeatures] from x[N, inFeatures]; the result is owned by the layer until its next
+   * forward, or, when `transient`, only until the caller has read it (it may live in scratch
+   * shared with the same layer of other blocks; see Buffers.scratch)
+   */
+  forward(x: Float32Array, N: number, transient?: boolean): Float32Array;
+  /**
+   * whether backward() reads the x of forward (a trainable weight or adapter does), so the
+   * producer of x must keep it; absent means yes
+   */
+  readonly savesInput?: boolean;
   /** from dy[N, outFeatures] of the last forward: adds into parameter gradients, returns dx[N, inFeatures] or null */
   backward(dy: Float32Array): Float32Array | null;
 }
@@ -44,13 +53,18 @@ export class Linear extends Module implements RowLayer {
     this.bias = opts.bias ? this.registerParameter('bias', new Parameter(Tensor.zeros([outFeatures], opts.dtype ?? 'f32'))) : null;
   }
 
+  /** backward() reads x only for the weight's gradient */
+  get savesInput(): boolean {
+    return this.weight.requiresGrad;
+  }
+
   /** y[N, out] = x[N, in] · Wᵀ + b */
-  forward(x: Float32Array, N: number): Float32Array {
+  forward(x: Float32Array, N: number, transient = false): Float32Array {
     if (x.length !== N * this.inFeatures) {
       throw new ShapeError(`Linear.forward: x has ${x.length} elements, expected [${N}, ${this.inFeatures}] = ${N * this.inFeatures}`);
     }
     const be = getBackend();
-    const out = this.buffers.get('out', N * this.outFeatures);
+    const out = transient ? this.buffers.scratch('out', N * this.outFeatures) : this.buffers.get('out', N * this.outFeatures);
     const W = this.weight.value;
     be.gemm(out, x, W.data, { M: N, N: this.outFeatures, K: this.inFeatures, transB: !this.transposed, bDtype: W.dtype });
     if (this.bias) be.biasAdd(out, this.bias.value.data, N, this.outFeatures, this.bias.value.dtype);
@@ -73,7 +87,7 @@ export class Linear extends Module implements RowLayer {
     }
     if (this.bias?.grad) be.biasBackward(this.bias.grad, dy, N, O);
     if (!this.computeInputGrad) return null;
-    const dx = this.buffers.get('dx', N * I);
+    const dx = this.buffers.scratch('dx', N * I);
     be.gemm(dx, dy, W.data, { M: N, N: I, K: O, transB: this.transposed, bDtype: W.dtype });
     return dx;
   }

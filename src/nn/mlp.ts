@@ -50,19 +50,26 @@ export class GatedMLP extends Module {
     return childRowLayer(this, this.names.down, 'GatedMLP');
   }
 
-  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by a child */
-  forward(x: Float32Array, N: number): Float32Array {
+  /** whether backward() reads the x of forward (see RowLayer.savesInput) */
+  get savesInput(): boolean {
+    return this.gate.savesInput !== false || this.up.savesInput !== false;
+  }
+
+  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by a child (see RowLayer.forward for `transient`) */
+  forward(x: Float32Array, N: number, transient = false): Float32Array {
     const C = this.hiddenSize;
     const H = this.intermediateSize;
     if (x.length !== N * C) throw new ShapeError(`GatedMLP.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
     const g = this.gate.forward(x, N); // [N, H]
     const u = this.up.forward(x, N); // [N, H]
-    const h = this.buffers.get('h', N * H);
+    const down = this.down;
+    // h is read again only by a down projection that learns
+    const h = down.savesInput === false ? this.buffers.scratch('h', N * H) : this.buffers.get('h', N * H);
     getBackend().swigluForward(h, g, u);
     this.g = g;
     this.u = u;
     this.N = N;
-    return this.down.forward(h, N);
+    return down.forward(h, N, transient);
   }
 
   /** parameter gradients += …; returns dx[N, C] or null */
@@ -82,13 +89,13 @@ export class GatedMLP extends Module {
     up.computeInputGrad = this.computeInputGrad;
     const dh = down.backward(dy); // [N, H]
     if (!dh) return null;
-    const dg = this.buffers.zeros('dg', N * H);
-    const du = this.buffers.zeros('du', N * H);
+    const dg = this.buffers.scratchZeros('dg', N * H);
+    const du = this.buffers.scratchZeros('du', N * H);
     getBackend().swigluBackward(dg, du, dh, g, u);
     const dxg = gate.backward(dg);
     const dxu = up.backward(du);
     if (!this.computeInputGrad || !dxg || !dxu) return null;
-    const dx = this.buffers.get('dx', N * C);
+    const dx = this.buffers.scratch('dx', N * C);
     getBackend().add(dx, dxg, dxu);
     return dx;
   }
@@ -135,17 +142,24 @@ export class GeluMLP extends Module {
     return childRowLayer(this, this.names.proj, 'GeluMLP');
   }
 
-  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by a child */
-  forward(x: Float32Array, N: number): Float32Array {
+  /** whether backward() reads the x of forward (see RowLayer.savesInput) */
+  get savesInput(): boolean {
+    return this.fc.savesInput !== false;
+  }
+
+  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by a child (see RowLayer.forward for `transient`) */
+  forward(x: Float32Array, N: number, transient = false): Float32Array {
     const C = this.hiddenSize;
     const H = this.intermediateSize;
     if (x.length !== N * C) throw new ShapeError(`GeluMLP.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
     const h = this.fc.forward(x, N); // [N, H]
-    const a = this.buffers.get('a', N * H);
+    const proj = this.proj;
+    // a is read again only by a projection that learns
+    const a = proj.savesInput === false ? this.buffers.scratch('a', N * H) : this.buffers.get('a', N * H);
     getBackend().geluForward(a, h, this.approx);
     this.h = h;
     this.N = N;
-    return this.proj.forward(a, N);
+    return proj.forward(a, N, transient);
   }
 
   /** parameter gradients += …; returns dx[N, C] or null */
@@ -162,7 +176,7 @@ export class GeluMLP extends Module {
     fc.computeInputGrad = this.computeInputGrad;
     const da = proj.backward(dy); // [N, H]
     if (!da) return null;
-    const dh = this.buffers.zeros('dh', N * H);
+    const dh = this.buffers.scratchZeros('dh', N * H);
     getBackend().geluBackward(dh, h, da, this.approx);
     return fc.backward(dh);
   }

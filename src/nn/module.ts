@@ -70,6 +70,23 @@ export class Buffers {
     return b;
   }
 
+  /**
+   * A buffer whose contents the module does not need after the call that fills it returns
+   * (an input gradient, an output the caller consumes at once). Here it is the module's own
+   * (same as get); inside a decoder stack it comes from an arena shared by the same module
+   * of every block (see ScratchBuffers), so N blocks pay for one.
+   */
+  scratch(name: string, n: number): Float32Array {
+    return this.get(name, n);
+  }
+
+  /** Like scratch(), zero-filled. */
+  scratchZeros(name: string, n: number): Float32Array {
+    const b = this.scratch(name, n);
+    b.fill(0);
+    return b;
+  }
+
   /** Frees every buffer (the next get() allocates again). */
   clear(): void {
     this.bufs.clear();

@@ -27,11 +27,11 @@ export class RMSNorm extends Module {
     this.weight = this.registerParameter('weight', new Parameter(Tensor.fromValues(new Float32Array(dim).fill(1), [dim], opts.dtype ?? 'f32')));
   }
 
-  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by the layer */
-  forward(x: Float32Array, N: number): Float32Array {
+  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by the layer (until the caller has read it when `transient`: see RowLayer.forward) */
+  forward(x: Float32Array, N: number, transient = false): Float32Array {
     const C = this.dim;
     if (x.length !== N * C) throw new ShapeError(`RMSNorm.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
-    const out = this.buffers.get('out', N * C);
+    const out = transient ? this.buffers.scratch('out', N * C) : this.buffers.get('out', N * C);
     const rstd = this.buffers.get('rstd', N);
     const W = this.weight.value;
     getBackend().rmsnormForward(out, rstd, x, W.data, N, C, this.eps, W.dtype);
@@ -48,7 +48,7 @@ export class RMSNorm extends Module {
     if (dy.length !== N * C) throw new ShapeError(`RMSNorm.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
     const dw = this.weight.grad;
     if (!dw && !this.computeInputGrad) return null;
-    const dx = this.computeInputGrad ? this.buffers.zeros('dx', N * C) : null;
+    const dx = this.computeInputGrad ? this.buffers.scratchZeros('dx', N * C) : null;
     const W = this.weight.value;
     getBackend().rmsnormBackward(dx, dw, dy, x, W.data, rstd, N, C, W.dtype);
     return dx;

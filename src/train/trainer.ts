@@ -44,6 +44,11 @@ export function causalLmObjective(model: CausalLM): Objective {
   const run = (batch: Batch, gradScale: number | null): { lossSum: number; count: number } => {
     const { B, T } = batch;
     const opts = batch.packed ? { positionIds: batch.positions, attentionBias: attentionBias(batch) } : { positionIds: batch.positions };
+    if (model.lossForwardBackward) {
+      // the head and the loss run over blocks of rows: the [B·T, V] logits are never held
+      const { lossSum } = model.lossForwardBackward(batch.inputs, B, T, batch.labels, gradScale, opts);
+      return { lossSum, count: batch.targets };
+    }
     const logits = model.forward(batch.inputs, B, T, opts);
     const V = logits.length / (B * T);
     const be = getBackend();

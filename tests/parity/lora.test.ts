@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { nativeBackend, setBackend } from '../../src/backend/index.js';
 import { SafetensorsFile, readSafetensors } from '../../src/io/safetensors.js';
-import { causalLMLoss, causalLMLossBackward, loadModel, type DecoderLM } from '../../src/models/index.js';
+import { causalLMLoss, causalLMLossBackward, loadModel, lossAndBackward, type DecoderLM } from '../../src/models/index.js';
+import type { Module } from '../../src/nn/module.js';
 import { Rng } from '../../src/nn/rng.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { loadPeftModel } from '../../src/lora/files.js';
@@ -120,6 +121,30 @@ for (const be of backends) {
           // every trainable adapter parameter has a reference gradient
           assert.equal(checked, peft.trainableParameters().length);
           report.push(`${be} ${name} adapter gradients (${checked}) ${worst.toExponential(2)}`);
+        });
+
+        it('the same loss and gradients through the fused head + loss, a few rows at a time', () => {
+          const { model, peft, ref, tensors } = setup(name, true);
+          const B = ref.input_ids.length;
+          const T = ref.input_ids[0]!.length;
+          model.logitsBlock = 3 * model.info.vocabSize; // blocks of 3 rows, some with every label ignored
+          model.zeroGrad();
+          const { loss, count } = lossAndBackward(model, flatI32(ref.input_ids), B, T, { attentionMask: flatI32(ref.attention_mask), labels: flatI32(ref.labels) });
+          assert.equal(count, ref.num_loss_tokens);
+          assert.ok(Math.abs(loss - ref.loss) <= 1e-4, `loss ${loss} vs ${ref.loss}`);
+          let checked = 0;
+          for (const key of [...tensors.keys()].filter((k) => k.startsWith('grad.'))) {
+            const m = /^base_model\.model\.(.*)\.(lora_A\.weight|lora_B\.weight|lora_magnitude_vector)$/.exec(key.slice('grad.'.length))!;
+            const a = peft.loraLayers.get(m[1]!)!.adapter('default');
+            const p = m[2] === 'lora_A.weight' ? a.A : m[2] === 'lora_B.weight' ? a.B : a.magnitude!;
+            const d = maxAbsDiff(p.grad!, tensors.get(key)!.toF32Array());
+            assert.ok(d <= 1e-4, `${key}: max abs diff ${d}`);
+            checked++;
+          }
+          assert.equal(checked, peft.trainableParameters().length);
+          // the head never held more than one block of logits
+          const headBytes = (model.lmHead as unknown as Module).buffers.bytes;
+          assert.ok(headBytes <= 4 * 3 * (model.info.vocabSize + model.info.hiddenSize), `the head holds ${headBytes} bytes, more than 3 rows of logits and of dx`);
         });
 
         it('merged weights, and merged logits equal the adapter logits', () => {
