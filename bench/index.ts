@@ -1,6 +1,8 @@
 // `npm run bench`: runs every benchmark section in turn, or one with `--only <section>`.
 // A section is a name and an async function that prints its own figures. Add new ones to
-// the list below.
+// the list below. Opt-in sections (minutes long) run only when named: `--only compare`, or
+// `--compare-pytorch` (the same as `--only compare`).
+import { runComparePytorch } from './compare-pytorch.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
 import { runServeBench } from './serve.js';
@@ -9,18 +11,24 @@ import { runTrainBench } from './train.js';
 interface Section {
   name: string;
   run: () => Promise<void>;
+  /** only when asked for by name */
+  optIn?: boolean;
 }
 
 const quick = process.argv.includes('--quick');
+const stepsAt = process.argv.indexOf('--steps');
+const steps = stepsAt >= 0 ? Number(process.argv[stepsAt + 1]) : undefined;
 
 const sections: Section[] = [
   { name: 'gemm', run: runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
   { name: 'train', run: async () => void (await runTrainBench({ quick })) },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
+  { name: 'compare', run: async () => void (await runComparePytorch({ quick, ...(steps !== undefined ? { steps } : {}) })), optIn: true },
 ];
 
 function parseOnly(argv: string[]): string | null {
+  if (argv.includes('--compare-pytorch')) return 'compare';
   const i = argv.indexOf('--only');
   if (i < 0) return null;
   const name = argv[i + 1];
@@ -30,7 +38,7 @@ function parseOnly(argv: string[]): string | null {
 
 async function main(): Promise<void> {
   const only = parseOnly(process.argv.slice(2));
-  const chosen = only ? sections.filter((s) => s.name === only) : sections;
+  const chosen = only ? sections.filter((s) => s.name === only) : sections.filter((s) => !s.optIn);
   if (chosen.length === 0) throw new Error(`unknown section "${only}" (sections: ${sections.map((s) => s.name).join(', ')})`);
   for (const s of chosen) {
     console.log(`\n=== ${s.name} ===`);

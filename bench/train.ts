@@ -10,10 +10,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getBackend } from '../src/backend/index.js';
 import { BatchIterator, type Example } from '../src/data/index.js';
 import { getPeftModel } from '../src/lora/peft-model.js';
+import type { CausalLM } from '../src/models/causal-lm.js';
 import { createModel } from '../src/models/index.js';
 import type { DType } from '../src/tensor/tensor.js';
-import { createOptimizer } from '../src/train/optimizer.js';
-import { causalLmObjective } from '../src/train/trainer.js';
+import { createOptimizer, type Optimizer } from '../src/train/optimizer.js';
+import { causalLmObjective, type BatchSource } from '../src/train/trainer.js';
 import { BENCH_LLAMA_CONFIG, type BenchStat } from './models.js';
 
 export interface TrainBenchResult {
@@ -46,10 +47,20 @@ export function trainSteps(dtype: DType, steps: number, quick: boolean, warmup =
   }
   const data = new BatchIterator(examples, { batchSize: B, order: 'sequential' });
   const optimizer = createOptimizer(model.trainableParameters(), { lr: 1e-4 });
+  const { stepSeconds, losses } = timeTrainSteps(model, data, optimizer, steps + warmup, warmup);
+  const be = getBackend();
+  return { stepSeconds, losses, peakRssBytes: process.resourceUsage().maxRSS * 1024, tokensPerStep: B * T, backend: be.name, threads: be.threads };
+}
+
+/**
+ * The timed training loop (also compare-pytorch's): per step zeroGrad, forwardBackward(batch,
+ * 1 / targets), step. Returns the seconds of each step after `warmup` and every step's mean loss.
+ */
+export function timeTrainSteps(model: CausalLM, data: BatchSource, optimizer: Optimizer, total: number, warmup: number): { stepSeconds: number[]; losses: number[] } {
   const objective = causalLmObjective(model);
   const stepSeconds: number[] = [];
   const losses: number[] = [];
-  for (let s = 0; s < steps + warmup; s++) {
+  for (let s = 0; s < total; s++) {
     const batch = data.next();
     const t0 = process.hrtime.bigint();
     optimizer.zeroGrad();
@@ -59,11 +70,10 @@ export function trainSteps(dtype: DType, steps: number, quick: boolean, warmup =
     losses.push(r.lossSum / r.count);
     if (s >= warmup) stepSeconds.push(dt);
   }
-  const be = getBackend();
-  return { stepSeconds, losses, peakRssBytes: process.resourceUsage().maxRSS * 1024, tokensPerStep: B * T, backend: be.name, threads: be.threads };
+  return { stepSeconds, losses };
 }
 
-function stat(name: string, unit: string, xs: number[]): BenchStat {
+export function stat(name: string, unit: string, xs: number[]): BenchStat {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return { name, unit, median: s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2, min: s[0]!, max: s[s.length - 1]!, runs: s.length };
