@@ -1,6 +1,11 @@
 // The lorakit N-API addon: registers the kernels of each source file.
 #include <node_api.h>
 
+#include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "napi_util.h"
 #include "threadpool.h"
 
@@ -31,7 +36,21 @@ napi_value CpuInfo(napi_env env, napi_callback_info) {
   return o;
 }
 
+// Large blocks straight from mmap, given back to the system when freed. glibc raises its
+// mmap threshold to the size of each large block freed (up to 32 MiB), after which
+// activation-sized arrays come from the brk heap, where freed memory stays resident and the
+// process's peak memory creeps up. A fixed threshold turns that off (LORAKIT_KEEP_MALLOC=1
+// leaves glibc's default alone).
+void TuneMalloc() {
+#if defined(__GLIBC__)
+  const char* keep = std::getenv("LORAKIT_KEEP_MALLOC");
+  if (keep && keep[0] == '1') return;
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
+}
+
 napi_value Init(napi_env env, napi_value exports) {
+  TuneMalloc();
   lk::export_fn(env, exports, "threads", Threads);
   lk::export_fn(env, exports, "cpuInfo", CpuInfo);
   lk::RegisterGemm(env, exports);

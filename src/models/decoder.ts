@@ -49,6 +49,8 @@ export class DecoderBlock extends Module {
    */
   scratchSlot = 0;
   private N = 0;
+  private x: Float32Array | null = null;
+  private h: Float32Array | null = null;
 
   constructor(hiddenSize: number, names: BlockNames, parts: { norm1: Norm; attn: MultiHeadAttention; norm2: Norm; mlp: MLP }) {
     super();
@@ -80,14 +82,20 @@ export class DecoderBlock extends Module {
     if (x.length !== N * C) throw new ShapeError(`DecoderBlock.forward: x has ${x.length} elements, expected [${N}, ${C}]`);
     const be = getBackend();
     const { attn, mlp } = this;
-    // a norm's output is kept only when a projection reading it learns; attn and mlp outputs are added at once
-    const a = attn.forward(this.norm1.forward(x, N, !attn.savesInput), ctx, true);
+    // Two stages, each taking its scratch afresh. The attn and mlp outputs are added at once.
+    // A norm's output that a learning projection reads again in backward is not kept per
+    // block: it is shared and recomputed (one cheap pass) right before that backward.
+    this.buffers.releaseScratch();
+    const a = attn.forward(this.norm1.forward(x, N, attn.savesInput ? 'shared' : 'scratch'), ctx, true);
     const h = this.buffers.get('h', N * C);
     be.add(h, x, a);
-    const m = mlp.forward(this.norm2.forward(h, N, !mlp.savesInput), N, true);
+    this.buffers.releaseScratch();
+    const m = mlp.forward(this.norm2.forward(h, N, mlp.savesInput ? 'shared' : 'scratch'), N, true);
     const y = this.buffers.get('y', N * C);
     be.add(y, h, m);
     this.N = N;
+    this.x = x;
+    this.h = h;
     return y;
   }
 
@@ -105,18 +113,23 @@ export class DecoderBlock extends Module {
     norm1.computeInputGrad = this.computeInputGrad;
     attn.computeInputGrad = this.computeInputGrad || hasTrainable(norm1);
     const be = getBackend();
+    const buf = this.buffers;
 
+    buf.releaseScratch();
+    if (mlp.savesInput) norm2.forward(this.h!, N, 'shared'); // what mlp's learning layers read
     const dm = mlp.backward(dy);
     const dn2 = dm ? norm2.backward(dm) : null;
     if (!lowerNeeds) return null;
-    const dh = this.buffers.scratch('dh', N * C);
+    const dh = buf.shared('dh', N * C);
     if (dn2) be.add(dh, dy, dn2);
     else dh.set(dy);
 
+    buf.releaseScratch();
+    if (attn.savesInput) norm1.forward(this.x!, N, 'shared');
     const da = attn.backward(dh);
     const dn1 = da ? norm1.backward(da) : null;
     if (!this.computeInputGrad) return null;
-    const dx = this.buffers.scratch(this.scratchSlot ? 'dx1' : 'dx0', N * C);
+    const dx = buf.shared(this.scratchSlot ? 'dx1' : 'dx0', N * C);
     if (dn1) be.add(dx, dh, dn1);
     else dx.set(dh);
     return dx;

@@ -2,6 +2,7 @@
 // config with seeded random weights (createClassifier), and back to a folder (saveClassifier).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { getBackend } from '../backend/index.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Problems } from '../io/errors.js';
 import { readJsonObject } from '../io/json.js';
@@ -52,6 +53,7 @@ function showLabels(l: readonly string[]): string {
  */
 export function loadClassifier(dir: string, opts: LoadClassifierOptions = {}): EncoderClassifier {
   const warn = opts.warn ?? defaultWarn;
+  getBackend(); // the native addon sets up the allocator before the weights arrive
   const where = path.join(dir, 'config.json');
   const problems = new Problems('model folder', dir);
   const config = readJsonObject(where, problems, true);

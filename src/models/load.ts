@@ -2,6 +2,7 @@
 // weights (createModel), and back to a folder (saveModel).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { getBackend } from '../backend/index.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { loadModelFolder } from '../io/model-folder.js';
 import { tensorDTypeOf, type SafetensorsDType } from '../io/safetensors.js';
@@ -59,6 +60,7 @@ export function scanCheckpoint(src: { names(): Iterable<string>; info(name: stri
 }
 
 export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderLM {
+  getBackend(); // the native addon sets up the allocator before the weights arrive
   const folder = loadModelFolder(dir);
   try {
     const where = path.join(dir, 'config.json');
@@ -110,6 +112,7 @@ export interface CreateModelOptions {
  * Frozen and in eval mode, like a loaded model.
  */
 export function createModel(config: JsonObject, opts: CreateModelOptions = {}): DecoderLM {
+  getBackend(); // the native addon sets up the allocator before the weights arrive
   const fam = getModelFamily(config['model_type'], 'createModel config');
   const cfg = fam.parseConfig(config, 'createModel config');
   const dtype = opts.dtype ?? 'f32';

@@ -53,31 +53,77 @@ export class ArenaBuffers extends Buffers {
 }
 
 /**
+ * Scratch for a stack of blocks. Each stage of a block (attention or MLP, forward or
+ * backward) takes its arrays in the same order every time, and release() ends the stage:
+ * the k-th take() of every stage returns the same array (grown to the largest request it
+ * has seen), so a stack needs the sum over k of the largest k-th request instead of one
+ * array per module per block, and nothing is allocated once the shapes are settled. Also
+ * arrays by name that the same module of every block shares (keyed).
+ */
+export class ScratchArena {
+  readonly keyed = new Buffers();
+  private readonly slots: Float32Array[] = [];
+  private next = 0;
+
+  /** n floats, valid until the next release() */
+  take(n: number): Float32Array {
+    const k = this.next++;
+    let a = this.slots[k];
+    if (!a || a.length < n) this.slots[k] = a = new Float32Array(n);
+    return a.length === n ? a : a.subarray(0, n);
+  }
+
+  release(): void {
+    this.next = 0;
+  }
+
+  get bytes(): number {
+    let n = this.keyed.bytes;
+    for (const a of this.slots) n += a.byteLength;
+    return n;
+  }
+
+  clear(): void {
+    this.keyed.clear();
+    this.slots.length = 0;
+    this.next = 0;
+  }
+}
+
+/**
  * A module's buffers inside a stack of blocks run without checkpointing: get() is its own
- * (activations its backward reads), scratch() is the arena's `prefix/name`, shared with the
- * module at the same path in every other block (blocks run one after another, and nothing
- * a module puts in scratch is read after the call that filled it).
+ * (activations its backward reads), scratch() comes from the arena's stage slots, shared() is the
+ * arena's `prefix/name`, the same array for the module at that path in every block (blocks
+ * run one after another).
  */
 export class ScratchBuffers extends Buffers {
-  readonly arena: Buffers;
+  readonly arena: ScratchArena;
   readonly prefix: string;
 
-  constructor(arena: Buffers, prefix: string) {
+  constructor(arena: ScratchArena, prefix: string) {
     super();
     this.arena = arena;
     this.prefix = prefix;
   }
 
-  override scratch(name: string, n: number): Float32Array {
-    return this.arena.get(`${this.prefix}/${name}`, n);
+  override scratch(_name: string, n: number): Float32Array {
+    return this.arena.take(n);
+  }
+
+  override shared(name: string, n: number): Float32Array {
+    return this.arena.keyed.get(`${this.prefix}/${name}`, n);
+  }
+
+  override releaseScratch(): void {
+    this.arena.release();
   }
 }
 
 /** The arena behind ScratchBuffers: one per stack of blocks. */
 export class SharedScratch {
-  readonly arena = new Buffers();
+  readonly arena = new ScratchArena();
 
-  /** Points every module of the block at the arena for scratch (idempotent; picks up modules swapped in since). */
+  /** Points every module of the block at the arena (idempotent; picks up modules swapped in since). */
   attach(block: Module): void {
     for (const [path, m] of allModules(block)) {
       const b = m.buffers;

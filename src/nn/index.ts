@@ -1,4 +1,5 @@
 export { Module, ModuleList, Parameter, Buffers } from './module.js';
+export type { OutputPlace } from './module.js';
 export { Linear } from './linear.js';
 export type { RowLayer, LinearOptions } from './linear.js';
 export { Rng } from './rng.js';
@@ -15,6 +16,6 @@ export { GatedMLP, GeluMLP } from './mlp.js';
 export type { GatedMLPOptions, GeluMLPOptions } from './mlp.js';
 export { Rope, ropeInvFreq, LayerKVCache, KVCache, AttentionCore, MultiHeadAttention } from './attention.js';
 export type { RopeLayout, RopeOptions, KVCacheOptions, AttnContext, AttentionCoreOptions, MultiHeadAttentionOptions } from './attention.js';
-export { GradientCheckpointing, ArenaBuffers, ScratchBuffers, SharedScratch, retainedBytes, allModules, walkBlock } from './checkpoint.js';
+export { GradientCheckpointing, ArenaBuffers, ScratchBuffers, ScratchArena, SharedScratch, retainedBytes, allModules, walkBlock } from './checkpoint.js';
 export type { CheckpointBlock } from './checkpoint.js';
 export { childRowLayer, hasTrainable } from './rowlayer.js';

@@ -2,7 +2,7 @@
 import { getBackend } from '../backend/index.js';
 import type { DType, Storage } from '../tensor/tensor.js';
 import { Tensor, ShapeError } from '../tensor/tensor.js';
-import { Module, Parameter } from './module.js';
+import { Module, Parameter, type OutputPlace } from './module.js';
 
 export interface LayerNormOptions {
   /** default 1e-5 */
@@ -42,11 +42,11 @@ export class LayerNorm extends Module {
     return { w: W.toF32Array(), b: Bt.toF32Array(), dtype: 'f32' };
   }
 
-  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by the layer (until the caller has read it when `transient`: see RowLayer.forward) */
-  forward(x: Float32Array, N: number, transient = false): Float32Array {
+  /** y[N, C] from x[N, C], placed as `where` says (see OutputPlace); x must stay unchanged until backward */
+  forward(x: Float32Array, N: number, where: OutputPlace = 'own'): Float32Array {
     const C = this.dim;
     if (x.length !== N * C) throw new ShapeError(`LayerNorm.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
-    const out = transient ? this.buffers.scratch('out', N * C) : this.buffers.get('out', N * C);
+    const out = this.buffers.place(where, 'out', N * C);
     const mean = this.buffers.get('mean', N);
     const rstd = this.buffers.get('rstd', N);
     const { w, b, dtype } = this.kernelParams();

@@ -49,6 +49,12 @@ export class Parameter {
   }
 }
 
+/**
+ * Where a layer puts an output: its own buffer (kept until its next forward), scratch (read
+ * by the caller at once) or shared (kept until the same layer of another block runs).
+ */
+export type OutputPlace = 'own' | 'scratch' | 'shared';
+
 /** Named scratch buffers a module reuses from call to call while shapes stay the same. */
 export class Buffers {
   private readonly bufs = new Map<string, Float32Array>();
@@ -71,14 +77,31 @@ export class Buffers {
   }
 
   /**
-   * A buffer whose contents the module does not need after the call that fills it returns
-   * (an input gradient, an output the caller consumes at once). Here it is the module's own
-   * (same as get); inside a decoder stack it comes from an arena shared by the same module
-   * of every block (see ScratchBuffers), so N blocks pay for one.
+   * A buffer whose contents nobody reads after the caller of the call that fills it has
+   * used the result (an input gradient, an output consumed at once). Here it is the
+   * module's own (same as get); inside a decoder stack it is taken from one slab that the
+   * block hands out again for each stage of its forward and backward (see ScratchBuffers).
    */
   scratch(name: string, n: number): Float32Array {
     return this.get(name, n);
   }
+
+  /**
+   * A buffer kept until the same module of another block runs. Here it is the module's
+   * own (same as get); inside a decoder stack the module at the same path in every block
+   * uses the same array (see ScratchBuffers).
+   */
+  shared(name: string, n: number): Float32Array {
+    return this.get(name, n);
+  }
+
+  /** The buffer for an output placed as asked (see OutputPlace). */
+  place(where: OutputPlace, name: string, n: number): Float32Array {
+    return where === 'scratch' ? this.scratch(name, n) : where === 'shared' ? this.shared(name, n) : this.get(name, n);
+  }
+
+  /** Ends a stage: every scratch() buffer handed out so far may be handed out again (no-op here). */
+  releaseScratch(): void {}
 
   /** Like scratch(), zero-filled. */
   scratchZeros(name: string, n: number): Float32Array {

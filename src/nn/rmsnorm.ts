@@ -1,7 +1,7 @@
 // RMSNorm: y[N, C] = x / sqrt(mean(x²) + eps) · weight[C] (LLaMA's LlamaRMSNorm).
 import { getBackend } from '../backend/index.js';
 import { Tensor, ShapeError } from '../tensor/tensor.js';
-import { Module, Parameter } from './module.js';
+import { Module, Parameter, type OutputPlace } from './module.js';
 
 export interface RMSNormOptions {
   /** default 1e-6 */
@@ -27,11 +27,11 @@ export class RMSNorm extends Module {
     this.weight = this.registerParameter('weight', new Parameter(Tensor.fromValues(new Float32Array(dim).fill(1), [dim], opts.dtype ?? 'f32')));
   }
 
-  /** y[N, C] from x[N, C]; x must stay unchanged until backward; y is owned by the layer (until the caller has read it when `transient`: see RowLayer.forward) */
-  forward(x: Float32Array, N: number, transient = false): Float32Array {
+  /** y[N, C] from x[N, C], placed as `where` says (see OutputPlace); x must stay unchanged until backward */
+  forward(x: Float32Array, N: number, where: OutputPlace = 'own'): Float32Array {
     const C = this.dim;
     if (x.length !== N * C) throw new ShapeError(`RMSNorm.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
-    const out = transient ? this.buffers.scratch('out', N * C) : this.buffers.get('out', N * C);
+    const out = this.buffers.place(where, 'out', N * C);
     const rstd = this.buffers.get('rstd', N);
     const W = this.weight.value;
     getBackend().rmsnormForward(out, rstd, x, W.data, N, C, this.eps, W.dtype);
