@@ -153,10 +153,10 @@ export class TiedLMHead extends Module implements RowLayer {
     this.outFeatures = embedding.numEmbeddings;
   }
 
-  forward(x: Float32Array, N: number): Float32Array {
+  forward(x: Float32Array, N: number, transient = false): Float32Array {
     const { inFeatures: C, outFeatures: V } = this;
     if (x.length !== N * C) throw new ShapeError(`TiedLMHead.forward: x has ${x.length} elements, expected [${N}, ${C}]`);
-    const out = this.buffers.get('out', N * V);
+    const out = transient ? this.buffers.scratch('out', N * V) : this.buffers.get('out', N * V);
     const W = this.weight.value;
     getBackend().gemm(out, x, W.data, { M: N, N: V, K: C, transB: true, bDtype: W.dtype });
     this.x = x;
@@ -172,7 +172,7 @@ export class TiedLMHead extends Module implements RowLayer {
     const W = this.weight.value;
     if (this.weight.grad) be.gemm(this.weight.grad, dy, x, { M: V, N: C, K: N, transA: true, accumulate: true });
     if (!this.computeInputGrad) return null;
-    const dx = this.buffers.get('dx', N * C);
+    const dx = this.buffers.scratch('dx', N * C);
     be.gemm(dx, dy, W.data, { M: N, N: C, K: V, bDtype: W.dtype });
     return dx;
   }
@@ -301,6 +301,8 @@ export abstract class DecoderLM extends Module implements CausalLM {
     }
     const { hn } = this.hidden(ids, B, T, { ...opts, cache: null, lastTokenOnly: false }, what);
     const head = this.lmHead;
+    // the blocks' scratch is idle between their forward and backward: the logits take it
+    this.scratch.attach(head as unknown as Module);
     const backward = gradScale !== null;
     const needDh = backward && this.planBackward();
     const be = getBackend();
@@ -315,7 +317,8 @@ export abstract class DecoderLM extends Module implements CausalLM {
         dhn?.fill(0, r0 * C, (r0 + rows) * C); // no loss here, so no gradient either
         continue;
       }
-      const logits = head.forward(hn.subarray(r0 * C, (r0 + rows) * C), rows);
+      this.scratch.arena.release();
+      const logits = head.forward(hn.subarray(r0 * C, (r0 + rows) * C), rows, true);
       const l = losses.subarray(0, rows);
       be.crossEntropyForward(l, logits, t, rows, V, IGNORE_INDEX);
       for (let i = 0; i < rows; i++) lossSum += l[i]!;
@@ -437,8 +440,12 @@ export abstract class DecoderLM extends Module implements CausalLM {
   }
 }
 
-/** Floats of logits the fused loss holds at a time (16 MiB): the head runs over N·V in blocks of rows this size. */
-const LOGITS_BLOCK = 1 << 22;
+/**
+ * Floats of logits the fused loss holds at a time (32 MiB, in the blocks' scratch): the head
+ * runs over N·V in blocks of rows this size. Fewer, larger blocks pass over the head's
+ * weights fewer times.
+ */
+const LOGITS_BLOCK = 1 << 23;
 
 /**
  * Adds a caller's additive bias [B, T, S] (e.g. packed rows: attention kept within each
