@@ -33,11 +33,20 @@ interface ChildOutput {
   threads: number;
 }
 
+/** A run's shape: base dtype, batch rows × tokens, gradient checkpointing. */
+export interface TrainShape {
+  dtype: DType;
+  B: number;
+  T: number;
+  checkpointing: boolean;
+}
+
 /** One configuration, in this process: returns per-step seconds after `warmup` steps. */
-export function trainSteps(dtype: DType, steps: number, quick: boolean, warmup = 1): ChildOutput {
+export function trainSteps(shape: TrainShape, steps: number, quick: boolean, warmup = 1): ChildOutput {
   const config = { ...BENCH_LLAMA_CONFIG, ...(quick ? { num_hidden_layers: 2 } : {}) };
-  const [B, T] = quick ? [1, 64] : [4, 256];
+  const { dtype, B, T } = shape;
   const model = createModel(config, { seed: 0, dtype });
+  model.gradientCheckpointing = shape.checkpointing;
   getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'], init_lora_weights: 'gaussian' });
   const examples: Example[] = [];
   for (let e = 0; e < B * (steps + warmup); e++) {
@@ -92,15 +101,26 @@ export async function runTrainBench(opts: TrainBenchOptions = {}): Promise<Train
   const quick = opts.quick ?? false;
   const self = fileURLToPath(import.meta.url);
   const results: TrainBenchResult[] = [];
-  log(`train: LoRA r=8 on q_proj,v_proj, AdamW, ${quick ? 'quick shapes (2 layers, batch 1 × 64)' : 'GPT-2-small-shaped llama, batch 4 × 256'}; ${steps} timed steps after 1 warm-up, each dtype in its own process`);
-  for (const dtype of opts.dtypes ?? (['f32', 'bf16'] as DType[])) {
-    const r = spawnSync(process.execPath, [self, '--child', dtype, String(steps), quick ? '1' : '0'], { encoding: 'utf8', maxBuffer: 1 << 24, env: process.env });
-    if (r.status !== 0) throw new Error(`train bench child (${dtype}) failed: ${r.stderr}`);
+  const [B, T] = quick ? [1, 64] : [4, 256];
+  // a long row, with and without gradient checkpointing: the activations grow with T, the weights do not
+  const [LB, LT] = quick ? [1, 256] : [1, 2048];
+  const shapes: TrainShape[] = [
+    ...(opts.dtypes ?? (['f32', 'bf16'] as DType[])).map((dtype) => ({ dtype, B, T, checkpointing: false })),
+    { dtype: 'f32', B: LB, T: LT, checkpointing: false },
+    { dtype: 'f32', B: LB, T: LT, checkpointing: true },
+  ];
+  log(`train: LoRA r=8 on q_proj,v_proj, AdamW, ${quick ? 'quick shapes (2 layers)' : 'GPT-2-small-shaped llama'}; ${steps} timed steps after 1 warm-up (2 for the long row), each run in its own process`);
+  for (const shape of shapes) {
+    const long = shape.T === LT;
+    const n = long ? Math.min(steps, 2) : steps;
+    const r = spawnSync(process.execPath, [self, '--child', JSON.stringify(shape), String(n), quick ? '1' : '0'], { encoding: 'utf8', maxBuffer: 1 << 24, env: process.env });
+    if (r.status !== 0) throw new Error(`train bench child (${JSON.stringify(shape)}) failed: ${r.stderr}`);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildOutput;
-    const tps = stat(`LoRA train step, ${dtype} base`, 'tokens/s', out.stepSeconds.map((s) => out.tokensPerStep / s));
+    const name = `${shape.dtype} base, ${shape.B} × ${shape.T}${shape.checkpointing ? ', checkpointing' : ''}`;
+    const tps = stat(name, 'tokens/s', out.stepSeconds.map((s) => out.tokensPerStep / s));
     const peak = out.peakRssBytes / 2 ** 20;
-    results.push({ dtype, tokensPerSecond: tps, peakRssMiB: peak, losses: out.losses });
-    log(`${tps.name.padEnd(32)} ${tps.median.toFixed(1).padStart(8)} tokens/s (min ${tps.min.toFixed(1)}, max ${tps.max.toFixed(1)}, ${tps.runs} steps)  peak RSS ${peak.toFixed(0)} MiB  [${out.backend}, ${out.threads} threads]`);
+    if (!long) results.push({ dtype: shape.dtype, tokensPerSecond: tps, peakRssMiB: peak, losses: out.losses });
+    log(`${name.padEnd(36)} ${tps.median.toFixed(1).padStart(8)} tokens/s (min ${tps.min.toFixed(1)}, max ${tps.max.toFixed(1)}, ${tps.runs} steps)  peak RSS ${peak.toFixed(0)} MiB  [${out.backend}, ${out.threads} threads]`);
   }
   return results;
 }
@@ -108,7 +128,7 @@ export async function runTrainBench(opts: TrainBenchOptions = {}): Promise<Train
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const args = process.argv.slice(2);
   if (args[0] === '--child') {
-    const out = trainSteps(args[1] as DType, Number(args[2]), args[3] === '1');
+    const out = trainSteps(JSON.parse(args[1]!) as TrainShape, Number(args[2]), args[3] === '1');
     console.log(JSON.stringify(out));
   } else {
     const i = args.indexOf('--steps');
