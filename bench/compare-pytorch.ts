@@ -279,6 +279,9 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
         }
       }
       results.push(report(name, runs, log));
+      // Two cores: anything else running shows as a wide min–max spread. Say so next to the figures.
+      const noisy = runs.filter((r) => r.tokensPerSecond && r.tokensPerSecond.max > 1.5 * r.tokensPerSecond.min).map((r) => r.label);
+      log(`  load average now ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}${noisy.length ? `; max/min step rate above 1.5 for ${noisy.join(', ')}: the machine was probably busy, rerun before trusting the ratios` : ''}`);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   } finally {
