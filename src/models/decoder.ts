@@ -307,7 +307,9 @@ export abstract class DecoderLM extends Module implements CausalLM {
     const needDh = backward && this.planBackward();
     const be = getBackend();
     const dhn = needDh ? this.buffers.get('dhn', N * C) : null;
-    const R = Math.max(1, Math.min(N, Math.floor(this.logitsBlock / V)));
+    // blocks of equal size (a small last block would run the head GEMM at a poor shape)
+    const blocks = Math.ceil(N / Math.max(1, Math.min(N, Math.floor(this.logitsBlock / V))));
+    const R = Math.ceil(N / blocks);
     const losses = this.buffers.get('losses', R);
     let lossSum = 0;
     for (let r0 = 0; r0 < N; r0 += R) {
