@@ -7,7 +7,7 @@
 // Letters: B batch, T tokens this call, S keys (cache + new), N = B·T rows, C hidden, V vocab.
 import { getBackend } from '../backend/index.js';
 import { KVCache, MultiHeadAttention, type AttnContext } from '../nn/attention.js';
-import { GradientCheckpointing, SharedScratch } from '../nn/checkpoint.js';
+import { GradientCheckpointing, SharedScratch, retainedBytes } from '../nn/checkpoint.js';
 import type { Embedding } from '../nn/embedding.js';
 import type { LayerNorm } from '../nn/layernorm.js';
 import type { RowLayer } from '../nn/linear.js';
@@ -250,6 +250,11 @@ export abstract class DecoderLM extends Module implements CausalLM {
 
   createCache(): KVCache {
     return new KVCache(this.layers.length);
+  }
+
+  /** Bytes of activations and scratch held: the modules' buffers, the blocks' shared scratch, the checkpointing arena. */
+  get bufferBytes(): number {
+    return retainedBytes(this, this.scratch, this.ckpt);
   }
 
   /** h[N, C] (owned by the model) for this call's input; positions[N] are absolute. */

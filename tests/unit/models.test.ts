@@ -21,7 +21,10 @@ import {
   supportedModelTypes,
   type DecoderLM,
 } from '../../src/models/index.js';
+import { getPeftModel } from '../../src/lora/peft-model.js';
+import { retainedBytes } from '../../src/nn/checkpoint.js';
 import { Tensor } from '../../src/tensor/tensor.js';
+import { createTinyLlama } from '../helpers/train-fixture.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const FIXTURES = path.join(ROOT, 'tests/fixtures/models');
@@ -338,5 +341,40 @@ describe('masks and the KV cache', () => {
     const m = createModel(TINY_LLAMA);
     assert.throws(() => m.forward(ids(4, 40), 1, 4, { attentionMask: [1, 1, 2, 1] }), /entry 2 .* is 2; expected 0 or 1/);
     assert.throws(() => m.forward(ids(4, 40), 1, 4, { attentionMask: [1, 1, 1] }), /expected \[1, 4\] = 4 entries/);
+  });
+});
+
+describe('training step memory', () => {
+  const B = 2;
+  const T = 16;
+  const C = 32;
+  const H = 64; // createTinyLlama: intermediate 2·C
+  const step = (layers: number): { model: ReturnType<typeof createTinyLlama>; first: number; second: number } => {
+    const model = createTinyLlama(64, { layers, hidden: C });
+    getPeftModel(model, { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'] });
+    model.train();
+    const x = ids(B * T, 64);
+    lossAndBackward(model, x, B, T);
+    const first = model.bufferBytes;
+    lossAndBackward(model, x, B, T);
+    return { model, first, second: model.bufferBytes };
+  };
+
+  it('allocates nothing once the shapes are settled', () => {
+    const { first, second } = step(2);
+    assert.equal(second, first);
+  });
+
+  it('only the activations backward reads grow with depth; scratch is shared by the blocks', () => {
+    // (from 3 layers on: the bottom block, which learns but needs no dx, returns none)
+    const three = step(3);
+    const five = step(5);
+    const perBlock = retainedBytes(five.model.layers.at(1));
+    assert.equal(five.second - three.second, 2 * perBlock);
+    // what a block's backward reads (q, v learn): h, y, the rotated q and k, the attention
+    // output, v (v_proj's output), gate and up outputs, plus per-row statistics
+    const N = B * T;
+    const needed = 4 * N * (C /* h */ + C /* y */ + C /* q */ + C / 2 /* k (GQA 4/2) */ + C /* out */ + C / 2 /* v */ + 2 * H /* gate, up */);
+    assert.ok(perBlock >= needed && perBlock <= needed + 4 * N * 16, `a block holds ${perBlock} bytes; its backward reads ${needed}`);
   });
 });
