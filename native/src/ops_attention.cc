@@ -1,10 +1,13 @@
 // Fused attention, flash style. Forward: blocks of kR query rows walk the visible keys in
 // tiles of kTile with an online softmax (running max m, running sum l, rescaled
 // accumulator), so no more than one tile of scores exists per row. Backward recomputes each
-// tile of scores from q, k and the saved lse. Tasks: forward (b, h, kQBlock queries);
-// backward (b, kv head) when those pairs share out evenly over the threads, else a dk/dv
-// pass over (b, kv head, key tile) and a dq pass over (b, h, kQBlock queries). The code is
-// written once over a small vector-ops policy, instantiated for AVX2+FMA and portable.
+// tile of scores from q, k and the saved lse. A task packs the keys (and, in backward, the
+// values) it reads transposed once, so the q·k and dout·v dots of a tile run as a small
+// matrix product (scores4) with no horizontal sums; a lone query row (decoding) reads keys
+// in place. Tasks: forward (b, h, block of queries: as many rows as leaves each thread four
+// tasks); backward (b, kv head) when those pairs share out evenly over the threads, else a
+// dk/dv pass over (b, kv head, key tile) and a dq pass over (b, h, kQBlock queries). The code
+// is written once over a small vector-ops policy, instantiated for AVX2+FMA and portable.
 #include <algorithm>
 #include <vector>
 
@@ -14,7 +17,7 @@ namespace lk {
 namespace {
 
 constexpr int64_t kTile = 64;   // keys per score tile
-constexpr int64_t kQBlock = 16;  // query rows per task (forward, and the backward dq pass)
+constexpr int64_t kQBlock = 16;  // query rows per task of the backward dq pass (and the fewest per forward task)
 
 // q[B,T,Hq·D], k,v[B,S,Hkv·D], mask [B,S] or [B,T,S] (or none)
 struct Dims {
@@ -77,6 +80,35 @@ struct Avx2Ops {
     const __m256 h01 = _mm256_hadd_ps(s0, s1), h23 = _mm256_hadd_ps(s2, s3);
     const __m256 h = _mm256_hadd_ps(h01, h23);  // lanes: s0 s1 s2 s3 (low half), same (high half)
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
+  // out[i·ld + j] = Σ_d a[i][d]·xt[d·ldx + j] for kR rows a[i] and keys j < round_up(n, 16):
+  // the dots of a tile against keys packed transposed (xt, D rows of ldx, readable to
+  // round_up(n, 16)), a 4-row × 16-key block of accumulators in registers across d
+  LK_AVX2 static inline void scores4(float* out, int64_t ld, const float* const a[4], const float* xt, int64_t ldx, int64_t n, int64_t D) {
+    for (int64_t c = 0; c < n; c += 16) {
+      __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
+      __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(), a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+      const float* x = xt + c;
+      for (int64_t d = 0; d < D; ++d, x += ldx) {
+        const __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+        __m256 b = _mm256_broadcast_ss(a[0] + d);
+        a00 = _mm256_fmadd_ps(b, x0, a00);
+        a01 = _mm256_fmadd_ps(b, x1, a01);
+        b = _mm256_broadcast_ss(a[1] + d);
+        a10 = _mm256_fmadd_ps(b, x0, a10);
+        a11 = _mm256_fmadd_ps(b, x1, a11);
+        b = _mm256_broadcast_ss(a[2] + d);
+        a20 = _mm256_fmadd_ps(b, x0, a20);
+        a21 = _mm256_fmadd_ps(b, x1, a21);
+        b = _mm256_broadcast_ss(a[3] + d);
+        a30 = _mm256_fmadd_ps(b, x0, a30);
+        a31 = _mm256_fmadd_ps(b, x1, a31);
+      }
+      _mm256_storeu_ps(out + c, a00); _mm256_storeu_ps(out + c + 8, a01);
+      _mm256_storeu_ps(out + ld + c, a10); _mm256_storeu_ps(out + ld + c + 8, a11);
+      _mm256_storeu_ps(out + 2 * ld + c, a20); _mm256_storeu_ps(out + 2 * ld + c + 8, a21);
+      _mm256_storeu_ps(out + 3 * ld + c, a30); _mm256_storeu_ps(out + 3 * ld + c + 8, a31);
+    }
   }
   // acc[i][0, D) += Σ_{j<n} p[i·ld + j]·x[j·xs + (0, D)] for kR rows: the p·V product of a
   // tile, with a 4-row × 16-column block of accumulators held in registers across the keys
@@ -223,6 +255,14 @@ struct PortableOps {
   static inline void dot4(const float* const a[4], const float* b, int64_t n, float out[4]) {
     for (int r = 0; r < 4; ++r) out[r] = dot(a[r], b, n);
   }
+  static inline void scores4(float* out, int64_t ld, const float* const a[4], const float* xt, int64_t ldx, int64_t n, int64_t D) {
+    for (int r = 0; r < 4; ++r)
+      for (int64_t j = 0; j < n; ++j) {
+        float s = 0;
+        for (int64_t i = 0; i < D; ++i) s += a[r][i] * xt[i * ldx + j];
+        out[r * ld + j] = s;
+      }
+  }
   static inline void pv4(float* const acc[4], const float* p, int64_t ld, const float* x, int64_t xs, int64_t n, int64_t D) {
     for (int r = 0; r < 4; ++r)
       for (int64_t j = 0; j < n; ++j) axpy(acc[r], p[r * ld + j], x + j * xs, D);
@@ -282,13 +322,42 @@ inline Rows make_rows(const Dims& d, int64_t b, int64_t t0, int64_t t1) {
   return r;
 }
 
+// Keys [k0, k1) of kv head hk in batch b, transposed: xt[j·ldx + (s − k0)] = x_s[j]
+// (ldx ≥ round_up(k1 − k0, 16); the padding is left as is: scores4 reads it, nobody uses it).
+inline void pack_keys_t(float* xt, int64_t ldx, const Dims& d, const float* x, int64_t b, int64_t hk, int64_t k0, int64_t k1) {
+  const int64_t kvs = d.Hkv * d.D;
+  for (int64_t s = k0; s < k1; ++s) {
+    const float* xs = x + (b * d.S + s) * kvs + hk * d.D;
+    for (int64_t j = 0; j < d.D; ++j) xt[j * ldx + (s - k0)] = xs[j];
+  }
+}
+
+// The row length of n keys packed transposed (scores4 reads 16 at a time).
+inline int64_t packed_ld(int64_t n) { return (n + 15) / 16 * 16; }
+
 // sc[i][s − s0] = scale·q_i·k_s + mask_i[s] (−∞ where row i may not see s) for keys s in
-// [s0, s1) of kv head hk; sc rows are kTile + 8 apart.
+// [s0, s1) of kv head hk; sc rows are kTile + 8 apart. With kt (keys from kt0 packed by
+// pack_keys_t, rows ldk apart) the dots come from scores4, else one key at a time.
 template <class O>
 inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, const Rows& rw, const float* const qr[kR], const float* k,
-                                                      int64_t b, int64_t hk, int64_t s0, int64_t s1) {
+                                                      const float* kt, int64_t ldk, int64_t kt0, int64_t b, int64_t hk, int64_t s0, int64_t s1) {
   const int64_t kvs = d.Hkv * d.D;
   constexpr int64_t ld = kTile + 8;
+  if (kt) {
+    O::scores4(sc, ld, qr, kt + (s0 - kt0), ldk, s1 - s0, d.D);
+    for (int i = 0; i < kR; ++i) {
+      float* row = sc + i * ld;
+      for (int64_t s = s0; s < s1; ++s) {
+        float x = -INFINITY;
+        if (s < rw.seen[i]) {
+          x = d.scale * row[s - s0];
+          if (rw.mask[i]) x += rw.mask[i][s];
+        }
+        row[s - s0] = x;
+      }
+    }
+    return;
+  }
   for (int64_t s = s0; s < s1; ++s) {
     float dots[kR] = {0.f, 0.f, 0.f, 0.f};
     const float* ks = k + (b * d.S + s) * kvs + hk * d.D;
@@ -306,7 +375,7 @@ inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, 
 }
 
 // Forward for query rows [t0, t1) of head h in batch b: online softmax over key tiles.
-// scratch: kR·(kTile + 8) + kR·D floats.
+// scratch: kR·(kTile + 8) + kR·D + D·packed_ld(S) floats.
 template <class O>
 inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v,
                                                         int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
@@ -314,6 +383,13 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
   constexpr int64_t ld = kTile + 8;
   float* sc = scratch;
   float* acc = scratch + kR * ld;
+  // the keys these rows see, packed once when enough rows share them
+  float* kt = nullptr;
+  const int64_t kmax = d.seen(t1 - 1), ldk = packed_ld(kmax);
+  if (t1 - t0 >= 2 * kR) {
+    kt = acc + kR * D;
+    pack_keys_t(kt, ldk, d, k, b, hk, 0, kmax);
+  }
   for (int64_t tb = t0; tb < t1; tb += kR) {
     const Rows rw = make_rows(d, b, tb, std::min<int64_t>(tb + kR, t1));
     const float* qr[kR];
@@ -329,7 +405,7 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
     std::fill(acc, acc + kR * D, 0.f);
     for (int64_t s0 = 0; s0 < rw.smax; s0 += kTile) {
       const int64_t s1 = std::min(s0 + kTile, rw.smax), n = s1 - s0;
-      score_tile<O>(sc, d, rw, qr, k, b, hk, s0, s1);
+      score_tile<O>(sc, d, rw, qr, k, kt, ldk, 0, b, hk, s0, s1);
       bool any = false;
       for (int i = 0; i < kR; ++i) {
         float* row = sc + i * ld;
@@ -375,7 +451,7 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
 
 // Backward over query rows [t0, t1) of head h and keys [k0, k1) of batch b, kR rows at a
 // time: dk, dv += … when want_kv, dq += … when want_q. p is recomputed as exp(score − lse).
-// scratch: 2·kR·(kTile + 8) + kR·D + D floats.
+// scratch: 2·kR·(kTile + 8) + kR·D + D + 2·D·packed_ld(S) floats.
 template <class O>
 inline __attribute__((always_inline)) void backward_block(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q,
                                                           const float* k, const float* v, const float* out, const float* lse,
@@ -388,6 +464,14 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
   float* dqa = dst + kR * ld;
   float* zero = dqa + kR * D;  // a row of zeros standing in for unused rows' dout
   std::fill(zero, zero + D, 0.f);
+  // keys and values of [k0, kend) packed transposed, for the score and dout·v dots
+  const int64_t kend0 = std::min(k1, d.seen(t1 - 1)), ldk = packed_ld(kend0 - k0);
+  float* kt = zero + D;
+  float* vt = kt + D * ldk;
+  if (kend0 > k0) {
+    pack_keys_t(kt, ldk, d, k, b, hk, k0, kend0);
+    pack_keys_t(vt, ldk, d, v, b, hk, k0, kend0);
+  }
   for (int64_t tb = t0; tb < t1; tb += kR) {
     const Rows rw = make_rows(d, b, tb, std::min<int64_t>(tb + kR, t1));
     const float* qr[kR];
@@ -410,17 +494,18 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
     const int64_t kend = std::min(k1, rw.smax);
     for (int64_t s0 = k0; s0 < kend; s0 += kTile) {
       const int64_t s1 = std::min(s0 + kTile, kend);
-      score_tile<O>(sc, d, rw, qr, k, b, hk, s0, s1);
+      score_tile<O>(sc, d, rw, qr, k, kt, ldk, k0, b, hk, s0, s1);
       for (int i = 0; i < kR; ++i) {
         float* row = sc + i * ld;
         if (L[i] == -INFINITY) std::fill(row, row + (s1 - s0), 0.f);
         else O::exp_tile(row, L[i], s1 - s0);  // p = exp(score − lse)
       }
       // ds = p·(dout·v_s − Dt)·scale
-      for (int64_t s = s0; s < s1; ++s) {
-        float dp[kR];
-        O::dot4(dor, v + (b * d.S + s) * kvs + hk * D, D, dp);
-        for (int i = 0; i < kR; ++i) dst[i * ld + (s - s0)] = sc[i * ld + (s - s0)] * (dp[i] - Dt[i]) * d.scale;
+      O::scores4(dst, ld, dor, vt + (s0 - k0), ldk, s1 - s0, D);
+      for (int i = 0; i < kR; ++i) {
+        float* ds = dst + i * ld;
+        const float* p = sc + i * ld;
+        for (int64_t s = 0; s < s1 - s0; ++s) ds[s] = p[s] * (ds[s] - Dt[i]) * d.scale;
       }
       const int64_t kt = (b * d.S + s0) * kvs + hk * D;  // rows of the tile, kvs apart
       if (want_kv) {
@@ -476,7 +561,7 @@ bool get_dims(Args& a, size_t i, Dims& d, const char* fn) {
   return true;
 }
 
-// out[B,T,Hq·D], lse[B,Hq,T] from q[B,T,Hq·D], k,v[B,S,Hkv·D]; tasks: (b, h, block of kQBlock queries)
+// out[B,T,Hq·D], lse[B,Hq,T] from q[B,T,Hq·D], k,v[B,S,Hkv·D]; tasks: (b, h, block of queries)
 napi_value AttentionForward(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float *out, *lse, *q, *k, *v; size_t n0, n1, n2, n3, n4;
@@ -485,12 +570,17 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
       !get_f32(a, 2, q, n2, "attentionForward", "q") || !get_f32(a, 3, k, n3, "attentionForward", "k") ||
       !get_f32(a, 4, v, n4, "attentionForward", "v") || !get_dims(a, 5, d, "attentionForward"))
     return nullptr;
-  const int64_t nqb = (d.T + kQBlock - 1) / kQBlock;
-  const int64_t per = kR * (kTile + 8) + kR * d.D;
+  // as many query rows per task as still gives each thread four tasks: the rows of a task
+  // share one packing of their keys
+  const int64_t pairs = d.B * d.Hq, want = 4 * num_threads();
+  const int64_t chunks = std::min((d.T + kQBlock - 1) / kQBlock, (want + pairs - 1) / pairs);
+  const int64_t rows = ((d.T + chunks - 1) / chunks + kR - 1) / kR * kR;
+  const int64_t nqb = (d.T + rows - 1) / rows;
+  const int64_t per = kR * (kTile + 8) + kR * d.D + d.D * packed_ld(d.S);
   std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
-  run_tasks(d.B * d.Hq * nqb, [&](int task, int thread) {
+  run_tasks(pairs * nqb, [&](int task, int thread) {
     const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
-    const int64_t t0 = qb * kQBlock, t1 = std::min(t0 + kQBlock, d.T);
+    const int64_t t0 = qb * rows, t1 = std::min(t0 + rows, d.T);
     float* s = scratch.data() + thread * per;
     if (avx2()) forward_rows_avx2(d, out, lse, q, k, v, b, h, t0, t1, s);
     else forward_rows_portable(d, out, lse, q, k, v, b, h, t0, t1, s);
@@ -509,7 +599,7 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       !get_f32(a, 6, v, n[6], "attentionBackward", "v") || !get_f32(a, 7, out, n[7], "attentionBackward", "out") ||
       !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
     return nullptr;
-  const int64_t per = 2 * kR * (kTile + 8) + kR * d.D + d.D;
+  const int64_t per = 2 * kR * (kTile + 8) + kR * d.D + d.D + 2 * d.D * packed_ld(d.S);
   std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
   auto block = [&](int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, int thread) {
     float* s = scratch.data() + thread * per;
