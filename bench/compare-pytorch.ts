@@ -18,7 +18,7 @@
 // OPENBLAS_NUM_THREADS=2, jemalloc preloaded).
 //
 //   npm run bench -- --compare-pytorch [--quick] [--steps N]
-//   node dist/bench/compare-pytorch.js [--quick] [--steps N] [--models llama,gpt2]
+//   node dist/bench/compare-pytorch.js [--quick] [--steps N] [--rounds N] [--models llama,gpt2]
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -65,6 +65,11 @@ export interface ComparePytorchOptions {
   quick?: boolean;
   /** timed steps after the 1 warm-up step (default 9: 10 steps in all, the ones whose losses are compared) */
   steps?: number;
+  /**
+   * rounds of the four runs, interleaved (lorakit f32, PyTorch tuned, lorakit bf16, PyTorch
+   * default), so that a drift in the machine's speed hits both sides alike (default 2)
+   */
+  rounds?: number;
   models?: CompareModel[];
   log?: (line: string) => void;
 }
@@ -204,6 +209,7 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
   const quick = opts.quick ?? false;
   const warmup = 1;
   const steps = opts.steps ?? 9;
+  const rounds = opts.rounds ?? 2;
   const [B, T] = quick ? [1, 64] : [4, 256];
   const self = fileURLToPath(import.meta.url);
   const script = path.join(repoRoot(), 'bench', 'pytorch', 'lora_train.py');
@@ -220,7 +226,7 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
   } else {
     log(`PyTorch: not available, so lorakit's figures alone: ${torch.why}`);
   }
-  log(`job: LoRA r=8, alpha 16, dropout 0, AdamW lr ${ADAMW.lr} betas (${ADAMW.betas.join(', ')}) eps ${ADAMW.eps} weight_decay ${ADAMW.weightDecay}; batch ${B} × ${T}, every token a target; ${warmup} warm-up + ${steps} timed steps; each run in its own process, one at a time${quick ? '; quick shapes (2 layers)' : ''}`);
+  log(`job: LoRA r=8, alpha 16, dropout 0, AdamW lr ${ADAMW.lr} betas (${ADAMW.betas.join(', ')}) eps ${ADAMW.eps} weight_decay ${ADAMW.weightDecay}; batch ${B} × ${T}, every token a target; ${warmup} warm-up + ${steps} timed steps; each run in its own process, one at a time; ${rounds} round(s) of lorakit f32, PyTorch tuned, lorakit bf16, PyTorch default, interleaved; figures pool the steps of all rounds${quick ? '; quick shapes (2 layers)' : ''}`);
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-compare-'));
   const results: CompareResult[] = [];
@@ -238,45 +244,70 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
       const layers = config[spec.layersKey] as number;
       log(`\n${name}: ${layers} layers, hidden 768, vocab ${config['vocab_size'] as number}; LoRA on ${spec.targets.join(', ')}`);
 
-      const runs: CompareRun[] = [];
-      const show = (r: CompareRun): void => {
-        const s = r.tokensPerSecond;
-        const body = s ? `${fmtRate(s.median).padStart(7)} tokens/s (min ${fmtRate(s.min)}, max ${fmtRate(s.max)}, ${s.runs} steps)  peak RSS ${r.peakRssMiB.toFixed(0).padStart(5)} MiB` : 'failed';
-        log(`  ${r.label.padEnd(18)} ${body}  [${r.note}]`);
-        runs.push(r);
-      };
-      const toRun = (label: string, out: ChildOutput, note: string): CompareRun => ({
+      const toRun = (label: string, outs: ChildOutput[], note: string): CompareRun => ({
         label,
-        tokensPerSecond: stat(label, 'tokens/s', out.stepSeconds.map((s) => out.tokensPerStep / s)),
-        peakRssMiB: out.peakRssBytes / 2 ** 20,
-        losses: out.losses,
+        tokensPerSecond: stat(label, 'tokens/s', outs.flatMap((o) => o.stepSeconds.map((sec) => o.tokensPerStep / sec))),
+        peakRssMiB: Math.max(...outs.map((o) => o.peakRssBytes)) / 2 ** 20,
+        losses: outs[0]!.losses,
         note,
       });
-
-      for (const [label, dtype, folder] of [['lorakit f32 base', 'f32', job.f32], ['lorakit bf16 base', 'keep', job.bf16]] as const) {
+      const lorakit = (label: string, dtype: 'f32' | 'keep', folder: string) => (): { out: ChildOutput; note: string } => {
         const child: LorakitJob = { modelDir: folder, adapterDir: job.adapter, batches: job.batches, dtype, B, T, warmup, steps };
         const r = spawnSync(process.execPath, [self, '--child', JSON.stringify(child)], { encoding: 'utf8', maxBuffer: 1 << 24, env: process.env });
         if (r.status !== 0) throw new Error(`compare-pytorch: lorakit child (${name}, ${label}) failed: ${failure(r)}`);
         const out = lastJson(r);
-        show(toRun(label, out, `${out.backend}, ${out.threads} threads`));
-      }
-
-      if (torch.ok) {
-        const args = [script, '--model', job.f32, '--adapter', job.adapter, '--batches', job.batches, '--batch', String(B), '--seq', String(T), '--warmup', String(warmup), '--steps', String(steps), '--lr', String(ADAMW.lr), '--weight-decay', String(ADAMW.weightDecay)];
-        const tunedEnv = { ...process.env, OPENBLAS_NUM_THREADS: '2', ...(jemalloc ? { LD_PRELOAD: JEMALLOC, MALLOC_CONF } : {}) };
-        const variants = [
-          { label: 'PyTorch default', extra: [] as string[], env: process.env, note: 'torch default threads, glibc malloc' },
-          { label: 'PyTorch tuned', extra: ['--threads', '1'], env: tunedEnv, note: jemalloc ? 'OPENBLAS_NUM_THREADS=2, jemalloc' : 'OPENBLAS_NUM_THREADS=2' },
-        ];
+        return { out, note: `${out.backend}, ${out.threads} threads` };
+      };
+      const args = [script, '--model', job.f32, '--adapter', job.adapter, '--batches', job.batches, '--batch', String(B), '--seq', String(T), '--warmup', String(warmup), '--steps', String(steps), '--lr', String(ADAMW.lr), '--weight-decay', String(ADAMW.weightDecay)];
+      const tunedEnv = { ...process.env, OPENBLAS_NUM_THREADS: '2', ...(jemalloc ? { LD_PRELOAD: JEMALLOC, MALLOC_CONF } : {}) };
+      const pytorch = (extra: string[], env: NodeJS.ProcessEnv, note: string) => (): { out: ChildOutput; note: string } | string => {
+        const r = spawnSync(pythonPath(), [...args, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24, env });
+        if (r.status !== 0) return failure(r);
+        const out = lastJson(r);
+        return { out, note: `${out.threads} torch thread(s), ${note}; ${out.blas ?? ''}` };
+      };
+      const variants: { label: string; run: () => { out: ChildOutput; note: string } | string }[] = [
+        { label: 'lorakit f32 base', run: lorakit('lorakit f32 base', 'f32', job.f32) },
+        ...(torch.ok ? [{ label: 'PyTorch tuned', run: pytorch(['--threads', '1'], tunedEnv, jemalloc ? 'OPENBLAS_NUM_THREADS=2, jemalloc' : 'OPENBLAS_NUM_THREADS=2') }] : []),
+        { label: 'lorakit bf16 base', run: lorakit('lorakit bf16 base', 'keep', job.bf16) },
+        ...(torch.ok ? [{ label: 'PyTorch default', run: pytorch([], process.env, 'torch default threads, glibc malloc') }] : []),
+      ];
+      const outs = new Map<string, { outs: ChildOutput[]; note: string }>();
+      const failed = new Map<string, string>();
+      const perRound: Map<string, number>[] = [];
+      for (let round = 0; round < rounds; round++) {
+        const rates = new Map<string, number>();
         for (const v of variants) {
-          const r = spawnSync(pythonPath(), [...args, ...v.extra], { encoding: 'utf8', maxBuffer: 1 << 24, env: v.env });
-          if (r.status !== 0) {
-            show({ label: v.label, tokensPerSecond: null, peakRssMiB: 0, losses: [], note: failure(r) });
+          if (failed.has(v.label)) continue;
+          const r = v.run();
+          if (typeof r === 'string') {
+            failed.set(v.label, r);
             continue;
           }
-          const out = lastJson(r);
-          show(toRun(v.label, out, `${out.threads} torch thread(s), ${v.note}; ${out.blas ?? ''}`));
+          const e = outs.get(v.label) ?? { outs: [], note: r.note };
+          e.outs.push(r.out);
+          outs.set(v.label, e);
+          rates.set(v.label, stat(v.label, 'tokens/s', r.out.stepSeconds.map((sec) => r.out.tokensPerStep / sec)).median);
         }
+        perRound.push(rates);
+      }
+      const runs: CompareRun[] = [];
+      for (const v of variants) {
+        const e = outs.get(v.label);
+        const r: CompareRun = e ? toRun(v.label, e.outs, e.note) : { label: v.label, tokensPerSecond: null, peakRssMiB: 0, losses: [], note: failed.get(v.label) ?? 'not run' };
+        const st = r.tokensPerSecond;
+        const body = st ? `${fmtRate(st.median).padStart(7)} tokens/s (min ${fmtRate(st.min)}, max ${fmtRate(st.max)}, ${st.runs} steps)  peak RSS ${r.peakRssMiB.toFixed(0).padStart(5)} MiB` : 'failed';
+        log(`  ${r.label.padEnd(18)} ${body}  [${r.note}]`);
+        runs.push(r);
+      }
+      // the key ratio round by round: each round's two runs ran back to back
+      const roundRatios = (a: string, b: string): string =>
+        perRound
+          .filter((m) => m.has(a) && m.has(b))
+          .map((m) => (m.get(a)! / m.get(b)!).toFixed(2))
+          .join(', ');
+      if (torch.ok && rounds > 1) {
+        log(`  per round (median step rates): lorakit f32 ÷ PyTorch tuned ${roundRatios('lorakit f32 base', 'PyTorch tuned')}; ÷ PyTorch default ${roundRatios('lorakit f32 base', 'PyTorch default')}`);
       }
       results.push(report(name, runs, log));
       // Two cores: anything else running shows as a wide min–max spread. Say so next to the figures.
@@ -329,9 +360,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   } else {
     const si = args.indexOf('--steps');
     const mi = args.indexOf('--models');
+    const ri = args.indexOf('--rounds');
     await runComparePytorch({
       quick: args.includes('--quick'),
       ...(si >= 0 ? { steps: Number(args[si + 1]) } : {}),
+      ...(ri >= 0 ? { rounds: Number(args[ri + 1]) } : {}),
       ...(mi >= 0 ? { models: args[mi + 1]!.split(',') as CompareModel[] } : {}),
     });
   }
