@@ -66,6 +66,7 @@ export function trainSteps(shape: TrainShape, steps: number, quick: boolean, war
  * 1 / targets), step. Returns the seconds of each step after `warmup` and every step's mean loss.
  */
 export function timeTrainSteps(model: CausalLM, data: BatchSource, optimizer: Optimizer, total: number, warmup: number): { stepSeconds: number[]; losses: number[] } {
+  model.train(true); // as train() does: training mode (dropout, gradient checkpointing)
   const objective = causalLmObjective(model);
   const stepSeconds: number[] = [];
   const losses: number[] = [];

@@ -24,21 +24,34 @@ export interface CheckpointBlock<Ctx> extends Module {
   backward(dy: Float32Array): Float32Array | null;
 }
 
-/** A module's view of a shared arena: its buffer `name` is the arena's `prefix/name`. */
+/**
+ * A module's view of a shared arena: its buffer `name` is the arena's `prefix/name`; with
+ * stage slots (see ScratchArena), scratch() is taken from them instead.
+ */
 export class ArenaBuffers extends Buffers {
   readonly arena: Buffers;
   readonly prefix: string;
+  readonly slots: ScratchArena | null;
   private readonly names = new Set<string>();
 
-  constructor(arena: Buffers, prefix: string) {
+  constructor(arena: Buffers, prefix: string, slots: ScratchArena | null = null) {
     super();
     this.arena = arena;
     this.prefix = prefix;
+    this.slots = slots;
   }
 
   override get(name: string, n: number): Float32Array {
     this.names.add(name);
     return this.arena.get(`${this.prefix}/${name}`, n);
+  }
+
+  override scratch(name: string, n: number): Float32Array {
+    return this.slots ? this.slots.take(n) : this.get(name, n);
+  }
+
+  override releaseScratch(): void {
+    this.slots?.release();
   }
 
   /** Forgets this view's names (the arena keeps its arrays: other blocks share them). */
@@ -150,11 +163,15 @@ interface BlockState {
 export class GradientCheckpointing {
   /** when false, forward/backward call the block directly (and blocks get their own buffers back) */
   enabled: boolean;
-  /** the shared scratch of every module in the checkpointed blocks */
+  /** the shared buffers of every module in the checkpointed blocks */
   readonly arena = new Buffers();
+  /** their scratch, by stage (see ScratchArena) */
+  readonly slots = new ScratchArena();
   /** the last block output, a copy of dy, and dx, shared by all blocks */
   private readonly io = new Buffers();
   private readonly states = new Map<Module, BlockState>();
+  /** the module paths of the block last attached */
+  private paths = '';
 
   constructor(enabled = true) {
     this.enabled = enabled;
@@ -175,6 +192,7 @@ export class GradientCheckpointing {
     st.x.set(x); // before the block runs: x may live in the arena or be the last output
     st.ctx = ctx;
     st.rngs = blockRngs(block).map((r) => [r, r.state()]);
+    this.slots.release(); // a block that never releases its stages still takes each slot once per call
     const y = block.forward(st.x, ctx);
     const out = this.io.get('out', y.length);
     out.set(y);
@@ -191,8 +209,10 @@ export class GradientCheckpointing {
     this.attach(block);
     const now = st.rngs.map(([r]) => r.state());
     for (const [r, s] of st.rngs) r.setState(s);
+    this.slots.release();
     block.forward(st.x, st.ctx as Ctx);
     st.rngs.forEach(([r], i) => r.setState(now[i]!));
+    this.slots.release();
     const dx = block.backward(dyCopy);
     if (!dx) return null;
     if (dx.length !== st.x.length) throw new ShapeError(`GradientCheckpointing.backward: the block returned dx with ${dx.length} elements, its input had ${st.x.length}`);
@@ -203,19 +223,25 @@ export class GradientCheckpointing {
 
   /**
    * Points every module of the block at the shared arena (idempotent; picks up modules
-   * swapped in since, e.g. adapters). When anything changed the arena is emptied, so names
-   * no module uses any more do not linger; nothing in it outlives one block's forward and
-   * backward anyway (block inputs, outputs and gradients live outside it).
+   * swapped in since, e.g. adapters). When the block's module paths differ from the last
+   * block's the arena is emptied, so names no module uses any more do not linger; nothing in
+   * it outlives one block's forward and backward anyway (block inputs, outputs and gradients
+   * live outside it).
    */
   attach(block: Module): void {
     let changed = false;
-    for (const [path, m] of allModules(block)) {
+    const modules = allModules(block);
+    for (const [path, m] of modules) {
       const b = m.buffers;
       if (b instanceof ArenaBuffers && b.arena === this.arena && b.prefix === path) continue;
-      m.buffers = new ArenaBuffers(this.arena, path);
+      m.buffers = new ArenaBuffers(this.arena, path, this.slots);
       changed = true;
     }
-    if (changed) this.arena.clear();
+    // The blocks of a stack have the same paths: only a new set of paths empties the arena
+    // (emptying it for each block attached in turn would throw away one block's arrays per block).
+    const paths = modules.map(([p]) => p).join('\n');
+    if (changed && paths !== this.paths) this.arena.clear();
+    this.paths = paths;
   }
 
   /** Gives every module of the block its own buffers again (when it was attached here). */
@@ -228,7 +254,7 @@ export class GradientCheckpointing {
 
   /** Bytes held here: the arena, the shared io arrays and the saved block inputs. */
   get bytes(): number {
-    let n = this.arena.bytes + this.io.bytes;
+    let n = this.arena.bytes + this.slots.bytes + this.io.bytes;
     for (const st of this.states.values()) n += st.x.byteLength;
     return n;
   }
@@ -236,6 +262,7 @@ export class GradientCheckpointing {
   /** Frees the arena, the shared arrays and the saved inputs. */
   clear(): void {
     this.arena.clear();
+    this.slots.clear();
     this.io.clear();
     this.states.clear();
   }
