@@ -170,17 +170,21 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   line('LoRA', `r=${r}, alpha=${alpha}${o.dora ? ', DoRA' : ''} on ${c.targets.length} modules (${leaves.join(', ')})`);
   line('trainable params', `${commas(c.trainable)} (${((100 * c.trainable) / (base + c.trainable)).toFixed(4)}% of ${commas(base + c.trainable)})`);
 
-  // Memory for training (a rough estimate): frozen weights as stored; adapter values, gradients
-  // and AdamW's two moments in f32; saved activations per token per layer (norm outputs, q, k,
-  // v, attention output, MLP intermediates; attention is fused, so no T×T scores); the logits.
+  // Memory for training (a rough estimate of how lorakit holds it): frozen weights as stored;
+  // adapter values, gradients and AdamW's two moments in f32; per token per layer what the
+  // backward reads (the block's input and mid-point, rotated q and k, v, the attention output,
+  // the MLP's pre-activation(s); attention is fused, so no T×T scores, and norm outputs are
+  // recomputed), for one layer plus each layer's input with checkpointing; one layer's scratch,
+  // shared by all layers; the logits in blocks of at most 8M floats (the loss is fused).
   if (C === undefined || L === undefined || V === undefined || H === undefined || F === undefined) return;
   const B = o.batchSize;
   const T = o.maxLength;
   const D = num(cfg, 'head_dim') ?? C / H;
-  const perTokenLayer = 6 * C + 2 * (KV ?? H) * D + H * D + 3 * F + H;
+  const perTokenLayer = 2 * C + 2 * H * D + 2 * (KV ?? H) * D + (gpt2 ? 1 : 2) * F + H;
   const layersKept = o.gradCheckpoint ? 1 : L;
-  const activations = 4 * B * T * (perTokenLayer * layersKept + (o.gradCheckpoint ? L * C : 0));
-  const logits = 4 * B * T * V;
+  const scratchPerToken = 3 * F + 8 * C;
+  const activations = 4 * B * T * (perTokenLayer * layersKept + scratchPerToken + (o.gradCheckpoint ? L * C : 0));
+  const logits = 4 * Math.min(B * T * V, Math.max(V, 1 << 23));
   const weightMem = base * weightBytesPerParam;
   const optimizer = 16 * c.trainable;
   const total = weightMem + optimizer + activations + logits;
