@@ -360,6 +360,15 @@ describe('training step memory', () => {
     return { model, first, second: model.bufferBytes };
   };
 
+  it('the fused loss names a bad target and a wrong length', () => {
+    const model = createTinyLlama(64, { layers: 1, hidden: C });
+    const x = ids(B * T, 64);
+    const targets = x.slice();
+    targets[T + 3] = 64;
+    assert.throws(() => model.lossForwardBackward(x, B, T, targets, null), /target 64 \(row 1, position 3\) is outside the vocabulary 0\.\.63 \(use -100 to ignore a token\)/);
+    assert.throws(() => model.lossForwardBackward(x, B, T, x.subarray(1), null), /targets has 31 elements, expected \[2, 16\] = 32/);
+  });
+
   it('allocates nothing once the shapes are settled', () => {
     const { first, second } = step(2);
     assert.equal(second, first);
