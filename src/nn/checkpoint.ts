@@ -138,11 +138,11 @@ export class SharedScratch {
 
   /** Points every module of the block at the arena (idempotent; picks up modules swapped in since). */
   attach(block: Module): void {
-    for (const [path, m] of allModules(block)) {
-      const b = m.buffers;
-      if (b instanceof ScratchBuffers && b.arena === this.arena && b.prefix === path) continue;
-      m.buffers = new ScratchBuffers(this.arena, path);
-    }
+    pointBuffers(
+      block,
+      (b, path) => b instanceof ScratchBuffers && b.arena === this.arena && b.prefix === path,
+      (path) => new ScratchBuffers(this.arena, path),
+    );
   }
 
   get bytes(): number {
@@ -152,6 +152,21 @@ export class SharedScratch {
   clear(): void {
     this.arena.clear();
   }
+}
+
+/**
+ * Gives every module of the block (see allModules) the buffers make(path) unless current()
+ * says it already has them; returns the modules and whether any changed.
+ */
+function pointBuffers(block: Module, current: (b: Buffers, path: string) => boolean, make: (path: string) => Buffers): { modules: [string, Module][]; changed: boolean } {
+  const modules = allModules(block);
+  let changed = false;
+  for (const [path, m] of modules) {
+    if (current(m.buffers, path)) continue;
+    m.buffers = make(path);
+    changed = true;
+  }
+  return { modules, changed };
 }
 
 interface BlockState {
@@ -229,14 +244,11 @@ export class GradientCheckpointing {
    * live outside it).
    */
   attach(block: Module): void {
-    let changed = false;
-    const modules = allModules(block);
-    for (const [path, m] of modules) {
-      const b = m.buffers;
-      if (b instanceof ArenaBuffers && b.arena === this.arena && b.prefix === path) continue;
-      m.buffers = new ArenaBuffers(this.arena, path, this.slots);
-      changed = true;
-    }
+    const { modules, changed } = pointBuffers(
+      block,
+      (b, path) => b instanceof ArenaBuffers && b.arena === this.arena && b.prefix === path,
+      (path) => new ArenaBuffers(this.arena, path, this.slots),
+    );
     // The blocks of a stack have the same paths: only a new set of paths empties the arena
     // (emptying it for each block attached in turn would throw away one block's arrays per block).
     const paths = modules.map(([p]) => p).join('\n');
