@@ -3,19 +3,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getBackend } from '../backend/index.js';
-import { writeFileAtomic } from '../io/atomic.js';
 import { Problems } from '../io/errors.js';
 import { readJsonObject } from '../io/json.js';
 import { openWeights } from '../io/model-folder.js';
 import { tensorDTypeOf } from '../io/safetensors.js';
-import { writeShardedSafetensors } from '../io/sharded.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { Rng } from '../nn/rng.js';
 import { Tensor, formatShape, type DType } from '../tensor/tensor.js';
 import type { JsonObject } from './config.js';
 import { initLinear, type EncoderClassifier } from './encoder.js';
-import { WeightsError, scanCheckpoint } from './load.js';
+import { WeightsError, scanCheckpoint, writeModelFolder } from './load.js';
 import { ENCODER_FAMILIES, getEncoderFamily } from './registry.js';
 import { ViTEmbeddings } from './vit.js';
 
@@ -160,19 +158,6 @@ export function createClassifier(config: JsonObject, opts: CreateClassifierOptio
 
 /** Writes config.json (with id2label / label2id and architectures) and model.safetensors. */
 export async function saveClassifier(model: EncoderClassifier, dir: string, opts: { dtype?: DType } = {}): Promise<void> {
-  fs.mkdirSync(dir, { recursive: true });
-  const tensors = new Map<string, Tensor>();
-  let stored: DType | null = null;
-  for (const [k, t] of model.stateDict()) {
-    const out = opts.dtype ? t.to(opts.dtype) : t;
-    stored ??= out.dtype;
-    tensors.set(k, out);
-  }
   const fam = ENCODER_FAMILIES.get(model.info.modelType);
-  const config: JsonObject = { ...model.config, torch_dtype: { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[stored ?? 'f32'] };
-  if (config['architectures'] === undefined && fam) config['architectures'] = [fam.architecture];
-  await writeShardedSafetensors(dir, tensors, { metadata: { format: 'pt' } });
-  const sorted: JsonObject = {};
-  for (const k of Object.keys(config).sort()) sorted[k] = config[k];
-  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(sorted, null, 2) + '\n');
+  await writeModelFolder(dir, model.stateDict(), model.config, fam ? fam.architecture : null, opts);
 }

@@ -174,18 +174,28 @@ const TORCH_DTYPE: Record<DType, string> = { f32: 'float32', f16: 'float16', bf1
  * Tied weights are written once, under the embedding's key, as transformers does.
  */
 export async function saveModel(model: DecoderLM, dir: string, opts: SaveModelOptions = {}): Promise<void> {
+  const architecture = getModelFamily(model.info.modelType).architecture(model.info.modelType);
+  await writeModelFolder(dir, model.stateDict(), model.config, architecture, opts);
+}
+
+/**
+ * Writes a Hugging Face folder from a state dict: the tensors (cast to opts.dtype when given)
+ * as model.safetensors or shards past maxShardBytes, and config.json with torch_dtype and,
+ * when the config has none, `architectures` (each file atomically).
+ */
+export async function writeModelFolder(dir: string, state: Map<string, Tensor>, config: Readonly<JsonObject>, architecture: string | null, opts: SaveModelOptions = {}): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, Tensor>();
   let stored: DType | null = null;
-  for (const [k, t] of model.stateDict()) {
+  for (const [k, t] of state) {
     const out = opts.dtype ? t.to(opts.dtype) : t;
     stored ??= out.dtype;
     tensors.set(k, out);
   }
-  const config: JsonObject = { ...model.config, torch_dtype: TORCH_DTYPE[stored ?? 'f32'] };
-  if (config['architectures'] === undefined) config['architectures'] = [getModelFamily(model.info.modelType).architecture(model.info.modelType)];
+  const cfg: JsonObject = { ...config, torch_dtype: TORCH_DTYPE[stored ?? 'f32'] };
+  if (cfg['architectures'] === undefined && architecture) cfg['architectures'] = [architecture];
   await writeShardedSafetensors(dir, tensors, { metadata: { format: 'pt' }, ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}) });
-  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(sortKeys(config), null, 2) + '\n');
+  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(sortKeys(cfg), null, 2) + '\n');
 }
 
 function sortKeys(o: JsonObject): JsonObject {
