@@ -231,6 +231,27 @@ struct Avx2Ops {
     }
     return hsum(s);
   }
+  // row[j] = j < vis ? scale·row[j] + mask[j] : −∞ for j < round_up(n, 8) (row writable
+  // that far, mask null or readable to n, 0 ≤ vis ≤ n); returns the max over the row
+  LK_AVX2 static inline float fix_row(float* row, int64_t n, float scale, const float* mask, int64_t vis) {
+    const __m256 sv = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+    __m256 mx = ninf;
+    for (int64_t j = 0; j < n; j += 8) {
+      __m256 x = _mm256_mul_ps(sv, _mm256_loadu_ps(row + j));
+      if (mask) x = _mm256_add_ps(x, j + 8 <= n ? _mm256_loadu_ps(mask + j) : _mm256_maskload_ps(mask + j, tail_mask(n - j)));
+      const int64_t r = vis - j;
+      if (r < 8) x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(tail_mask(r < 0 ? 0 : r)));
+      _mm256_storeu_ps(row + j, x);
+      mx = _mm256_max_ps(mx, x);
+    }
+    return hmax(mx);
+  }
+  // ds[j] = p[j]·(ds[j] − dt)·scale for j < round_up(n, 8) (both readable and ds writable that far)
+  LK_AVX2 static inline void ds_row(float* ds, const float* p, float dt, float scale, int64_t n) {
+    const __m256 dv = _mm256_set1_ps(dt), sv = _mm256_set1_ps(scale);
+    for (int64_t j = 0; j < n; j += 8)
+      _mm256_storeu_ps(ds + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(p + j), sv), _mm256_sub_ps(_mm256_loadu_ps(ds + j), dv)));
+  }
   LK_AVX2 static inline float max(const float* p, int64_t n) {
     __m256 m = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
@@ -287,6 +308,18 @@ struct PortableOps {
     for (int64_t i = 0; i < n; ++i) s += p[i] = std::exp(p[i] - m);
     return s;
   }
+  static inline float fix_row(float* row, int64_t n, float scale, const float* mask, int64_t vis) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) {
+      const float x = j < vis ? scale * row[j] + (mask ? mask[j] : 0.f) : -INFINITY;
+      row[j] = x;
+      mx = x > mx ? x : mx;
+    }
+    return mx;
+  }
+  static inline void ds_row(float* ds, const float* p, float dt, float scale, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - dt) * scale;
+  }
   static inline float max(const float* p, int64_t n) {
     float r = -INFINITY;
     for (int64_t i = 0; i < n; ++i) r = p[i] > r ? p[i] : r;
@@ -337,24 +370,20 @@ inline int64_t packed_ld(int64_t n) { return (n + 15) / 16 * 16; }
 
 // sc[i][s − s0] = scale·q_i·k_s + mask_i[s] (−∞ where row i may not see s) for keys s in
 // [s0, s1) of kv head hk; sc rows are kTile + 8 apart. With kt (keys from kt0 packed by
-// pack_keys_t, rows ldk apart) the dots come from scores4, else one key at a time.
+// pack_keys_t, rows ldk apart) the dots come from scores4, else one key at a time. Row i's
+// max goes to mx[i] when mx is not null.
 template <class O>
 inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, const Rows& rw, const float* const qr[kR], const float* k,
-                                                      const float* kt, int64_t ldk, int64_t kt0, int64_t b, int64_t hk, int64_t s0, int64_t s1) {
+                                                      const float* kt, int64_t ldk, int64_t kt0, int64_t b, int64_t hk, int64_t s0, int64_t s1, float* mx) {
   const int64_t kvs = d.Hkv * d.D;
   constexpr int64_t ld = kTile + 8;
+  const int64_t n = s1 - s0;
   if (kt) {
-    O::scores4(sc, ld, qr, kt + (s0 - kt0), ldk, s1 - s0, d.D);
+    O::scores4(sc, ld, qr, kt + (s0 - kt0), ldk, n, d.D);
     for (int i = 0; i < kR; ++i) {
-      float* row = sc + i * ld;
-      for (int64_t s = s0; s < s1; ++s) {
-        float x = -INFINITY;
-        if (s < rw.seen[i]) {
-          x = d.scale * row[s - s0];
-          if (rw.mask[i]) x += rw.mask[i][s];
-        }
-        row[s - s0] = x;
-      }
+      const int64_t vis = std::min(std::max<int64_t>(rw.seen[i] - s0, 0), n);
+      const float m = O::fix_row(sc + i * ld, n, d.scale, rw.mask[i] ? rw.mask[i] + s0 : nullptr, vis);
+      if (mx) mx[i] = m;
     }
     return;
   }
@@ -372,6 +401,8 @@ inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, 
       sc[i * ld + (s - s0)] = x;
     }
   }
+  if (mx)
+    for (int i = 0; i < kR; ++i) mx[i] = O::max(sc + i * ld, n);
 }
 
 // Forward for query rows [t0, t1) of head h in batch b: online softmax over key tiles.
@@ -405,11 +436,12 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
     std::fill(acc, acc + kR * D, 0.f);
     for (int64_t s0 = 0; s0 < rw.smax; s0 += kTile) {
       const int64_t s1 = std::min(s0 + kTile, rw.smax), n = s1 - s0;
-      score_tile<O>(sc, d, rw, qr, k, kt, ldk, 0, b, hk, s0, s1);
+      float mts[kR];
+      score_tile<O>(sc, d, rw, qr, k, kt, ldk, 0, b, hk, s0, s1, mts);
       bool any = false;
       for (int i = 0; i < kR; ++i) {
         float* row = sc + i * ld;
-        const float mt = O::max(row, n);
+        const float mt = mts[i];
         if (mt == -INFINITY) {  // this row sees no key of the tile
           std::fill(row, row + n, 0.f);
           continue;
@@ -494,7 +526,7 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
     const int64_t kend = std::min(k1, rw.smax);
     for (int64_t s0 = k0; s0 < kend; s0 += kTile) {
       const int64_t s1 = std::min(s0 + kTile, kend);
-      score_tile<O>(sc, d, rw, qr, k, kt, ldk, k0, b, hk, s0, s1);
+      score_tile<O>(sc, d, rw, qr, k, kt, ldk, k0, b, hk, s0, s1, nullptr);
       for (int i = 0; i < kR; ++i) {
         float* row = sc + i * ld;
         if (L[i] == -INFINITY) std::fill(row, row + (s1 - s0), 0.f);
@@ -502,11 +534,7 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
       }
       // ds = p·(dout·v_s − Dt)·scale
       O::scores4(dst, ld, dor, vt + (s0 - k0), ldk, s1 - s0, D);
-      for (int i = 0; i < kR; ++i) {
-        float* ds = dst + i * ld;
-        const float* p = sc + i * ld;
-        for (int64_t s = 0; s < s1 - s0; ++s) ds[s] = p[s] * (ds[s] - Dt[i]) * d.scale;
-      }
+      for (int i = 0; i < kR; ++i) O::ds_row(dst + i * ld, sc + i * ld, Dt[i], d.scale, s1 - s0);
       const int64_t kt = (b * d.S + s0) * kvs + hk * D;  // rows of the tile, kvs apart
       if (want_kv) {
         O::tp4(dv + kt, kvs, sc, ld, dor, s1 - s0, D);  // dv_s += Σ_i p_i,s·dout_i
