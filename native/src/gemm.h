@@ -53,6 +53,13 @@ struct Impl {
   PackBFn pack_b_direct;  // packs B in panels of NRd for the direct path
 };
 
+// C[0:m, 0:n] += Σ_{k<kc} a[k·as + i]·b[k·bs + j]: Aᵀ·B for A stored [kc][as] and B [kc][bs],
+// on the packed micro-kernel read in place (for small products such as attention's dk, dv).
+// Each row of a must be readable to round_up(m, 6), each row of b to round_up(n, 16).
+// Call only when the CPU has AVX2+FMA.
+void acc_at_b_avx2(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc, int64_t m,
+                   int64_t n);
+
 const Impl& generic_impl();  // gemm.cc
 const Impl& avx2_impl();     // gemm_avx2.cc (call only when the CPU has AVX2+FMA+F16C)
 

@@ -374,6 +374,15 @@ void direct_avx2(const float* A, int64_t lda, bool transA, const float* B, int64
 }
 
 }  // namespace
+
+void acc_at_b_avx2(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc, int64_t m,
+                   int64_t n) {
+  for (int64_t j = 0; j < n; j += NR)
+    for (int64_t i = 0; i < m; i += MR)
+      kernel<MR, 2, A_COLS>(kc, a + i, as, b + j, bs, c + i * ldc + j, ldc, static_cast<int>(imin(MR, m - i)),
+                            static_cast<int>(imin(NR, n - j)), 1.f, true);
+}
+
 }  // namespace gemm
 }  // namespace lk
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "gemm.h"
 #include "ops_common.h"
 
 namespace lk {
@@ -81,15 +82,15 @@ struct Avx2Ops {
     const __m256 h = _mm256_hadd_ps(h01, h23);  // lanes: s0 s1 s2 s3 (low half), same (high half)
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
   }
-  // out[i·ld + j] = Σ_d a[i][d]·xt[d·ldx + j] for kR rows a[i] and keys j < round_up(n, 16):
-  // the dots of a tile against keys packed transposed (xt, D rows of ldx, readable to
-  // round_up(n, 16)), a 4-row × 16-key block of accumulators in registers across d
-  LK_AVX2 static inline void scores4(float* out, int64_t ld, const float* const a[4], const float* xt, int64_t ldx, int64_t n, int64_t D) {
+  // out[i·ld + j] = Σ_d a[i][d]·x_j[d] for kR rows a[i] and keys j < round_up(n, 16): the dots
+  // of a tile against keys packed by pack_keys_t (xt at the tile's first key, readable to
+  // round_up(n, 16) keys), a 4-row × 16-key block of accumulators in registers across d
+  LK_AVX2 static inline void scores4(float* out, int64_t ld, const float* const a[4], const float* xt, int64_t n, int64_t D) {
     for (int64_t c = 0; c < n; c += 16) {
       __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
       __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(), a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-      const float* x = xt + c;
-      for (int64_t d = 0; d < D; ++d, x += ldx) {
+      const float* x = xt + c * D;  // the panel of keys c .. c + 15
+      for (int64_t d = 0; d < D; ++d, x += 16) {
         const __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
         __m256 b = _mm256_broadcast_ss(a[0] + d);
         a00 = _mm256_fmadd_ps(b, x0, a00);
@@ -204,6 +205,21 @@ struct Avx2Ops {
       }
     }
   }
+  // y[j·ys + c] += Σ_{i<R} a[i·ld + j]·x[i·xs + c] for keys j < n, c < D: dv += pᵀ·dout and
+  // dk += dsᵀ·q of a tile over a block's rows (a readable to round_up(n, 8) in each row)
+  LK_AVX2 static inline void acc_tn(float* y, int64_t ys, const float* a, int64_t ld, const float* x, int64_t xs, int64_t R, int64_t n, int64_t D) {
+    if (D % 16 == 0) {  // the GEMM micro-kernel: x rows are read 16 columns at a time
+      gemm::acc_at_b_avx2(R, a, ld, x, xs, y, ys, n, D);
+      return;
+    }
+    int64_t i = 0;
+    for (; i + 4 <= R; i += 4) {
+      const float* const xr[4] = {x + i * xs, x + (i + 1) * xs, x + (i + 2) * xs, x + (i + 3) * xs};
+      tp4(y, ys, a + i * ld, ld, xr, n, D);
+    }
+    for (; i < R; ++i)
+      for (int64_t j = 0; j < n; ++j) axpy(y + j * ys, a[i * ld + j], x + i * xs, D);
+  }
   LK_AVX2 static inline void axpy(float* y, float a, const float* x, int64_t n) {
     const __m256 av = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -276,11 +292,11 @@ struct PortableOps {
   static inline void dot4(const float* const a[4], const float* b, int64_t n, float out[4]) {
     for (int r = 0; r < 4; ++r) out[r] = dot(a[r], b, n);
   }
-  static inline void scores4(float* out, int64_t ld, const float* const a[4], const float* xt, int64_t ldx, int64_t n, int64_t D) {
+  static inline void scores4(float* out, int64_t ld, const float* const a[4], const float* xt, int64_t n, int64_t D) {
     for (int r = 0; r < 4; ++r)
       for (int64_t j = 0; j < n; ++j) {
         float s = 0;
-        for (int64_t i = 0; i < D; ++i) s += a[r][i] * xt[i * ldx + j];
+        for (int64_t i = 0; i < D; ++i) s += a[r][i] * xt[(j / 16) * D * 16 + i * 16 + j % 16];
         out[r * ld + j] = s;
       }
   }
@@ -296,6 +312,10 @@ struct PortableOps {
       const float c[4] = {a[j], a[ld + j], a[2 * ld + j], a[3 * ld + j]};
       sum4(y + j * ys, c, x, D);
     }
+  }
+  static inline void acc_tn(float* y, int64_t ys, const float* a, int64_t ld, const float* x, int64_t xs, int64_t R, int64_t n, int64_t D) {
+    for (int64_t i = 0; i < R; ++i)
+      for (int64_t j = 0; j < n; ++j) axpy(y + j * ys, a[i * ld + j], x + i * xs, D);
   }
   static inline void axpy(float* y, float a, const float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
@@ -355,31 +375,40 @@ inline Rows make_rows(const Dims& d, int64_t b, int64_t t0, int64_t t1) {
   return r;
 }
 
-// Keys [k0, k1) of kv head hk in batch b, transposed: xt[j·ldx + (s − k0)] = x_s[j]
-// (ldx ≥ round_up(k1 − k0, 16); the padding is left as is: scores4 reads it, nobody uses it).
-inline void pack_keys_t(float* xt, int64_t ldx, const Dims& d, const float* x, int64_t b, int64_t hk, int64_t k0, int64_t k1) {
-  const int64_t kvs = d.Hkv * d.D;
+// Keys [k0, k1) of kv head hk in batch b, packed in panels of 16 keys, each panel [D][16]:
+// key s, element j at xt[((s − k0) / 16)·16·D + j·16 + (s − k0) % 16], so scores4 streams
+// through a panel. The last panel's padding is left as is: scores4 reads it, nobody uses it.
+inline void pack_keys_t(float* xt, const Dims& d, const float* x, int64_t b, int64_t hk, int64_t k0, int64_t k1) {
+  const int64_t kvs = d.Hkv * d.D, D = d.D;
   for (int64_t s = k0; s < k1; ++s) {
-    const float* xs = x + (b * d.S + s) * kvs + hk * d.D;
-    for (int64_t j = 0; j < d.D; ++j) xt[j * ldx + (s - k0)] = xs[j];
+    const float* xs = x + (b * d.S + s) * kvs + hk * D;
+    float* panel = xt + ((s - k0) / 16) * 16 * D + (s - k0) % 16;
+    for (int64_t j = 0; j < D; ++j) panel[j * 16] = xs[j];
   }
 }
 
-// The row length of n keys packed transposed (scores4 reads 16 at a time).
+// Rows [k0, k1) of kv head hk in batch b, copied contiguous (row s at xr + (s − k0)·D): a
+// tile's rows then sit in distinct cache sets, where rows kvs apart would collide.
+inline void pack_rows(float* xr, const Dims& d, const float* x, int64_t b, int64_t hk, int64_t k0, int64_t k1) {
+  const int64_t kvs = d.Hkv * d.D, D = d.D;
+  for (int64_t s = k0; s < k1; ++s) std::memcpy(xr + (s - k0) * D, x + (b * d.S + s) * kvs + hk * D, static_cast<size_t>(D) * sizeof(float));
+}
+
+// n keys rounded up to whole panels: pack_keys_t's buffer holds D·packed_ld(n) floats.
 inline int64_t packed_ld(int64_t n) { return (n + 15) / 16 * 16; }
 
 // sc[i][s − s0] = scale·q_i·k_s + mask_i[s] (−∞ where row i may not see s) for keys s in
 // [s0, s1) of kv head hk; sc rows are kTile + 8 apart. With kt (keys from kt0 packed by
-// pack_keys_t, rows ldk apart) the dots come from scores4, else one key at a time. Row i's
+// pack_keys_t; s0 − kt0 a multiple of 16) the dots come from scores4, else one key at a time. Row i's
 // max goes to mx[i] when mx is not null.
 template <class O>
 inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, const Rows& rw, const float* const qr[kR], const float* k,
-                                                      const float* kt, int64_t ldk, int64_t kt0, int64_t b, int64_t hk, int64_t s0, int64_t s1, float* mx) {
+                                                      const float* kt, int64_t kt0, int64_t b, int64_t hk, int64_t s0, int64_t s1, float* mx) {
   const int64_t kvs = d.Hkv * d.D;
   constexpr int64_t ld = kTile + 8;
   const int64_t n = s1 - s0;
   if (kt) {
-    O::scores4(sc, ld, qr, kt + (s0 - kt0), ldk, n, d.D);
+    O::scores4(sc, ld, qr, kt + (s0 - kt0) * d.D, n, d.D);
     for (int i = 0; i < kR; ++i) {
       const int64_t vis = std::min(std::max<int64_t>(rw.seen[i] - s0, 0), n);
       const float m = O::fix_row(sc + i * ld, n, d.scale, rw.mask[i] ? rw.mask[i] + s0 : nullptr, vis);
@@ -406,7 +435,7 @@ inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, 
 }
 
 // Forward for query rows [t0, t1) of head h in batch b: online softmax over key tiles.
-// scratch: kR·(kTile + 8) + kR·D + D·packed_ld(S) floats.
+// scratch: kR·(kTile + 8) + kR·D + 2·D·packed_ld(S) floats.
 template <class O>
 inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v,
                                                         int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
@@ -414,12 +443,18 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
   constexpr int64_t ld = kTile + 8;
   float* sc = scratch;
   float* acc = scratch + kR * ld;
-  // the keys these rows see, packed once when enough rows share them
+  // the keys and values these rows see, packed once when enough rows share them
   float* kt = nullptr;
-  const int64_t kmax = d.seen(t1 - 1), ldk = packed_ld(kmax);
+  const float* vrows = v + b * d.S * kvs + hk * D;  // value rows, vstride apart
+  int64_t vstride = kvs;
+  const int64_t kmax = d.seen(t1 - 1);
   if (t1 - t0 >= 2 * kR) {
     kt = acc + kR * D;
-    pack_keys_t(kt, ldk, d, k, b, hk, 0, kmax);
+    pack_keys_t(kt, d, k, b, hk, 0, kmax);
+    float* vp = kt + D * packed_ld(d.S);
+    pack_rows(vp, d, v, b, hk, 0, kmax);
+    vrows = vp;
+    vstride = D;
   }
   for (int64_t tb = t0; tb < t1; tb += kR) {
     const Rows rw = make_rows(d, b, tb, std::min<int64_t>(tb + kR, t1));
@@ -437,7 +472,7 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
     for (int64_t s0 = 0; s0 < rw.smax; s0 += kTile) {
       const int64_t s1 = std::min(s0 + kTile, rw.smax), n = s1 - s0;
       float mts[kR];
-      score_tile<O>(sc, d, rw, qr, k, kt, ldk, 0, b, hk, s0, s1, mts);
+      score_tile<O>(sc, d, rw, qr, k, kt, 0, b, hk, s0, s1, mts);
       bool any = false;
       for (int i = 0; i < kR; ++i) {
         float* row = sc + i * ld;
@@ -458,12 +493,12 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
         l[i] += O::exp_tile(row, m[i], n);
       }
       if (!any) continue;
-      const float* vt = v + (b * d.S + s0) * kvs + hk * D;  // value rows of the tile, kvs apart
+      const float* vt = vrows + s0 * vstride;  // value rows of the tile
       if (rw.n > 1) {
-        O::pv4(ar, sc, ld, vt, kvs, n, D);
+        O::pv4(ar, sc, ld, vt, vstride, n, D);
       } else {  // a lone row (decoding)
         for (int64_t j = 0; j < n; ++j)
-          if (sc[j] != 0.f) O::axpy(ar[0], sc[j], vt + j * kvs, D);
+          if (sc[j] != 0.f) O::axpy(ar[0], sc[j], vt + j * vstride, D);
       }
     }
     for (int i = 0; i < rw.n; ++i) {
@@ -481,9 +516,15 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
   }
 }
 
-// Backward over query rows [t0, t1) of head h and keys [k0, k1) of batch b, kR rows at a
-// time: dk, dv += … when want_kv, dq += … when want_q. p is recomputed as exp(score − lse).
-// scratch: 2·kR·(kTile + 8) + kR·D + D + 2·D·packed_ld(S) floats.
+// Query rows per backward block: a key tile's dk, dv take one rank-kBr update per block.
+constexpr int kBr = 16;
+constexpr int kSub = kBr / kR;  // blocks of kR rows per backward block
+
+// Backward over query rows [t0, t1) of head h and keys [k0, k1) of batch b, in blocks of kBr
+// rows: dk, dv += … when want_kv, dq += … when want_q. For each key tile, p = exp(score − lse)
+// and ds are computed for the block's rows kR at a time, then dv += pᵀ·dout and dk += dsᵀ·q
+// run as one product over the block's rows (acc_tn), and dq += ds·k kR rows at a time.
+// scratch: 2·kBr·(kTile + 8) + kBr·D + D + 3·D·packed_ld(S) floats.
 template <class O>
 inline __attribute__((always_inline)) void backward_block(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q,
                                                           const float* k, const float* v, const float* out, const float* lse,
@@ -491,62 +532,90 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
                                                           bool want_q, bool want_kv, float* scratch) {
   const int64_t D = d.D, qs = d.Hq * D, kvs = d.Hkv * D, hk = h / d.group();
   constexpr int64_t ld = kTile + 8;
-  float* sc = scratch;             // p of the tile, kR rows
-  float* dst = scratch + kR * ld;  // ds of the tile, kR rows
-  float* dqa = dst + kR * ld;
-  float* zero = dqa + kR * D;  // a row of zeros standing in for unused rows' dout
+  float* P = scratch;          // p of the tile, kBr rows
+  float* dS = P + kBr * ld;    // ds of the tile, kBr rows
+  float* dqa = dS + kBr * ld;  // dq of the block, kBr rows of D
+  float* zero = dqa + kBr * D;  // a row of zeros standing in for hidden rows' dout
   std::fill(zero, zero + D, 0.f);
   // keys and values of [k0, kend) packed transposed, for the score and dout·v dots
   const int64_t kend0 = std::min(k1, d.seen(t1 - 1)), ldk = packed_ld(kend0 - k0);
   float* kt = zero + D;
   float* vt = kt + D * ldk;
+  float* kp = vt + D * ldk;  // the keys again as rows, for dq += ds·k
   if (kend0 > k0) {
-    pack_keys_t(kt, ldk, d, k, b, hk, k0, kend0);
-    pack_keys_t(vt, ldk, d, v, b, hk, k0, kend0);
+    pack_keys_t(kt, d, k, b, hk, k0, kend0);
+    pack_keys_t(vt, d, v, b, hk, k0, kend0);
+    if (want_q) pack_rows(kp, d, k, b, hk, k0, kend0);
   }
-  for (int64_t tb = t0; tb < t1; tb += kR) {
-    const Rows rw = make_rows(d, b, tb, std::min<int64_t>(tb + kR, t1));
-    const float* qr[kR];
-    const float* dor[kR];
-    float* dqr[kR];
-    float L[kR], Dt[kR];
-    bool live = false;
-    for (int i = 0; i < kR; ++i) {
-      const int64_t qo = (b * d.T + rw.t[i]) * qs + h * D;
-      L[i] = i < rw.n ? lse[(b * d.Hq + h) * d.T + rw.t[i]] : -INFINITY;
-      const bool on = L[i] != -INFINITY;  // a fully hidden row had a constant output
-      live |= on;
-      qr[i] = q + qo;
-      dor[i] = on ? dout + qo : zero;
-      dqr[i] = dqa + i * D;
-      Dt[i] = on ? O::dot(dout + qo, out + qo, D) : 0.f;
-    }
-    if (!live) continue;
-    if (want_q) std::fill(dqa, dqa + kR * D, 0.f);
-    const int64_t kend = std::min(k1, rw.smax);
-    for (int64_t s0 = k0; s0 < kend; s0 += kTile) {
-      const int64_t s1 = std::min(s0 + kTile, kend);
-      score_tile<O>(sc, d, rw, qr, k, kt, ldk, k0, b, hk, s0, s1, nullptr);
+  for (int64_t tb = t0; tb < t1; tb += kBr) {
+    const int64_t te = std::min<int64_t>(tb + kBr, t1), rows = te - tb;
+    const int nsub = static_cast<int>((rows + kR - 1) / kR);
+    Rows rw[kSub];
+    const float* qr[kSub][kR];
+    const float* dor[kSub][kR];
+    float* dqr[kSub][kR];
+    float L[kSub][kR], Dt[kSub][kR];
+    bool live[kSub];
+    bool any = false;
+    int64_t smax = 0;
+    for (int u = 0; u < nsub; ++u) {
+      rw[u] = make_rows(d, b, tb + u * kR, std::min<int64_t>(tb + (u + 1) * kR, te));
+      live[u] = false;
       for (int i = 0; i < kR; ++i) {
-        float* row = sc + i * ld;
-        if (L[i] == -INFINITY) std::fill(row, row + (s1 - s0), 0.f);
-        else O::exp_tile(row, L[i], s1 - s0);  // p = exp(score − lse)
+        const int64_t qo = (b * d.T + rw[u].t[i]) * qs + h * D;
+        L[u][i] = i < rw[u].n ? lse[(b * d.Hq + h) * d.T + rw[u].t[i]] : -INFINITY;
+        const bool on = L[u][i] != -INFINITY;  // a fully hidden row had a constant output
+        live[u] |= on;
+        qr[u][i] = q + qo;
+        dor[u][i] = on ? dout + qo : zero;
+        dqr[u][i] = dqa + (u * kR + i) * D;
+        Dt[u][i] = on ? O::dot(dout + qo, out + qo, D) : 0.f;
       }
-      // ds = p·(dout·v_s − Dt)·scale
-      O::scores4(dst, ld, dor, vt + (s0 - k0), ldk, s1 - s0, D);
-      for (int i = 0; i < kR; ++i) O::ds_row(dst + i * ld, sc + i * ld, Dt[i], d.scale, s1 - s0);
-      const int64_t kt = (b * d.S + s0) * kvs + hk * D;  // rows of the tile, kvs apart
+      if (live[u]) smax = std::max(smax, rw[u].smax);
+      any |= live[u];
+    }
+    if (!any) continue;
+    if (want_q) std::fill(dqa, dqa + kBr * D, 0.f);
+    const int64_t kend = std::min(k1, smax);
+    const float* qb = q + (b * d.T + tb) * qs + h * D;     // the block's q rows, qs apart
+    const float* dob = dout + (b * d.T + tb) * qs + h * D;  // and its dout rows
+    for (int64_t s0 = k0; s0 < kend; s0 += kTile) {
+      const int64_t s1 = std::min(s0 + kTile, kend), n = s1 - s0;
+      for (int u = 0; u < kSub; ++u) {
+        float* pu = P + u * kR * ld;
+        float* du = dS + u * kR * ld;
+        if (u >= nsub || !live[u] || rw[u].smax <= s0) {  // sees no key of the tile
+          for (int i = 0; i < kR; ++i) {
+            std::fill(pu + i * ld, pu + i * ld + n, 0.f);
+            std::fill(du + i * ld, du + i * ld + n, 0.f);
+          }
+          continue;
+        }
+        score_tile<O>(pu, d, rw[u], qr[u], k, kt, k0, b, hk, s0, s1, nullptr);
+        for (int i = 0; i < kR; ++i) {
+          float* row = pu + i * ld;
+          if (L[u][i] == -INFINITY) std::fill(row, row + n, 0.f);
+          else O::exp_tile(row, L[u][i], n);  // p = exp(score − lse)
+        }
+        // ds = p·(dout·v_s − Dt)·scale
+        O::scores4(du, ld, dor[u], vt + (s0 - k0) * D, n, D);
+        for (int i = 0; i < kR; ++i) O::ds_row(du + i * ld, pu + i * ld, Dt[u][i], d.scale, n);
+      }
+      const int64_t kr = (b * d.S + s0) * kvs + hk * D;  // key rows of the tile, kvs apart
       if (want_kv) {
-        O::tp4(dv + kt, kvs, sc, ld, dor, s1 - s0, D);  // dv_s += Σ_i p_i,s·dout_i
-        O::tp4(dk + kt, kvs, dst, ld, qr, s1 - s0, D);  // dk_s += Σ_i ds_i,s·q_i
+        O::acc_tn(dv + kr, kvs, P, ld, dob, qs, rows, n, D);  // dv_s += Σ_i p_i,s·dout_i
+        O::acc_tn(dk + kr, kvs, dS, ld, qb, qs, rows, n, D);  // dk_s += Σ_i ds_i,s·q_i
       }
-      if (want_q) O::pv4(dqr, dst, ld, k + kt, kvs, s1 - s0, D);  // dq_i += Σ_s ds_i,s·k_s
+      if (want_q)
+        for (int u = 0; u < nsub; ++u)
+          if (live[u] && rw[u].smax > s0) O::pv4(dqr[u], dS + u * kR * ld, ld, kp + (s0 - k0) * D, D, n, D);  // dq_i += Σ_s ds_i,s·k_s
     }
     if (!want_q) continue;
-    for (int i = 0; i < rw.n; ++i) {
-      float* dqrow = dq + (b * d.T + rw.t[i]) * qs + h * D;
-      for (int64_t j = 0; j < D; ++j) dqrow[j] += dqr[i][j];
-    }
+    for (int u = 0; u < nsub; ++u)
+      for (int i = 0; i < rw[u].n; ++i) {
+        float* dqrow = dq + (b * d.T + rw[u].t[i]) * qs + h * D;
+        for (int64_t j = 0; j < D; ++j) dqrow[j] += dqr[u][i][j];
+      }
   }
 }
 
@@ -604,7 +673,7 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
   const int64_t chunks = std::min((d.T + kQBlock - 1) / kQBlock, (want + pairs - 1) / pairs);
   const int64_t rows = ((d.T + chunks - 1) / chunks + kR - 1) / kR * kR;
   const int64_t nqb = (d.T + rows - 1) / rows;
-  const int64_t per = kR * (kTile + 8) + kR * d.D + d.D * packed_ld(d.S);
+  const int64_t per = kR * (kTile + 8) + kR * d.D + 2 * d.D * packed_ld(d.S);
   std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
   run_tasks(pairs * nqb, [&](int task, int thread) {
     const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
@@ -627,7 +696,7 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       !get_f32(a, 6, v, n[6], "attentionBackward", "v") || !get_f32(a, 7, out, n[7], "attentionBackward", "out") ||
       !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
     return nullptr;
-  const int64_t per = 2 * kR * (kTile + 8) + kR * d.D + d.D + 2 * d.D * packed_ld(d.S);
+  const int64_t per = 2 * kBr * (kTile + 8) + kBr * d.D + d.D + 3 * d.D * packed_ld(d.S);
   std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
   auto block = [&](int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, int thread) {
     float* s = scratch.data() + thread * per;

@@ -286,6 +286,10 @@ export function registerComparisons(nat: Backend, label: string): void {
       { name: 'GQA 6/2, not causal, key-padding mask with a fully hidden batch row', a: { B: 2, T: 3, S: 7, Hq: 6, Hkv: 2, D: 5, causal: false }, mask: 'keys' },
       { name: 'MHA, causal, T = S = 65 (crosses a key tile)', a: { B: 1, T: 65, S: 65, Hq: 3, Hkv: 3, D: 64, causal: true }, mask: 'none' },
       { name: 'GQA 6/2, causal, S = 150 > T = 19, key mask, D = 24', a: { B: 2, T: 19, S: 150, Hq: 6, Hkv: 2, D: 24, causal: true }, mask: 'keys' },
+      // D a multiple of 16: backward's dk, dv take the GEMM micro-kernel; B·Hkv = 8 tasks share
+      // out evenly, so one task owns a kv head (the fused backward); T not a multiple of 16
+      { name: 'GQA 8/4, causal, T = S = 83, D = 32, full mask with a fully hidden row', a: { B: 2, T: 83, S: 83, Hq: 8, Hkv: 4, D: 32, causal: true }, mask: 'full' },
+      { name: 'MHA, not causal, S = 70 > T = 37, key mask, D = 48', a: { B: 2, T: 37, S: 70, Hq: 4, Hkv: 4, D: 48, causal: false }, mask: 'keys' },
       { name: 'decode step T = 1, S = 127, MQA', a: { B: 3, T: 1, S: 127, Hq: 4, Hkv: 1, D: 8, causal: true }, mask: 'none' },
       { name: 'not causal, no mask, D = 1', a: { B: 1, T: 3, S: 130, Hq: 2, Hkv: 1, D: 1, causal: false }, mask: 'none' },
     ];
