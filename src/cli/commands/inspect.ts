@@ -175,7 +175,7 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   // backward reads (the block's input and mid-point, rotated q and k, v, the attention output,
   // the MLP's pre-activation(s); attention is fused, so no T×T scores, and norm outputs are
   // recomputed), for one layer plus each layer's input with checkpointing; one layer's scratch,
-  // shared by all layers; the logits in blocks of 8M floats or 256 rows, whichever is more
+  // shared by all layers; the logits in blocks of 8M floats or 512 rows, whichever is more
   // (the loss is fused).
   if (C === undefined || L === undefined || V === undefined || H === undefined || F === undefined) return;
   const B = o.batchSize;
@@ -185,7 +185,7 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   const layersKept = o.gradCheckpoint ? 1 : L;
   const scratchPerToken = 3 * F + 8 * C;
   const activations = 4 * B * T * (perTokenLayer * layersKept + scratchPerToken + (o.gradCheckpoint ? L * C : 0));
-  const logits = 4 * Math.min(B * T * V, Math.max(256 * V, 1 << 23));
+  const logits = 4 * Math.min(B * T * V, Math.max(512 * V, 1 << 23));
   const weightMem = base * weightBytesPerParam;
   const optimizer = 16 * c.trainable;
   const total = weightMem + optimizer + activations + logits;
