@@ -204,6 +204,28 @@ function fmtRate(x: number): string {
   return x >= 100 ? x.toFixed(0) : x.toFixed(1);
 }
 
+/** The compare's options from command-line flags: --quick, --steps N, --rounds N, --models llama,gpt2. */
+export function parseCompareArgs(args: readonly string[]): ComparePytorchOptions {
+  const count = (flag: string): number | undefined => {
+    const i = args.indexOf(flag);
+    if (i < 0) return undefined;
+    const n = Number(args[i + 1]);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive whole number, got ${args[i + 1] ?? 'nothing'}`);
+    return n;
+  };
+  const steps = count('--steps');
+  const rounds = count('--rounds');
+  const mi = args.indexOf('--models');
+  let models: CompareModel[] | undefined;
+  if (mi >= 0) {
+    models = (args[mi + 1] ?? '').split(',').map((m) => {
+      if (!(m in MODELS)) throw new Error(`--models: unknown model "${m}" (known: ${Object.keys(MODELS).join(', ')})`);
+      return m as CompareModel;
+    });
+  }
+  return { quick: args.includes('--quick'), ...(steps !== undefined ? { steps } : {}), ...(rounds !== undefined ? { rounds } : {}), ...(models ? { models } : {}) };
+}
+
 export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promise<CompareResult[]> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const quick = opts.quick ?? false;
@@ -358,14 +380,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   } else if (args[0] === '--child') {
     console.log(JSON.stringify(lorakitSteps(JSON.parse(args[1]!) as LorakitJob)));
   } else {
-    const si = args.indexOf('--steps');
-    const mi = args.indexOf('--models');
-    const ri = args.indexOf('--rounds');
-    await runComparePytorch({
-      quick: args.includes('--quick'),
-      ...(si >= 0 ? { steps: Number(args[si + 1]) } : {}),
-      ...(ri >= 0 ? { rounds: Number(args[ri + 1]) } : {}),
-      ...(mi >= 0 ? { models: args[mi + 1]!.split(',') as CompareModel[] } : {}),
-    });
+    await runComparePytorch(parseCompareArgs(args));
   }
 }

@@ -2,7 +2,7 @@
 // A section is a name and an async function that prints its own figures. Add new ones to
 // the list below. Opt-in sections (minutes long) run only when named: `--only compare`, or
 // `--compare-pytorch` (the same as `--only compare`).
-import { runComparePytorch } from './compare-pytorch.js';
+import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
 import { runServeBench } from './serve.js';
@@ -16,15 +16,14 @@ interface Section {
 }
 
 const quick = process.argv.includes('--quick');
-const stepsAt = process.argv.indexOf('--steps');
-const steps = stepsAt >= 0 ? Number(process.argv[stepsAt + 1]) : undefined;
 
 const sections: Section[] = [
   { name: 'gemm', run: runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
   { name: 'train', run: async () => void (await runTrainBench({ quick })) },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
-  { name: 'compare', run: async () => void (await runComparePytorch({ quick, ...(steps !== undefined ? { steps } : {}) })), optIn: true },
+  // --quick, --steps N, --rounds N, --models llama,gpt2
+  { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
 ];
 
 function parseOnly(argv: string[]): string | null {
