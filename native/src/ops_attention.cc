@@ -1,13 +1,16 @@
 // Fused attention, flash style. Forward: blocks of kR query rows walk the visible keys in
 // tiles of kTile with an online softmax (running max m, running sum l, rescaled
 // accumulator), so no more than one tile of scores exists per row. Backward recomputes each
-// tile of scores from q, k and the saved lse. A task packs the keys (and, in backward, the
-// values) it reads transposed once, so the q·k and dout·v dots of a tile run as a small
-// matrix product (scores4) with no horizontal sums; a lone query row (decoding) reads keys
-// in place. Tasks: forward (b, h, block of queries: as many rows as leaves each thread four
-// tasks); backward (b, kv head) when those pairs share out evenly over the threads, else a
-// dk/dv pass over (b, kv head, key tile) and a dq pass over (b, h, kQBlock queries). The code
-// is written once over a small vector-ops policy, instantiated for AVX2+FMA and portable.
+// tile of scores from q, k and the saved lse, for blocks of kBr query rows: their p and ds
+// for a key tile, then dv += pᵀ·dout and dk += dsᵀ·q as one product over the block's rows
+// (the GEMM micro-kernel when D is a multiple of 16). A task packs the keys (and, in
+// backward, the values) it reads in panels of 16 keys once, so the q·k and dout·v dots of a
+// tile run as a small matrix product (scores4) with no horizontal sums; the value rows (the
+// key rows for dq) are copied contiguous. A lone query row (decoding) reads keys in place.
+// Tasks: forward (b, h, block of queries: as many rows as leaves each thread four tasks);
+// backward (b, kv head) when those pairs share out evenly over the threads, else a dk/dv
+// pass over (b, kv head, key tile) and a dq pass over (b, h, kQBlock queries). The code is
+// written once over a small vector-ops policy, instantiated for AVX2+FMA and portable.
 #include <algorithm>
 #include <vector>
 
