@@ -637,6 +637,15 @@ void backward_block_portable(const Dims& d, float* dq, float* dk, float* dv, con
   backward_block<PortableOps>(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
 }
 
+// The tasks' scratch, kept between calls (it only grows), so a training step that calls
+// attention every layer allocates nothing here once the shapes are settled. Every task
+// writes what it reads of its share, so the old contents do not matter.
+float* task_scratch(size_t floats) {
+  static thread_local std::vector<float> buf;
+  if (buf.size() < floats) buf.resize(floats);
+  return buf.data();
+}
+
 // Reads mask (argument i, may be null) and dims (argument i + 1: Float64Array
 // [B, T, S, Hq, Hkv, D, causal, scale]).
 bool get_dims(Args& a, size_t i, Dims& d, const char* fn) {
@@ -677,11 +686,11 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
   const int64_t rows = ((d.T + chunks - 1) / chunks + kR - 1) / kR * kR;
   const int64_t nqb = (d.T + rows - 1) / rows;
   const int64_t per = kR * (kTile + 8) + kR * d.D + 2 * d.D * packed_ld(d.S);
-  std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
+  float* scratch = task_scratch(static_cast<size_t>(num_threads() * per));
   run_tasks(pairs * nqb, [&](int task, int thread) {
     const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
     const int64_t t0 = qb * rows, t1 = std::min(t0 + rows, d.T);
-    float* s = scratch.data() + thread * per;
+    float* s = scratch + thread * per;
     if (avx2()) forward_rows_avx2(d, out, lse, q, k, v, b, h, t0, t1, s);
     else forward_rows_portable(d, out, lse, q, k, v, b, h, t0, t1, s);
   });
@@ -700,9 +709,9 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
     return nullptr;
   const int64_t per = 2 * kBr * (kTile + 8) + kBr * d.D + d.D + 3 * d.D * packed_ld(d.S);
-  std::vector<float> scratch(static_cast<size_t>(num_threads() * per));
+  float* scratch = task_scratch(static_cast<size_t>(num_threads() * per));
   auto block = [&](int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, int thread) {
-    float* s = scratch.data() + thread * per;
+    float* s = scratch + thread * per;
     if (avx2()) backward_block_avx2(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
     else backward_block_portable(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
   };
