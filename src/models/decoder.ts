@@ -225,7 +225,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
    * Default: 8M floats (32 MiB) or LOGITS_MIN_ROWS rows of the vocabulary, whichever is more.
    */
   get logitsBlock(): number {
-    return this.logitsBlockSet ?? Math.max(LOGITS_BLOCK, LOGITS_MIN_ROWS * this.info.vocabSize);
+    return this.logitsBlockSet ?? defaultLogitsBlock(this.info.vocabSize);
   }
   set logitsBlock(floats: number) {
     this.logitsBlockSet = floats;
@@ -470,6 +470,11 @@ const LOGITS_BLOCK = 1 << 23;
  * 135 in 256 and 150 in 512. Set logitsBlock to hold less.
  */
 const LOGITS_MIN_ROWS = 512;
+
+/** The default logits block for a vocabulary of V words: 8M floats or 512 rows, whichever is more. */
+export function defaultLogitsBlock(V: number): number {
+  return Math.max(LOGITS_BLOCK, LOGITS_MIN_ROWS * V);
+}
 
 /**
  * Adds a caller's additive bias [B, T, S] (e.g. packed rows: attention kept within each

@@ -9,6 +9,7 @@ import { readJsonObject } from '../../io/json.js';
 import { findWeights, openWeights } from '../../io/model-folder.js';
 import { dtypeByteSize, SafetensorsFile } from '../../io/safetensors.js';
 import { countLoraParameters, modulesFromConfig, parseLoraConfig } from '../../lora/index.js';
+import { defaultLogitsBlock } from '../../models/decoder.js';
 import { UsageError, bytes, commas, parseNumber, parsePositiveInt, parseTargets, warnLine } from '../common.js';
 
 interface InspectFlags {
@@ -185,7 +186,7 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   const layersKept = o.gradCheckpoint ? 1 : L;
   const scratchPerToken = 3 * F + 8 * C;
   const activations = 4 * B * T * (perTokenLayer * layersKept + scratchPerToken + (o.gradCheckpoint ? L * C : 0));
-  const logits = 4 * Math.min(B * T * V, Math.max(512 * V, 1 << 23));
+  const logits = 4 * Math.min(B * T * V, defaultLogitsBlock(V));
   const weightMem = base * weightBytesPerParam;
   const optimizer = 16 * c.trainable;
   const total = weightMem + optimizer + activations + logits;
