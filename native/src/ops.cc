@@ -549,6 +549,39 @@ napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// losses[N] as crossEntropyForward and dlogits[N,V] as crossEntropyBackward, in one call: a
+// row's max and its exps are computed once (the separate pair computes them twice and
+// reads each row from memory twice). dlogits may alias logits.
+napi_value CrossEntropyLossGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  float *losses, *dl, *logits; int32_t* targets; size_t n0, n1, n2, n3;
+  if (!get_f32(a, 0, losses, n0, "crossEntropyLossGrad", "losses") || !get_f32(a, 1, dl, n1, "crossEntropyLossGrad", "dlogits") ||
+      !get_f32(a, 2, logits, n2, "crossEntropyLossGrad", "logits") || !get_i32(a, 3, targets, n3, "crossEntropyLossGrad", "targets"))
+    return nullptr;
+  const int64_t N = get_int(a, 4), V = get_int(a, 5);
+  const double gs = get_num(a, 6, 1.0);
+  const int64_t ignore = get_int(a, 7, -100);
+  run_chunks(N, row_grain(V), [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int32_t t = targets[r];
+      float* d = dl + r * V;
+      if (t == ignore) {
+        losses[r] = 0.f;
+        std::memset(d, 0, static_cast<size_t>(V) * 4);
+        continue;
+      }
+      const float* x = logits + r * V;
+      const float m = row_max(x, V), xt = x[t];  // x[t] before d (maybe x) is overwritten
+      const double s = sum_exp(d, x, m, V);      // d holds exp(x − max) now
+      losses[r] = static_cast<float>(static_cast<double>(m) + std::log(s) - xt);
+      const float k = static_cast<float>(gs / s);
+      dispatch([&]() LK_INLINE { for (int64_t c = 0; c < V; ++c) d[c] *= k; });
+      d[t] -= static_cast<float>(gs);
+    }
+  });
+  return undefined(env);
+}
+
 // ============================== activations ==============================
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
@@ -873,6 +906,7 @@ void RegisterOps(napi_env env, napi_value exports) {
   export_fn(env, exports, "rope", Rope);
   export_fn(env, exports, "crossEntropyForward", CrossEntropyForward);
   export_fn(env, exports, "crossEntropyBackward", CrossEntropyBackward);
+  export_fn(env, exports, "crossEntropyLossGrad", CrossEntropyLossGrad);
   export_fn(env, exports, "adamw", AdamW);
   RegisterAttention(env, exports);
 }

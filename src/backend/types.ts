@@ -176,6 +176,9 @@ export interface Backend {
   crossEntropyForward(losses: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number, ignoreIndex: number): void;
   /** writes dlogits[N,V] = (softmax(logits[n]) − onehot) · gradScale (0 rows where ignored); dlogits may alias logits */
   crossEntropyBackward(dlogits: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number, gradScale: number, ignoreIndex: number): void;
+  /** both of the above in one call, as a training step needs them: losses as crossEntropyForward,
+   *  then dlogits as crossEntropyBackward (may alias logits); each row's max and exps are computed once */
+  crossEntropyLossGrad(losses: Float32Array, dlogits: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number, gradScale: number, ignoreIndex: number): void;
 
   // ---- optimizer ----
   /**

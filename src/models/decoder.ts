@@ -337,10 +337,10 @@ export abstract class DecoderLM extends Module implements CausalLM {
       this.scratch.arena.release();
       const logits = head.forward(hn.subarray(r0 * C, (r0 + rows) * C), rows, true);
       const l = losses.subarray(0, rows);
-      be.crossEntropyForward(l, logits, t, rows, V, IGNORE_INDEX);
+      if (backward) be.crossEntropyLossGrad(l, logits, logits, t, rows, V, gradScale, IGNORE_INDEX);
+      else be.crossEntropyForward(l, logits, t, rows, V, IGNORE_INDEX);
       for (let i = 0; i < rows; i++) lossSum += l[i]!;
       if (!backward) continue;
-      be.crossEntropyBackward(logits, logits, t, rows, V, gradScale, IGNORE_INDEX);
       const d = head.backward(logits);
       if (dhn && d) dhn.set(d, r0 * C);
     }

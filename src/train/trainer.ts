@@ -53,13 +53,11 @@ export function causalLmObjective(model: CausalLM): Objective {
     const V = logits.length / (B * T);
     const be = getBackend();
     const losses = new Float32Array(B * T);
-    be.crossEntropyForward(losses, logits, batch.labels, B * T, V, -100);
+    if (gradScale !== null) be.crossEntropyLossGrad(losses, logits, logits, batch.labels, B * T, V, gradScale, -100);
+    else be.crossEntropyForward(losses, logits, batch.labels, B * T, V, -100);
     let lossSum = 0;
     for (let i = 0; i < losses.length; i++) lossSum += losses[i]!;
-    if (gradScale !== null) {
-      be.crossEntropyBackward(logits, logits, batch.labels, B * T, V, gradScale, -100);
-      model.backward(logits);
-    }
+    if (gradScale !== null) model.backward(logits);
     return { lossSum, count: batch.targets };
   };
   return { forwardBackward: (b, s) => run(b, s), evaluate: (b) => run(b, null) };

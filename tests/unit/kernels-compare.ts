@@ -351,6 +351,21 @@ export function registerComparisons(nat: Backend, label: string): void {
         nat.crossEntropyBackward(a1, a1, targets, N, V, 0.25, -100);
         ref.crossEntropyBackward(a2, a2, targets, N, V, 0.25, -100);
         assertClose(a1, a2, `cross-entropy dlogits aliased ${N}x${V}`, 1e-5, 1e-7);
+        // the fused call: the same losses and dlogits as the pair above, bit for bit on the
+        // native side, written in place over the logits as a training step does
+        const [fl1, fl2] = two(new Float32Array(N).fill(NaN));
+        const [f1, f2] = two(logits);
+        nat.crossEntropyLossGrad(fl1, f1, f1, targets, N, V, 0.25, -100);
+        ref.crossEntropyLossGrad(fl2, f2, f2, targets, N, V, 0.25, -100);
+        assert.deepEqual(fl1, l1, `fused cross-entropy losses ${N}x${V} equal the forward's`);
+        assert.deepEqual(f1, a1, `fused cross-entropy dlogits ${N}x${V} equal the backward's`);
+        assertClose(fl2, l2, `fused cross-entropy losses (ref) ${N}x${V}`, 0, 0);
+        assertClose(f2, a2, `fused cross-entropy dlogits (ref) ${N}x${V}`, 0, 0);
+        const g1 = randn(r, N * V); // a separate dlogits buffer leaves the logits alone
+        const kept = logits.slice();
+        nat.crossEntropyLossGrad(fl1, g1, kept, targets, N, V, 0.25, -100);
+        assert.deepEqual(kept, logits, 'fused cross-entropy: logits untouched when dlogits is another buffer');
+        assert.deepEqual(g1, d1, `fused cross-entropy dlogits ${N}x${V} (separate buffer) equal the backward's`);
       }
     });
 

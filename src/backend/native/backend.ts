@@ -81,6 +81,7 @@ function opsAdapters(addon: NativeAddon): Partial<Backend> {
     attentionBackward: (dq, dk, dv, dout, q, k, v, out, lse, g) => void addon.attentionBackward!(dq, dk, dv, dout, q, k, v, out, lse, g.mask ?? null, dims(g)),
     crossEntropyForward: (losses, logits, targets, N, V, ignore) => void addon.crossEntropyForward!(losses, logits, targets, N, V, ignore),
     crossEntropyBackward: (dl, logits, targets, N, V, gs, ignore) => void addon.crossEntropyBackward!(dl, logits, targets, N, V, gs, ignore),
+    crossEntropyLossGrad: (losses, dl, logits, targets, N, V, gs, ignore) => void addon.crossEntropyLossGrad!(losses, dl, logits, targets, N, V, gs, ignore),
     adamw: (p, g, m, v, o) => void addon.adamw!(p, g, m, v, o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, o.step),
   };
   // keep only the kernels this build of the addon exports; the rest fall back (backend.missing)

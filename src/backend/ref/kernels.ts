@@ -269,6 +269,11 @@ export const crossEntropyBackward: Backend['crossEntropyBackward'] = (dlogits, l
   }
 };
 
+export const crossEntropyLossGrad: Backend['crossEntropyLossGrad'] = (losses, dlogits, logits, targets, N, V, gradScale, ignoreIndex) => {
+  crossEntropyForward(losses, logits, targets, N, V, ignoreIndex); // before dlogits may overwrite logits
+  crossEntropyBackward(dlogits, logits, targets, N, V, gradScale, ignoreIndex);
+};
+
 // ---- optimizer ----
 
 export const adamw: Backend['adamw'] = (param, grad, m, v, args) => {
