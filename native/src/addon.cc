@@ -49,10 +49,22 @@ void TuneMalloc() {
 #endif
 }
 
+// byteAlignment(a): the address of a typed array's first element, mod 64 (where it sits in a
+// cache line), so that JavaScript can place large arrays on a line boundary.
+napi_value ByteAlignment(napi_env env, napi_callback_info info) {
+  lk::Args a(env, info);
+  lk::View v;
+  if (!lk::get_view(a, 0, v, "byteAlignment", "a")) return nullptr;
+  napi_value r;
+  napi_create_uint32(env, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(v.data) % 64), &r);
+  return r;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   TuneMalloc();
   lk::export_fn(env, exports, "threads", Threads);
   lk::export_fn(env, exports, "cpuInfo", CpuInfo);
+  lk::export_fn(env, exports, "byteAlignment", ByteAlignment);
   lk::RegisterGemm(env, exports);
   lk::RegisterOps(env, exports);
   lk::RegisterConv(env, exports);

@@ -640,11 +640,17 @@ void backward_block_portable(const Dims& d, float* dq, float* dk, float* dv, con
 // The tasks' scratch, kept between calls (it only grows), so a training step that calls
 // attention every layer allocates nothing here once the shapes are settled. Every task
 // writes what it reads of its share, so the old contents do not matter.
+// It starts on a 64-byte cache line (the packed key panels are rows of 16 floats: one line
+// each when aligned, two when not); callers keep each thread's share a multiple of 16 floats.
 float* task_scratch(size_t floats) {
   static thread_local std::vector<float> buf;
-  if (buf.size() < floats) buf.resize(floats);
-  return buf.data();
+  if (buf.size() < floats + 16) buf.resize(floats + 16);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
 }
+
+// A thread's share of the scratch, in floats: need rounded up to whole cache lines.
+inline int64_t share(int64_t need) { return (need + 15) / 16 * 16; }
 
 // Reads mask (argument i, may be null) and dims (argument i + 1: Float64Array
 // [B, T, S, Hq, Hkv, D, causal, scale]).
@@ -685,7 +691,7 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
   const int64_t chunks = std::min((d.T + kQBlock - 1) / kQBlock, (want + pairs - 1) / pairs);
   const int64_t rows = ((d.T + chunks - 1) / chunks + kR - 1) / kR * kR;
   const int64_t nqb = (d.T + rows - 1) / rows;
-  const int64_t per = kR * (kTile + 8) + kR * d.D + 2 * d.D * packed_ld(d.S);
+  const int64_t per = share(kR * (kTile + 8) + kR * d.D + 2 * d.D * packed_ld(d.S));
   float* scratch = task_scratch(static_cast<size_t>(num_threads() * per));
   run_tasks(pairs * nqb, [&](int task, int thread) {
     const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
@@ -708,7 +714,7 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       !get_f32(a, 6, v, n[6], "attentionBackward", "v") || !get_f32(a, 7, out, n[7], "attentionBackward", "out") ||
       !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
     return nullptr;
-  const int64_t per = 2 * kBr * (kTile + 8) + kBr * d.D + d.D + 3 * d.D * packed_ld(d.S);
+  const int64_t per = share(2 * kBr * (kTile + 8) + kBr * d.D + d.D + 3 * d.D * packed_ld(d.S));
   float* scratch = task_scratch(static_cast<size_t>(num_threads() * per));
   auto block = [&](int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, int thread) {
     float* s = scratch + thread * per;

@@ -44,6 +44,27 @@ export function getBackend(): Backend {
   return current;
 }
 
+// Arrays this large (floats) are placed on a cache line; smaller ones are not worth the slack.
+const ALIGN_MIN = 4096;
+
+/**
+ * A zero-filled Float32Array of n floats whose first element starts a 64-byte cache line,
+ * when the native addon can say where memory lies (else a plain one). Large arrays come
+ * from glibc's mmap'd blocks, which start 16 bytes into a line: every row of an activation
+ * then straddles one more line than it needs, and one 8-float load or store in two
+ * crosses a line (the GEMM's C tiles, its packing reads, the element-wise kernels). The
+ * array is a view 0–60 bytes into a slightly larger buffer.
+ */
+export function alignedFloat32Array(n: number): Float32Array {
+  const addon = n >= ALIGN_MIN ? loadAddon().addon : null;
+  if (!addon || typeof addon['byteAlignment'] !== 'function') return new Float32Array(n);
+  const buf = new Float32Array(n + 15);
+  const skew = addon['byteAlignment'](buf) as number;
+  if (skew % 4 !== 0) return buf.subarray(0, n);
+  const off = ((64 - skew) % 64) / 4;
+  return buf.subarray(off, off + n);
+}
+
 /** Chooses the backend: 'native', 'ref', or a Backend object. */
 export function setBackend(b: 'native' | 'ref' | Backend): Backend {
   if (b === 'ref') current = refBackend;

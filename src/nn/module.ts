@@ -6,6 +6,7 @@
 // and a backward that ADDS into the gradient buffers of its trainable parameters. Frozen
 // parameters have no gradient buffer and get no gradient work. One zeroGrad() per step
 // clears the gradients.
+import { alignedFloat32Array } from '../backend/index.js';
 import { Tensor, formatShape } from '../tensor/tensor.js';
 
 export class Parameter {
@@ -63,7 +64,7 @@ export class Buffers {
   get(name: string, n: number): Float32Array {
     let b = this.bufs.get(name);
     if (!b || b.length < n) {
-      b = new Float32Array(n);
+      b = alignedFloat32Array(n);
       this.bufs.set(name, b);
     }
     return b.length === n ? b : b.subarray(0, n);

@@ -4,10 +4,13 @@
 // and gradient checkpointing. Runs on the ref backend and on the native one when present.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { getBackend, nativeBackend, setBackend, type Backend } from '../../src/backend/index.js';
+import { alignedFloat32Array, getBackend, nativeBackend, setBackend, type Backend } from '../../src/backend/index.js';
+import { loadAddon } from '../../src/backend/native/index.js';
 import { ShapeError, Tensor } from '../../src/tensor/tensor.js';
 import {
   ArenaBuffers,
+  Buffers,
+  ScratchArena,
   AttentionCore,
   Dropout,
   Embedding,
@@ -886,3 +889,27 @@ for (const bname of backends) {
     });
   });
 }
+
+describe('activation arrays on a cache line', () => {
+  const addon = loadAddon().addon;
+  it('alignedFloat32Array: n zeros, and a 64-byte aligned start for large arrays when the addon is loaded', { skip: addon ? false : 'no native addon' }, () => {
+    const where = (a: Float32Array) => addon!['byteAlignment']!(a) as number;
+    for (const n of [4096, 4097, 100_000, 1 << 20]) {
+      const a = alignedFloat32Array(n);
+      assert.equal(a.length, n);
+      assert.equal(where(a), 0, `${n} floats start on a line`);
+      assert.ok(a.every((x) => x === 0), 'zero-filled');
+    }
+    const small = alignedFloat32Array(10);
+    assert.equal(small.length, 10);
+    assert.equal(small.byteOffset, 0, 'small arrays are plain');
+  });
+  it('Buffers and the scratch arena hand out aligned arrays', { skip: addon ? false : 'no native addon' }, () => {
+    const where = (a: Float32Array) => addon!['byteAlignment']!(a) as number;
+    const b = new Buffers();
+    assert.equal(where(b.get('x', 5000)), 0);
+    assert.equal(where(b.get('x', 3000)), 0, 'a shorter view of the same array');
+    const s = new ScratchArena();
+    assert.equal(where(s.take(70_000)), 0);
+  });
+});
