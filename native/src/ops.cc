@@ -524,6 +524,17 @@ napi_value CrossEntropyForward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// One row of the gradient: d = (softmax(x) − onehot(t))·gs (d may alias x). Returns the row's
+// loss, logsumexp(x) − x[t], as crossEntropyForward computes it.
+float ce_grad_row(float* d, const float* x, int32_t t, int64_t V, double gs) {
+  const float m = row_max(x, V), xt = x[t];  // x[t] before d (maybe x) is overwritten
+  const double s = sum_exp(d, x, m, V);      // d holds exp(x − max) now
+  const float k = static_cast<float>(gs / s);
+  dispatch([&]() LK_INLINE { for (int64_t c = 0; c < V; ++c) d[c] *= k; });
+  d[t] -= static_cast<float>(gs);
+  return static_cast<float>(static_cast<double>(m) + std::log(s) - xt);
+}
+
 // dlogits[N,V] = (softmax − onehot)·gradScale, zero rows where ignored (dlogits may alias logits)
 napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -539,11 +550,7 @@ napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
       const int32_t t = targets[r];
       float* d = dl + r * V;
       if (t == ignore) { std::memset(d, 0, static_cast<size_t>(V) * 4); continue; }
-      const float* x = logits + r * V;
-      const float m = row_max(x, V);
-      const float k = static_cast<float>(gs / sum_exp(d, x, m, V));  // d holds exp(x − max) now
-      dispatch([&]() LK_INLINE { for (int64_t c = 0; c < V; ++c) d[c] *= k; });
-      d[t] -= static_cast<float>(gs);
+      ce_grad_row(d, logits + r * V, t, V, gs);
     }
   });
   return undefined(env);
@@ -570,13 +577,7 @@ napi_value CrossEntropyLossGrad(napi_env env, napi_callback_info info) {
         std::memset(d, 0, static_cast<size_t>(V) * 4);
         continue;
       }
-      const float* x = logits + r * V;
-      const float m = row_max(x, V), xt = x[t];  // x[t] before d (maybe x) is overwritten
-      const double s = sum_exp(d, x, m, V);      // d holds exp(x − max) now
-      losses[r] = static_cast<float>(static_cast<double>(m) + std::log(s) - xt);
-      const float k = static_cast<float>(gs / s);
-      dispatch([&]() LK_INLINE { for (int64_t c = 0; c < V; ++c) d[c] *= k; });
-      d[t] -= static_cast<float>(gs);
+      losses[r] = ce_grad_row(d, logits + r * V, t, V, gs);
     }
   });
   return undefined(env);
