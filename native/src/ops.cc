@@ -535,6 +535,22 @@ float ce_grad_row(float* d, const float* x, int32_t t, int64_t V, double gs) {
   return static_cast<float>(static_cast<double>(m) + std::log(s) - xt);
 }
 
+// Every row, on the pool: dlogits as crossEntropyBackward, and the losses too when losses is
+// not null (0 for an ignored row, whose gradient row is zeroed).
+void ce_grad_rows(float* losses, float* dl, const float* logits, const int32_t* targets, int64_t N, int64_t V, double gs,
+                  int64_t ignore) {
+  run_chunks(N, row_grain(V), [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int32_t t = targets[r];
+      float* d = dl + r * V;
+      float loss = 0.f;
+      if (t == ignore) std::memset(d, 0, static_cast<size_t>(V) * 4);
+      else loss = ce_grad_row(d, logits + r * V, t, V, gs);
+      if (losses) losses[r] = loss;
+    }
+  });
+}
+
 // dlogits[N,V] = (softmax − onehot)·gradScale, zero rows where ignored (dlogits may alias logits)
 napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -545,14 +561,7 @@ napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
   const int64_t N = get_int(a, 3), V = get_int(a, 4);
   const double gs = get_num(a, 5, 1.0);
   const int64_t ignore = get_int(a, 6, -100);
-  run_chunks(N, row_grain(V), [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int32_t t = targets[r];
-      float* d = dl + r * V;
-      if (t == ignore) { std::memset(d, 0, static_cast<size_t>(V) * 4); continue; }
-      ce_grad_row(d, logits + r * V, t, V, gs);
-    }
-  });
+  ce_grad_rows(nullptr, dl, logits, targets, N, V, gs, ignore);
   return undefined(env);
 }
 
@@ -568,18 +577,7 @@ napi_value CrossEntropyLossGrad(napi_env env, napi_callback_info info) {
   const int64_t N = get_int(a, 4), V = get_int(a, 5);
   const double gs = get_num(a, 6, 1.0);
   const int64_t ignore = get_int(a, 7, -100);
-  run_chunks(N, row_grain(V), [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int32_t t = targets[r];
-      float* d = dl + r * V;
-      if (t == ignore) {
-        losses[r] = 0.f;
-        std::memset(d, 0, static_cast<size_t>(V) * 4);
-        continue;
-      }
-      losses[r] = ce_grad_row(d, logits + r * V, t, V, gs);
-    }
-  });
+  ce_grad_rows(losses, dl, logits, targets, N, V, gs, ignore);
   return undefined(env);
 }
 
