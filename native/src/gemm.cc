@@ -90,8 +90,11 @@ const Impl& generic_impl() {
 namespace {
 
 // Cache blocking (tuned on Zen 3: 32 KiB L1d, 512 KiB L2 per core, shared L3).
-//   Ap = MC×KC floats (L2), one Bp panel KC×NR (L1), Bp = KC×NC (L3).
-int64_t g_mc = 144, g_kc = 256, g_nc = 3072;
+//   Ap = MC×KC floats (L2, 288 KiB), one Bp panel KC×NR (L1, 32 KiB), Bp = KC×NC (L3).
+// K runs in equal blocks of at most g_kc. Each block is one more pass over C, which in a
+// training step comes from memory: KC 512 instead of 256 made a llama step 4.6% faster
+// (10 of 10 alternating pairs), though products repeated on a cache-hot C gain nothing.
+int64_t g_mc = 144, g_kc = 512, g_nc = 3072;
 // Products below this many flops run on one thread.
 int64_t g_min_parallel_flops = 1 << 19;
 
@@ -185,7 +188,8 @@ void run_tasks(int64_t n, int nt, F&& fn) {
 void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K,
             float alpha, bool acc, int nt) {
   const int64_t MR = im.MR, NR = im.NR;
-  const int64_t kcb = g_kc, ncb = round_up(g_nc, NR);
+  // K in equal blocks of at most g_kc: a short last block would be a pass over C for little work
+  const int64_t kcb = ceil_div(K, ceil_div(K, g_kc)), ncb = round_up(g_nc, NR);
   int64_t n_ic = ceil_div(M, round_up(g_mc, MR));
   if (nt > 1) n_ic = round_up(n_ic, nt);
   const int64_t mc_blk = round_up(ceil_div(M, n_ic), MR);

@@ -143,11 +143,12 @@ const SMALL: [number, number, number][] = [
   [8, 200, 130], // few rows, B used in place
 ];
 
-// larger than the cache blocks (MC 144, KC 256, NC 3072): several blocks per loop
+// larger than the cache blocks (MC 144, KC at most 512 in equal blocks, NC 3072): several blocks per loop
 const LARGE: [number, number, number][] = [
   [300, 700, 129],
-  [300, 129, 700],
+  [300, 129, 700], // K in two blocks of 350
   [40, 3100, 40],
+  [60, 50, 1100], // K in three blocks, the last one shorter (367, 367, 366)
 ];
 
 function registerAll(): void {
