@@ -671,7 +671,7 @@ napi_value GeluBackward(napi_env env, napi_callback_info info) { return GeluImpl
 
 // The silu family on n elements. kind: 0 silu forward (out = x·σ(x)), 1 silu backward
 // (out += dy·σ(1 + x(1 − σ))), 2 swiglu forward (out = x·σ(x)·u), 3 swiglu backward
-// (out += dy·u·silu'(x), out2 += dy·silu(x)).
+// (out += dy·u·silu'(x), out2 += dy·silu(x)), 4 the same written instead of added.
 LK_AVX2 void silu_avx2(int kind, float* out, float* out2, const float* x, const float* u, const float* dy, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   int64_t i = 0;
@@ -698,6 +698,11 @@ LK_AVX2 void silu_avx2(int kind, float* out, float* out2, const float* x, const 
     const __m256 grad = _mm256_mul_ps(s, _mm256_fmadd_ps(v, _mm256_mul_ps(e, s), one));
     if (kind == 1) { st(out, bo, _mm256_fmadd_ps(grad, d, ld(out, bo))); return; }
     const __m256 uv = ld(u, bu);
+    if (kind == 4) {
+      st(out, bo, _mm256_mul_ps(_mm256_mul_ps(d, uv), grad));
+      st(out2, bo2, _mm256_mul_ps(d, silu));
+      return;
+    }
     st(out, bo, _mm256_fmadd_ps(_mm256_mul_ps(d, uv), grad, ld(out, bo)));
     st(out2, bo2, _mm256_fmadd_ps(d, silu, ld(out2, bo2)));
   };
@@ -714,6 +719,10 @@ void silu_portable(int kind, float* out, float* out2, const float* x, const floa
       case 0: out[i] = v * s; break;
       case 1: out[i] += dy[i] * s * (1.0f + v * (e * s)); break;
       case 2: out[i] = v * s * u[i]; break;
+      case 4:
+        out[i] = dy[i] * u[i] * s * (1.0f + v * (e * s));
+        out2[i] = dy[i] * v * s;
+        break;
       default:
         out[i] += dy[i] * u[i] * s * (1.0f + v * (e * s));
         out2[i] += dy[i] * v * s;
@@ -758,14 +767,15 @@ napi_value SwigluForward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// dgate[n] += dout·up·silu'(gate), dup[n] += dout·silu(gate)
+// dgate[n] += dout·up·silu'(gate), dup[n] += dout·silu(gate); written instead when argument
+// 5 (accumulate) is false
 napi_value SwigluBackward(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float *dg, *du, *dy, *g, *u; size_t n0, n1, n, n3, n4;
   if (!get_f32(a, 0, dg, n0, "swigluBackward", "dgate") || !get_f32(a, 1, du, n1, "swigluBackward", "dup") ||
       !get_f32(a, 2, dy, n, "swigluBackward", "dout") || !get_f32(a, 3, g, n3, "swigluBackward", "gate") || !get_f32(a, 4, u, n4, "swigluBackward", "up"))
     return nullptr;
-  silu_run(3, dg, du, g, u, dy, static_cast<int64_t>(n));
+  silu_run(get_bool(a, 5, true) ? 3 : 4, dg, du, g, u, dy, static_cast<int64_t>(n));
   return undefined(env);
 }
 
@@ -809,14 +819,16 @@ napi_value EmbeddingBackward(napi_env env, napi_callback_info info) {
 
 // ============================== rope ==============================
 
-// x[B,T,H,D] in place; cos, sin [P, D/2]; positions[B·T]. Pairs (i, i + D/2) or (2i, 2i+1)
-// become (a·c − b·s, a·s + b·c), s negated when inverse.
+// x[B,T,H,D] in place, or from src (argument 10, may be null: same shape); cos, sin
+// [P, D/2]; positions[B·T]. Pairs (i, i + D/2) or (2i, 2i+1) become (a·c − b·s, a·s + b·c),
+// s negated when inverse.
 napi_value Rope(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  float *x, *cs, *sn; int32_t* pos; size_t n0, n1, n2, n3;
+  float *x, *cs, *sn, *src; int32_t* pos; size_t n0, n1, n2, n3, n4;
   if (!get_f32(a, 0, x, n0, "rope", "x") || !get_f32(a, 1, cs, n1, "rope", "cos") || !get_f32(a, 2, sn, n2, "rope", "sin") ||
-      !get_i32(a, 3, pos, n3, "rope", "positions"))
+      !get_i32(a, 3, pos, n3, "rope", "positions") || !get_f32(a, 10, src, n4, "rope", "src", true))
     return nullptr;
+  if (!src) src = x;
   const int64_t B = get_int(a, 4), T = get_int(a, 5), H = get_int(a, 6), D = get_int(a, 7);
   const bool interleaved = get_bool(a, 8), inverse = get_bool(a, 9);
   const int64_t half = D / 2;
@@ -828,16 +840,18 @@ napi_value Rope(napi_env env, napi_callback_info info) {
         const float* s = sn + static_cast<int64_t>(pos[bt]) * half;
         for (int64_t h = 0; h < H; ++h) {
           float* v = x + (bt * H + h) * D;
+          const float* u = src + (bt * H + h) * D;
           if (interleaved) {
             for (int64_t i = 0; i < half; ++i) {
-              const float p = v[2 * i], q = v[2 * i + 1], si = sgn * s[i];
+              const float p = u[2 * i], q = u[2 * i + 1], si = sgn * s[i];
               v[2 * i] = p * c[i] - q * si;
               v[2 * i + 1] = p * si + q * c[i];
             }
           } else {
             float* w = v + half;
+            const float* z = u + half;
             for (int64_t i = 0; i < half; ++i) {
-              const float p = v[i], q = w[i], si = sgn * s[i];
+              const float p = u[i], q = z[i], si = sgn * s[i];
               v[i] = p * c[i] - q * si;
               w[i] = p * si + q * c[i];
             }

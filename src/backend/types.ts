@@ -137,8 +137,8 @@ export interface Backend {
   siluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array): void;
   /** out = silu(gate) · up */
   swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array): void;
-  /** dgate += dout · up · silu'(gate), dup += dout · silu(gate) */
-  swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array, up: Float32Array): void;
+  /** dgate += dout · up · silu'(gate), dup += dout · silu(gate); written (=) instead when accumulate is false (default true) */
+  swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array, up: Float32Array, accumulate?: boolean): void;
 
   // ---- embedding ----
   /** out[N,C] = table[ids[n], :] for table [V,C]; writes */
@@ -153,8 +153,10 @@ export interface Backend {
    * inverse = true rotates by −angle: that is the backward of the forward rotation.
    * A pair (a, b) at position p becomes (a·c − b·s, a·s + b·c) with c = cos[p, i], s = sin[p, i]
    * (s negated when inverse), as HF's q·cos + rotate_half(q)·sin.
+   * x is rotated in place, or, when `src` (same shape, not overlapping x) is given, x is
+   * written with src rotated.
    */
-  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, positions: Int32Array, B: number, T: number, H: number, D: number, interleaved: boolean, inverse: boolean): void;
+  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, positions: Int32Array, B: number, T: number, H: number, D: number, interleaved: boolean, inverse: boolean, src?: Float32Array): void;
 
   // ---- attention, fused per (batch, head) ----
   /**

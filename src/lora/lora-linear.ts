@@ -24,7 +24,7 @@ import type { RowLayer } from '../nn/linear.js';
 import { Linear } from '../nn/linear.js';
 import { Buffers, Module, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/rng.js';
-import { hasTrainable } from '../nn/rowlayer.js';
+import { addInputGrad, hasTrainable } from '../nn/rowlayer.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/half.js';
 import { ShapeError, Tensor, formatShape } from '../tensor/tensor.js';
 import type { InitLoraWeights } from './config.js';
@@ -117,6 +117,8 @@ interface Step {
   xd: Float32Array;
   /** DoRA with dropout active: the base term was recomputed as W·xd */
   viaDropout: boolean;
+  /** dropout changed the input (xd is not x), so dx takes the adapter's part through the mask */
+  masked: boolean;
 }
 
 function finiteCount(a: Float32Array): number {
@@ -274,7 +276,6 @@ export class LoraLinear extends Module implements RowLayer {
   /** y[N, O] = base(x) + the active adapters (or per-row adapters from the context); see RowLayer.forward for `transient` */
   forward(x: Float32Array, N: number, transient = false): Float32Array {
     const I = this.inFeatures;
-    const O = this.outFeatures;
     if (x.length !== N * I) throw new ShapeError(`LoraLinear.forward${this.where()}: x has ${x.length} elements, expected [${N}, ${I}] = ${N * I}`);
     const ctx = this.context;
     if (ctx.disabled && this.mergedNames.length) {
@@ -285,14 +286,12 @@ export class LoraLinear extends Module implements RowLayer {
     this.steps = [];
     const present = this.activeNames.filter((n) => this.adapters.has(n));
     const adapting = !(ctx.disabled || this.mergedNames.length > 0 || (ctx.adapterNames === null && present.length === 0));
-    // when adapters add to it, the base output is copied at once
-    const y0 = this.base.forward(x, N, transient || adapting);
+    // the adapters add into the base output itself (the base never reads it again)
+    const out = this.base.forward(x, N, transient);
     if (!adapting) {
       this.mode = 'base';
-      return y0;
+      return out;
     }
-    const out = transient ? this.buffers.scratch('out', N * O) : this.buffers.get('out', N * O);
-    out.set(y0);
     if (ctx.adapterNames !== null) {
       this.mixedForward(x, N, out, ctx.adapterNames);
       this.mode = 'mixed';
@@ -317,7 +316,7 @@ export class LoraLinear extends Module implements RowLayer {
       // out[N, O] += s · h · Bᵀ
       be.gemm(out, h, a.B.data, { M: N, N: O, K: r, transB: true, accumulate: true, alpha: s });
       if (a.bias) addRows(out, a.bias.data, N, O, s);
-      return { a, xd, viaDropout: false };
+      return { a, xd, viaDropout: false, masked: xd !== x };
     }
     // DoRA: g[o] = m[o] / ‖W + s·B·A‖[o] (the norm is a constant for backward)
     const norm = this.doraWeightNorm(a);
@@ -357,7 +356,7 @@ export class LoraLinear extends Module implements RowLayer {
         }
       }
     }
-    return { a, xd, viaDropout };
+    return { a, xd, viaDropout, masked: xd !== x };
   }
 
   /** Per-row adapters (inference): rows of batch entry b use adapterNames[b]. */
@@ -395,8 +394,8 @@ export class LoraLinear extends Module implements RowLayer {
     }
   }
 
-  /** From dy[N, O] of the last forward: adds into adapter (and trainable base) gradients, returns dx or null. */
-  backward(dy: Float32Array): Float32Array | null {
+  /** From dy[N, O] of the last forward: adds into adapter (and trainable base) gradients, returns dx (or into += dx, see RowLayer) or null. */
+  backward(dy: Float32Array, into?: Float32Array): Float32Array | null {
     const N = this.N;
     const I = this.inFeatures;
     const O = this.outFeatures;
@@ -408,7 +407,7 @@ export class LoraLinear extends Module implements RowLayer {
         throw new Error(`LoraLinear.backward${this.where()}: adapters are merged, so their gradients cannot be computed; unmerge() before training`);
       }
       this.base.computeInputGrad = this.computeInputGrad;
-      return this.base.backward(dy);
+      return addInputGrad(this.base, dy, into);
     }
     const be = getBackend();
     const wantDx = this.computeInputGrad;
@@ -418,15 +417,20 @@ export class LoraLinear extends Module implements RowLayer {
       G = this.buffers.get('G', N * O);
       G.set(dy);
     }
-    const dxa = wantDx ? this.buffers.scratchZeros('dx_adapters', N * I) : null;
+    // The adapters' parts of dx: dh·A goes straight into the base's dx (one accumulating
+    // product after base.backward) unless dropout masked the adapter's input; then it is
+    // summed in dxd, masked, and added through dxa.
+    let dxa: Float32Array | null = null;
+    const direct: LoraAdapter[] = [];
     const baseBias = this.base.bias;
     for (let k = this.steps.length - 1; k >= 0; k--) {
-      const { a, xd, viaDropout } = this.steps[k]!;
+      const { a, xd, viaDropout, masked } = this.steps[k]!;
       const { r, scaling: s } = a;
       const h = a.buffers.get('h', N * r);
       let GL = G;
       let dxd: Float32Array | null = null;
-      if (wantDx) dxd = this.buffers.scratchZeros('dxd', N * I);
+      if (wantDx && masked) dxd = this.buffers.scratchZeros('dxd', N * I);
+      else if (wantDx) direct.push(a);
       if (a.magnitude) {
         const g = a.buffers.get('g', O);
         const norm = a.buffers.get('norm', O);
@@ -465,7 +469,7 @@ export class LoraLinear extends Module implements RowLayer {
         const db = a.bias.grad;
         for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) db[o] = db[o]! + s * GL[n * O + o]!;
       }
-      if (a.A.grad || dxd) {
+      if (a.A.grad || wantDx) {
         // dh[N, R] = s · GL · B
         const dh = a.buffers.get('dh', N * r);
         be.gemm(dh, GL, a.B.data, { M: N, N: r, K: O, alpha: s });
@@ -474,14 +478,18 @@ export class LoraLinear extends Module implements RowLayer {
         // dxd[N, I] += dh · A
         if (dxd) be.gemm(dxd, dh, a.A.data, { M: N, N: I, K: r, accumulate: true });
       }
-      if (dxd && dxa) {
-        be.add(dxa, dxa, a.dropout.backward(dxd));
+      if (dxd) {
+        const dxm = a.dropout.backward(dxd);
+        if (dxa) be.add(dxa, dxa, dxm);
+        else (dxa = this.buffers.scratch('dx_adapters', N * I)).set(dxm);
       }
     }
     this.base.computeInputGrad = wantDx;
-    const dx = this.base.backward(G);
-    if (!wantDx || !dx || !dxa) return null;
-    be.add(dx, dx, dxa);
+    const dx = addInputGrad(this.base, G, into);
+    if (!wantDx || !dx) return null;
+    // dx[N, I] += dh · A for the unmasked adapters
+    for (const a of direct) be.gemm(dx, a.buffers.get('dh', N * a.r), a.A.data, { M: N, N: I, K: a.r, accumulate: true });
+    if (dxa) be.add(dx, dx, dxa);
     return dx;
   }
 

@@ -112,26 +112,24 @@ export class DecoderBlock extends Module {
     mlp.computeInputGrad = lowerNeeds || hasTrainable(norm2);
     norm1.computeInputGrad = this.computeInputGrad;
     attn.computeInputGrad = this.computeInputGrad || hasTrainable(norm1);
-    const be = getBackend();
     const buf = this.buffers;
 
     buf.releaseScratch();
     if (mlp.savesInput) norm2.forward(this.h!, N, 'shared'); // what mlp's learning layers read
     const dm = mlp.backward(dy);
-    const dn2 = dm ? norm2.backward(dm) : null;
-    if (!lowerNeeds) return null;
-    const dh = buf.shared('dh', N * C);
-    if (dn2) be.add(dh, dy, dn2);
-    else dh.set(dy);
+    // dh = dy + norm2's dx (the norm adds into a copy of dy)
+    const dh = lowerNeeds ? buf.shared('dh', N * C) : null;
+    dh?.set(dy);
+    if (dm) norm2.backward(dm, dh ?? undefined);
+    if (!dh) return null;
 
     buf.releaseScratch();
     if (attn.savesInput) norm1.forward(this.x!, N, 'shared');
     const da = attn.backward(dh);
-    const dn1 = da ? norm1.backward(da) : null;
-    if (!this.computeInputGrad) return null;
-    const dx = buf.shared(this.scratchSlot ? 'dx1' : 'dx0', N * C);
-    if (dn1) be.add(dx, dh, dn1);
-    else dx.set(dh);
+    // dx = dh + norm1's dx, likewise
+    const dx = this.computeInputGrad ? buf.shared(this.scratchSlot ? 'dx1' : 'dx0', N * C) : null;
+    dx?.set(dh);
+    if (da) norm1.backward(da, dx ?? undefined);
     return dx;
   }
 }
@@ -164,7 +162,7 @@ export class TiedLMHead extends Module implements RowLayer {
     return out;
   }
 
-  backward(dy: Float32Array): Float32Array | null {
+  backward(dy: Float32Array, into?: Float32Array): Float32Array | null {
     const { N, inFeatures: C, outFeatures: V, x } = this;
     if (!x) throw new Error('TiedLMHead.backward called before forward');
     if (dy.length !== N * V) throw new ShapeError(`TiedLMHead.backward: dy has ${dy.length} elements, expected [${N}, ${V}]`);
@@ -172,8 +170,9 @@ export class TiedLMHead extends Module implements RowLayer {
     const W = this.weight.value;
     if (this.weight.grad) be.gemm(this.weight.grad, dy, x, { M: V, N: C, K: N, transA: true, accumulate: true });
     if (!this.computeInputGrad) return null;
-    const dx = this.buffers.scratch('dx', N * C);
-    be.gemm(dx, dy, W.data, { M: N, N: C, K: V, bDtype: W.dtype });
+    if (into && into.length !== N * C) throw new ShapeError(`TiedLMHead.backward: into has ${into.length} elements, expected [${N}, ${C}]`);
+    const dx = into ?? this.buffers.scratch('dx', N * C);
+    be.gemm(dx, dy, W.data, { M: N, N: C, K: V, bDtype: W.dtype, accumulate: into !== undefined });
     return dx;
   }
 }

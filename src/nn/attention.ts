@@ -10,7 +10,7 @@ import { Tensor, ShapeError } from '../tensor/tensor.js';
 import { Linear } from './linear.js';
 import type { RowLayer } from './linear.js';
 import { Module } from './module.js';
-import { childRowLayer, hasTrainable } from './rowlayer.js';
+import { addInputGrad, childRowLayer, hasTrainable } from './rowlayer.js';
 
 // ---------------------------------------------------------------------------------------
 // Rope
@@ -113,8 +113,11 @@ export class Rope {
     this.P = newP;
   }
 
-  /** Rotates x[B, T, H·D] in place by the angles of positions[B·T] (by −angle when inverse). */
-  apply(x: Float32Array, positions: Int32Array, B: number, T: number, H: number, inverse = false): void {
+  /**
+   * Rotates x[B, T, H·D] in place by the angles of positions[B·T] (by −angle when inverse),
+   * or, given src of the same shape, writes src rotated into x.
+   */
+  apply(x: Float32Array, positions: Int32Array, B: number, T: number, H: number, inverse = false, src?: Float32Array): void {
     let max = -1;
     for (let i = 0; i < positions.length; i++) {
       const p = positions[i]!;
@@ -122,7 +125,8 @@ export class Rope {
       if (p > max) max = p;
     }
     this.ensure(max + 1);
-    getBackend().rope(x, this.cos, this.sin, positions, B, T, H, this.headDim, this.layout === 'interleaved', inverse);
+    if (src && src.length !== x.length) throw new ShapeError(`Rope.apply: src has ${src.length} elements, x has ${x.length}`);
+    getBackend().rope(x, this.cos, this.sin, positions, B, T, H, this.headDim, this.layout === 'interleaved', inverse, src);
   }
 }
 
@@ -384,11 +388,9 @@ export class AttentionCore extends Module {
         positions = this.defaultPositions;
       }
       qr = this.buffers.get('attn.q', q.length);
-      qr.set(q);
       kr = this.buffers.get('attn.k', k.length);
-      kr.set(k);
-      this.rope.apply(qr, positions, B, T, Hq);
-      this.rope.apply(kr, positions, B, T, Hkv);
+      this.rope.apply(qr, positions, B, T, Hq, false, q);
+      this.rope.apply(kr, positions, B, T, Hkv, false, k);
     }
 
     const out = this.buffers.get('attn.out', B * T * qDim);
@@ -570,7 +572,6 @@ export class MultiHeadAttention extends Module {
     if (!datt) return null;
     this.core.buffers = this.buffers;
     const { dq, dk, dv } = this.core.backward(datt);
-    const be = getBackend();
     if (this.names.qkv) {
       const qDim = this.nHeads * this.headDim;
       const kvDim = this.nKvHeads * this.headDim;
@@ -580,18 +581,15 @@ export class MultiHeadAttention extends Module {
       p.computeInputGrad = this.computeInputGrad;
       return p.backward(dqkv);
     }
+    // dx = q's dx, with k's and v's added into it
     const layers = [this.qProj, this.kProj, this.vProj];
     const grads = [dq, dk, dv];
     let dx: Float32Array | null = null;
     for (let i = 0; i < 3; i++) {
       const l = layers[i]!;
       l.computeInputGrad = this.computeInputGrad;
-      const d = l.backward(grads[i]!);
-      if (!d || !this.computeInputGrad) continue;
-      if (!dx) {
-        dx = this.buffers.scratch('dx', N * C);
-        dx.set(d);
-      } else be.add(dx, dx, d);
+      const d = addInputGrad(l, grads[i]!, dx ?? undefined);
+      if (this.computeInputGrad) dx = d;
     }
     return dx;
   }

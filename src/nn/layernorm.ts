@@ -58,15 +58,16 @@ export class LayerNorm extends Module {
     return out;
   }
 
-  /** dweight[C], dbias[C] += …; returns dx[N, C] (or null when computeInputGrad is false) */
-  backward(dy: Float32Array): Float32Array | null {
+  /** dweight[C], dbias[C] += …; returns dx[N, C] (or null when computeInputGrad is false); given `into` [N, C], dx is added into it and `into` returned */
+  backward(dy: Float32Array, into?: Float32Array): Float32Array | null {
     const { N, dim: C, x, mean, rstd } = this;
     if (!x || !mean || !rstd) throw new Error('LayerNorm.backward called before forward');
     if (dy.length !== N * C) throw new ShapeError(`LayerNorm.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
     const dw = this.weight.grad;
     const db = this.bias?.grad ?? null;
     if (!dw && !db && !this.computeInputGrad) return null;
-    const dx = this.computeInputGrad ? this.buffers.scratchZeros('dx', N * C) : null;
+    if (into && into.length !== N * C) throw new ShapeError(`LayerNorm.backward: into has ${into.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    const dx = this.computeInputGrad ? (into ?? this.buffers.scratchZeros('dx', N * C)) : null;
     const { w, dtype } = this.kernelParams();
     getBackend().layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C, dtype);
     return dx;

@@ -22,8 +22,13 @@ export interface RowLayer {
    * producer of x must keep it; absent means yes
    */
   readonly savesInput?: boolean;
-  /** from dy[N, outFeatures] of the last forward: adds into parameter gradients, returns dx[N, inFeatures] or null */
-  backward(dy: Float32Array): Float32Array | null;
+  /**
+   * from dy[N, outFeatures] of the last forward: adds into parameter gradients, returns
+   * dx[N, inFeatures] or null. Given `into` [N, inFeatures], dx is added into it and `into`
+   * returned (so a sum of input gradients takes no extra pass); a layer may also return its
+   * own dx instead, which addInputGrad (rowlayer.ts) then adds.
+   */
+  backward(dy: Float32Array, into?: Float32Array): Float32Array | null;
 }
 
 export interface LinearOptions {
@@ -73,8 +78,8 @@ export class Linear extends Module implements RowLayer {
     return out;
   }
 
-  /** dW += dyᵀ·x (or xᵀ·dy when transposed), db += Σ dy, returns dx = dy·W */
-  backward(dy: Float32Array): Float32Array | null {
+  /** dW += dyᵀ·x (or xᵀ·dy when transposed), db += Σ dy, returns dx = dy·W (or into += dy·W, see RowLayer) */
+  backward(dy: Float32Array, into?: Float32Array): Float32Array | null {
     const { N, inFeatures: I, outFeatures: O } = this;
     const x = this.x;
     if (!x) throw new Error('Linear.backward called before forward');
@@ -87,8 +92,9 @@ export class Linear extends Module implements RowLayer {
     }
     if (this.bias?.grad) be.biasBackward(this.bias.grad, dy, N, O);
     if (!this.computeInputGrad) return null;
-    const dx = this.buffers.scratch('dx', N * I);
-    be.gemm(dx, dy, W.data, { M: N, N: I, K: O, transB: this.transposed, bDtype: W.dtype });
+    if (into && into.length !== N * I) throw new ShapeError(`Linear.backward: into has ${into.length} elements, expected [${N}, ${I}]`);
+    const dx = into ?? this.buffers.scratch('dx', N * I);
+    be.gemm(dx, dy, W.data, { M: N, N: I, K: O, transB: this.transposed, bDtype: W.dtype, accumulate: into !== undefined });
     return dx;
   }
 }

@@ -8,7 +8,7 @@ import { Tensor, ShapeError } from '../tensor/tensor.js';
 import { Linear } from './linear.js';
 import type { RowLayer } from './linear.js';
 import { Module } from './module.js';
-import { childRowLayer, hasTrainable } from './rowlayer.js';
+import { addInputGrad, childRowLayer, hasTrainable } from './rowlayer.js';
 
 export interface GatedMLPOptions {
   /** biases on all three projections (default false) */
@@ -89,14 +89,13 @@ export class GatedMLP extends Module {
     up.computeInputGrad = this.computeInputGrad;
     const dh = down.backward(dy); // [N, H]
     if (!dh) return null;
-    const dg = this.buffers.scratchZeros('dg', N * H);
-    const du = this.buffers.scratchZeros('du', N * H);
-    getBackend().swigluBackward(dg, du, dh, g, u);
+    const dg = this.buffers.scratch('dg', N * H);
+    const du = this.buffers.scratch('du', N * H);
+    getBackend().swigluBackward(dg, du, dh, g, u, false);
+    // dx = gate's dx, with up's added into it
     const dxg = gate.backward(dg);
-    const dxu = up.backward(du);
-    if (!this.computeInputGrad || !dxg || !dxu) return null;
-    const dx = this.buffers.scratch('dx', N * C);
-    getBackend().add(dx, dxg, dxu);
+    const dx = addInputGrad(up, du, dxg ?? undefined);
+    if (!this.computeInputGrad || !dxg || !dx) return null;
     return dx;
   }
 }

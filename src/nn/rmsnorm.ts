@@ -41,14 +41,15 @@ export class RMSNorm extends Module {
     return out;
   }
 
-  /** dweight[C] += …; returns dx[N, C] (or null when computeInputGrad is false) */
-  backward(dy: Float32Array): Float32Array | null {
+  /** dweight[C] += …; returns dx[N, C] (or null when computeInputGrad is false); given `into` [N, C], dx is added into it and `into` returned */
+  backward(dy: Float32Array, into?: Float32Array): Float32Array | null {
     const { N, dim: C, x, rstd } = this;
     if (!x || !rstd) throw new Error('RMSNorm.backward called before forward');
     if (dy.length !== N * C) throw new ShapeError(`RMSNorm.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
     const dw = this.weight.grad;
     if (!dw && !this.computeInputGrad) return null;
-    const dx = this.computeInputGrad ? this.buffers.scratchZeros('dx', N * C) : null;
+    if (into && into.length !== N * C) throw new ShapeError(`RMSNorm.backward: into has ${into.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    const dx = this.computeInputGrad ? (into ?? this.buffers.scratchZeros('dx', N * C)) : null;
     const W = this.weight.value;
     getBackend().rmsnormBackward(dx, dw, dy, x, W.data, rstd, N, C, W.dtype);
     return dx;

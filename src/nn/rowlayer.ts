@@ -1,5 +1,6 @@
 // Helpers for composite layers that hold RowLayer children by name (so LoRA injection can
 // swap a Linear for a wrapper through Module.setModule without the parent noticing).
+import { getBackend } from '../backend/index.js';
 import type { RowLayer } from './linear.js';
 import type { Module } from './module.js';
 
@@ -10,6 +11,18 @@ export function childRowLayer(parent: Module, name: string, what: string): RowLa
     throw new TypeError(`${what}: child "${name}" (${(m as object).constructor.name}) does not implement RowLayer (inFeatures, outFeatures, forward, backward)`);
   }
   return m as RowLayer;
+}
+
+/**
+ * layer.backward(dy, into), for any RowLayer: the layer's dx added into `into` (returned), or,
+ * without `into`, the layer's own dx. A layer that returned its own dx although given `into`
+ * has it added here.
+ */
+export function addInputGrad(layer: RowLayer, dy: Float32Array, into: Float32Array | undefined): Float32Array | null {
+  const dx = layer.backward(dy, into);
+  if (!into || !dx || dx === into) return dx;
+  getBackend().add(into, into, dx);
+  return into;
 }
 
 /** Whether any parameter below `m` is trainable (a backward with nothing to do can be skipped). */

@@ -226,6 +226,19 @@ export function registerComparisons(nat: Backend, label: string): void {
         ref.swigluBackward(g2, u2, dout, x, up);
         assertClose(g1, g2, `swiglu dgate n=${n}`, 2e-6, 1e-6);
         assertClose(u1, u2, `swiglu dup n=${n}`, 2e-6, 1e-6);
+        // accumulate = false: written over whatever was there (NaN here), equal to adding into
+        // zeros (exactly: only the sign of a zero may differ, −0 written where 0 + −0 gave +0)
+        const [z1, z2] = two(new Float32Array(n));
+        const [zu1, zu2] = two(new Float32Array(n));
+        nat.swigluBackward(z1, zu1, dout, x, up);
+        ref.swigluBackward(z2, zu2, dout, x, up);
+        for (const [be, want, wantU] of [[nat, z1, zu1], [ref, z2, zu2]] as const) {
+          const dg = new Float32Array(n).fill(Number.NaN);
+          const du = new Float32Array(n).fill(Number.NaN);
+          be.swigluBackward(dg, du, dout, x, up, false);
+          assertClose(dg, want, `${be.name} swiglu dgate written, n=${n}`, 0, 0);
+          assertClose(du, wantU, `${be.name} swiglu dup written, n=${n}`, 0, 0);
+        }
       }
     });
 
@@ -270,6 +283,14 @@ export function registerComparisons(nat: Backend, label: string): void {
             nat.rope(a1, cos, sin, pos, B, T, H, D, interleaved, inverse);
             ref.rope(a2, cos, sin, pos, B, T, H, D, interleaved, inverse);
             assertClose(a1, a2, `rope ${interleaved ? 'interleaved' : 'half-split'} inverse=${inverse} ${B}x${T}x${H}x${D}`, 1e-6, 1e-6);
+            // from a source array: the same values, the source untouched
+            for (const be of [nat, ref]) {
+              const src = x.slice();
+              const out = new Float32Array(x.length).fill(Number.NaN);
+              be.rope(out, cos, sin, pos, B, T, H, D, interleaved, inverse, src);
+              assert.deepEqual(src, x, `${be.name} rope left src as it was`);
+              assert.deepEqual(out, be === nat ? a1 : a2, `${be.name} rope from src equals rope in place`);
+            }
           }
           const y = x.slice();
           nat.rope(y, cos, sin, pos, B, T, H, D, interleaved, false);

@@ -135,6 +135,8 @@ const cases: Case[] = [
   { title: 'DoRA after a plain adapter', I: 4, O: 5, N: 3, bias: true, adapters: [{ name: 'a', r: 2, alpha: 2 }, { name: 'b', r: 2, alpha: 8, dora: true }] },
   { title: 'LoRA with dropout', I: 8, O: 4, N: 5, adapters: [{ name: 'a', r: 3, alpha: 6, dropout: 0.3 }] },
   { title: 'DoRA with dropout', I: 8, O: 5, N: 4, bias: true, adapters: [{ name: 'a', r: 3, alpha: 6, dora: true, dropout: 0.25 }] },
+  { title: 'two adapters, dropout on one (dx: one part through the mask, one straight)', I: 7, O: 4, N: 3, adapters: [{ name: 'a', r: 2, alpha: 4, dropout: 0.4 }, { name: 'b', r: 3, alpha: 6 }] },
+  { title: 'two adapters, both with dropout', I: 6, O: 5, N: 4, bias: true, adapters: [{ name: 'a', r: 3, alpha: 3, dropout: 0.3 }, { name: 'b', r: 2, alpha: 8, dropout: 0.2 }] },
   { title: 'bf16 base weights', I: 6, O: 5, N: 3, bias: true, dtype: 'bf16', adapters: [{ name: 'a', r: 2, alpha: 4 }] },
 ];
 

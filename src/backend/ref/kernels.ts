@@ -183,13 +183,13 @@ export const swigluForward: Backend['swigluForward'] = (out, gate, up) => {
   for (let i = 0; i < out.length; i++) out[i] = gate[i]! * sigmoid(gate[i]!) * up[i]!;
 };
 
-export const swigluBackward: Backend['swigluBackward'] = (dgate, dup, dout, gate, up) => {
+export const swigluBackward: Backend['swigluBackward'] = (dgate, dup, dout, gate, up, accumulate = true) => {
   // dgate[n], dup[n], dout[n], gate[n], up[n]
   for (let i = 0; i < dout.length; i++) {
     const g = gate[i]!;
     const s = sigmoid(g);
-    dgate[i] = dgate[i]! + dout[i]! * up[i]! * s * (1 + g * (1 - s));
-    dup[i] = dup[i]! + dout[i]! * g * s;
+    dgate[i] = (accumulate ? dgate[i]! : 0) + dout[i]! * up[i]! * s * (1 + g * (1 - s));
+    dup[i] = (accumulate ? dup[i]! : 0) + dout[i]! * g * s;
   }
 };
 
@@ -214,8 +214,9 @@ export const embeddingBackward: Backend['embeddingBackward'] = (dtable, dout, id
 
 // ---- rotary position embedding ----
 
-export const rope: Backend['rope'] = (x, cos, sin, positions, B, T, H, D, interleaved, inverse) => {
-  // x[B,T,H,D] in place, cos[P,D/2], sin[P,D/2], positions[B·T]
+export const rope: Backend['rope'] = (x, cos, sin, positions, B, T, H, D, interleaved, inverse, src) => {
+  // x[B,T,H,D] in place (or from src), cos[P,D/2], sin[P,D/2], positions[B·T]
+  const from = src ?? x;
   // pair i is (i, i + D/2) half-split, (2i, 2i + 1) interleaved; (a, b) -> (a·c − b·s, a·s + b·c)
   const half = D / 2;
   for (let bt = 0; bt < B * T; bt++) {
@@ -227,8 +228,8 @@ export const rope: Backend['rope'] = (x, cos, sin, positions, B, T, H, D, interl
         const s = inverse ? -sin[p + i]! : sin[p + i]!;
         const ia = base + (interleaved ? 2 * i : i);
         const ib = base + (interleaved ? 2 * i + 1 : i + half);
-        const a = x[ia]!;
-        const b = x[ib]!;
+        const a = from[ia]!;
+        const b = from[ib]!;
         x[ia] = a * c - b * s;
         x[ib] = a * s + b * c;
       }
