@@ -18,4 +18,4 @@ export { Rope, ropeInvFreq, LayerKVCache, KVCache, AttentionCore, MultiHeadAtten
 export type { RopeLayout, RopeOptions, KVCacheOptions, AttnContext, AttentionCoreOptions, MultiHeadAttentionOptions } from './attention.js';
 export { GradientCheckpointing, ArenaBuffers, ScratchBuffers, ScratchArena, SharedScratch, retainedBytes, allModules, walkBlock } from './checkpoint.js';
 export type { CheckpointBlock } from './checkpoint.js';
-export { childRowLayer, hasTrainable } from './rowlayer.js';
+export { addInputGrad, childRowLayer, hasTrainable } from './rowlayer.js';

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { alignedFloat32Array, getBackend, nativeBackend, setBackend, type Backend } from '../../src/backend/index.js';
 import { loadAddon } from '../../src/backend/native/index.js';
+import { TiedLMHead } from '../../src/models/decoder.js';
 import { ShapeError, Tensor } from '../../src/tensor/tensor.js';
 import {
   ArenaBuffers,
@@ -25,6 +26,7 @@ import {
   ModuleList,
   MultiHeadAttention,
   RMSNorm,
+  addInputGrad,
   Rng,
   Rope,
   SiLU,
@@ -889,6 +891,66 @@ for (const bname of backends) {
     });
   });
 }
+
+describe('input gradients added into a given buffer (backward(dy, into))', () => {
+  const close = (got: Float32Array, want: Float32Array, what: string): void => {
+    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (1 + Math.abs(want[i]!)), `${what}[${i}]: ${got[i]} vs ${want[i]}`);
+  };
+  it('Linear, TiedLMHead, RMSNorm and LayerNorm add dx into `into` and return it', () => {
+    const rng = new Rng(31);
+    const N = 5, I = 7, O = 4;
+    const lin = new Linear(I, O, { bias: true });
+    initParams(lin, rng);
+    const rms = new RMSNorm(I);
+    const ln = new LayerNorm(I);
+    initParams(rms, rng);
+    initParams(ln, rng);
+    const emb = new Embedding(11, I);
+    initParams(emb, rng);
+    const head = new TiedLMHead(emb);
+    const x = rand(rng, N * I);
+    const cases: [string, (dy: Float32Array, into?: Float32Array) => Float32Array | null, number][] = [
+      ['Linear', (dy, into) => lin.backward(dy, into), (lin.forward(x, N), N * O)],
+      ['TiedLMHead', (dy, into) => head.backward(dy, into), (head.forward(x, N), N * 11)],
+      ['RMSNorm', (dy, into) => rms.backward(dy, into), (rms.forward(x, N), N * I)],
+      ['LayerNorm', (dy, into) => ln.backward(dy, into), (ln.forward(x, N), N * I)],
+    ];
+    for (const [what, back, ny] of cases) {
+      const dy = rand(rng, ny);
+      const alone = back(dy)!.slice();
+      const start = rand(rng, N * I);
+      const into = start.slice();
+      assert.equal(back(dy, into), into, `${what} returns into`);
+      close(into, start.map((v, i) => v + alone[i]!), what);
+      assert.throws(() => back(dy, new Float32Array(N * I + 1)), new RegExp(`${what}\\.backward: into has ${N * I + 1} elements, expected \\[${N}, ${I}\\]`));
+    }
+  });
+
+  it('addInputGrad adds the dx of a layer that ignores `into`', () => {
+    const dx = Float32Array.from([1, 2, 3]);
+    const own: RowLayer = { inFeatures: 3, outFeatures: 1, computeInputGrad: true, forward: (x) => x, backward: () => dx };
+    const into = Float32Array.from([10, 20, 30]);
+    assert.equal(addInputGrad(own, new Float32Array(1), into), into);
+    assert.deepEqual([...into], [11, 22, 33]);
+    assert.equal(addInputGrad(own, new Float32Array(1), undefined), dx, 'without into: the layer\'s own dx');
+  });
+
+  it('Rope.apply from a source array equals rotating a copy in place, and checks the length', () => {
+    const rng = new Rng(32);
+    const B = 2, T = 3, H = 2, D = 8;
+    const rope = new Rope(D);
+    const pos = Int32Array.from({ length: B * T }, (_, i) => i % T);
+    const src = rand(rng, B * T * H * D);
+    const inPlace = src.slice();
+    rope.apply(inPlace, pos, B, T, H);
+    const out = new Float32Array(src.length);
+    const before = src.slice();
+    rope.apply(out, pos, B, T, H, false, src);
+    assert.deepEqual(out, inPlace);
+    assert.deepEqual(src, before, 'src unchanged');
+    assert.throws(() => rope.apply(out, pos, B, T, H, false, src.subarray(1)), /Rope\.apply: src has 95 elements, x has 96/);
+  });
+});
 
 describe('activation arrays on a cache line', () => {
   const addon = loadAddon().addon;
