@@ -12,7 +12,7 @@ import type { Embedding } from '../nn/embedding.js';
 import type { LayerNorm } from '../nn/layernorm.js';
 import type { RowLayer } from '../nn/linear.js';
 import type { GatedMLP, GeluMLP } from '../nn/mlp.js';
-import { Module, ModuleList, Parameter } from '../nn/module.js';
+import { Module, ModuleList, Parameter, checkInto } from '../nn/module.js';
 import type { RMSNorm } from '../nn/rmsnorm.js';
 import { hasTrainable } from '../nn/rowlayer.js';
 import { ShapeError } from '../tensor/tensor.js';
@@ -170,8 +170,7 @@ export class TiedLMHead extends Module implements RowLayer {
     const W = this.weight.value;
     if (this.weight.grad) be.gemm(this.weight.grad, dy, x, { M: V, N: C, K: N, transA: true, accumulate: true });
     if (!this.computeInputGrad) return null;
-    if (into && into.length !== N * C) throw new ShapeError(`TiedLMHead.backward: into has ${into.length} elements, expected [${N}, ${C}]`);
-    const dx = into ?? this.buffers.scratch('dx', N * C);
+    const dx = checkInto(into, N, C, 'TiedLMHead.backward') ?? this.buffers.scratch('dx', N * C);
     be.gemm(dx, dy, W.data, { M: N, N: C, K: V, bDtype: W.dtype, accumulate: into !== undefined });
     return dx;
   }

@@ -1,4 +1,4 @@
-export { Module, ModuleList, Parameter, Buffers } from './module.js';
+export { Module, ModuleList, Parameter, Buffers, checkInto } from './module.js';
 export type { OutputPlace } from './module.js';
 export { Linear } from './linear.js';
 export type { RowLayer, LinearOptions } from './linear.js';

@@ -2,7 +2,7 @@
 import { getBackend } from '../backend/index.js';
 import type { DType, Storage } from '../tensor/tensor.js';
 import { Tensor, ShapeError } from '../tensor/tensor.js';
-import { Module, Parameter, type OutputPlace } from './module.js';
+import { Module, Parameter, checkInto, type OutputPlace } from './module.js';
 
 export interface LayerNormOptions {
   /** default 1e-5 */
@@ -66,7 +66,7 @@ export class LayerNorm extends Module {
     const dw = this.weight.grad;
     const db = this.bias?.grad ?? null;
     if (!dw && !db && !this.computeInputGrad) return null;
-    if (into && into.length !== N * C) throw new ShapeError(`LayerNorm.backward: into has ${into.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    checkInto(into, N, C, 'LayerNorm.backward');
     const dx = this.computeInputGrad ? (into ?? this.buffers.scratchZeros('dx', N * C)) : null;
     const { w, dtype } = this.kernelParams();
     getBackend().layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C, dtype);

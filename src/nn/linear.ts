@@ -3,7 +3,7 @@
 // half weights are widened inside the GEMM, never in full.
 import { getBackend } from '../backend/index.js';
 import { Tensor, ShapeError } from '../tensor/tensor.js';
-import { Module, Parameter } from './module.js';
+import { Module, Parameter, checkInto } from './module.js';
 
 /** A layer mapping rows of `inFeatures` to rows of `outFeatures` (Linear and its adapters). */
 export interface RowLayer {
@@ -92,8 +92,7 @@ export class Linear extends Module implements RowLayer {
     }
     if (this.bias?.grad) be.biasBackward(this.bias.grad, dy, N, O);
     if (!this.computeInputGrad) return null;
-    if (into && into.length !== N * I) throw new ShapeError(`Linear.backward: into has ${into.length} elements, expected [${N}, ${I}]`);
-    const dx = into ?? this.buffers.scratch('dx', N * I);
+    const dx = checkInto(into, N, I, 'Linear.backward') ?? this.buffers.scratch('dx', N * I);
     be.gemm(dx, dy, W.data, { M: N, N: I, K: O, transB: this.transposed, bDtype: W.dtype, accumulate: into !== undefined });
     return dx;
   }

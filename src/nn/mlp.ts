@@ -95,8 +95,7 @@ export class GatedMLP extends Module {
     // dx = gate's dx, with up's added into it
     const dxg = gate.backward(dg);
     const dx = addInputGrad(up, du, dxg ?? undefined);
-    if (!this.computeInputGrad || !dxg || !dx) return null;
-    return dx;
+    return this.computeInputGrad && dxg ? dx : null;
   }
 }
 

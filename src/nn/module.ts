@@ -7,7 +7,7 @@
 // parameters have no gradient buffer and get no gradient work. One zeroGrad() per step
 // clears the gradients.
 import { alignedFloat32Array } from '../backend/index.js';
-import { Tensor, formatShape } from '../tensor/tensor.js';
+import { ShapeError, Tensor, formatShape } from '../tensor/tensor.js';
 
 export class Parameter {
   /** the value; f16/bf16 for a frozen half-precision base, f32 once trainable */
@@ -57,6 +57,15 @@ export class Parameter {
 export type OutputPlace = 'own' | 'scratch' | 'shared';
 
 /** Named scratch buffers a module reuses from call to call while shapes stay the same. */
+/**
+ * The `into` of a backward(dy, into) (an input gradient to add into), checked to hold
+ * [N, C]; throws naming `what` (e.g. 'Linear.backward') when it does not.
+ */
+export function checkInto(into: Float32Array | undefined, N: number, C: number, what: string): Float32Array | undefined {
+  if (into && into.length !== N * C) throw new ShapeError(`${what}: into has ${into.length} elements, expected [${N}, ${C}] = ${N * C}`);
+  return into;
+}
+
 export class Buffers {
   private readonly bufs = new Map<string, Float32Array>();
 

@@ -1,7 +1,7 @@
 // RMSNorm: y[N, C] = x / sqrt(mean(x²) + eps) · weight[C] (LLaMA's LlamaRMSNorm).
 import { getBackend } from '../backend/index.js';
 import { Tensor, ShapeError } from '../tensor/tensor.js';
-import { Module, Parameter, type OutputPlace } from './module.js';
+import { Module, Parameter, checkInto, type OutputPlace } from './module.js';
 
 export interface RMSNormOptions {
   /** default 1e-6 */
@@ -48,7 +48,7 @@ export class RMSNorm extends Module {
     if (dy.length !== N * C) throw new ShapeError(`RMSNorm.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
     const dw = this.weight.grad;
     if (!dw && !this.computeInputGrad) return null;
-    if (into && into.length !== N * C) throw new ShapeError(`RMSNorm.backward: into has ${into.length} elements, expected [${N}, ${C}] = ${N * C}`);
+    checkInto(into, N, C, 'RMSNorm.backward');
     const dx = this.computeInputGrad ? (into ?? this.buffers.scratchZeros('dx', N * C)) : null;
     const W = this.weight.value;
     getBackend().rmsnormBackward(dx, dw, dy, x, W.data, rstd, N, C, W.dtype);
