@@ -223,6 +223,31 @@ struct Avx2Ops {
     for (; i < R; ++i)
       for (int64_t j = 0; j < n; ++j) axpy(y + j * ys, a[i * ld + j], x + i * xs, D);
   }
+  // dst[j·ld + i] = src[i][c + j] for i, j < 8: an 8×8 block transposed in registers
+  // (pack_keys_t: eight keys into their panel, eight elements at a time)
+  LK_AVX2 static inline void transpose8(float* dst, int64_t ld, const float* const src[8], int64_t c) {
+    const __m256 r0 = _mm256_loadu_ps(src[0] + c), r1 = _mm256_loadu_ps(src[1] + c);
+    const __m256 r2 = _mm256_loadu_ps(src[2] + c), r3 = _mm256_loadu_ps(src[3] + c);
+    const __m256 r4 = _mm256_loadu_ps(src[4] + c), r5 = _mm256_loadu_ps(src[5] + c);
+    const __m256 r6 = _mm256_loadu_ps(src[6] + c), r7 = _mm256_loadu_ps(src[7] + c);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    // u0: elements 0 | 4 of rows 0–3, u1: 1 | 5, u2: 2 | 6, u3: 3 | 7; u4–u7 the same for rows 4–7
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+  }
   LK_AVX2 static inline void axpy(float* y, float a, const float* x, int64_t n) {
     const __m256 av = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -320,6 +345,10 @@ struct PortableOps {
     for (int64_t i = 0; i < R; ++i)
       for (int64_t j = 0; j < n; ++j) axpy(y + j * ys, a[i * ld + j], x + i * xs, D);
   }
+  static inline void transpose8(float* dst, int64_t ld, const float* const src[8], int64_t c) {
+    for (int64_t j = 0; j < 8; ++j)
+      for (int i = 0; i < 8; ++i) dst[j * ld + i] = src[i][c + j];
+  }
   static inline void axpy(float* y, float a, const float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
   }
@@ -381,9 +410,20 @@ inline Rows make_rows(const Dims& d, int64_t b, int64_t t0, int64_t t1) {
 // Keys [k0, k1) of kv head hk in batch b, packed in panels of 16 keys, each panel [D][16]:
 // key s, element j at xt[((s − k0) / 16)·16·D + j·16 + (s − k0) % 16], so scores4 streams
 // through a panel. The last panel's padding is left as is: scores4 reads it, nobody uses it.
-inline void pack_keys_t(float* xt, const Dims& d, const float* x, int64_t b, int64_t hk, int64_t k0, int64_t k1) {
+// Eight keys at a time go through 8×8 transposes when D is a multiple of 8.
+template <class O>
+inline __attribute__((always_inline)) void pack_keys_t(float* xt, const Dims& d, const float* x, int64_t b, int64_t hk, int64_t k0, int64_t k1) {
   const int64_t kvs = d.Hkv * d.D, D = d.D;
-  for (int64_t s = k0; s < k1; ++s) {
+  int64_t s = k0;
+  if (D % 8 == 0) {
+    for (; s + 8 <= k1; s += 8) {  // s − k0 is a multiple of 8: the keys fill half a panel
+      const float* rows[8];
+      for (int i = 0; i < 8; ++i) rows[i] = x + (b * d.S + s + i) * kvs + hk * D;
+      float* panel = xt + ((s - k0) / 16) * 16 * D + (s - k0) % 16;
+      for (int64_t j = 0; j < D; j += 8) O::transpose8(panel + j * 16, 16, rows, j);
+    }
+  }
+  for (; s < k1; ++s) {
     const float* xs = x + (b * d.S + s) * kvs + hk * D;
     float* panel = xt + ((s - k0) / 16) * 16 * D + (s - k0) % 16;
     for (int64_t j = 0; j < D; ++j) panel[j * 16] = xs[j];
@@ -453,7 +493,7 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
   const int64_t kmax = d.seen(t1 - 1);
   if (t1 - t0 >= 2 * kR) {
     kt = acc + kR * D;
-    pack_keys_t(kt, d, k, b, hk, 0, kmax);
+    pack_keys_t<O>(kt, d, k, b, hk, 0, kmax);
     float* vp = kt + D * packed_ld(d.S);
     pack_rows(vp, d, v, b, hk, 0, kmax);
     vrows = vp;
@@ -524,21 +564,26 @@ constexpr int kBr = 16;
 constexpr int kSub = kBr / kR;  // blocks of kR rows per backward block
 
 // Backward over query rows [t0, t1) of head h and keys [k0, k1) of batch b, in blocks of kBr
-// rows: dk, dv += … when want_kv, dq += … when want_q. For each key tile, p = exp(score − lse)
+// rows: dkl, dvl += … when want_kv (the caller's contiguous rows of keys k0 .. k1 − 1, D
+// apart), dq = … (written) when want_q. For each key tile, p = exp(score − lse)
 // and ds are computed for the block's rows kR at a time, then dv += pᵀ·dout and dk += dsᵀ·q
 // run as one product over the block's rows (acc_tn), and dq += ds·k kR rows at a time.
-// scratch: 2·kBr·(kTile + 8) + kBr·D + D + 3·D·packed_ld(S) floats.
+// The block's q and dout rows are copied contiguous first (a hidden row's dout as zeros), so
+// the products read rows in distinct cache sets, where rows Hq·D apart would collide.
+// scratch: 2·kBr·(kTile + 8) + 3·kBr·D + D + 3·D·packed_ld(S) floats.
 template <class O>
-inline __attribute__((always_inline)) void backward_block(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q,
+inline __attribute__((always_inline)) void backward_block(const Dims& d, float* dq, float* dkl, float* dvl, const float* dout, const float* q,
                                                           const float* k, const float* v, const float* out, const float* lse,
                                                           int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1,
                                                           bool want_q, bool want_kv, float* scratch) {
-  const int64_t D = d.D, qs = d.Hq * D, kvs = d.Hkv * D, hk = h / d.group();
+  const int64_t D = d.D, qs = d.Hq * D, hk = h / d.group();
   constexpr int64_t ld = kTile + 8;
   float* P = scratch;          // p of the tile, kBr rows
   float* dS = P + kBr * ld;    // ds of the tile, kBr rows
   float* dqa = dS + kBr * ld;  // dq of the block, kBr rows of D
-  float* zero = dqa + kBr * D;  // a row of zeros standing in for hidden rows' dout
+  float* qloc = dqa + kBr * D;   // the block's q rows, contiguous
+  float* dloc = qloc + kBr * D;  // and its dout rows
+  float* zero = dloc + kBr * D;  // a row of zeros standing in for unused rows' dout
   std::fill(zero, zero + D, 0.f);
   // keys and values of [k0, kend) packed transposed, for the score and dout·v dots
   const int64_t kend0 = std::min(k1, d.seen(t1 - 1)), ldk = packed_ld(kend0 - k0);
@@ -546,8 +591,8 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
   float* vt = kt + D * ldk;
   float* kp = vt + D * ldk;  // the keys again as rows, for dq += ds·k
   if (kend0 > k0) {
-    pack_keys_t(kt, d, k, b, hk, k0, kend0);
-    pack_keys_t(vt, d, v, b, hk, k0, kend0);
+    pack_keys_t<O>(kt, d, k, b, hk, k0, kend0);
+    pack_keys_t<O>(vt, d, v, b, hk, k0, kend0);
     if (want_q) pack_rows(kp, d, k, b, hk, k0, kend0);
   }
   for (int64_t tb = t0; tb < t1; tb += kBr) {
@@ -565,23 +610,31 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
       rw[u] = make_rows(d, b, tb + u * kR, std::min<int64_t>(tb + (u + 1) * kR, te));
       live[u] = false;
       for (int i = 0; i < kR; ++i) {
-        const int64_t qo = (b * d.T + rw[u].t[i]) * qs + h * D;
-        L[u][i] = i < rw[u].n ? lse[(b * d.Hq + h) * d.T + rw[u].t[i]] : -INFINITY;
+        const int64_t qo = (b * d.T + rw[u].t[i]) * qs + h * D, r = u * kR + i;
+        const bool used = i < rw[u].n;
+        L[u][i] = used ? lse[(b * d.Hq + h) * d.T + rw[u].t[i]] : -INFINITY;
         const bool on = L[u][i] != -INFINITY;  // a fully hidden row had a constant output
         live[u] |= on;
-        qr[u][i] = q + qo;
-        dor[u][i] = on ? dout + qo : zero;
-        dqr[u][i] = dqa + (u * kR + i) * D;
+        if (used) {
+          std::copy_n(q + qo, D, qloc + r * D);
+          if (on) std::copy_n(dout + qo, D, dloc + r * D);
+          else std::fill_n(dloc + r * D, D, 0.f);
+        }
+        qr[u][i] = used ? qloc + r * D : qloc + u * kR * D;
+        dor[u][i] = used ? dloc + r * D : zero;
+        dqr[u][i] = dqa + r * D;
         Dt[u][i] = on ? O::dot(dout + qo, out + qo, D) : 0.f;
       }
       if (live[u]) smax = std::max(smax, rw[u].smax);
       any |= live[u];
     }
-    if (!any) continue;
+    if (!any) {  // every row hidden: their dq is 0
+      if (want_q)
+        for (int64_t t = tb; t < te; ++t) std::fill_n(dq + (b * d.T + t) * qs + h * D, D, 0.f);
+      continue;
+    }
     if (want_q) std::fill(dqa, dqa + kBr * D, 0.f);
     const int64_t kend = std::min(k1, smax);
-    const float* qb = q + (b * d.T + tb) * qs + h * D;     // the block's q rows, qs apart
-    const float* dob = dout + (b * d.T + tb) * qs + h * D;  // and its dout rows
     for (int64_t s0 = k0; s0 < kend; s0 += kTile) {
       const int64_t s1 = std::min(s0 + kTile, kend), n = s1 - s0;
       for (int u = 0; u < kSub; ++u) {
@@ -604,10 +657,10 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
         O::scores4(du, ld, dor[u], vt + (s0 - k0) * D, n, D);
         for (int i = 0; i < kR; ++i) O::ds_row(du + i * ld, pu + i * ld, Dt[u][i], d.scale, n);
       }
-      const int64_t kr = (b * d.S + s0) * kvs + hk * D;  // key rows of the tile, kvs apart
       if (want_kv) {
-        O::acc_tn(dv + kr, kvs, P, ld, dob, qs, rows, n, D);  // dv_s += Σ_i p_i,s·dout_i
-        O::acc_tn(dk + kr, kvs, dS, ld, qb, qs, rows, n, D);  // dk_s += Σ_i ds_i,s·q_i
+        const int64_t kr = (s0 - k0) * D;  // the tile's rows of dkl, dvl
+        O::acc_tn(dvl + kr, D, P, ld, dloc, D, rows, n, D);  // dv_s += Σ_i p_i,s·dout_i
+        O::acc_tn(dkl + kr, D, dS, ld, qloc, D, rows, n, D);  // dk_s += Σ_i ds_i,s·q_i
       }
       if (want_q)
         for (int u = 0; u < nsub; ++u)
@@ -616,8 +669,7 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
     if (!want_q) continue;
     for (int u = 0; u < nsub; ++u)
       for (int i = 0; i < rw[u].n; ++i) {
-        float* dqrow = dq + (b * d.T + rw[u].t[i]) * qs + h * D;
-        for (int64_t j = 0; j < D; ++j) dqrow[j] += dqr[u][i][j];
+        std::copy_n(dqr[u][i], D, dq + (b * d.T + rw[u].t[i]) * qs + h * D);
       }
   }
 }
@@ -628,13 +680,13 @@ LK_AVX2 void forward_rows_avx2(const Dims& d, float* out, float* lse, const floa
 void forward_rows_portable(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v, int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
   forward_rows<PortableOps>(d, out, lse, q, k, v, b, h, t0, t1, scratch);
 }
-LK_AVX2 void backward_block_avx2(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse,
+LK_AVX2 void backward_block_avx2(const Dims& d, float* dq, float* dkl, float* dvl, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse,
                                  int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, float* scratch) {
-  backward_block<Avx2Ops>(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
+  backward_block<Avx2Ops>(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
 }
-void backward_block_portable(const Dims& d, float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse,
+void backward_block_portable(const Dims& d, float* dq, float* dkl, float* dvl, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse,
                              int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, float* scratch) {
-  backward_block<PortableOps>(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
+  backward_block<PortableOps>(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
 }
 
 // The tasks' scratch, kept between calls (it only grows), so a training step that calls
@@ -703,7 +755,10 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// dq[B,T,Hq·D], dk,dv[B,S,Hkv·D] += … from dout[B,T,Hq·D], q, k, v, out, lse[B,Hq,T]
+// dq[B,T,Hq·D], dk,dv[B,S,Hkv·D] = … (written) from dout[B,T,Hq·D], q, k, v, out, lse[B,Hq,T].
+// A task sums the dk, dv rows it owns in contiguous zeroed rows of its scratch (rows Hkv·D
+// apart would collide in the cache) and writes them out at its end; each dq row is written
+// once. So no caller has to clear the outputs in a pass of its own.
 napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float *dq, *dk, *dv, *dout, *q, *k, *v, *out, *lse; size_t n[9];
@@ -714,19 +769,35 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       !get_f32(a, 6, v, n[6], "attentionBackward", "v") || !get_f32(a, 7, out, n[7], "attentionBackward", "out") ||
       !get_f32(a, 8, lse, n[8], "attentionBackward", "lse") || !get_dims(a, 9, d, "attentionBackward"))
     return nullptr;
-  const int64_t per = share(2 * kBr * (kTile + 8) + kBr * d.D + d.D + 3 * d.D * packed_ld(d.S));
+  // a thread's share: its dk, dv sums (S rows of D each), then backward_block's scratch
+  const int64_t sums = share(2 * d.S * d.D);
+  const int64_t per = sums + share(2 * kBr * (kTile + 8) + 3 * kBr * d.D + d.D + 3 * d.D * packed_ld(d.S));
   float* scratch = task_scratch(static_cast<size_t>(num_threads() * per));
-  auto block = [&](int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, int thread) {
-    float* s = scratch + thread * per;
-    if (avx2()) backward_block_avx2(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
-    else backward_block_portable(d, dq, dk, dv, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
+  const int64_t groups = d.B * d.Hkv, nt = num_threads(), G = d.group(), kvs = d.Hkv * d.D;
+  // query heads [h0, h1) of batch b (one kv head's), rows [t0, t1), keys [k0, k1): dk, dv of
+  // those keys when want_kv, dq of those rows when want_q
+  auto work = [&](int64_t b, int64_t h0, int64_t h1, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, int thread) {
+    const int64_t hk = h0 / G;
+    float* dkl = scratch + thread * per;
+    float* dvl = dkl + d.S * d.D;
+    float* s = dkl + sums;
+    const int64_t nk = want_kv ? k1 - k0 : 0;
+    std::fill_n(dkl, nk * d.D, 0.f);
+    std::fill_n(dvl, nk * d.D, 0.f);
+    for (int64_t h = h0; h < h1; ++h) {
+      if (avx2()) backward_block_avx2(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
+      else backward_block_portable(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
+    }
+    for (int64_t r = 0; r < nk; ++r) {
+      std::copy_n(dkl + r * d.D, d.D, dk + (b * d.S + k0 + r) * kvs + hk * d.D);
+      std::copy_n(dvl + r * d.D, d.D, dv + (b * d.S + k0 + r) * kvs + hk * d.D);
+    }
   };
-  const int64_t groups = d.B * d.Hkv, nt = num_threads(), G = d.group();
   if (nt == 1 || groups % nt == 0 || groups >= 4 * nt) {
     // fused: one task per (b, kv head) owns its dk, dv rows and its query heads' dq rows
     run_tasks(groups, [&](int task, int thread) {
       const int64_t hk = task % d.Hkv, b = task / d.Hkv;
-      for (int64_t h = hk * G; h < (hk + 1) * G; ++h) block(b, h, 0, d.T, 0, d.S, true, true, thread);
+      work(b, hk * G, (hk + 1) * G, 0, d.T, 0, d.S, true, true, thread);
     });
   } else {
     // too few (b, kv head) pairs to share out evenly: dk, dv by (b, kv head, key tile), then
@@ -737,13 +808,13 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
       const int64_t k0 = kb * kTile, k1 = std::min(k0 + kTile, d.S);
       // causal: only queries t with t + S − T ≥ k0 see this tile
       const int64_t tmin = d.causal ? std::max<int64_t>(0, k0 - (d.S - d.T)) : 0;
-      for (int64_t h = hk * G; h < (hk + 1) * G; ++h) block(b, h, tmin, d.T, k0, k1, false, true, thread);
+      work(b, hk * G, (hk + 1) * G, tmin, d.T, k0, k1, false, true, thread);
     });
     const int64_t nqb = (d.T + kQBlock - 1) / kQBlock;
     run_tasks(d.B * d.Hq * nqb, [&](int task, int thread) {
       const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
       const int64_t t0 = qb * kQBlock, t1 = std::min(t0 + kQBlock, d.T);
-      block(b, h, t0, t1, 0, d.S, true, false, thread);
+      work(b, h, h + 1, t0, t1, 0, d.S, true, false, thread);
     });
   }
   return undefined(env);

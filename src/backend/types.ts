@@ -166,9 +166,10 @@ export interface Backend {
    */
   attentionForward(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, args: AttentionArgs): void;
   /**
-   * dq, dk, dv += … from dout[B,T,Hq·D], recomputing scores from q, k, v, out and lse:
-   * p = exp(score − lse), dv += pᵀ·dout, ds = p·(dout·vᵀ − rowsum(dout·out)), dq += scale·ds·k,
-   * dk += scale·dsᵀ·q. `out` and `lse` must be the forward's; rows with lse = -Infinity add nothing.
+   * Writes dq, dk, dv (their old contents are not read) from dout[B,T,Hq·D], recomputing
+   * scores from q, k, v, out and lse: p = exp(score − lse), dv = pᵀ·dout,
+   * ds = p·(dout·vᵀ − rowsum(dout·out)), dq = scale·ds·k, dk = scale·dsᵀ·q. `out` and `lse`
+   * must be the forward's; rows with lse = -Infinity contribute nothing (their dq is 0).
    */
   attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, args: AttentionArgs): void;
 

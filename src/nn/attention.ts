@@ -423,9 +423,9 @@ export class AttentionCore extends Module {
     }
     const { B, T, Hq, Hkv, D } = s.args;
     if (dout.length !== B * T * Hq * D) throw new ShapeError(`AttentionCore.backward: dout has ${dout.length} elements, expected [${B}, ${T}, ${Hq}·${D}] = ${B * T * Hq * D}`);
-    const dq = this.buffers.scratchZeros('attn.dq', B * T * Hq * D);
-    const dk = this.buffers.scratchZeros('attn.dk', B * T * Hkv * D);
-    const dv = this.buffers.scratchZeros('attn.dv', B * T * Hkv * D);
+    const dq = this.buffers.scratch('attn.dq', B * T * Hq * D);
+    const dk = this.buffers.scratch('attn.dk', B * T * Hkv * D);
+    const dv = this.buffers.scratch('attn.dv', B * T * Hkv * D);
     getBackend().attentionBackward(dq, dk, dv, dout, s.q, s.k, s.v, s.out, s.lse, s.args);
     if (s.rope) {
       s.rope.apply(dq, s.positions, B, T, Hq, true);

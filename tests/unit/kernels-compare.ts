@@ -345,7 +345,7 @@ export function registerComparisons(nat: Backend, label: string): void {
         if (c.mask === 'full') assert.equal(l1[(1 * Hq + 0) * T + 2], -Infinity, 'fully hidden row has lse -Infinity');
         for (const x of o1) assert.ok(Number.isFinite(x), 'attention out is finite');
         const dout = randn(r, B * T * Hq * D);
-        const [dq1, dq2] = two(randn(r, q.length));
+        const [dq1, dq2] = two(randn(r, q.length)); // garbage: the kernels write dq, dk, dv
         const [dk1, dk2] = two(randn(r, k.length));
         const [dv1, dv2] = two(randn(r, v.length));
         nat.attentionBackward(dq1, dk1, dv1, dout, q, k, v, o2, l2, args);

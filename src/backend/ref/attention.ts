@@ -64,11 +64,14 @@ export const attentionForward: Backend['attentionForward'] = (out, lse, q, k, v,
 };
 
 export const attentionBackward: Backend['attentionBackward'] = (dq, dk, dv, dout, q, k, v, out, lse, a) => {
-  // dq[B,T,Hq·D], dk[B,S,Hkv·D], dv[B,S,Hkv·D] (all added into), dout[B,T,Hq·D],
+  // dq[B,T,Hq·D], dk[B,S,Hkv·D], dv[B,S,Hkv·D] (all written), dout[B,T,Hq·D],
   // q[B,T,Hq·D], k[B,S,Hkv·D], v[B,S,Hkv·D], out[B,T,Hq·D], lse[B,Hq,T]
-  // p_s = exp(score_s − lse); dv_s += p_s·dout; ds_s = p_s·(dout·v_s − dout·out);
-  // dq += scale·Σ_s ds_s·k_s; dk_s += scale·ds_s·q
+  // p_s = exp(score_s − lse); dv_s = Σ p_s·dout; ds_s = p_s·(dout·v_s − dout·out);
+  // dq = scale·Σ_s ds_s·k_s; dk_s = Σ scale·ds_s·q
   const { B, T, S, Hq, Hkv, D, scale } = a;
+  dq.fill(0, 0, B * T * Hq * D);
+  dk.fill(0, 0, B * S * Hkv * D);
+  dv.fill(0, 0, B * S * Hkv * D);
   const row = new Float64Array(S);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
