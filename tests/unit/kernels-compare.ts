@@ -313,7 +313,7 @@ export function registerComparisons(nat: Backend, label: string): void {
       { name: 'MHA, not causal, S = 70 > T = 37, key mask, D = 48', a: { B: 2, T: 37, S: 70, Hq: 4, Hkv: 4, D: 48, causal: false }, mask: 'keys' },
       { name: 'decode step T = 1, S = 127, MQA', a: { B: 3, T: 1, S: 127, Hq: 4, Hkv: 1, D: 8, causal: true }, mask: 'none' },
       { name: 'not causal, no mask, D = 1', a: { B: 1, T: 3, S: 130, Hq: 2, Hkv: 1, D: 1, causal: false }, mask: 'none' },
-      // more query rows than one backward chunk (128) sees a key tile: dk, dv summed over chunks
+      // many query blocks add into each key tile's dk, dv (summed in the task's scratch, then written)
       { name: 'MHA, causal, T = S = 300, key mask, D = 16 (fused backward)', a: { B: 1, T: 300, S: 300, Hq: 2, Hkv: 2, D: 16, causal: true }, mask: 'keys' },
       { name: 'GQA 3/1, causal, S = 260 > T = 200, full mask, D = 32 (split backward: 3 kv groups on 2 threads)', a: { B: 3, T: 200, S: 260, Hq: 3, Hkv: 1, D: 32, causal: true }, mask: 'full' },
     ];
