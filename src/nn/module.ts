@@ -56,7 +56,6 @@ export class Parameter {
  */
 export type OutputPlace = 'own' | 'scratch' | 'shared';
 
-/** Named scratch buffers a module reuses from call to call while shapes stay the same. */
 /**
  * The `into` of a backward(dy, into) (an input gradient to add into), checked to hold
  * [N, C]; throws naming `what` (e.g. 'Linear.backward') when it does not.
@@ -66,6 +65,7 @@ export function checkInto(into: Float32Array | undefined, N: number, C: number, 
   return into;
 }
 
+/** Named scratch buffers a module reuses from call to call while shapes stay the same. */
 export class Buffers {
   private readonly bufs = new Map<string, Float32Array>();
 
