@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nativeBackend, nativeError } from '../src/backend/index.js';
+import { nativeBackend, nativeError } from '../src/backend/native/select.js';
 import type { GemmArgs } from '../src/backend/types.js';
 import { f32ToBf16 } from '../src/tensor/half.js';
 

@@ -2,6 +2,7 @@
 // A section is a name and an async function that prints its own figures. Add new ones to
 // the list below. Opt-in sections (minutes long) run only when named: `--only compare`, or
 // `--compare-pytorch` (the same as `--only compare`).
+import { installNodePlatform } from '../src/platform.node.js';
 import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
@@ -14,6 +15,8 @@ interface Section {
   /** only when asked for by name */
   optIn?: boolean;
 }
+
+installNodePlatform();
 
 const quick = process.argv.includes('--quick');
 

@@ -19,10 +19,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getBackend } from '../src/backend/index.js';
-import { Tokenizer } from '../src/io/tokenizer.js';
 import { getPeftModel } from '../src/lora/peft-model.js';
-import { createModel, loadModel, saveModel } from '../src/models/index.js';
+import { createModel } from '../src/models/index.js';
+import { loadModel, saveModel } from '../src/models/index.node.js';
 import { startServer, type LorakitServer } from '../src/serve/index.js';
+import { loadTokenizer } from '../src/io/tokenizer.node.js';
+import { saveAdapter } from '../src/lora/files.node.js';
 
 export interface ServeBenchOptions {
   /** requests per run (default 64; quick 24) */
@@ -67,7 +69,7 @@ async function writeSetup(root: string, quick: boolean): Promise<{ modelDir: str
   const modelDir = path.join(root, 'model');
   fs.mkdirSync(modelDir, { recursive: true });
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(TOKENIZER_DIR, f), path.join(modelDir, f));
-  const tok = Tokenizer.fromFolder(modelDir);
+  const tok = loadTokenizer(modelDir);
   const hidden = quick ? 128 : 512;
   const model = createModel(
     {
@@ -89,7 +91,7 @@ async function writeSetup(root: string, quick: boolean): Promise<{ modelDir: str
   for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) {
     const dir = path.join(root, name);
     const peft = getPeftModel(loadModel(modelDir), { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], init_lora_weights: false }, 'default', { seed: 100 + i });
-    peft.saveAdapter(dir, { baseModelNameOrPath: modelDir });
+    saveAdapter(peft, dir, { baseModelNameOrPath: modelDir });
     adapters[name] = dir;
   }
   return { modelDir, adapters };

@@ -25,5 +25,6 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// the test runner is a Node entry point: it installs lorakit's Node platform in every test file
+const r = spawnSync(process.execPath, ['--import', './dist/tests/helpers/node-platform.js', '--test', '--test-reporter=spec', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -1,23 +1,20 @@
-// lorakit's public API. Everything a user imports comes from here.
-export * from './tensor/index.js';
-export { getBackend, setBackend, nativeBackend, nativeError, refBackend } from './backend/index.js';
-export type { Backend, GemmArgs, AttentionArgs, AdamWArgs, GeluApprox, HalfDType } from './backend/index.js';
-export * from './nn/index.js';
-export * from './io/index.js';
-export * from './models/index.js';
-export * from './lora/index.js';
-export * from './train/index.js';
-export * from './generate/index.js';
-export * from './data/index.js';
+// lorakit's Node entry (`lorakit`): the whole core (src/core.ts) plus what needs Node: files on
+// disk, the native backend, the classification task and the HTTP server. Importing it installs
+// Node's defaults (the native addon when it loads, LORAKIT_BACKEND, warnings through
+// process.emitWarning). See docs/ARCHITECTURE.md §Platforms and entry points.
+import { installNodePlatform } from './platform.node.js';
+
+installNodePlatform();
+
+export * from './core.js';
+export { installNodePlatform } from './platform.node.js';
+export { nativeBackend, nativeError, setBackend } from './backend/native/select.js';
+export * from './io/index.node.js';
+export * from './models/index.node.js';
+export * from './lora/index.node.js';
+export * from './data/index.node.js';
+export * from './train/index.node.js';
+// the loop with Node's run folder, progress bar and peak RSS (the core's train takes them as TrainOptions.host)
+export { train } from './train/index.node.js';
 export * from './tasks/classify.js';
 export * from './serve/index.js';
-
-// Names two layers both define, resolved explicitly:
-// - the default rope frequencies (nn) and those of a parsed rope_scaling spec (models)
-export { ropeInvFreq } from './nn/index.js';
-export { ropeInvFreq as ropeInvFreqForSpec } from './models/index.js';
-// - chat messages as templates take them (io) and as JSONL records hold them (data)
-export type { ChatMessage } from './io/index.js';
-export type { ChatMessage as ChatRecordMessage } from './data/index.js';
-// - the label that the loss ignores (-100 in both)
-export { IGNORE_INDEX } from './data/index.js';

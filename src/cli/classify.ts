@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EncoderClassifier } from '../models/encoder.js';
-import { loadClassifier } from '../models/encoder-load.js';
+import { loadClassifier } from '../models/encoder-load.node.js';
 import { loadClassifierWithAdapter, preprocessorFor, type ClassifierMetrics, type ClassifyPreprocessor } from '../tasks/classify.js';
 import { UsageError, oneLine, requireAdapterFolder, requireModelFolder, warnLine } from './common.js';
 import { parseAdapterSpecs } from './load.js';

@@ -1,10 +1,13 @@
 // Loading what the commands work on: a model folder with its tokenizer, and adapters on it.
 // Errors are rewrapped to name the folder and the first problem.
 import { Tokenizer } from '../io/tokenizer.js';
-import { loadPeftModel, type PeftModel } from '../lora/index.js';
+import { loadPeftModel } from '../lora/index.node.js';
+import { type PeftModel } from '../lora/index.js';
 import type { DecoderLM } from '../models/decoder.js';
-import { loadModel } from '../models/load.js';
+import { loadModel } from '../models/load.node.js';
 import { UsageError, oneLine, requireAdapterFolder, requireModelFolder } from './common.js';
+import { loadTokenizer } from '../io/tokenizer.node.js';
+import { loadAdapter } from '../lora/files.node.js';
 
 export interface LoadedModel {
   dir: string;
@@ -17,7 +20,7 @@ export interface LoadedModel {
 export function openModel(dir: string, opts: { tokenizer?: boolean; f32?: boolean } = {}): LoadedModel {
   requireModelFolder(dir);
   const model = loadModel(dir, { dtype: opts.f32 ? 'f32' : 'keep' });
-  const tokenizer = opts.tokenizer === false ? (null as unknown as Tokenizer) : Tokenizer.fromFolder(dir);
+  const tokenizer = opts.tokenizer === false ? (null as unknown as Tokenizer) : loadTokenizer(dir);
   return { dir, model, tokenizer };
 }
 
@@ -56,7 +59,7 @@ export function attachAdapters(loaded: LoadedModel, specs: readonly AdapterSpec[
   for (const s of specs) {
     try {
       if (!peft) peft = loadPeftModel(loaded.model, s.dir, { adapterName: s.name, isTrainable: opts.trainable ?? false });
-      else peft.loadAdapter(s.dir, s.name, { isTrainable: opts.trainable ?? false });
+      else loadAdapter(peft, s.dir, s.name, { isTrainable: opts.trainable ?? false });
     } catch (e) {
       const msg = oneLine((e as Error).message, 1).replace(/^loadAdapter [^:]*: /, '');
       const fit = /has shape|missing tensor|has no module|is unexpected|not a Linear/.test(msg);

@@ -14,6 +14,7 @@ import { mergeCommand } from './commands/merge.js';
 import { predictCommand } from './commands/predict.js';
 import { serveCommand } from './commands/serve.js';
 import { trainCommand } from './commands/train.js';
+import { installNodePlatform } from '../platform.node.js';
 import { UsageError, applyConfigFile, oneLine, stdoutClosed, warnLine } from './common.js';
 
 export { UsageError } from './common.js';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
+  installNodePlatform();
   // library warnings (process.emitWarning) as one plain line, not Node's "(node:PID) Warning:"
   process.removeAllListeners('warning');
   process.on('warning', (w) => warnLine(w.message));

@@ -8,12 +8,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { writeFileAtomic } from '../io/atomic.js';
+import { writeFileAtomic } from '../io/atomic.node.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import { documentText, readBrownCorpus, splitBrown } from './brown.js';
 import type { BrownDocument } from './brown.js';
 import { trainByteLevelTokenizer } from './bpe-train.js';
 import type { TrainedTokenizer } from './bpe-train.js';
+import { loadTokenizer } from '../io/tokenizer.node.js';
 
 export interface BrownTokenizerOptions {
   /** Whole vocabulary size (3 special tokens + 256 bytes + merges). Default 4096. */
@@ -100,7 +101,7 @@ export async function makeBrownTokenizer(out: string, options: BrownTokenizerOpt
   fs.mkdirSync(out, { recursive: true });
   await writeFileAtomic(path.join(out, 'tokenizer.json'), trained.tokenizerJson);
   await writeFileAtomic(path.join(out, 'tokenizer_config.json'), trained.tokenizerConfigJson);
-  const tokenizer = Tokenizer.fromFolder(out);
+  const tokenizer = loadTokenizer(out);
   return {
     out,
     vocabSize: trained.model.tokens.length,

@@ -17,18 +17,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { getBackend, nativeBackend } from '../backend/index.js';
+import { getBackend } from '../backend/index.js';
+import { nativeBackend } from '../backend/native/select.js';
 import { BatchIterator, type Batch } from '../data/batch.js';
 import type { Example } from '../data/dataset.js';
 import { generate } from '../generate/generate.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { writeFileAtomic } from '../io/atomic.node.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import type { JsonObject } from '../models/config.js';
 import type { DecoderLM } from '../models/decoder.js';
-import { createModel, saveModel } from '../models/load.js';
+import { createModel } from '../models/load.js';
+import { saveModel } from '../models/load.node.js';
 import { createOptimizer } from '../train/optimizer.js';
-import { causalLmObjective, train, type TrainResult } from '../train/trainer.js';
+import { causalLmObjective, type TrainResult } from '../train/trainer.js';
+import { train } from '../train/trainer.node.js';
 import { documentText, readBrownCorpus, splitBrown, type BrownDocument } from './brown.js';
+import { loadTokenizer } from '../io/tokenizer.node.js';
 
 /** The bundled model's architecture (vocab_size comes from the tokenizer). */
 export const BROWN_LLAMA_CONFIG: Readonly<JsonObject> = Object.freeze({
@@ -201,7 +205,7 @@ export async function pretrain(opts: PretrainOptions = {}): Promise<{ model: Dec
   const lr = opts.lr ?? 3e-3;
   const seed = opts.seed ?? 1234;
   const tokenizerDir = opts.tokenizerDir ?? DEFAULT_TOKENIZER_DIR;
-  const tokenizer = Tokenizer.fromFolder(tokenizerDir);
+  const tokenizer = loadTokenizer(tokenizerDir);
   const config: JsonObject = { ...BROWN_LLAMA_CONFIG, ...(opts.config ?? {}) };
   const docs = opts.docs ?? readBrownCorpus();
   const { train: trainDocs, heldOut } = splitBrown(docs);

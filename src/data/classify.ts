@@ -5,10 +5,8 @@
 //
 // Every problem names the file and line (`train.jsonl:7: …`) and all of them are thrown
 // together in one DataError.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { readTokenizerFiles, specialTokenContent } from '../io/tokenizer.js';
+import { specialTokenContent, type TokenizerFiles } from '../io/tokenizer.js';
 import { DataError, describeValue, type DataIssue } from './errors.js';
 import { DataRng } from './rng.js';
 
@@ -30,17 +28,11 @@ export interface TextDataset {
 }
 
 /**
- * Reads a classification JSONL file: each non-blank line an object with "text" (string),
+ * Parses a classification JSONL file (`content` of `file`): each non-blank line an object with "text" (string),
  * optional "text_pair" (string) and "label" (string or integer). Other keys are ignored.
  * All problems are thrown together, each with file:line.
  */
-export function readTextClassification(file: string): TextDataset {
-  let content: string;
-  try {
-    content = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new DataError([{ file, line: 0, message: `cannot read: ${(err as Error).message}` }]);
-  }
+export function parseTextClassification(content: string, file: string): TextDataset {
   if (content.charCodeAt(0) === 0xfeff) content = content.slice(1);
   const issues: DataIssue[] = [];
   const examples: TextExample[] = [];
@@ -107,11 +99,10 @@ export interface PairTokenizer {
 }
 
 /**
- * A PairTokenizer over a folder's tokenizer.json (and tokenizer_config.json), using the
- * post-processor it declares for pairs. (src/io/tokenizer.ts's Tokenizer encodes single texts.)
+ * A PairTokenizer over a tokenizer.json (and tokenizer_config.json), using the post-processor
+ * it declares for pairs. (src/io/tokenizer.ts's Tokenizer encodes single texts.)
  */
-export function pairTokenizerFromFolder(dir: string): PairTokenizer {
-  const files = readTokenizerFiles(dir)!;
+export function pairTokenizer(files: TokenizerFiles): PairTokenizer {
   const tj: Record<string, unknown> = { ...files.tokenizerJson };
   for (const k of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) if (!(k in tj)) tj[k] = null;
   if (!Array.isArray(tj['added_tokens'])) tj['added_tokens'] = [];
@@ -121,7 +112,7 @@ export function pairTokenizerFromFolder(dir: string): PairTokenizer {
   const padTok = typeof cfg['pad_token'] === 'string' ? cfg['pad_token'] : undefined;
   const padTokenId = (padTok !== undefined ? hf.token_to_id(padTok) : undefined) ?? 0;
   return {
-    source: dir,
+    source: files.source,
     padTokenId,
     encodePair(text: string, pair?: string) {
       const enc = hf.encode(text, { text_pair: pair ?? null, add_special_tokens: true, return_token_type_ids: true });
@@ -288,9 +279,4 @@ export class ClassifyBatches {
     this.epoch = s.epoch;
     this.batch = s.batch;
   }
-}
-
-/** A folder's tokenizer when it has one (text models), for messages. */
-export function hasTokenizer(dir: string): boolean {
-  return fs.existsSync(path.join(dir, 'tokenizer.json'));
 }

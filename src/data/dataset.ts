@@ -1,7 +1,6 @@
 // Datasets: a JSONL file parsed, checked and tokenized into examples, with truncation, a held-out
 // split, and checkDataset (every problem plus token statistics) for `lorakit data check`.
 
-import { readFile } from 'node:fs/promises';
 import { DataError, type DataIssue } from './errors.js';
 import { parseJsonl, type DataFormat, type DataRecord } from './records.js';
 import { DataRng, mixSeed } from './rng.js';
@@ -133,11 +132,6 @@ export function datasetFromJsonl(content: string, file: string, tokenizer: DataT
   return { file, format: s.format!, examples, truncated, dropped };
 }
 
-/** Reads, checks and tokenizes a JSONL file. */
-export async function loadDataset(file: string, tokenizer: DataTokenizer, options: DatasetOptions = {}): Promise<Dataset> {
-  return datasetFromJsonl(await readFile(file, 'utf8'), file, tokenizer, options);
-}
-
 /**
  * Splits off a held-out set: round(fraction · n) examples (at least 1, and at least 1 left to train)
  * chosen by a permutation from `seed`; both parts keep file order. The same seed gives the same split.
@@ -157,25 +151,6 @@ export function splitDataset(ds: Dataset, fraction: number, seed = 0): { train: 
     train: { ...ds, examples: train, truncated: countTruncated(train), dropped: 0 },
     valid: { ...ds, examples: valid, truncated: countTruncated(valid), dropped: 0 },
   };
-}
-
-export interface TrainValidOptions extends DatasetOptions {
-  /** held-out file */
-  valid?: string;
-  /** or a fraction of the training file held out (deterministic with seed) */
-  validSplit?: number;
-  seed?: number;
-}
-
-/** The training set and a validation set: from `valid`, or split off the training file, or none. */
-export async function loadTrainValid(train: string, tokenizer: DataTokenizer, options: TrainValidOptions = {}): Promise<{ train: Dataset; valid: Dataset | null }> {
-  if (options.valid !== undefined && options.validSplit !== undefined) {
-    throw new Error('dataset: give either a validation file or validSplit, not both');
-  }
-  const tr = await loadDataset(train, tokenizer, options);
-  if (options.valid !== undefined) return { train: tr, valid: await loadDataset(options.valid, tokenizer, options) };
-  if (options.validSplit !== undefined) return splitDataset(tr, options.validSplit, options.seed ?? 0);
-  return { train: tr, valid: null };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,9 +229,4 @@ export function checkJsonl(content: string, file: string, tokenizer: DataTokeniz
     maskedTokens: kept - trained,
     noTargets,
   };
-}
-
-/** Reads a JSONL file and checks it completely (see checkJsonl). For `lorakit data check`. */
-export async function checkDataset(file: string, tokenizer: DataTokenizer, options: DatasetOptions = {}): Promise<DatasetReport> {
-  return checkJsonl(await readFile(file, 'utf8'), file, tokenizer, options);
 }

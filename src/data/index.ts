@@ -3,24 +3,8 @@
 export { DataError, formatIssue, type DataIssue } from './errors.js';
 export { ROLES, layoutOf, parseJsonl, type ChatMessage, type ChatRecord, type CompletionRecord, type DataFormat, type DataRecord, type Role, type TextRecord } from './records.js';
 export { RecordError, tokenizeRecord, type DataTokenizer, type TokenizeOptions, type TokenizedRecord } from './tokenize.js';
-export {
-  DEFAULT_MAX_LENGTH,
-  checkDataset,
-  checkJsonl,
-  datasetFromJsonl,
-  lengthStats,
-  loadDataset,
-  loadTrainValid,
-  splitDataset,
-  targetCount,
-  type Dataset,
-  type DatasetOptions,
-  type DatasetReport,
-  type Example,
-  type LengthStats,
-  type TrainValidOptions,
-} from './dataset.js';
+export { DEFAULT_MAX_LENGTH, checkJsonl, datasetFromJsonl, lengthStats, splitDataset, targetCount, type Dataset, type DatasetOptions, type DatasetReport, type Example, type LengthStats } from './dataset.js';
 export { BatchIterator, IGNORE_INDEX, attentionBias, collate, packRows, padIdFor, type Batch, type BatchIteratorState, type BatchOptions, type BatchOrder, type CollateOptions } from './batch.js';
 export { DataRng, mixSeed, type DataRngState } from './rng.js';
-export { ClassifyBatches, collateClassify, encodeTextExamples, labelSet, pairTokenizerFromFolder, readTextClassification, type ClassifyBatch, type ClassifyBatchState, type ClassifyExample, type EncodeTextOptions, type PairTokenizer, type TextDataset, type TextExample } from './classify.js';
-export { ImageDecodeError, VIT_PROCESSOR_DEFAULTS, decodeImage, listImageDataset, loadImageExamples, preprocessImage, readImage, readImageProcessorConfig, resizeBilinear, type ImageItem, type ImageProcessorConfig, type RgbImage } from './images.js';
+export { ClassifyBatches, collateClassify, encodeTextExamples, labelSet, pairTokenizer, parseTextClassification, type ClassifyBatch, type ClassifyBatchState, type ClassifyExample, type EncodeTextOptions, type PairTokenizer, type TextDataset, type TextExample } from './classify.js';
+export { ImageDecodeError, VIT_PROCESSOR_DEFAULTS, parseImageProcessorConfig, preprocessImage, resizeBilinear, type ImageProcessorConfig, type RgbImage } from './images.js';

@@ -19,15 +19,17 @@ import { BatchIterator, type Batch } from '../data/batch.js';
 import type { Example } from '../data/dataset.js';
 import { generate } from '../generate/generate.js';
 import { Tokenizer } from '../io/tokenizer.js';
-import { loadPeftModel } from '../lora/files.js';
+import { loadPeftModel } from '../lora/files.node.js';
 import { getPeftModel, type PeftModel } from '../lora/peft-model.js';
 import type { LoraConfigInput } from '../lora/config.js';
 import type { DecoderLM } from '../models/decoder.js';
-import { loadModel } from '../models/load.js';
+import { loadModel } from '../models/load.node.js';
 import { createOptimizer } from '../train/optimizer.js';
-import { train } from '../train/trainer.js';
+import { train } from '../train/trainer.node.js';
 import { COARSE_TAGS, coarseTag, readBrownCorpus, splitBrown, tagAccuracy, trainMostFrequentTag, type BrownDocument, type BrownSentence, type CoarseTag } from '../corpus/brown.js';
 import { documentPieces, heldOutBatches, meanLoss } from '../corpus/pretrain.js';
+import { loadTokenizer } from '../io/tokenizer.node.js';
+import { saveAdapter, loadAdapter } from '../lora/files.node.js';
 
 /** The bundled base model, found from this file (dist/src/demo → the package root). */
 export const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../../../models/brown-llama', import.meta.url));
@@ -312,7 +314,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const genre = (opts.genre ?? 'J').toUpperCase();
 
   log(`lorakit demo: two LoRA adapters on ${path.relative(process.cwd(), modelDir) || modelDir}${quick ? ' (quick run)' : ''}`);
-  const tokenizer = Tokenizer.fromFolder(modelDir);
+  const tokenizer = loadTokenizer(modelDir);
   const base = loadModel(modelDir);
   const docs = readBrownCorpus();
   const halves = splitHeldOut(docs);
@@ -366,13 +368,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
 
   // ------------------------------------------------------------------ save, load back, switch
   fs.mkdirSync(out, { recursive: true });
-  const written = peft.saveAdapter(out, { adapterNames: ['pos', 'genre'], baseModelNameOrPath: modelDir });
+  const written = saveAdapter(peft, out, { adapterNames: ['pos', 'genre'], baseModelNameOrPath: modelDir });
   const adapters = { pos: path.join(out, 'pos'), genre: path.join(out, 'genre') };
   log('');
   log(`saved PEFT adapters: ${written.map((w) => path.relative(process.cwd(), w) || w).join(', ')}`);
 
   const served = loadPeftModel(loadModel(modelDir), adapters.pos, { adapterName: 'pos' });
-  served.loadAdapter(adapters.genre, 'genre');
+  loadAdapter(served, adapters.genre, 'genre');
   const switching: DemoResult['switching'] = [];
   log('one base model, both adapters loaded back from those folders, the same input through each:');
   const runEach = (fn: () => string): Record<string, string> => {

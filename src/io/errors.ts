@@ -47,3 +47,18 @@ export function describe(value: unknown): string {
   if (typeof value === 'object') return 'an object';
   return `${typeof value} ${String(value)}`;
 }
+
+/** Where warnings go: (message, code). lorakit's Node entry sends them to process.emitWarning. */
+export type WarningHandler = (message: string, code: string) => void;
+
+let warningHandler: WarningHandler = (message, code) => console.warn(`(${code}) ${message}`);
+
+/** Sets where warnings go (docs/ARCHITECTURE.md §Platforms and entry points). */
+export function setWarningHandler(handler: WarningHandler): void {
+  warningHandler = handler;
+}
+
+/** A warning (unknown config keys, a no-op unmerge, …): execution goes on. */
+export function warn(message: string, code: string): void {
+  warningHandler(message, code);
+}

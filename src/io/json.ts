@@ -1,24 +1,11 @@
-// Reading the JSON files of a model folder, with problems collected rather than thrown one by one.
-import * as fs from 'node:fs';
+// JSON objects from text, with problems collected rather than thrown one by one
+// (json.node.ts reads them from files).
 import { Problems, describe } from './errors.js';
 
 export type JsonObject = Record<string, unknown>;
 
-/**
- * Reads `file` as a JSON object. Returns undefined when the file does not exist (and `required`
- * is false); records a problem naming the file when it is missing but required, unreadable,
- * invalid JSON, or not an object.
- */
-export function readJsonObject(file: string, problems: Problems, required: boolean): JsonObject | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && !required) return undefined;
-    problems.add(code === 'ENOENT' ? `${file} does not exist` : `cannot read ${file} (${code ?? (err as Error).message})`);
-    return undefined;
-  }
+/** Parses `text` (from `file`) as a JSON object; records a problem naming the file when it is invalid JSON or not an object. */
+export function parseJsonObject(text: string, file: string, problems: Problems): JsonObject | undefined {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -31,14 +18,4 @@ export function readJsonObject(file: string, problems: Problems, required: boole
     return undefined;
   }
   return json as JsonObject;
-}
-
-export function readTextFile(file: string, problems: Problems): string | undefined {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') problems.add(`cannot read ${file} (${code ?? (err as Error).message})`);
-    return undefined;
-  }
 }

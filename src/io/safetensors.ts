@@ -5,13 +5,11 @@
 // (the JSON may be padded at the end with spaces), then the data region. Offsets are relative to
 // the start of the data region; the tensors must cover it exactly, without holes or overlaps.
 //
-// Reading opens the file and validates the whole header up front, then reads each tensor lazily,
-// straight from the file into its own typed array (so it is aligned and nothing is held twice).
-import * as fs from 'node:fs';
-import { endianness } from 'node:os';
+// This file parses and writes bytes (platform-neutral); safetensors.node.ts opens files: it
+// validates the whole header up front, then reads each tensor lazily, straight from the file
+// into its own typed array (so it is aligned and nothing is held twice).
 import { Tensor, numel, formatShape } from '../tensor/index.js';
 import type { DType } from '../tensor/index.js';
-import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { FormatError, Problems, describe } from './errors.js';
 
 /** The dtype names used in safetensors headers. */
@@ -43,7 +41,7 @@ const ARRAY_CLASSES: Record<string, abstract new (...args: never[]) => RawArray>
   Float64Array, Float32Array, Uint16Array, Int16Array, Int32Array, Int8Array, Uint8Array, Uint32Array, BigInt64Array, BigUint64Array,
 };
 
-const SPECS: Record<SafetensorsDType, DTypeSpec> = {
+export const SPECS: Record<SafetensorsDType, DTypeSpec> = {
   F64: { size: 8, make: (n) => new Float64Array(n), array: 'Float64Array' },
   F32: { size: 4, make: (n) => new Float32Array(n), array: 'Float32Array' },
   F16: { size: 2, make: (n) => new Uint16Array(n), array: 'Uint16Array' },
@@ -63,7 +61,7 @@ const SPECS: Record<SafetensorsDType, DTypeSpec> = {
 
 export const SAFETENSORS_DTYPES = Object.keys(SPECS) as SafetensorsDType[];
 
-const TO_TENSOR_DTYPE: Partial<Record<SafetensorsDType, DType>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+export const TO_TENSOR_DTYPE: Partial<Record<SafetensorsDType, DType>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 const FROM_TENSOR_DTYPE: Record<DType, SafetensorsDType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
 
 export function isSafetensorsDType(x: unknown): x is SafetensorsDType {
@@ -112,14 +110,16 @@ export interface TensorSource {
   close(): void;
 }
 
-function checkLittleEndian(what: string): void {
-  if (endianness() !== 'LE') throw new Error(`${what}: safetensors data is little-endian and this host is big-endian (not supported)`);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+export function checkLittleEndian(what: string): void {
+  if (!LITTLE_ENDIAN) throw new Error(`${what}: safetensors data is little-endian and this host is big-endian (not supported)`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Header parsing and validation
 
-interface Entry {
+export interface Entry {
   name: string;
   dtype: SafetensorsDType;
   shape: number[];
@@ -127,7 +127,7 @@ interface Entry {
   end: number;
 }
 
-interface ParsedHeader {
+export interface ParsedHeader {
   entries: Map<string, Entry>;
   metadata: Record<string, string>;
   headerLength: number;
@@ -145,7 +145,7 @@ function fmtOffsets(e: { begin: number; end: number }): string {
  * Validates a header given its length prefix, its JSON bytes and the total file size.
  * Collects every problem and throws one FormatError naming the file.
  */
-function parseHeader(file: string, fileSize: number, prefix: Uint8Array, readJson: (n: number) => Uint8Array): ParsedHeader {
+export function parseHeader(file: string, fileSize: number, prefix: Uint8Array, readJson: (n: number) => Uint8Array): ParsedHeader {
   const p = new Problems('safetensors', file);
   if (fileSize < 8) {
     p.add(`file is ${fileSize} bytes, shorter than the 8-byte header length (truncated or not a safetensors file)`);
@@ -270,121 +270,14 @@ function parseHeader(file: string, fileSize: number, prefix: Uint8Array, readJso
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-function readFully(fd: number, into: Uint8Array, position: number, file: string, what: string): void {
-  const CHUNK = 1 << 30;
-  let done = 0;
-  while (done < into.length) {
-    const len = Math.min(CHUNK, into.length - done);
-    const got = fs.readSync(fd, into, done, len, position + done);
-    if (got === 0) {
-      throw new FormatError('safetensors', file, [`${what}: file ended after ${position + done} bytes while reading ${into.length} bytes at offset ${position} (file truncated or changed while open?)`]);
-    }
-    done += got;
-  }
-}
-
-function notFloat(name: string, dtype: SafetensorsDType, file: string): FormatError {
+export function notFloat(name: string, dtype: SafetensorsDType, file: string): FormatError {
   return new FormatError('safetensors', file, [`tensor ${JSON.stringify(name)} is ${dtype}; Tensor holds only F32, F16 and BF16 (read it with raw())`]);
 }
 
-function toTensor(raw: RawTensor, name: string, file: string): Tensor {
+export function toTensor(raw: RawTensor, name: string, file: string): Tensor {
   const dtype = TO_TENSOR_DTYPE[raw.dtype];
   if (dtype === undefined) throw notFloat(name, raw.dtype, file);
   return new Tensor(dtype, raw.shape, raw.data as Float32Array | Uint16Array);
-}
-
-/** One safetensors file, opened and validated, read tensor by tensor. Call close() when done. */
-export class SafetensorsFile implements TensorSource {
-  readonly path: string;
-  readonly metadata: Readonly<Record<string, string>>;
-  readonly fileSize: number;
-  /** Byte length of the JSON header (without the 8-byte prefix). */
-  readonly headerLength: number;
-  private readonly entries: Map<string, Entry>;
-  private fd: number | undefined;
-
-  private constructor(path: string, fd: number, fileSize: number, header: ParsedHeader) {
-    this.path = path;
-    this.fd = fd;
-    this.fileSize = fileSize;
-    this.entries = header.entries;
-    this.metadata = Object.freeze(header.metadata);
-    this.headerLength = header.headerLength;
-  }
-
-  /** Opens and validates `path`; throws a FormatError listing every problem in the header. */
-  static open(path: string): SafetensorsFile {
-    checkLittleEndian(`safetensors ${path}`);
-    const fd = fs.openSync(path, 'r');
-    try {
-      const size = fs.fstatSync(fd).size;
-      const prefix = new Uint8Array(8);
-      if (size >= 8) readFully(fd, prefix, 0, path, 'header length');
-      const header = parseHeader(path, size, prefix, (n) => {
-        const buf = new Uint8Array(n);
-        readFully(fd, buf, 8, path, 'header');
-        return buf;
-      });
-      return new SafetensorsFile(path, fd, size, header);
-    } catch (err) {
-      fs.closeSync(fd);
-      throw err;
-    }
-  }
-
-  get dataOffset(): number {
-    return 8 + this.headerLength;
-  }
-
-  names(): string[] {
-    return [...this.entries.keys()].sort();
-  }
-
-  has(name: string): boolean {
-    return this.entries.has(name);
-  }
-
-  private entry(name: string): Entry {
-    const e = this.entries.get(name);
-    if (e === undefined) {
-      throw new FormatError('safetensors', this.path, [`no tensor named ${JSON.stringify(name)} (the file has ${this.entries.size} tensors${this.entries.size ? `, e.g. ${JSON.stringify(this.names()[0])}` : ''})`]);
-    }
-    return e;
-  }
-
-  info(name: string): TensorInfo {
-    const e = this.entry(name);
-    return { name, dtype: e.dtype, shape: e.shape, file: this.path, offset: this.dataOffset + e.begin, byteLength: e.end - e.begin };
-  }
-
-  raw(name: string): RawTensor {
-    const e = this.entry(name);
-    if (this.fd === undefined) throw new Error(`safetensors ${this.path}: file is closed (reading tensor ${JSON.stringify(name)})`);
-    const data = SPECS[e.dtype].make(numel(e.shape));
-    readFully(this.fd, new Uint8Array(data.buffer, 0, data.byteLength), this.dataOffset + e.begin, this.path, `tensor ${JSON.stringify(name)}`);
-    return { dtype: e.dtype, shape: e.shape.slice(), data };
-  }
-
-  tensor(name: string): Tensor {
-    const e = this.entry(name);
-    if (TO_TENSOR_DTYPE[e.dtype] === undefined) throw notFloat(name, e.dtype, this.path);
-    return toTensor(this.raw(name), name, this.path);
-  }
-
-  /** Names in file order (ascending offset), for sequential reads. */
-  fileOrder(): string[] {
-    return [...this.entries.values()].sort((a, b) => a.begin - b.begin).map((e) => e.name);
-  }
-
-  /** Float tensors in file order; tensors of other dtypes are skipped (read them with raw()). */
-  *tensors(): IterableIterator<[string, Tensor]> {
-    for (const name of this.fileOrder()) if (TO_TENSOR_DTYPE[this.entries.get(name)!.dtype] !== undefined) yield [name, this.tensor(name)];
-  }
-
-  close(): void {
-    if (this.fd !== undefined) fs.closeSync(this.fd);
-    this.fd = undefined;
-  }
 }
 
 export interface LoadedSafetensors {
@@ -393,22 +286,6 @@ export interface LoadedSafetensors {
   /** Tensors of other dtypes (ints, bools, F64, fp8) as typed arrays. */
   others: Map<string, RawTensor>;
   metadata: Record<string, string>;
-}
-
-/** Reads a whole file: every tensor, each into its own typed array. */
-export function readSafetensors(path: string): LoadedSafetensors {
-  const f = SafetensorsFile.open(path);
-  try {
-    const out: LoadedSafetensors = { tensors: new Map(), others: new Map(), metadata: { ...f.metadata } };
-    for (const name of f.fileOrder()) {
-      const raw = f.raw(name);
-      if (TO_TENSOR_DTYPE[raw.dtype] !== undefined) out.tensors.set(name, toTensor(raw, name, path));
-      else out.others.set(name, raw);
-    }
-    return out;
-  } finally {
-    f.close();
-  }
 }
 
 /** Parses safetensors bytes held in memory (`label` names them in errors). */
@@ -506,11 +383,10 @@ export function planSafetensors(tensors: TensorMap, options: WriteSafetensorsOpt
   for (const it of [...items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     header[it.name] = { dtype: it.raw.dtype, shape: [...it.raw.shape], data_offsets: offsets.get(it.name) };
   }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const json = new TextEncoder().encode(JSON.stringify(header));
   const pad = (8 - ((8 + json.length) % 8)) % 8;
-  if (pad > 0) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const headerBytes = new Uint8Array(8 + json.length);
-  new DataView(headerBytes.buffer).setBigUint64(0, BigInt(json.length), true);
+  const headerBytes = new Uint8Array(8 + json.length + pad).fill(0x20, 8 + json.length);
+  new DataView(headerBytes.buffer).setBigUint64(0, BigInt(json.length + pad), true);
   headerBytes.set(json, 8);
   const chunks = layout.map((it) => tensorBytes(it.raw));
   return { header: headerBytes, chunks, byteLength: headerBytes.length + cursor };
@@ -527,15 +403,4 @@ export function serializeSafetensors(tensors: TensorMap, options: WriteSafetenso
     off += c.length;
   }
   return out;
-}
-
-/** Writes a safetensors file atomically (temp file, fsync, rename); tensor data is not copied. */
-export async function writeSafetensors(path: string, tensors: TensorMap, options: WriteSafetensorsOptions = {}): Promise<void> {
-  const plan = planSafetensors(tensors, options, path);
-  await writeFileAtomic(path, [plan.header, ...plan.chunks]);
-}
-
-export function writeSafetensorsSync(path: string, tensors: TensorMap, options: WriteSafetensorsOptions = {}): void {
-  const plan = planSafetensors(tensors, options, path);
-  writeFileAtomicSync(path, [plan.header, ...plan.chunks]);
 }

@@ -1,11 +1,9 @@
 // Tokenizer: a thin wrapper over @huggingface/tokenizers (tokenizer.json + tokenizer_config.json,
 // all offline) with the special tokens resolved, incremental decoding for generation, and chat
 // templates rendered by @huggingface/jinja.
-import * as path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { FormatError, Problems, describe } from './errors.js';
-import { readJsonObject, readTextFile } from './json.js';
 import type { JsonObject } from './json.js';
 
 /** The tokenizer files of a model folder, parsed. Only tokenizer.json is required. */
@@ -86,27 +84,6 @@ export function parseChatTemplates(value: unknown, where: string, problems: Prob
     problems.add(`${where} must be a string or a list of {name, template}, got ${describe(value)}`);
   }
   return out;
-}
-
-/** Reads tokenizer.json (required) and the optional companion files from a folder. */
-export function readTokenizerFiles(dir: string, problems?: Problems): TokenizerFiles | undefined {
-  const p = problems ?? new Problems('tokenizer', dir);
-  const tokenizerJson = readJsonObject(path.join(dir, 'tokenizer.json'), p, true);
-  const files: TokenizerFiles = { source: dir, tokenizerJson: tokenizerJson ?? {} };
-  const cfg = readJsonObject(path.join(dir, 'tokenizer_config.json'), p, false);
-  if (cfg) files.tokenizerConfig = cfg;
-  const stm = readJsonObject(path.join(dir, 'special_tokens_map.json'), p, false);
-  if (stm) files.specialTokensMap = stm;
-  const gen = readJsonObject(path.join(dir, 'generation_config.json'), p, false);
-  if (gen) files.generationConfig = gen;
-  const jinja = readTextFile(path.join(dir, 'chat_template.jinja'), p);
-  if (jinja !== undefined) files.chatTemplateFile = jinja;
-  else {
-    const ct = readJsonObject(path.join(dir, 'chat_template.json'), p, false);
-    if (ct) files.chatTemplateFile = ct;
-  }
-  if (problems === undefined) p.throwIfAny();
-  return tokenizerJson ? files : undefined;
 }
 
 function idsOf(value: unknown): number[] {
@@ -204,11 +181,6 @@ export class Tokenizer {
     this.eosTokenIds = Object.freeze(eosIds);
     this.padTokenId = lookup('pad_token') ?? idsOf(gen['pad_token_id'])[0];
     p.throwIfAny();
-  }
-
-  /** Loads tokenizer.json and its companion files from a folder. */
-  static fromFolder(dir: string): Tokenizer {
-    return new Tokenizer(readTokenizerFiles(dir)!);
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {

@@ -1,6 +1,7 @@
 // LoraConfig: PEFT's LoraConfig field names and defaults (so adapter_config.json files
 // interoperate), validated once: every problem is collected and thrown together;
 // keys lorakit does not know are warnings, listed, so newer files still load.
+import { warn } from '../io/errors.js';
 import { patternError } from './regex.js';
 
 export type LoraBias = 'none' | 'all' | 'lora_only';
@@ -259,7 +260,7 @@ export function parseLoraConfig(input: Record<string, unknown>, what = 'LoraConf
 /** Builds a validated LoraConfig from PEFT-named options; warnings (unknown keys) are emitted. */
 export function loraConfig(input: LoraConfigInput = {}): LoraConfig {
   const { config, warnings } = parseLoraConfig(input);
-  for (const w of warnings) process.emitWarning(`LoraConfig: ${w}`, { code: 'LORAKIT_CONFIG' });
+  for (const w of warnings) warn(`LoraConfig: ${w}`, 'LORAKIT_CONFIG');
   return config;
 }
 

@@ -1,4 +1,4 @@
-// Adapter folders.
+// Adapter files, parsed and checked (files.node.ts reads and writes the folders).
 //
 // PEFT layout (written and read):
 //   adapter_config.json        PEFT's LoraConfig keys, sorted, indent 2 (json.dumps(sort_keys=True))
@@ -18,10 +18,8 @@
 //
 // Loading checks every key and shape against the model before changing anything and reports
 // all problems in one error.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { writeFileAtomicSync } from '../io/atomic.js';
-import { readSafetensors, writeSafetensorsSync } from '../io/safetensors.js';
+import { warn as emitWarning } from '../io/errors.js';
+import { deserializeSafetensors, serializeSafetensors } from '../io/safetensors.js';
 import { Linear } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
 import { Tensor, formatShape } from '../tensor/tensor.js';
@@ -29,7 +27,7 @@ import type { LoraConfig } from './config.js';
 import { adapterConfigJson, parseLoraConfig } from './config.js';
 import { LoraLinear } from './lora-linear.js';
 import { planTargets, rankAndAlpha } from './match.js';
-import { PeftModel, type PeftModelOptions } from './peft-model.js';
+import type { PeftModel } from './peft-model.js';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -37,7 +35,7 @@ export const MLX_ADAPTER_WEIGHTS_FILE = 'adapters.safetensors';
 export const PEFT_PREFIX = 'base_model.model.';
 
 function warn(msg: string): void {
-  process.emitWarning(msg, { code: 'LORAKIT_ADAPTER' });
+  emitWarning(msg, 'LORAKIT_ADAPTER');
 }
 
 /** JSON as Python's json.dumps(obj, indent=2, sort_keys=True) writes it (floats listed in floatKeys keep a ".0"). */
@@ -111,23 +109,16 @@ export interface SaveAdapterOptions {
   baseModelNameOrPath?: string;
 }
 
-/** Writes PEFT adapter folders (each file atomically). Returns the folders written. */
-export function saveAdapter(peft: PeftModel, dir: string, opts: SaveAdapterOptions = {}): string[] {
-  const names = opts.adapterNames ?? peft.adapterNames;
-  if (names.length === 0) throw new Error('saveAdapter: the model has no adapters');
-  const written: string[] = [];
-  for (const name of names) {
-    const cfg = peft.config(name);
-    const out = name === 'default' ? dir : path.join(dir, name);
-    fs.mkdirSync(out, { recursive: true });
-    const tensors = adapterStateDict(peft, name);
-    writeSafetensorsSync(path.join(out, ADAPTER_WEIGHTS_FILE), tensors, { metadata: { format: 'pt' } });
-    // PEFT's save_pretrained writes inference_mode = true
-    const json = adapterConfigJson({ ...cfg, inference_mode: true, base_model_name_or_path: opts.baseModelNameOrPath ?? cfg.base_model_name_or_path });
-    writeFileAtomicSync(path.join(out, ADAPTER_CONFIG_FILE), pythonJson(json, FLOAT_KEYS));
-    written.push(out);
-  }
-  return written;
+/** The files of adapter `name` as PEFT's save_pretrained writes them: adapter_model.safetensors and adapter_config.json. */
+export function adapterFiles(peft: PeftModel, name: string, opts: SaveAdapterOptions = {}): Map<string, Uint8Array | string> {
+  const cfg = peft.config(name);
+  const tensors = adapterStateDict(peft, name);
+  // PEFT's save_pretrained writes inference_mode = true
+  const json = adapterConfigJson({ ...cfg, inference_mode: true, base_model_name_or_path: opts.baseModelNameOrPath ?? cfg.base_model_name_or_path });
+  return new Map<string, Uint8Array | string>([
+    [ADAPTER_WEIGHTS_FILE, serializeSafetensors(tensors, { metadata: { format: 'pt' } })],
+    [ADAPTER_CONFIG_FILE, pythonJson(json, FLOAT_KEYS)],
+  ]);
 }
 
 /** What lands where when an adapter is loaded: expected shape and how to assign. */
@@ -156,13 +147,19 @@ interface ReadAdapter {
   transposed: Set<string>;
 }
 
-function readJson(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`loadAdapter: cannot read ${file}: ${(e as Error).message}`);
-  }
+/** An adapter's files, read: the config's text and the weights' bytes, and the names messages give them. */
+export interface AdapterSource {
+  /** the folder (or other place) the files came from */
+  dir: string;
+  /** 'peft': adapter_model.safetensors; 'mlx': mlx-lm's adapters.safetensors */
+  format: 'peft' | 'mlx';
+  configFile: string;
+  configText: string;
+  weightsFile: string;
+  weights: Uint8Array;
+}
+
+function parseJson(text: string, file: string): Record<string, unknown> {
   try {
     const v = JSON.parse(text.replace(/\bNaN\b/g, 'null')) as unknown;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
@@ -172,37 +169,32 @@ function readJson(file: string): Record<string, unknown> {
   }
 }
 
-/** Reads an adapter folder (PEFT or mlx-lm) into a config and tensors keyed `<module path>.<kind>`. */
-function readAdapterFolder(dir: string): ReadAdapter {
-  const peftFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
-  const mlxFile = path.join(dir, MLX_ADAPTER_WEIGHTS_FILE);
-  const cfgFile = path.join(dir, ADAPTER_CONFIG_FILE);
-  if (fs.existsSync(peftFile)) {
-    const json = readJson(cfgFile);
-    const { config, warnings } = parseLoraConfig(json, `loadAdapter ${cfgFile}`);
-    for (const w of warnings) warn(`loadAdapter ${cfgFile}: ${w}`);
-    const st = readSafetensors(peftFile);
-    const tensors = new Map<string, Tensor>();
-    const fileKey = new Map<string, string>();
-    for (const [k, t] of st.tensors) {
-      const key = k.startsWith(PEFT_PREFIX) ? k.slice(PEFT_PREFIX.length) : k;
-      const norm = key.endsWith('.lora_magnitude_vector.weight') ? key.slice(0, -'.weight'.length) : key;
-      tensors.set(norm, t);
-      fileKey.set(norm, k);
-    }
-    for (const k of st.others.keys()) {
-      tensors.set(`\0${k}`, Tensor.zeros([0]));
-      fileKey.set(`\0${k}`, k);
-    }
-    return { config, tensors, format: 'peft', fileKey, targets: null, transposed: new Set() };
+/** Reads an adapter's files (PEFT or mlx-lm) into a config and tensors keyed `<module path>.<kind>`. */
+function readAdapter(src: AdapterSource): ReadAdapter {
+  if (src.format === 'mlx') return readMlxAdapter(src);
+  const cfgFile = src.configFile;
+  const json = parseJson(src.configText, cfgFile);
+  const { config, warnings } = parseLoraConfig(json, `loadAdapter ${cfgFile}`);
+  for (const w of warnings) warn(`loadAdapter ${cfgFile}: ${w}`);
+  const st = deserializeSafetensors(src.weights, src.weightsFile);
+  const tensors = new Map<string, Tensor>();
+  const fileKey = new Map<string, string>();
+  for (const [k, t] of st.tensors) {
+    const key = k.startsWith(PEFT_PREFIX) ? k.slice(PEFT_PREFIX.length) : k;
+    const norm = key.endsWith('.lora_magnitude_vector.weight') ? key.slice(0, -'.weight'.length) : key;
+    tensors.set(norm, t);
+    fileKey.set(norm, k);
   }
-  if (fs.existsSync(mlxFile)) return readMlxFolder(dir, cfgFile, mlxFile);
-  if (fs.existsSync(path.join(dir, 'adapter_model.bin'))) throw new Error(`loadAdapter ${dir}: adapter_model.bin (PyTorch pickle) is not supported; save the adapter with safetensors (PEFT's default)`);
-  throw new Error(`loadAdapter ${dir}: no ${ADAPTER_WEIGHTS_FILE} (PEFT) or ${MLX_ADAPTER_WEIGHTS_FILE} (mlx-lm) in the folder`);
+  for (const k of st.others.keys()) {
+    tensors.set(`\0${k}`, Tensor.zeros([0]));
+    fileKey.set(`\0${k}`, k);
+  }
+  return { config, tensors, format: 'peft', fileKey, targets: null, transposed: new Set() };
 }
 
-function readMlxFolder(dir: string, cfgFile: string, file: string): ReadAdapter {
-  const json = readJson(cfgFile);
+function readMlxAdapter(src: AdapterSource): ReadAdapter {
+  const { dir, configFile: cfgFile } = src;
+  const json = parseJson(src.configText, cfgFile);
   const problems: string[] = [];
   const type = json.fine_tune_type ?? 'lora';
   if (type !== 'lora' && type !== 'dora') problems.push(`fine_tune_type ${JSON.stringify(type)} is not an adapter (lora or dora)`);
@@ -214,7 +206,7 @@ function readMlxFolder(dir: string, cfgFile: string, file: string): ReadAdapter 
   if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0) problems.push(`lora_parameters.rank must be a positive integer, got ${JSON.stringify(rank)}`);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) problems.push(`lora_parameters.scale must be a number, got ${JSON.stringify(scale)}`);
   if (problems.length) throw new Error(`loadAdapter ${dir} (mlx-lm adapter_config.json): ${problems.join("; ")}`);
-  const st = readSafetensors(file);
+  const st = deserializeSafetensors(src.weights, src.weightsFile);
   const tensors = new Map<string, Tensor>();
   const fileKey = new Map<string, string>();
   const targets = new Set<string>();
@@ -264,11 +256,13 @@ function readMlxFolder(dir: string, cfgFile: string, file: string): ReadAdapter 
 }
 
 /**
- * Loads an adapter folder (PEFT or mlx-lm) as adapter `name` of `peft` (not activated).
- * Every key and shape is checked first; all problems are thrown together.
+ * Loads an adapter (PEFT or mlx-lm files, read) as adapter `name` of `peft` (not activated).
+ * Every key and shape is checked first; all problems are thrown together. loadAdapter
+ * (files.node.ts) reads a folder and calls this.
  */
-export function loadAdapter(peft: PeftModel, dir: string, name: string, opts: LoadAdapterOptions = {}): LoraConfig {
-  const read = readAdapterFolder(dir);
+export function loadAdapterFiles(peft: PeftModel, src: AdapterSource, name: string, opts: LoadAdapterOptions = {}): LoraConfig {
+  const dir = src.dir;
+  const read = readAdapter(src);
   const config: LoraConfig = { ...read.config, inference_mode: !(opts.isTrainable ?? false) };
   const model = peft.model;
   const problems: string[] = [];
@@ -402,21 +396,4 @@ function assignAdapterTensor(peft: PeftModel, modulePath: string, name: string, 
 function modelTypeOf(model: Module): string | undefined {
   const cfg = (model as unknown as { config?: { model_type?: unknown } }).config;
   return typeof cfg?.model_type === 'string' ? cfg.model_type : undefined;
-}
-
-/**
- * PeftModel.from_pretrained: freezes `model`, loads the adapter folder as `adapterName`
- * and activates it.
- */
-export function loadPeftModel<M extends Module>(model: M, dir: string, opts: LoadAdapterOptions & PeftModelOptions & { adapterName?: string } = {}): PeftModel<M> {
-  if (model.namedModules().some(([, m]) => m instanceof LoraLinear)) throw new Error('loadPeftModel: the model has LoRA layers already; use PeftModel.loadAdapter');
-  const peftOpts: PeftModelOptions = {};
-  if (opts.seed !== undefined) peftOpts.seed = opts.seed;
-  if (opts.modelType !== undefined) peftOpts.modelType = opts.modelType;
-  const peft = new PeftModel(model, peftOpts);
-  model.requiresGrad(false);
-  const name = opts.adapterName ?? 'default';
-  loadAdapter(peft, dir, name, opts);
-  peft.setAdapter(name);
-  return peft;
 }

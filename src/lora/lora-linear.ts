@@ -19,6 +19,7 @@
 // restores them exactly. f32 weights are updated in place and unmerge() subtracts again
 // (exact up to f32 rounding).
 import { getBackend } from '../backend/index.js';
+import { warn } from '../io/errors.js';
 import { Dropout } from '../nn/dropout.js';
 import type { RowLayer } from '../nn/linear.js';
 import { Linear } from '../nn/linear.js';
@@ -279,7 +280,7 @@ export class LoraLinear extends Module implements RowLayer {
     if (x.length !== N * I) throw new ShapeError(`LoraLinear.forward${this.where()}: x has ${x.length} elements, expected [${N}, ${I}] = ${N * I}`);
     const ctx = this.context;
     if (ctx.disabled && this.mergedNames.length) {
-      process.emitWarning(`LoraLinear${this.where()}: adapters disabled while merged; unmerging`, { code: 'LORAKIT_UNMERGE' });
+      warn(`LoraLinear${this.where()}: adapters disabled while merged; unmerging`, 'LORAKIT_UNMERGE');
       this.unmerge();
     }
     this.N = N;
@@ -638,7 +639,7 @@ export class LoraLinear extends Module implements RowLayer {
   /** Undoes every merge (most recent first). */
   unmerge(): void {
     if (this.mergedNames.length === 0) {
-      process.emitWarning(`LoraLinear${this.where()}: already unmerged, nothing to do`, { code: 'LORAKIT_UNMERGE' });
+      warn(`LoraLinear${this.where()}: already unmerged, nothing to do`, 'LORAKIT_UNMERGE');
       return;
     }
     if (this.stash) {

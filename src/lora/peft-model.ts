@@ -7,6 +7,7 @@
 // deleteAdapter removes one, disableAdapter(fn) runs the base alone, and
 // withAdapterNames(names, fn) picks an adapter per batch row for inference.
 // An adapter is trainable exactly when it is active and its config is not inference_mode.
+import { warn as emitWarning } from '../io/errors.js';
 import { Linear } from '../nn/linear.js';
 import type { Module, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/rng.js';
@@ -16,8 +17,6 @@ import { BASE_ADAPTER, LoraContext, LoraLinear } from './lora-linear.js';
 import type { ModuleInfo } from './match.js';
 import { planTargets, rankAndAlpha } from './match.js';
 import { ModulesToSave } from './modules-to-save.js';
-import { loadAdapter, saveAdapter, type LoadAdapterOptions, type SaveAdapterOptions } from './files.js';
-import { addWeightedAdapter, type CombinationType, type WeightedAdapterOptions } from './weighted.js';
 
 export interface PeftModelOptions {
   /** seed of the stream used for adapter initialisation and dropout masks (default 0) */
@@ -27,7 +26,7 @@ export interface PeftModelOptions {
 }
 
 function warn(msg: string): void {
-  process.emitWarning(msg, { code: 'LORAKIT_PEFT' });
+  emitWarning(msg, 'LORAKIT_PEFT');
 }
 
 /** Accepts a validated config or PEFT-named options; emits unknown-key warnings. */
@@ -98,7 +97,7 @@ export class PeftModel<M extends Module = Module> {
 
   /**
    * Injects a new adapter (not active, frozen). Returns the module paths it was added to.
-   * Used by getPeftModel, addAdapter, loadAdapter and addWeightedAdapter.
+   * Used by getPeftModel, addAdapter, loadAdapterFiles and addWeightedAdapter (weighted.ts).
    */
   injectAdapter(name: string, cfg: LoraConfig, opts: { targets?: readonly string[] } = {}): string[] {
     let config = cfg;
@@ -306,21 +305,6 @@ export class PeftModel<M extends Module = Module> {
     if (result instanceof Promise) return result.finally(() => (this.context.adapterNames = null)) as T;
     this.context.adapterNames = null;
     return result;
-  }
-
-  /** Loads a PEFT (or mlx-lm) adapter folder as adapter `name` (inactive; frozen unless isTrainable). */
-  loadAdapter(dir: string, name: string, opts: LoadAdapterOptions = {}): LoraConfig {
-    return loadAdapter(this, dir, name, opts);
-  }
-
-  /** Writes PEFT adapter folders: "default" into dir, any other adapter into dir/<name>. */
-  saveAdapter(dir: string, opts: SaveAdapterOptions = {}): string[] {
-    return saveAdapter(this, dir, opts);
-  }
-
-  /** A new adapter combining others (PEFT's add_weighted_adapter: 'linear', 'cat', 'svd'); not activated. */
-  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], name: string, combination: CombinationType = 'svd', opts: WeightedAdapterOptions = {}): void {
-    addWeightedAdapter(this, adapters, weights, name, combination, opts);
   }
 
   // ---------------------------------------------------------------- merge

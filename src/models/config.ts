@@ -3,7 +3,10 @@
 // was expected. Keys no family reads are reported once as a warning, so configs written
 // by newer versions of transformers still load.
 
-export type JsonObject = Record<string, unknown>;
+import { warn } from '../io/errors.js';
+import type { JsonObject } from '../io/json.js';
+
+export type { JsonObject };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -167,6 +170,6 @@ export const GENERIC_CONFIG_KEYS = [
 export function warnUnknownKeys(r: ConfigReader): void {
   const unknown = r.unknownKeys().filter((k) => !GENERIC_CONFIG_KEYS.includes(k));
   if (unknown.length) {
-    process.emitWarning(`${r.where}: ignoring unrecognised key(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, { code: 'LORAKIT_CONFIG_UNKNOWN_KEYS' });
+    warn(`${r.where}: ignoring unrecognised key(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, 'LORAKIT_CONFIG_UNKNOWN_KEYS');
   }
 }

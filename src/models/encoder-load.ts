@@ -1,20 +1,16 @@
 // Classification models (BERT, RoBERTa, ViT) from Hugging Face folders (loadClassifier), from a
 // config with seeded random weights (createClassifier), and back to a folder (saveClassifier).
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { getBackend } from '../backend/index.js';
-import { Problems } from '../io/errors.js';
-import { readJsonObject } from '../io/json.js';
-import { openWeights } from '../io/model-folder.js';
-import { tensorDTypeOf } from '../io/safetensors.js';
+import { warn } from '../io/errors.js';
+import { tensorDTypeOf, type TensorSource } from '../io/safetensors.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { Rng } from '../nn/rng.js';
 import { Tensor, formatShape, type DType } from '../tensor/tensor.js';
 import type { JsonObject } from './config.js';
 import { initLinear, type EncoderClassifier } from './encoder.js';
-import { WeightsError, scanCheckpoint, writeModelFolder } from './load.js';
-import { ENCODER_FAMILIES, getEncoderFamily } from './registry.js';
+import { WeightsError, scanCheckpoint, type WeightsWhere } from './load.js';
+import { getEncoderFamily } from './registry.js';
 import { ViTEmbeddings } from './vit.js';
 
 export interface LoadClassifierOptions {
@@ -27,12 +23,12 @@ export interface LoadClassifierOptions {
   labels?: readonly string[];
   /** seed of a new head's init (default 0) */
   seed?: number;
-  /** where warnings go (default process.emitWarning) */
+  /** where warnings go (default: io/errors.ts warn, which lorakit's Node entry sends to process.emitWarning) */
   warn?: (message: string) => void;
 }
 
 function defaultWarn(msg: string): void {
-  process.emitWarning(msg, { code: 'LORAKIT_CLASSIFIER' });
+  warn(msg, 'LORAKIT_CLASSIFIER');
 }
 
 function sameLabels(a: readonly string[], b: readonly string[]): boolean {
@@ -44,68 +40,59 @@ function showLabels(l: readonly string[]): string {
 }
 
 /**
- * Loads a classification model folder (config.json with model_type bert / roberta / vit,
- * model.safetensors or shards). Every missing tensor, wrong shape or unexpected key is
- * reported together. A checkpoint without its task head (BertModel, ViTModel) gets a new one,
- * with a warning. The model is frozen and in eval mode.
+ * A classifier from a config.json object (model_type bert / roberta / vit) and its weights
+ * from any TensorSource. Every missing tensor, wrong shape or unexpected key is reported
+ * together. A checkpoint without its task head (BertModel, ViTModel) gets a new one, with a
+ * warning. The model is frozen and in eval mode. loadClassifier (encoder-load.node.ts) reads a
+ * folder and calls this; `where.folder` names it in warnings.
  */
-export function loadClassifier(dir: string, opts: LoadClassifierOptions = {}): EncoderClassifier {
+export function classifierFromWeights(config: JsonObject, src: TensorSource, where: WeightsWhere & { folder: string }, opts: LoadClassifierOptions = {}): EncoderClassifier {
   const warn = opts.warn ?? defaultWarn;
   getBackend(); // the native addon sets up the allocator before the weights arrive
-  const where = path.join(dir, 'config.json');
-  const problems = new Problems('model folder', dir);
-  const config = readJsonObject(where, problems, true);
-  problems.throwIfAny();
-  const fam = getEncoderFamily(config!['model_type'], where);
-  const cfg = fam.parseConfig(config!, where);
-  const src = openWeights(dir);
-  try {
-    const { names, dtype } = scanCheckpoint(src, (name) => fam.sanitizeKey(cfg, name), opts.dtype === 'f32');
-    const model = fam.build(cfg, { dtype });
-    const params = new Map(model.namedParameters());
-    const errs: string[] = [];
-    const fresh: string[] = [];
-    for (const [key, p] of params) {
-      const name = names.get(key);
-      if (name === undefined) {
-        if (fam.optionalPrefixes.some((pre) => key.startsWith(pre))) fresh.push(key);
-        else errs.push(`missing tensor ${key} (expected shape ${formatShape(p.shape)})`);
-        continue;
-      }
-      const info = src.info(name);
-      const shown = name === key ? key : `${name} (as ${key})`;
-      if (!tensorDTypeOf(info.dtype)) errs.push(`tensor ${shown} has dtype ${info.dtype}; expected F32, F16 or BF16`);
-      if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
-        // a head of another size is replaced below when labels are given; otherwise it is an error
-        const isHead = fam.headModules.some((h) => key.startsWith(`${h}.`));
-        if (isHead && opts.labels) fresh.push(key);
-        else errs.push(`tensor ${shown} has shape ${formatShape(info.shape)}, the model expects ${formatShape(p.shape)}${isHead ? ' (config id2label / num_labels disagree with the checkpoint head)' : ''}`);
-      }
+  const fam = getEncoderFamily(config['model_type'], where.config);
+  const cfg = fam.parseConfig(config, where.config);
+  const { names, dtype } = scanCheckpoint(src, (name) => fam.sanitizeKey(cfg, name), opts.dtype === 'f32');
+  const model = fam.build(cfg, { dtype });
+  const params = new Map(model.namedParameters());
+  const errs: string[] = [];
+  const fresh: string[] = [];
+  for (const [key, p] of params) {
+    const name = names.get(key);
+    if (name === undefined) {
+      if (fam.optionalPrefixes.some((pre) => key.startsWith(pre))) fresh.push(key);
+      else errs.push(`missing tensor ${key} (expected shape ${formatShape(p.shape)})`);
+      continue;
     }
-    for (const [key, name] of names) if (!params.has(key)) errs.push(`unexpected tensor ${name}${name === key ? '' : ` (as ${key})`}`);
-    const wfile = fs.existsSync(path.join(dir, 'model.safetensors')) ? 'model.safetensors' : 'sharded weights';
-    if (errs.length) throw new WeightsError(`model folder ${dir} (${wfile}, model_type ${String(config!['model_type'])})`, errs);
-    const rng = new Rng(opts.seed ?? 0);
-    for (const [key, p] of params) {
-      if (fresh.includes(key)) continue;
-      let t = src.tensor(names.get(key)!);
-      if (opts.dtype === 'f32') t = t.toF32();
-      p.assign(t, key);
+    const info = src.info(name);
+    const shown = name === key ? key : `${name} (as ${key})`;
+    if (!tensorDTypeOf(info.dtype)) errs.push(`tensor ${shown} has dtype ${info.dtype}; expected F32, F16 or BF16`);
+    if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
+      // a head of another size is replaced below when labels are given; otherwise it is an error
+      const isHead = fam.headModules.some((h) => key.startsWith(`${h}.`));
+      if (isHead && opts.labels) fresh.push(key);
+      else errs.push(`tensor ${shown} has shape ${formatShape(info.shape)}, the model expects ${formatShape(p.shape)}${isHead ? ' (config id2label / num_labels disagree with the checkpoint head)' : ''}`);
     }
-    if (fresh.length) {
-      initModules(model, rng, fresh);
-      warn(`${dir}: the checkpoint has no trained ${[...new Set(fresh.map((k) => k.slice(0, k.lastIndexOf('.'))))].join(', ')} (a base model?); initialised new weights, train them (modules_to_save)`);
-    }
-    if (opts.labels && !sameLabels(opts.labels, model.labels)) {
-      const old = model.labels;
-      model.replaceHead(opts.labels, opts.seed ?? 0);
-      warn(`${dir}: the checkpoint's labels ${showLabels(old)} differ from ${showLabels(opts.labels)}; using a new classifier head of ${opts.labels.length} outputs (train it: the classifier is in modules_to_save)`);
-    }
-    model.eval();
-    return model;
-  } finally {
-    src.close();
   }
+  for (const [key, name] of names) if (!params.has(key)) errs.push(`unexpected tensor ${name}${name === key ? '' : ` (as ${key})`}`);
+  if (errs.length) throw new WeightsError(where.weights, errs);
+  const rng = new Rng(opts.seed ?? 0);
+  for (const [key, p] of params) {
+    if (fresh.includes(key)) continue;
+    let t = src.tensor(names.get(key)!);
+    if (opts.dtype === 'f32') t = t.toF32();
+    p.assign(t, key);
+  }
+  if (fresh.length) {
+    initModules(model, rng, fresh);
+    warn(`${where.folder}: the checkpoint has no trained ${[...new Set(fresh.map((k) => k.slice(0, k.lastIndexOf('.'))))].join(', ')} (a base model?); initialised new weights, train them (modules_to_save)`);
+  }
+  if (opts.labels && !sameLabels(opts.labels, model.labels)) {
+    const old = model.labels;
+    model.replaceHead(opts.labels, opts.seed ?? 0);
+    warn(`${where.folder}: the checkpoint's labels ${showLabels(old)} differ from ${showLabels(opts.labels)}; using a new classifier head of ${opts.labels.length} outputs (train it: the classifier is in modules_to_save)`);
+  }
+  model.eval();
+  return model;
 }
 
 /** normal(0, initializer_range) for the Linears/Embeddings/ViT embeddings holding a key in `keys` (all when absent); biases 0. */
@@ -154,10 +141,4 @@ export function createClassifier(config: JsonObject, opts: CreateClassifierOptio
   if (opts.labels) model.replaceHead(opts.labels, opts.seed ?? 0);
   model.eval();
   return model;
-}
-
-/** Writes config.json (with id2label / label2id and architectures) and model.safetensors. */
-export async function saveClassifier(model: EncoderClassifier, dir: string, opts: { dtype?: DType } = {}): Promise<void> {
-  const fam = ENCODER_FAMILIES.get(model.info.modelType);
-  await writeModelFolder(dir, model.stateDict(), model.config, fam ? fam.architecture : null, opts);
 }

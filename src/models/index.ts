@@ -20,11 +20,11 @@ export { ropeInvFreq, defaultInvFreq, llama3InvFreq, parseRope, ROPE_TYPES } fro
 export type { RopeSpec, RopeType } from './rope.js';
 export { MODEL_FAMILIES, getModelFamily, supportedModelTypes, sanitizeStateDict, UnsupportedModelError } from './registry.js';
 export type { ModelFamily } from './registry.js';
-export { loadModel, createModel, saveModel, WeightsError } from './load.js';
-export type { LoadModelOptions, CreateModelOptions, SaveModelOptions } from './load.js';
+export { createModel, modelFromWeights, modelFolderContents, WeightsError } from './load.js';
+export type { LoadModelOptions, CreateModelOptions, SaveModelOptions, WeightsWhere } from './load.js';
 export { EncoderClassifier, EncoderLayer, labelsFromConfig, type SequenceClassifier, type EncoderInputs, type TextInputs, type ImageInputs, type ClassifierInfo, type EncoderFamily } from './encoder.js';
 export { BertForSequenceClassification, parseBertConfig, type BertConfig } from './bert.js';
 export { parseRobertaConfig } from './roberta.js';
 export { ViTForImageClassification, PatchConv, parseViTConfig, type ViTConfig } from './vit.js';
-export { loadClassifier, createClassifier, saveClassifier, type LoadClassifierOptions, type CreateClassifierOptions } from './encoder-load.js';
+export { createClassifier, classifierFromWeights, type LoadClassifierOptions, type CreateClassifierOptions } from './encoder-load.js';
 export { ENCODER_FAMILIES, getEncoderFamily } from './registry.js';

@@ -1,12 +1,7 @@
 // Building models: from a Hugging Face folder (loadModel), from a config with seeded random
 // weights (createModel), and back to a folder (saveModel).
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { getBackend } from '../backend/index.js';
-import { writeFileAtomic } from '../io/atomic.js';
-import { loadModelFolder } from '../io/model-folder.js';
-import { tensorDTypeOf, type SafetensorsDType } from '../io/safetensors.js';
-import { writeShardedSafetensors } from '../io/sharded.js';
+import { tensorDTypeOf, type SafetensorsDType, type TensorSource } from '../io/safetensors.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
 import { Rng } from '../nn/rng.js';
@@ -29,12 +24,6 @@ export class WeightsError extends Error {
   }
 }
 
-/**
- * Loads a Hugging Face model folder: config.json (validated by the family of its
- * model_type) and model.safetensors (or shards). Every missing tensor, wrong shape or
- * unexpected key is reported together. The model is frozen (no parameter requires grad)
- * and in eval mode.
- */
 /**
  * Maps each model key to its name in the checkpoint (through the family's sanitizeKey; null
  * drops a name) and picks the dtype to build in: the checkpoint's first float dtype, so a half
@@ -59,44 +48,50 @@ export function scanCheckpoint(src: { names(): Iterable<string>; info(name: stri
   return { names, dtype };
 }
 
-export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderLM {
+/** Where a model's config and weights came from, as error messages name them. */
+export interface WeightsWhere {
+  /** the config (e.g. a config.json path) */
+  config: string;
+  /** the weights, for the WeightsError that lists every problem (e.g. "model folder m (model.safetensors, model_type llama)") */
+  weights: string;
+}
+
+/**
+ * A model from a config.json object (validated by the family of its model_type) and its
+ * weights, from any TensorSource (a file, shards, bytes in memory). Every missing tensor, wrong
+ * shape or unexpected key is reported together. The model is frozen (no parameter requires
+ * grad) and in eval mode. loadModel (load.node.ts) reads a folder and calls this.
+ */
+export function modelFromWeights(config: JsonObject, src: TensorSource, where: WeightsWhere, opts: LoadModelOptions = {}): DecoderLM {
   getBackend(); // the native addon sets up the allocator before the weights arrive
-  const folder = loadModelFolder(dir);
-  try {
-    const where = path.join(dir, 'config.json');
-    const fam = getModelFamily(folder.config['model_type'], where);
-    const cfg = fam.parseConfig(folder.config, where);
-    const src = folder.weights;
-    const wfile = path.relative(dir, folder.weightFiles.path) || folder.weightFiles.path;
-    const { names, dtype } = scanCheckpoint(src, (name) => fam.sanitizeKey(cfg, name), opts.dtype === 'f32');
-    const model = fam.build(cfg, { dtype });
-    const problems: string[] = [];
-    const params = new Map(model.namedParameters());
-    for (const [key, p] of params) {
-      const name = names.get(key);
-      if (name === undefined) {
-        problems.push(`missing tensor ${key} (expected shape ${formatShape(p.shape)})`);
-        continue;
-      }
-      const info = src.info(name);
-      const shown = name === key ? key : `${name} (as ${key})`;
-      if (!tensorDTypeOf(info.dtype)) problems.push(`tensor ${shown} has dtype ${info.dtype}; expected F32, F16 or BF16`);
-      if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
-        problems.push(`tensor ${shown} has shape ${formatShape(info.shape)}, the model expects ${formatShape(p.shape)}`);
-      }
+  const fam = getModelFamily(config['model_type'], where.config);
+  const cfg = fam.parseConfig(config, where.config);
+  const { names, dtype } = scanCheckpoint(src, (name) => fam.sanitizeKey(cfg, name), opts.dtype === 'f32');
+  const model = fam.build(cfg, { dtype });
+  const problems: string[] = [];
+  const params = new Map(model.namedParameters());
+  for (const [key, p] of params) {
+    const name = names.get(key);
+    if (name === undefined) {
+      problems.push(`missing tensor ${key} (expected shape ${formatShape(p.shape)})`);
+      continue;
     }
-    for (const [key, name] of names) if (!params.has(key)) problems.push(`unexpected tensor ${name}${name === key ? '' : ` (as ${key})`}`);
-    if (problems.length) throw new WeightsError(`model folder ${dir} (${wfile}, model_type ${String(folder.config['model_type'])})`, problems);
-    for (const [key, p] of params) {
-      let t = src.tensor(names.get(key)!);
-      if (opts.dtype === 'f32') t = t.toF32();
-      p.assign(t, key);
+    const info = src.info(name);
+    const shown = name === key ? key : `${name} (as ${key})`;
+    if (!tensorDTypeOf(info.dtype)) problems.push(`tensor ${shown} has dtype ${info.dtype}; expected F32, F16 or BF16`);
+    if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
+      problems.push(`tensor ${shown} has shape ${formatShape(info.shape)}, the model expects ${formatShape(p.shape)}`);
     }
-    model.eval();
-    return model;
-  } finally {
-    folder.close();
   }
+  for (const [key, name] of names) if (!params.has(key)) problems.push(`unexpected tensor ${name}${name === key ? '' : ` (as ${key})`}`);
+  if (problems.length) throw new WeightsError(where.weights, problems);
+  for (const [key, p] of params) {
+    let t = src.tensor(names.get(key)!);
+    if (opts.dtype === 'f32') t = t.toF32();
+    p.assign(t, key);
+  }
+  model.eval();
+  return model;
 }
 
 export interface CreateModelOptions {
@@ -169,22 +164,11 @@ export interface SaveModelOptions {
 const TORCH_DTYPE: Record<DType, string> = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' };
 
 /**
- * Writes a Hugging Face folder: config.json and model.safetensors, or shards and their index
- * past maxShardBytes (each file atomically).
- * Tied weights are written once, under the embedding's key, as transformers does.
+ * What a Hugging Face folder holds for a state dict: the tensors (cast to opts.dtype when
+ * given) and config.json with torch_dtype and, when the config has none, `architectures`
+ * (keys sorted). writeModelFolder (load.node.ts) writes them.
  */
-export async function saveModel(model: DecoderLM, dir: string, opts: SaveModelOptions = {}): Promise<void> {
-  const architecture = getModelFamily(model.info.modelType).architecture(model.info.modelType);
-  await writeModelFolder(dir, model.stateDict(), model.config, architecture, opts);
-}
-
-/**
- * Writes a Hugging Face folder from a state dict: the tensors (cast to opts.dtype when given)
- * as model.safetensors or shards past maxShardBytes, and config.json with torch_dtype and,
- * when the config has none, `architectures` (each file atomically).
- */
-export async function writeModelFolder(dir: string, state: Map<string, Tensor>, config: Readonly<JsonObject>, architecture: string | null, opts: SaveModelOptions = {}): Promise<void> {
-  fs.mkdirSync(dir, { recursive: true });
+export function modelFolderContents(state: Map<string, Tensor>, config: Readonly<JsonObject>, architecture: string | null, opts: { dtype?: DType } = {}): { tensors: Map<string, Tensor>; config: JsonObject } {
   const tensors = new Map<string, Tensor>();
   let stored: DType | null = null;
   for (const [k, t] of state) {
@@ -194,8 +178,7 @@ export async function writeModelFolder(dir: string, state: Map<string, Tensor>, 
   }
   const cfg: JsonObject = { ...config, torch_dtype: TORCH_DTYPE[stored ?? 'f32'] };
   if (cfg['architectures'] === undefined && architecture) cfg['architectures'] = [architecture];
-  await writeShardedSafetensors(dir, tensors, { metadata: { format: 'pt' }, ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}) });
-  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(sortKeys(cfg), null, 2) + '\n');
+  return { tensors, config: sortKeys(cfg) };
 }
 
 function sortKeys(o: JsonObject): JsonObject {

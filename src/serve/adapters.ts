@@ -13,6 +13,7 @@ import { PeftModel } from '../lora/peft-model.js';
 import type { Module } from '../nn/module.js';
 import { ApiError, badRequest } from './errors.js';
 import type { RowAdapterSetter } from './scheduler.js';
+import { loadAdapter } from '../lora/files.node.js';
 
 export interface AdapterEntry {
   /** the name clients use */
@@ -166,7 +167,7 @@ export class AdapterRegistry {
     const internal = `lora${++this.counter}`;
     let problem: string | null = null;
     try {
-      const cfg = peft.loadAdapter(dir, internal);
+      const cfg = loadAdapter(peft, dir, internal);
       if (cfg.use_dora) problem = 'DoRA adapters cannot be served per row (PEFT refuses them in mixed batches too)';
       else if (cfg.modules_to_save && cfg.modules_to_save.length) problem = 'adapters with modules_to_save cannot be served per row';
     } catch (e) {

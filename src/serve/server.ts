@@ -20,11 +20,12 @@ import * as path from 'node:path';
 import type { FinishReason } from '../generate/generate.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import type { CausalLM } from '../models/causal-lm.js';
-import { loadModel } from '../models/load.js';
+import { loadModel } from '../models/load.node.js';
 import { AdapterRegistry, type AdapterEntry } from './adapters.js';
 import { ApiError, badRequest, toApiError } from './errors.js';
 import { JobCancelledError, Scheduler, type SequenceEvent, type SequenceResult, type SequenceSpec } from './scheduler.js';
 import { asObject, parseChatRequest, parseCompletionRequest, type GenerationRequest, type ValidationContext } from './validate.js';
+import { loadTokenizer } from '../io/tokenizer.node.js';
 
 export interface ServeOptions {
   /** the base model's folder (config.json, weights, tokenizer files) */
@@ -88,7 +89,7 @@ export function createServer(opts: ServeOptions, loaded?: LoadedParts): LorakitS
   if (loaded) tokenizer = loaded.tokenizer;
   else {
     try {
-      tokenizer = Tokenizer.fromFolder(modelDir);
+      tokenizer = loadTokenizer(modelDir);
     } catch (e) {
       throw new Error(`serve: the model folder ${modelDir} has no usable tokenizer (tokenizer.json): ${(e as Error).message}`);
     }

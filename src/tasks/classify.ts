@@ -7,30 +7,24 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { getBackend } from '../backend/index.js';
-import {
-  ClassifyBatches,
-  collateClassify,
-  encodeTextExamples,
-  labelSet,
-  pairTokenizerFromFolder,
-  readTextClassification,
-  type ClassifyBatch,
-  type ClassifyExample,
-  type PairTokenizer,
-} from '../data/classify.js';
-import { listImageDataset, loadImageExamples, preprocessImage, readImage, readImageProcessorConfig, type ImageProcessorConfig } from '../data/images.js';
-import type { FileData } from '../io/atomic.js';
+import { ClassifyBatches, collateClassify, encodeTextExamples, labelSet, type ClassifyBatch, type ClassifyExample, type PairTokenizer } from '../data/classify.js';
+import { pairTokenizerFromFolder, readTextClassification } from '../data/classify.node.js';
+import { listImageDataset, loadImageExamples, readImage, readImageProcessorConfig } from '../data/images.node.js';
+import { preprocessImage, type ImageProcessorConfig } from '../data/images.js';
+import type { FileData } from '../io/atomic.node.js';
 import type { LoraConfigInput } from '../lora/config.js';
 import { getPeftModel, type PeftModel } from '../lora/peft-model.js';
-import { loadPeftModel } from '../lora/files.js';
-import { readSafetensors } from '../io/safetensors.js';
+import { loadPeftModel } from '../lora/files.node.js';
+import { readSafetensors } from '../io/safetensors.node.js';
 import type { EncoderClassifier, EncoderInputs } from '../models/encoder.js';
-import { loadClassifier } from '../models/encoder-load.js';
+import { loadClassifier } from '../models/encoder-load.node.js';
 import { ENCODER_FAMILIES } from '../models/registry.js';
 import type { ViTForImageClassification } from '../models/vit.js';
 import type { BertForSequenceClassification } from '../models/bert.js';
 import { createOptimizer, type OptimizerOptions } from '../train/optimizer.js';
-import { train, type Objective, type TrainArgs, type TrainCallbacks, type TrainResult } from '../train/trainer.js';
+import { train } from '../train/trainer.node.js';
+import { type Objective, type TrainArgs, type TrainCallbacks, type TrainResult } from '../train/trainer.js';
+import { saveAdapter } from '../lora/files.node.js';
 
 // ---------------------------------------------------------------------------------------
 // Inputs, loss, objective
@@ -371,7 +365,7 @@ export async function trainClassifier(opts: TrainClassifierOptions): Promise<Tra
   let adapterDir: string | null = null;
   if (opts.args.outDir) {
     adapterDir = path.join(opts.args.outDir, 'adapter');
-    peft.saveAdapter(adapterDir, { adapterNames: ['default'], baseModelNameOrPath: opts.model });
+    saveAdapter(peft, adapterDir, { adapterNames: ['default'], baseModelNameOrPath: opts.model });
     fs.writeFileSync(path.join(adapterDir, LABELS_FILE), labelsJson(labels));
     if (metrics) fs.writeFileSync(path.join(opts.args.outDir, 'eval.json'), JSON.stringify({ labels, ...metrics }, null, 2) + '\n');
   }
@@ -382,7 +376,7 @@ export async function trainClassifier(opts: TrainClassifierOptions): Promise<Tra
 function adapterFiles(peft: PeftModel<EncoderClassifier>, modelDir: string, labels: readonly string[]): Map<string, FileData> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-adapter-'));
   try {
-    peft.saveAdapter(tmp, { adapterNames: ['default'], baseModelNameOrPath: modelDir });
+    saveAdapter(peft, tmp, { adapterNames: ['default'], baseModelNameOrPath: modelDir });
     const files = new Map<string, FileData>();
     for (const name of fs.readdirSync(tmp)) files.set(name, fs.readFileSync(path.join(tmp, name)));
     files.set(LABELS_FILE, labelsJson(labels));

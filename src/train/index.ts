@@ -1,6 +1,6 @@
 // Training: the loop, optimizers, schedules, clipping, progress and reports.
-export { train, causalLmObjective, resolveCheckpoint, writeRunReport } from './trainer.js';
-export type { BatchCounts, BatchSource, Objective, Stateful, TrainArgs, TrainCallbacks, TrainOptions, TrainResult, StepRow, EvalRow } from './trainer.js';
+export { train, causalLmObjective, runReport } from './trainer.js';
+export type { BatchCounts, BatchSource, Objective, Stateful, TrainArgs, TrainCallbacks, TrainOptions, TrainResult, StepRow, EvalRow, RunFolder, TrainHost } from './trainer.js';
 export { AdamW } from './adamw.js';
 export type { AdamWOptions, AdamWState } from './adamw.js';
 export { SGD } from './sgd.js';
@@ -12,5 +12,5 @@ export type { ScheduleKind, ScheduleOptions } from './schedule.js';
 export { clipGradNorm, globalGradNorm } from './clip.js';
 export { lossCurveSvg, niceTicks } from './plot.js';
 export type { Series, PlotOptions } from './plot.js';
-export { createProgress, formatEta, formatStep } from './progress.js';
-export type { Progress, ProgressOptions, StepInfo } from './progress.js';
+export { formatEta, formatStep } from './progress.js';
+export type { Progress, StepInfo } from './progress.js';

@@ -2,19 +2,18 @@
 // Evaluation every N steps, best-checkpoint keeping, early stopping, gradient accumulation,
 // clipping, a NaN/Inf guard, checkpoints that survive a kill (written atomically) and an
 // exact resume, a metrics file, an SVG loss curve and a report in the run folder.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+// The run folder and checkpoint reading come in through TrainOptions.host (a sink); lorakit's
+// Node entry passes one that writes files atomically (trainer.node.ts).
 import { getBackend } from '../backend/index.js';
 import type { Batch } from '../data/batch.js';
 import { attentionBias } from '../data/batch.js';
-import { writeDirAtomic, writeFileAtomicSync, type FileData } from '../io/atomic.js';
-import { readSafetensors, serializeSafetensors } from '../io/safetensors.js';
-import type { CausalLM } from '../models/causal-lm.js';
+import type { FileData } from '../io/file-data.js';
+import { deserializeSafetensors, serializeSafetensors } from '../io/safetensors.js';
 import type { Module, Parameter } from '../nn/module.js';
 import { clipGradNorm, globalGradNorm } from './clip.js';
 import { flattenState, unflattenState, type Optimizer } from './optimizer.js';
 import { lossCurveSvg } from './plot.js';
-import { createProgress, type Progress } from './progress.js';
+import type { Progress } from './progress.js';
 import { makeSchedule, type ScheduleKind } from './schedule.js';
 
 /** What the loop needs of a batch: how many input tokens it has and how many targets the loss counts. */
@@ -39,8 +38,15 @@ export interface Objective<B extends BatchCounts = Batch> {
   evaluate(batch: B): { lossSum: number; count: number };
 }
 
+/** What causalLmObjective needs of a causal LM (models/causal-lm.ts's CausalLM has it; train does not import models). */
+export interface TokenLM extends Module {
+  forward(ids: Int32Array, B: number, T: number, opts: { positionIds: Int32Array; attentionBias?: Float32Array }): Float32Array;
+  backward(dlogits: Float32Array): unknown;
+  lossForwardBackward?(ids: Int32Array, B: number, T: number, targets: Int32Array, gradScale: number | null, opts: { positionIds: Int32Array; attentionBias?: Float32Array }): { lossSum: number };
+}
+
 /** Next-token cross-entropy for a causal LM over a batch whose labels are already shifted (-100 ignored). */
-export function causalLmObjective(model: CausalLM): Objective {
+export function causalLmObjective(model: TokenLM): Objective {
   const run = (batch: Batch, gradScale: number | null): { lossSum: number; count: number } => {
     const { B, T } = batch;
     const opts = batch.packed ? { positionIds: batch.positions, attentionBias: attentionBias(batch) } : { positionIds: batch.positions };
@@ -109,6 +115,39 @@ export interface TrainCallbacks {
   log?(line: string): void;
 }
 
+/**
+ * A run folder: where the metrics log, checkpoints and report go. The Node entry's
+ * (trainer.node.ts) writes each file atomically; another platform may keep them anywhere.
+ */
+export interface RunFolder {
+  /** the folder's name, reported as TrainResult.outDir */
+  readonly path: string;
+  /** a fresh run: an empty metrics log */
+  start(): void;
+  /** resuming from `checkpoint` at `step`: the metrics rows (JSON lines) of the run up to it, which the log now keeps */
+  resumeMetrics(checkpoint: string, step: number): string[];
+  /** one row (a JSON line) appended to the metrics log */
+  appendMetric(line: string): void;
+  /** a checkpoint folder ('best' or 'checkpoints/step-0000012'), written whole or not at all */
+  writeCheckpoint(name: string, files: Map<string, FileData>): Promise<void>;
+  /** removes all but the newest `keep` checkpoints/step-* folders */
+  pruneCheckpoints(keep: number): void;
+  /** a report file (loss.svg, report.json, report.md) */
+  writeFile(name: string, text: string): void;
+}
+
+/** What the platform gives the loop: the run folder, checkpoint reading, a progress display, peak memory. */
+export interface TrainHost {
+  /** needed for args.outDir */
+  runFolder?: RunFolder | null;
+  /** needed for args.resume: the checkpoint a path names and its files (trainer_state.json, trainable.safetensors, optimizer.safetensors) */
+  readCheckpoint?(path: string): { dir: string; files: ReadonlyMap<string, Uint8Array> };
+  /** default: log lines to console.log, no bar */
+  progress?(totalSteps: number, enabled: boolean): Progress;
+  /** peak memory in bytes, for the report (default 0: unknown) */
+  peakMemoryBytes?(): number;
+}
+
 export interface TrainOptions<B extends BatchCounts = Batch> {
   model: Module;
   optimizer: Optimizer;
@@ -119,6 +158,8 @@ export interface TrainOptions<B extends BatchCounts = Batch> {
   callbacks?: TrainCallbacks;
   /** random generators whose state checkpoints save and resume restores, by name */
   rngs?: Record<string, Stateful>;
+  /** the run folder and the rest the platform supplies (lorakit's Node entry fills it from args) */
+  host?: TrainHost;
 }
 
 export interface StepRow {
@@ -168,18 +209,6 @@ interface TrainerState {
   elapsed: number;
 }
 
-const STEP_DIR = /^step-(\d+)$/;
-
-/** The checkpoint folder a resume path names: the folder itself, or a run folder's latest. */
-export function resolveCheckpoint(path: string): string {
-  const p = resolve(path);
-  if (existsSync(join(p, 'trainer_state.json'))) return p;
-  const dir = existsSync(join(p, 'checkpoints')) ? join(p, 'checkpoints') : p;
-  const steps = existsSync(dir) ? readdirSync(dir).filter((n) => STEP_DIR.test(n)).sort() : [];
-  if (steps.length === 0) throw new Error(`resume: ${path} is not a checkpoint (no trainer_state.json) and holds no checkpoints/step-* folders`);
-  return join(dir, steps[steps.length - 1]!);
-}
-
 function evaluate<B extends BatchCounts>(objective: Objective<B>, model: Module, batches: readonly B[], limit: number | undefined): { loss: number; count: number } {
   const wasTraining = model.training;
   model.eval();
@@ -196,7 +225,7 @@ function evaluate<B extends BatchCounts>(objective: Objective<B>, model: Module,
 
 export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>): Promise<TrainResult> {
   const { model, optimizer, data, args } = opts;
-  const objective = opts.objective ?? (causalLmObjective(model as CausalLM) as unknown as Objective<B>);
+  const objective = opts.objective ?? (causalLmObjective(model as TokenLM) as unknown as Objective<B>);
   const params = model.trainableParameters();
   if (params.length === 0) throw new Error('train: the model has no trainable parameters');
   const paramList: Parameter[] = params.map(([, p]) => p);
@@ -211,8 +240,9 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
   const schedule = makeSchedule({ kind: args.schedule ?? 'constant', lr: args.lr, warmupSteps: args.warmupSteps ?? 0, totalSteps, minLrRatio: args.minLrRatio ?? 0 });
   const maxGradNorm = args.maxGradNorm ?? 1;
   const maxBad = args.maxBadSteps ?? 5;
-  const outDir = args.outDir ? resolve(args.outDir) : null;
-  const metricsFile = outDir ? join(outDir, 'metrics.jsonl') : null;
+  const host = opts.host ?? {};
+  const runFolder = host.runFolder ?? null;
+  if (args.outDir !== undefined && !runFolder) throw new Error('train: outDir needs a run folder (TrainOptions.host.runFolder; lorakit\'s Node entry passes one)');
   const rngs = opts.rngs ?? {};
   const history: (StepRow | EvalRow)[] = [];
 
@@ -223,13 +253,19 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
   let elapsedBefore = 0;
 
   if (args.resume) {
-    const ckpt = resolveCheckpoint(args.resume);
-    const st = JSON.parse(readFileSync(join(ckpt, 'trainer_state.json'), 'utf8')) as TrainerState;
-    const trained = readSafetensors(join(ckpt, 'trainable.safetensors')).tensors;
+    if (!host.readCheckpoint) throw new Error('train: resume needs a checkpoint reader (TrainOptions.host.readCheckpoint; lorakit\'s Node entry passes one)');
+    const { dir: ckpt, files } = host.readCheckpoint(args.resume);
+    const file = (name: string): Uint8Array => {
+      const f = files.get(name);
+      if (!f) throw new Error(`resume: ${ckpt} has no ${name}`);
+      return f;
+    };
+    const st = JSON.parse(new TextDecoder().decode(file('trainer_state.json'))) as TrainerState;
+    const trained = deserializeSafetensors(file('trainable.safetensors'), `${ckpt}/trainable.safetensors`).tensors;
     const missing = params.filter(([n]) => !trained.has(n)).map(([n]) => n);
     if (missing.length) throw new Error(`resume: ${ckpt}/trainable.safetensors lacks ${missing.length} trainable tensor(s): ${missing.slice(0, 5).join(', ')}`);
     for (const [n, p] of params) p.assign(trained.get(n)!, `resume: ${n}`);
-    const opt = readSafetensors(join(ckpt, 'optimizer.safetensors'));
+    const opt = deserializeSafetensors(file('optimizer.safetensors'), `${ckpt}/optimizer.safetensors`);
     optimizer.loadState(unflattenState(opt.tensors, JSON.parse(opt.metadata.state ?? '{}') as Record<string, unknown>));
     data.train.setState(st.data as never);
     for (const [name, r] of Object.entries(rngs)) {
@@ -241,29 +277,17 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
     evalsWithoutImprovement = st.evalsWithoutImprovement;
     tokensSeen = st.tokensSeen;
     elapsedBefore = st.elapsed;
-    if (outDir && metricsFile) {
-      mkdirSync(outDir, { recursive: true });
-      // the run's rows up to the checkpoint: from this folder (dropping what the interrupted
-      // run wrote after it), or from the folder the checkpoint came from when resuming elsewhere
-      const sourceRun = basename(dirname(ckpt)) === 'checkpoints' ? dirname(dirname(ckpt)) : dirname(ckpt);
-      const source = existsSync(metricsFile) ? metricsFile : join(sourceRun, 'metrics.jsonl');
-      const kept = existsSync(source) ? readFileSync(source, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step) : [];
-      for (const l of kept) history.push(JSON.parse(l) as StepRow | EvalRow);
-      writeFileAtomicSync(metricsFile, kept.map((l) => l + '\n').join(''));
-    }
-  } else if (outDir) {
-    mkdirSync(outDir, { recursive: true });
-    if (metricsFile) writeFileSync(metricsFile, '');
-  }
+    if (runFolder) for (const l of runFolder.resumeMetrics(ckpt, step)) history.push(JSON.parse(l) as StepRow | EvalRow);
+  } else runFolder?.start();
 
-  const progress: Progress = createProgress(totalSteps, { enabled: args.progress !== false });
+  const progress: Progress = host.progress ? host.progress(totalSteps, args.progress !== false) : consoleProgress(args.progress !== false);
   const log = opts.callbacks?.log ?? ((l: string) => progress.log(l));
   const record = (row: StepRow | EvalRow): void => {
     history.push(row);
-    if (metricsFile) appendFileSync(metricsFile, JSON.stringify(row) + '\n');
+    runFolder?.appendMetric(JSON.stringify(row));
   };
 
-  const saveCheckpoint = async (dir: string): Promise<void> => {
+  const saveCheckpoint = async (name: string): Promise<void> => {
     const files = new Map<string, FileData>();
     files.set('trainable.safetensors', serializeSafetensors(new Map(params.map(([n, p]) => [n, p.value]))));
     const flat = flattenState(optimizer.state());
@@ -281,16 +305,7 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
     files.set('trainer_state.json', JSON.stringify(st, null, 2) + '\n');
     const extra = await opts.callbacks?.exportFiles?.();
     if (extra) for (const [k, v] of extra) files.set(k, v);
-    mkdirSync(dirname(dir), { recursive: true });
-    await writeDirAtomic(dir, files);
-  };
-
-  const pruneCheckpoints = (): void => {
-    if (!outDir) return;
-    const dir = join(outDir, 'checkpoints');
-    const keep = args.keepCheckpoints ?? 2;
-    const steps = readdirSync(dir).filter((n) => STEP_DIR.test(n)).sort();
-    for (const old of steps.slice(0, Math.max(0, steps.length - keep))) rmSync(join(dir, old), { recursive: true, force: true });
+    await runFolder!.writeCheckpoint(name, files);
   };
 
   const t0 = Date.now();
@@ -356,7 +371,7 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
       if (bestValidLoss === null || ev.loss < bestValidLoss) {
         bestValidLoss = ev.loss;
         evalsWithoutImprovement = 0;
-        if (outDir) await saveCheckpoint(join(outDir, 'best'));
+        if (runFolder) await saveCheckpoint('best');
       } else {
         evalsWithoutImprovement++;
         if (args.earlyStoppingPatience && evalsWithoutImprovement >= args.earlyStoppingPatience) {
@@ -365,9 +380,9 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
         }
       }
     }
-    if (outDir && ((args.saveEvery && step % args.saveEvery === 0) || last || stoppedEarly)) {
-      await saveCheckpoint(join(outDir, 'checkpoints', `step-${String(step).padStart(7, '0')}`));
-      pruneCheckpoints();
+    if (runFolder && ((args.saveEvery && step % args.saveEvery === 0) || last || stoppedEarly)) {
+      await saveCheckpoint(`checkpoints/step-${String(step).padStart(7, '0')}`);
+      runFolder.pruneCheckpoints(args.keepCheckpoints ?? 2);
     }
     if (stoppedEarly) break;
   }
@@ -383,26 +398,32 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
     skippedSteps: skipped,
     seconds,
     tokensPerSecond: tokensSeen / Math.max(1e-9, seconds),
-    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    peakRssBytes: host.peakMemoryBytes?.() ?? 0,
     trainableParams: paramList.reduce((n, p) => n + p.value.size, 0),
-    outDir,
+    outDir: runFolder?.path ?? null,
     history,
   };
-  if (outDir) writeRunReport(outDir, result, args);
+  if (runFolder) for (const [name, text] of runReport(result, args)) runFolder.writeFile(name, text);
   return result;
 }
 
-/** loss.svg and report.md / report.json in the run folder. */
-export function writeRunReport(outDir: string, r: TrainResult, args: TrainArgs): void {
+/** Log lines to the console, no bar (the Node entry shows a progress bar instead). */
+function consoleProgress(enabled: boolean): Progress {
+  return { update() {}, log: enabled ? (line) => console.log(line) : () => {}, stop() {} };
+}
+
+/** The run folder's report files: loss.svg, report.json and report.md. */
+export function runReport(r: TrainResult, args: TrainArgs): Map<string, string> {
+  const out = new Map<string, string>();
   const trainPts = r.history.filter((h): h is StepRow => h.type === 'train' && !h.skipped).map((h) => [h.step, h.loss] as const);
   const evalPts = r.history.filter((h): h is EvalRow => h.type === 'eval').map((h) => [h.step, h.loss] as const);
   const series = [{ name: 'train', points: trainPts }];
   if (evalPts.length) series.push({ name: 'validation', points: evalPts });
-  writeFileAtomicSync(join(outDir, 'loss.svg'), lossCurveSvg(series, { title: 'loss' }));
+  out.set('loss.svg', lossCurveSvg(series, { title: 'loss' }));
   const { history: _h, ...summary } = r;
   void _h;
   const report = { ...summary, args: { ...args, config: undefined }, config: args.config ?? {} };
-  writeFileAtomicSync(join(outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  out.set('report.json', JSON.stringify(report, null, 2) + '\n');
   const fmt = (x: number | null, d = 4): string => (x === null || !Number.isFinite(x) ? '–' : x.toFixed(d));
   const lines = [
     '# Training report',
@@ -428,6 +449,7 @@ export function writeRunReport(outDir: string, r: TrainResult, args: TrainArgs):
     '```',
     '',
   ];
-  writeFileAtomicSync(join(outDir, 'report.md'), lines.join('\n'));
+  out.set('report.md', lines.join('\n'));
+  return out;
 }
 

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { HELD_OUT_IDS, detokenize, readBrownDocument } from '../../src/corpus/brown.js';
-import type { CompareResult } from '../../src/train/compare.js';
+import type { CompareResult } from '../../src/cli/compare.js';
 import { lorakit, type RunResult } from '../helpers/cli-fixture.js';
 
 const MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'models', 'brown-llama');

@@ -7,7 +7,7 @@ import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { readSafetensors } from '../../src/io/safetensors.js';
+import { readSafetensors } from '../../src/io/safetensors.node.js';
 import { lorakit, type RunResult } from '../helpers/cli-fixture.js';
 import { writeJsonl, writeShapes, writeTinyBert, writeTinyVit, writeTopicData } from '../helpers/cli-classify-fixture.js';
 

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { getPeftModel } from '../../src/lora/index.js';
 import { createModel } from '../../src/models/load.js';
 import { lorakit, writeData, writeTinyModel, type RunResult } from '../helpers/cli-fixture.js';
+import { saveAdapter } from '../../src/lora/files.node.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lorakit-cli-errors-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -66,7 +67,7 @@ describe('lorakit inspect ADAPTER', () => {
   it('ranks per module (rank_pattern), DoRA, alpha and the parameter count', () => {
     const dir = join(tmp, 'dora-adapter');
     const m = createModel({ model_type: 'llama', vocab_size: 64, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32 });
-    getPeftModel(m, { r: 8, lora_alpha: 32, target_modules: ['q_proj', 'v_proj'], rank_pattern: { q_proj: 4 }, use_dora: true }).saveAdapter(dir, { baseModelNameOrPath: 'some/base' });
+    saveAdapter(getPeftModel(m, { r: 8, lora_alpha: 32, target_modules: ['q_proj', 'v_proj'], rank_pattern: { q_proj: 4 }, use_dora: true }), dir, { baseModelNameOrPath: 'some/base' });
     const r = lorakit(['inspect', dir, '--modules']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^base model:\s+some\/base$/m);
@@ -93,7 +94,7 @@ describe('lorakit errors: one line, non-zero exit', () => {
     writeFileSync(join(notModel, 'readme.txt'), 'hello');
     // an adapter trained for a wider model (hidden 48): it does not fit the 32-wide one
     const wide = createModel({ model_type: 'llama', vocab_size: 308, hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, tie_word_embeddings: false });
-    getPeftModel(wide, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }).saveAdapter(other);
+    saveAdapter(getPeftModel(wide, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }), other);
   });
 
   const trainArgs = (): string[] => ['train', '--model', model, '--data', data.train, '--out', join(tmp, 'run'), '--steps', '1'];

@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { getPeftModel } from '../../src/lora/index.js';
-import { loadModel } from '../../src/models/load.js';
+import { loadModel } from '../../src/models/load.node.js';
 import { lorakit, writeData, writeTinyModel, type RunResult } from '../helpers/cli-fixture.js';
+import { saveAdapter } from '../../src/lora/files.node.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lorakit-cli-flow-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -111,7 +112,7 @@ describe('lorakit train → eval → generate → merge → inspect', () => {
   it('generate with several named adapters and --adapter-name', () => {
     // a fresh adapter (B = 0) changes nothing
     const zero = join(tmp, 'zero-adapter');
-    getPeftModel(loadModel(model), { r: 4, target_modules: ['q_proj', 'v_proj'] }).saveAdapter(zero);
+    saveAdapter(getPeftModel(loadModel(model), { r: 4, target_modules: ['q_proj', 'v_proj'] }), zero);
     const args = ['generate', '--model', model, '--adapter', `tuned=${adapter}`, '--adapter', `zero=${zero}`, '--prompt', 'the red', '--max-tokens', '12', '--ids'];
     const base = generated(ok(lorakit(['generate', '--model', model, '--prompt', 'the red', '--max-tokens', '12', '--ids']), 'base'));
     const tuned = generated(ok(lorakit([...args]), 'first adapter by default'));

@@ -3,7 +3,8 @@
 // ViT with synthetic shape images (a folder per class).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createClassifier, saveClassifier } from '../../src/models/encoder-load.js';
+import { createClassifier } from '../../src/models/encoder-load.js';
+import { saveClassifier } from '../../src/models/encoder-load.node.js';
 import { Rng } from '../../src/nn/rng.js';
 import { SHAPES, encodePng, shapeImage, writeWordPieceTokenizer } from '../../src/tasks/synthetic.js';
 

@@ -5,10 +5,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { saveModel } from '../../src/models/load.js';
+import { saveModel } from '../../src/models/load.node.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
 import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer } from './tokenizers.js';
 import { createTinyLlama, sentences, writeJsonl } from './train-fixture.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lorakit.js');
 
@@ -44,7 +45,7 @@ export interface CliModel {
 export async function writeTinyModel(dir: string, opts: { seed?: number; hidden?: number } = {}): Promise<CliModel> {
   mkdirSync(dir, { recursive: true });
   writeByteLevelBpeTokenizer(dir, { extraWords: WORDS.map((w) => ' ' + w), chatTemplate: CHATML_TEMPLATE });
-  const tokenizer = Tokenizer.fromFolder(dir);
+  const tokenizer = loadTokenizer(dir);
   const model = createTinyLlama(tokenizer.vocabSize, { ...(opts.hidden ? { hidden: opts.hidden } : {}), seed: opts.seed ?? 1 });
   await saveModel(model, dir);
   return { dir, tokenizer };

@@ -2,7 +2,7 @@
 // and, optionally, one of the test tokenizers from ./tokenizers.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeShardedSafetensors } from '../../src/io/index.js';
+import { writeShardedSafetensors } from '../../src/io/index.node.js';
 import type { TensorMap } from '../../src/io/index.js';
 import { writeByteLevelBpeTokenizer, writeSentencePieceBpeTokenizer } from './tokenizers.js';
 import type { ByteLevelBpeOptions, SentencePieceBpeOptions, WrittenTokenizer } from './tokenizers.js';

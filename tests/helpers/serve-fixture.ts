@@ -11,12 +11,15 @@ import { fileURLToPath } from 'node:url';
 import { BatchIterator, datasetFromJsonl, padIdFor } from '../../src/data/index.js';
 import { generate, type GenerationResult } from '../../src/generate/index.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
-import { getPeftModel, loadPeftModel } from '../../src/lora/index.js';
+import { getPeftModel } from '../../src/lora/index.js';
+import { loadPeftModel } from '../../src/lora/index.node.js';
 import type { CausalLM } from '../../src/models/causal-lm.js';
-import { loadModel, saveModel } from '../../src/models/index.js';
+import { loadModel, saveModel } from '../../src/models/index.node.js';
 import { createOptimizer, train } from '../../src/train/index.js';
 import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer } from './tokenizers.js';
 import { createTinyLlama } from './train-fixture.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
+import { saveAdapter } from '../../src/lora/files.node.js';
 
 export const WORDS = [' red', ' blue', ' green', ' cat', ' dog', ' bird', ' sits', ' runs', ' sings', ' the', ' and'];
 
@@ -43,7 +46,7 @@ export async function makeServeFixture(opts: { hidden?: number; layers?: number 
     chatTemplate: CHATML_TEMPLATE,
   });
   fs.writeFileSync(path.join(modelDir, 'generation_config.json'), JSON.stringify({ eos_token_id: [tw.id('<|endoftext|>'), tw.id('<|im_end|>')] }));
-  const tokenizer = Tokenizer.fromFolder(modelDir);
+  const tokenizer = loadTokenizer(modelDir);
   const model = createTinyLlama(tokenizer.vocabSize, { hidden: opts.hidden ?? 32, layers: opts.layers ?? 2, maxPositions: 256, seed: 7 });
   await saveModel(model, modelDir);
 
@@ -57,7 +60,7 @@ export async function makeServeFixture(opts: { hidden?: number; layers?: number 
   for (const [dir, targets, seed] of specs) {
     const m = loadModel(modelDir);
     const peft = getPeftModel(m, { r: 4, lora_alpha: 16, target_modules: targets, init_lora_weights: false }, 'default', { seed });
-    peft.saveAdapter(dir, { baseModelNameOrPath: modelDir });
+    saveAdapter(peft, dir, { baseModelNameOrPath: modelDir });
   }
 
   return {
@@ -161,14 +164,14 @@ async function trainBundledAdapter(
   const optimizer = createOptimizer(peft.trainableParameters(), { lr: o.lr, weightDecay: 0 });
   const r = await train({ model: peft.model, optimizer, data: { train: data }, args: { steps: o.steps, lr: o.lr, progress: false } });
   peft.model.eval();
-  peft.saveAdapter(o.out, { baseModelNameOrPath: modelDir });
+  saveAdapter(peft, o.out, { baseModelNameOrPath: modelDir });
   const losses = r.history.filter((h) => h.type === 'train').map((h) => h.loss);
   return { steps: r.steps, seconds: r.seconds, firstLoss: losses[0]!, finalLoss: losses[losses.length - 1]! };
 }
 
 export async function makeBundledServeFixture(opts: { steps?: number; lr?: number } = {}): Promise<BundledServeFixture> {
   const modelDir = BUNDLED_MODEL_DIR;
-  const tokenizer = Tokenizer.fromFolder(modelDir);
+  const tokenizer = loadTokenizer(modelDir);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-serve-bundled-'));
   const adapterDir = path.join(root, 'adapters');
   const adapterA = path.join(adapterDir, 'sea');

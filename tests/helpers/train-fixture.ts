@@ -8,6 +8,7 @@ import { createModel } from '../../src/models/load.js';
 import type { DecoderLM } from '../../src/models/decoder.js';
 import { getPeftModel, type PeftModel } from '../../src/lora/peft-model.js';
 import { writeByteLevelBpeTokenizer } from './tokenizers.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 const WORDS = ['red', 'blue', 'green', 'cat', 'dog', 'bird', 'sits', 'runs', 'sings'];
 
@@ -39,7 +40,7 @@ export function makeFixture(dir: string, opts: { format?: 'text' | 'completion';
   mkdirSync(dir, { recursive: true });
   const tokDir = join(dir, 'tokenizer');
   writeByteLevelBpeTokenizer(tokDir, { extraWords: WORDS.map((w) => ' ' + w) });
-  const tokenizer = Tokenizer.fromFolder(tokDir);
+  const tokenizer = loadTokenizer(tokDir);
   const format = opts.format ?? 'text';
   const rows = (texts: string[]): unknown[] =>
     format === 'text' ? texts.map((text) => ({ text })) : texts.map((t) => ({ prompt: t.slice(0, 8), completion: t.slice(8) }));

@@ -1,8 +1,9 @@
 // A training run in its own process, for the kill-and-resume tests.
 // Usage: node train-worker.js RUN_DIR STEPS SAVE_EVERY [--resume | --resume-into DIR] [--kill-after-step N] [--kill-during-save N]
 import { join } from 'node:path';
+import './node-platform.js';
 import { createOptimizer } from '../../src/train/optimizer.js';
-import { train } from '../../src/train/trainer.js';
+import { train } from '../../src/train/trainer.node.js';
 import { batches, makeFixture, validBatches } from './train-fixture.js';
 
 const [runDir, stepsArg, saveArg, ...rest] = process.argv.slice(2);

@@ -7,19 +7,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { nativeBackend, setBackend } from '../../src/backend/index.js';
-import { SafetensorsFile, writeSafetensorsSync } from '../../src/io/safetensors.js';
+import { nativeBackend, setBackend } from '../../src/backend/native/select.js';
+import { SafetensorsFile, writeSafetensorsSync } from '../../src/io/safetensors.node.js';
 import { generate } from '../../src/generate/index.js';
-import {
-  causalLMLoss,
-  causalLMLossBackward,
-  loadModel,
-  LlamaForCausalLM,
-  positionsFromMask,
-  normalizeMask,
-  ropeInvFreq,
-  type DecoderLM,
-} from '../../src/models/index.js';
+import { causalLMLoss, causalLMLossBackward, LlamaForCausalLM, positionsFromMask, normalizeMask, ropeInvFreq, type DecoderLM } from '../../src/models/index.js';
+import { loadModel } from '../../src/models/index.node.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -5,7 +5,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { Tokenizer } from '../../src/io/tokenizer.js';
 import {
   BYTE_TO_CHAR,
   CHAR_TO_BYTE,
@@ -21,6 +20,7 @@ import type { BpeModel } from '../../src/corpus/bpe-train.js';
 import { documentText, readBrownCorpus, splitBrown } from '../../src/corpus/brown.js';
 import type { BrownDocument } from '../../src/corpus/brown.js';
 import { measureCompression, trainBrownTokenizer } from '../../src/corpus/make-tokenizer.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const COMMITTED = path.join(ROOT, 'models', 'brown-tokenizer');
@@ -181,7 +181,7 @@ test('a trained tokenizer.json loads in @huggingface/tokenizers and round-trips 
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), trained.tokenizerJson);
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), trained.tokenizerConfigJson);
-  const tok = Tokenizer.fromFolder(dir);
+  const tok = loadTokenizer(dir);
   assert.equal(tok.vocabSize, 600);
   assert.equal(tok.bosTokenId, 0);
   assert.deepEqual(tok.eosTokenIds, [0]);
@@ -204,7 +204,7 @@ test('a trained tokenizer.json loads in @huggingface/tokenizers and round-trips 
 
 test('the committed models/brown-tokenizer: reproducible, and round-trips held-out text', () => {
   const { heldOut } = splitBrown(allDocs());
-  const tok = Tokenizer.fromFolder(COMMITTED);
+  const tok = loadTokenizer(COMMITTED);
   assert.equal(tok.vocabSize, 4096);
   assert.equal(tok.tokenToId('<|endoftext|>'), 0);
   assert.equal(tok.tokenToId('<|im_start|>'), 1);

@@ -4,22 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Tokenizer } from '../../src/io/tokenizer.js';
-import {
-  BatchIterator,
-  DataRng,
-  IGNORE_INDEX,
-  attentionBias,
-  collate,
-  datasetFromJsonl,
-  loadTrainValid,
-  packRows,
-  padIdFor,
-  splitDataset,
-  type Batch,
-  type Dataset,
-  type Example,
-} from '../../src/data/index.js';
+import { BatchIterator, DataRng, IGNORE_INDEX, attentionBias, collate, datasetFromJsonl, packRows, padIdFor, splitDataset, type Batch, type Dataset, type Example } from '../../src/data/index.js';
+import { loadTrainValid } from '../../src/data/index.node.js';
 import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer, type WrittenTokenizer } from '../helpers/tokenizers.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 /** An example with ids 100·k + t and the given target mask (default: all). */
 function ex(k: number, len: number, targets?: number[]): Example {
@@ -236,7 +224,7 @@ describe('validation split and train/valid loading', () => {
   before(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-data-split-'));
     w = writeByteLevelBpeTokenizer(path.join(tmp, 'tok'), { specialTokens: ['<|endoftext|>', '<|im_start|>', '<|im_end|>'], chatTemplate: CHATML_TEMPLATE });
-    tok = Tokenizer.fromFolder(w.dir);
+    tok = loadTokenizer(w.dir);
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const text = Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `line ${i}` })).join('\n');

@@ -4,18 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Tokenizer } from '../../src/io/tokenizer.js';
-import {
-  DataError,
-  IGNORE_INDEX,
-  checkDataset,
-  collate,
-  datasetFromJsonl,
-  loadDataset,
-  tokenizeRecord,
-  type Dataset,
-  type DatasetOptions,
-} from '../../src/data/index.js';
+import { DataError, IGNORE_INDEX, collate, datasetFromJsonl, tokenizeRecord, type Dataset, type DatasetOptions } from '../../src/data/index.js';
+import { checkDataset, loadDataset } from '../../src/data/index.node.js';
 import { CHATML_TEMPLATE, LLAMA2_CHAT_TEMPLATE, writeByteLevelBpeTokenizer, writeSentencePieceBpeTokenizer, type WrittenTokenizer } from '../helpers/tokenizers.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 let tmp: string;
 let bl: WrittenTokenizer; // byte-level BPE, ChatML, BOS added by the post-processor
@@ -31,9 +23,9 @@ before(() => {
     eosToken: '<|endoftext|>',
     chatTemplate: CHATML_TEMPLATE,
   });
-  tok = Tokenizer.fromFolder(bl.dir);
+  tok = loadTokenizer(bl.dir);
   sp = writeSentencePieceBpeTokenizer(path.join(tmp, 'sp'), { chatTemplate: LLAMA2_CHAT_TEMPLATE });
-  spTok = Tokenizer.fromFolder(sp.dir);
+  spTok = loadTokenizer(sp.dir);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -172,7 +164,7 @@ describe('chat format', () => {
     // A template with no turn markers: the prompt "Hel" and the answer "lo" render as "Hello",
     // one token when encoded whole; the model must learn to continue "Hel" with "l", "o".
     const plain = writeByteLevelBpeTokenizer(path.join(tmp, 'plain'), { chatTemplate: '{% for m in messages %}{{ m.content }}{% endfor %}' });
-    const t = Tokenizer.fromFolder(plain.dir);
+    const t = loadTokenizer(plain.dir);
     const r = tokenizeRecord({ format: 'chat', line: 1, messages: [{ role: 'user', content: 'Hel' }, { role: 'assistant', content: 'lo' }] }, t);
     assert.deepEqual(t.encode('Hello', { addSpecialTokens: false }), [plain.id('Hello')]);
     assert.deepEqual(r.ids, [plain.id('Hel'), ...bytes('lo')]);
@@ -181,13 +173,13 @@ describe('chat format', () => {
   it('rejects a template that is not prefix-stable, naming file:line', async () => {
     const odd = writeByteLevelBpeTokenizer(path.join(tmp, 'odd'), { chatTemplate: '{% for m in messages %}{{ m.content }}{% if loop.last %}!{% endif %}{% endfor %}' });
     const file = jsonl('odd.jsonl', [{ messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: 'c' }] }]);
-    const err = await loadErr(file, {}, Tokenizer.fromFolder(odd.dir));
+    const err = await loadErr(file, {}, loadTokenizer(odd.dir));
     assert.match(err.message, new RegExp(`^${escape(file)}:1: chat template is not prefix-stable at message 2`));
   });
   it('reports a missing chat template once for the whole file', async () => {
     const base = writeByteLevelBpeTokenizer(path.join(tmp, 'base'));
     const file = jsonl('notemplate.jsonl', [{ messages: messages.slice(1) }, { messages: messages.slice(1) }]);
-    const err = await loadErr(file, {}, Tokenizer.fromFolder(base.dir));
+    const err = await loadErr(file, {}, loadTokenizer(base.dir));
     assert.equal(err.issues.length, 1);
     assert.match(err.message, new RegExp(`^${escape(file)}: chat data needs a chat template, and the tokenizer has none`));
   });

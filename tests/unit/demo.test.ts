@@ -6,9 +6,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { COARSE_TAGS, HELD_OUT_IDS, coarseTag, parseBrownText, readBrownCorpus } from '../../src/corpus/brown.js';
 import { BUNDLED_MODEL_DIR, TAG_CODES, decodeTags, genreSplit, posCodeIds, posExamples, posPair, posSentences, posTokens, runDemo, splitHeldOut, spread } from '../../src/demo/demo.js';
-import { Tokenizer } from '../../src/io/tokenizer.js';
-import { loadPeftModel } from '../../src/lora/files.js';
-import { loadModel } from '../../src/models/load.js';
+import { loadPeftModel } from '../../src/lora/files.node.js';
+import { loadModel } from '../../src/models/load.node.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 const sentence = parseBrownText('\tThe/at jury/nn said/vbd it/pps did/dod ./.\n')[0]!;
 
@@ -20,7 +20,7 @@ test('posPair: the sentence as the prompt, each word with its coarse tag code as
   assert.deepEqual(decodeTags(p.completion), p.tags);
   assert.deepEqual(decodeTags(' a/D b/Q c'), ['DET', '?', '?']);
   // codes are distinct single tokens
-  const tok = Tokenizer.fromFolder('models/brown-tokenizer');
+  const tok = loadTokenizer('models/brown-tokenizer');
   const codes = COARSE_TAGS.map((t) => TAG_CODES[t]);
   assert.equal(new Set(codes).size, COARSE_TAGS.length);
   const ids = posCodeIds(tok);
@@ -28,7 +28,7 @@ test('posPair: the sentence as the prompt, each word with its coarse tag code as
 });
 
 test('posExamples: prompt and repeated words masked, the tag codes and EOS are the targets', () => {
-  const tok = Tokenizer.fromFolder('models/brown-tokenizer');
+  const tok = loadTokenizer('models/brown-tokenizer');
   const [ex] = posExamples([sentence], tok);
   const t = posTokens(posPair(sentence), tok);
   const codes = posCodeIds(tok);

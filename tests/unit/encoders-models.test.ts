@@ -8,13 +8,13 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../../src/backend/index.js';
-import { readSafetensors, writeSafetensorsSync } from '../../src/io/safetensors.js';
+import { readSafetensors, writeSafetensorsSync } from '../../src/io/safetensors.node.js';
 import type { EncoderClassifier, EncoderInputs } from '../../src/models/encoder.js';
-import { loadClassifier, saveClassifier } from '../../src/models/encoder-load.js';
+import { loadClassifier, saveClassifier } from '../../src/models/encoder-load.node.js';
 import { getEncoderFamily, getModelFamily } from '../../src/models/registry.js';
 import { Rng } from '../../src/nn/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { loadPeftModel } from '../../src/lora/files.js';
+import { loadPeftModel } from '../../src/lora/files.node.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const FIX = path.join(ROOT, 'tests/fixtures/encoders');

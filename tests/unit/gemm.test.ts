@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { nativeBackend, nativeError } from '../../src/backend/index.js';
+import { nativeBackend, nativeError } from '../../src/backend/native/select.js';
 import { loadAddon } from '../../src/backend/native/index.js';
 import { gemm as refGemm } from '../../src/backend/ref/gemm.js';
 import type { GemmArgs } from '../../src/backend/types.js';

@@ -5,7 +5,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Tokenizer } from '../../src/io/tokenizer.js';
 import {
   applyRepetitionPenalty,
   argmax,
@@ -19,6 +18,7 @@ import {
 import { createModel } from '../../src/models/index.js';
 import { Rng } from '../../src/nn/rng.js';
 import { writeByteLevelBpeTokenizer } from '../helpers/tokenizers.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 const TINY = {
   model_type: 'llama',
@@ -164,7 +164,7 @@ describe('generate with a tokenizer', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-gen-'));
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const written = writeByteLevelBpeTokenizer(dir, { extraWords: [' a', ' b', ' cat', ' dog', '.'] });
-  const tok = Tokenizer.fromFolder(dir);
+  const tok = loadTokenizer(dir);
   const V = tok.vocabSize;
   const model = createModel({ ...TINY, vocab_size: V }, { seed: 3 });
   // prompts of ASCII tokens; the model's text may contain any bytes

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeDirAtomic, writeFileAtomic, writeFileAtomicSync } from '../../src/io/index.js';
+import { writeDirAtomic, writeFileAtomic, writeFileAtomicSync } from '../../src/io/index.node.js';
 import { listDir, tmpDir } from '../helpers/io-tmp.js';
 
 const atomicModule = fileURLToPath(new URL('../../src/io/atomic.js', import.meta.url));

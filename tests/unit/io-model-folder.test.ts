@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor } from '../../src/tensor/index.js';
-import { FormatError, loadModelFolder, writeSafetensorsSync, writeShardedSafetensors } from '../../src/io/index.js';
+import { FormatError } from '../../src/io/index.js';
+import { loadModelFolder, writeSafetensorsSync, writeShardedSafetensors } from '../../src/io/index.node.js';
 import { LLAMA2_CHAT_TEMPLATE, writeSentencePieceBpeTokenizer } from '../helpers/tokenizers.js';
 import { tmpDir } from '../helpers/io-tmp.js';
 

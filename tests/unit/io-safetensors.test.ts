@@ -3,15 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor } from '../../src/tensor/index.js';
-import {
-  FormatError,
-  SafetensorsFile,
-  deserializeSafetensors,
-  readSafetensors,
-  serializeSafetensors,
-  writeSafetensors,
-  writeSafetensorsSync,
-} from '../../src/io/index.js';
+import { FormatError, deserializeSafetensors, serializeSafetensors } from '../../src/io/index.js';
+import { SafetensorsFile, readSafetensors, writeSafetensors, writeSafetensorsSync } from '../../src/io/index.node.js';
 import type { RawTensor } from '../../src/io/index.js';
 import { listDir, rawSafetensors, tmpDir } from '../helpers/io-tmp.js';
 

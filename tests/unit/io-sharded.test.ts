@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor } from '../../src/tensor/index.js';
-import { FormatError, ShardedSafetensors, readShardIndex, writeSafetensorsSync, writeShardedSafetensors } from '../../src/io/index.js';
+import { FormatError } from '../../src/io/index.js';
+import { ShardedSafetensors, readShardIndex, writeSafetensorsSync, writeShardedSafetensors } from '../../src/io/index.node.js';
 import { listDir, tmpDir } from '../helpers/io-tmp.js';
 
 function weights(): Map<string, Tensor> {

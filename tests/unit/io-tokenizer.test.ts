@@ -10,6 +10,7 @@ import {
   writeSentencePieceBpeTokenizer,
 } from '../helpers/tokenizers.js';
 import { tmpDir } from '../helpers/io-tmp.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 const TEXTS = [
   'Hello world',
@@ -28,12 +29,12 @@ function byteLevel(): { tok: Tokenizer; id: (t: string) => number } {
     padToken: '<|endoftext|>',
     chatTemplate: CHATML_TEMPLATE,
   });
-  return { tok: Tokenizer.fromFolder(w.dir), id: w.id };
+  return { tok: loadTokenizer(w.dir), id: w.id };
 }
 
 function sentencePiece(spaces: 'normalizer' | 'metaspace' = 'normalizer'): { tok: Tokenizer; id: (t: string) => number } {
   const w = writeSentencePieceBpeTokenizer(path.join(tmpDir(), 'sp'), { spaces, chatTemplate: LLAMA2_CHAT_TEMPLATE });
-  return { tok: Tokenizer.fromFolder(w.dir), id: w.id };
+  return { tok: loadTokenizer(w.dir), id: w.id };
 }
 
 test('byte-level BPE: ids computed by hand from the merges', () => {
@@ -80,7 +81,7 @@ test('byte-level BPE with a BOS template and pair-format merges (Llama 3 style)'
     mergesFormat: 'pairs',
     generationConfig: { bos_token_id: 278, eos_token_id: [279, 280] },
   });
-  const tok = Tokenizer.fromFolder(w.dir);
+  const tok = loadTokenizer(w.dir);
   assert.deepEqual(tok.encode('Hello world'), [w.id('<|begin_of_text|>'), 259, 264]);
   assert.deepEqual(tok.encode('Hello world', { addSpecialTokens: false }), [259, 264]);
   assert.equal(tok.bosTokenId, 278);
@@ -189,7 +190,7 @@ test('chat templates: named list, tool_use selection, and a clear error without 
       { name: 'tool_use', template: 'tools:{% for t in tools %}{{ t.name }};{% endfor %}{{ messages[0].content }}' },
     ],
   });
-  const tok = Tokenizer.fromFolder(dir);
+  const tok = loadTokenizer(dir);
   assert.deepEqual([...tok.chatTemplates.keys()], ['default', 'tool_use']);
   assert.equal(tok.applyChatTemplate([{ role: 'user', content: 'x' }]), '[user]x');
   assert.equal(tok.applyChatTemplate([{ role: 'user', content: 'x' }], { tools: [{ name: 'calc' }, { name: 'search' }] }), 'tools:calc;search;x');
@@ -197,7 +198,7 @@ test('chat templates: named list, tool_use selection, and a clear error without 
   assert.throws(() => tok.applyChatTemplate([], { templateName: 'rag' }), /no chat template named "rag" \(it has "default", "tool_use"\)/);
 
   const bare = writeByteLevelBpeTokenizer(path.join(tmpDir(), 'bare'));
-  const base = Tokenizer.fromFolder(bare.dir);
+  const base = loadTokenizer(bare.dir);
   assert.equal(base.hasChatTemplate, false);
   assert.throws(
     () => base.applyChatTemplate([{ role: 'user', content: 'x' }]),
@@ -206,16 +207,16 @@ test('chat templates: named list, tool_use selection, and a clear error without 
 
   // chat_template.jinja next to the tokenizer takes precedence.
   fs.writeFileSync(path.join(bare.dir, 'chat_template.jinja'), '{{ bos_token }}{{ messages[0].content }}');
-  assert.equal(Tokenizer.fromFolder(bare.dir).applyChatTemplate([{ role: 'user', content: 'z' }]), '<|endoftext|>z');
+  assert.equal(loadTokenizer(bare.dir).applyChatTemplate([{ role: 'user', content: 'z' }]), '<|endoftext|>z');
 });
 
 test('tokenizer files: errors name the file', () => {
   const dir = tmpDir();
-  assert.throws(() => Tokenizer.fromFolder(dir), (err: Error) => err instanceof FormatError && err.message.includes(path.join(dir, 'tokenizer.json')) && err.message.includes('does not exist'));
+  assert.throws(() => loadTokenizer(dir), (err: Error) => err instanceof FormatError && err.message.includes(path.join(dir, 'tokenizer.json')) && err.message.includes('does not exist'));
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), '{"model": {');
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), '[]');
   assert.throws(
-    () => Tokenizer.fromFolder(dir),
+    () => loadTokenizer(dir),
     (err: Error) =>
       err instanceof FormatError &&
       err.message.includes('2 problems') &&
@@ -225,7 +226,7 @@ test('tokenizer files: errors name the file', () => {
   const w = writeSentencePieceBpeTokenizer(path.join(tmpDir(), 'sp'));
   fs.writeFileSync(path.join(w.dir, 'tokenizer_config.json'), JSON.stringify({ ...w.tokenizerConfig, eos_token: '<eos-missing>', chat_template: 5 }));
   assert.throws(
-    () => Tokenizer.fromFolder(w.dir),
+    () => loadTokenizer(w.dir),
     (err: Error) => err.message.includes('chat_template must be a string or a list of {name, template}') && err.message.includes('eos_token "<eos-missing>" is not in the vocabulary'),
   );
 });

@@ -3,7 +3,7 @@
 // meaningful with that environment variable set.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { nativeBackend, nativeError } from '../../src/backend/index.js';
+import { nativeBackend, nativeError } from '../../src/backend/native/select.js';
 import { registerComparisons } from './kernels-compare.js';
 
 const nat = nativeBackend();

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { nativeBackend, nativeError } from '../../src/backend/index.js';
+import { nativeBackend, nativeError } from '../../src/backend/native/select.js';
 import { registerComparisons } from './kernels-compare.js';
 import { registerGradChecks } from './kernels-gradcheck.js';
 

@@ -5,14 +5,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { readSafetensors, writeSafetensorsSync } from '../../src/io/safetensors.js';
+import { readSafetensors, writeSafetensorsSync } from '../../src/io/safetensors.node.js';
 import { createModel } from '../../src/models/load.js';
 import type { DecoderLM } from '../../src/models/decoder.js';
 import { Rng } from '../../src/nn/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { loadPeftModel } from '../../src/lora/files.js';
+import { loadPeftModel } from '../../src/lora/files.node.js';
 import { getPeftModel, type PeftModel } from '../../src/lora/peft-model.js';
 import type { LoraConfigInput } from '../../src/lora/config.js';
+import { saveAdapter, loadAdapter } from '../../src/lora/files.node.js';
 
 const LLAMA = { model_type: 'llama', hidden_size: 16, intermediate_size: 24, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, vocab_size: 40, max_position_embeddings: 32, tie_word_embeddings: false, initializer_range: 0.2 };
 const GPT2 = { model_type: 'gpt2', n_embd: 16, n_head: 2, n_layer: 2, n_positions: 32, vocab_size: 40, initializer_range: 0.2 };
@@ -52,7 +53,7 @@ describe('saveAdapter: PEFT layout', () => {
     const peft = getPeftModel(createModel(LLAMA), { r: 3, lora_alpha: 6, target_modules: ['q_proj', 'v_proj'], task_type: 'CAUSAL_LM' });
     randomize(peft, 'default', 1);
     const dir = freshDir();
-    assert.deepEqual(peft.saveAdapter(dir, { baseModelNameOrPath: 'tiny-llama' }), [dir]);
+    assert.deepEqual(saveAdapter(peft, dir, { baseModelNameOrPath: 'tiny-llama' }), [dir]);
     const st = readSafetensors(path.join(dir, 'adapter_model.safetensors'));
     const keys = [...st.tensors.keys()].sort();
     const expected = [0, 1].flatMap((i) => ['q_proj', 'v_proj'].flatMap((m) => [`base_model.model.model.layers.${i}.self_attn.${m}.lora_A.weight`, `base_model.model.model.layers.${i}.self_attn.${m}.lora_B.weight`])).sort();
@@ -90,7 +91,7 @@ describe('saveAdapter: PEFT layout', () => {
       for (const [name, p] of peft.trainableParameters()) if (!name.includes('lora_')) for (let i = 0; i < p.data.length; i++) p.data[i] = p.data[i]! + r.normal(0, 0.1);
       const y = logits(model);
       const dir = freshDir();
-      peft.saveAdapter(dir);
+      saveAdapter(peft, dir);
       const keys = [...readSafetensors(path.join(dir, 'adapter_model.safetensors')).tensors.keys()];
       if ('use_dora' in c.lora) assert.ok(keys.some((key) => /\.lora_magnitude_vector$/.test(key)), 'DoRA magnitude key');
       if ('modules_to_save' in c.lora) assert.ok(keys.includes('base_model.model.lm_head.weight'), keys.join(', '));
@@ -112,7 +113,7 @@ describe('saveAdapter: PEFT layout', () => {
   it('records resolved target_modules as PEFT does (family default; all-linear as layer names)', () => {
     const saveCfg = (lora: LoraConfigInput, cfg: Record<string, unknown> = LLAMA): Record<string, unknown> => {
       const dir = freshDir();
-      getPeftModel(createModel(cfg), lora).saveAdapter(dir);
+      saveAdapter(getPeftModel(createModel(cfg), lora), dir);
       return JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
     };
     assert.deepEqual(saveCfg({ r: 2 }).target_modules, ['q_proj', 'v_proj']);
@@ -127,12 +128,12 @@ describe('saveAdapter: PEFT layout', () => {
     peft.addAdapter('other', { r: 4, target_modules: ['k_proj'] });
     randomize(peft, 'other', 4);
     const dir = freshDir();
-    assert.deepEqual(peft.saveAdapter(dir), [dir, path.join(dir, 'other')]);
+    assert.deepEqual(saveAdapter(peft, dir), [dir, path.join(dir, 'other')]);
     peft.setAdapter('other');
     const y = logits(model);
     const fresh = createModel(LLAMA);
     const p2 = loadPeftModel(fresh, dir);
-    p2.loadAdapter(path.join(dir, 'other'), 'second', { isTrainable: true });
+    loadAdapter(p2, path.join(dir, 'other'), 'second', { isTrainable: true });
     p2.setAdapter('second');
     assert.ok(maxAbsDiff(logits(fresh), y) < 1e-5);
     assert.ok(p2.trainableParameters().length > 0 && p2.trainableParameters().every(([nm]) => nm.includes('.second.')));
@@ -143,7 +144,7 @@ describe('loadAdapter errors', () => {
   function saved(): string {
     const peft = getPeftModel(createModel(LLAMA), { r: 2, target_modules: ['q_proj', 'v_proj'] });
     const dir = freshDir();
-    peft.saveAdapter(dir);
+    saveAdapter(peft, dir);
     return dir;
   }
 

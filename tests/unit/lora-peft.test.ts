@@ -10,6 +10,7 @@ import { Rng } from '../../src/nn/rng.js';
 import { LoraLinear } from '../../src/lora/lora-linear.js';
 import { getPeftModel, PeftModel } from '../../src/lora/peft-model.js';
 import type { LoraConfigInput } from '../../src/lora/config.js';
+import { addWeightedAdapter } from '../../src/lora/weighted.js';
 
 const LLAMA = {
   model_type: 'llama',
@@ -307,20 +308,20 @@ describe('PeftModel: weighted adapters', () => {
     const da = delta(peft, path, 'a');
     const db = delta(peft, path, 'b');
     const [w1, w2] = [0.7, -1.3];
-    peft.addWeightedAdapter(['a', 'b'], [w1, w2], 'cat', 'cat');
+    addWeightedAdapter(peft, ['a', 'b'], [w1, w2], 'cat', 'cat');
     assert.equal(peft.loraLayers.get(path)!.adapter('cat').r, 4);
     assert.equal(peft.loraLayers.get(path)!.adapter('cat').scaling, 1);
     const dc = delta(peft, path, 'cat');
     assert.ok(maxAbsDiff(dc, da.map((v, i) => w1 * v + w2 * db[i]!)) < 1e-5);
     // svd with rank 4 keeps everything: Σ w_i·s_i·ΔW_i (s_a = 2, s_b = 1)
-    peft.addWeightedAdapter(['a', 'b'], [w1, w2], 'svd', 'svd', { svdRank: 4 });
+    addWeightedAdapter(peft, ['a', 'b'], [w1, w2], 'svd', 'svd', { svdRank: 4 });
     const ds = delta(peft, path, 'svd');
     assert.ok(maxAbsDiff(ds, da.map((v, i) => w1 * 2 * v + w2 * 1 * db[i]!)) < 1e-4);
     // truncated svd is the best rank-2 approximation: closer than any other rank-2 adapter we have
-    peft.addWeightedAdapter(['a', 'b'], [w1, w2], 'svd2', 'svd');
+    addWeightedAdapter(peft, ['a', 'b'], [w1, w2], 'svd2', 'svd');
     assert.equal(peft.loraLayers.get(path)!.adapter('svd2').r, 2);
     // linear: A = Σ sign·√|w s| A_i, B = Σ √|w s| B_i
-    peft.addWeightedAdapter(['a', 'b'], [w1, w2], 'lin', 'linear');
+    addWeightedAdapter(peft, ['a', 'b'], [w1, w2], 'lin', 'linear');
     const l = peft.loraLayers.get(path)!;
     const A = l.adapter('lin').A.data;
     const Aa = l.adapter('a').A.data;
@@ -328,11 +329,11 @@ describe('PeftModel: weighted adapters', () => {
     const expA = Aa.map((v, i) => Math.sqrt(w1 * 2) * v - Math.sqrt(Math.abs(w2 * 1)) * Ab[i]!);
     assert.ok(maxAbsDiff(A, expA) < 1e-6);
     // one adapter with weight 1 gives it back
-    peft.addWeightedAdapter(['a'], [1], 'same', 'svd');
+    addWeightedAdapter(peft, ['a'], [1], 'same', 'svd');
     assert.ok(maxAbsDiff(delta(peft, path, 'same'), da) < 1e-5);
-    assert.throws(() => peft.addWeightedAdapter(['a', 'b'], [1], 'x', 'cat'), /2 adapters but 1 weights/);
+    assert.throws(() => addWeightedAdapter(peft, ['a', 'b'], [1], 'x', 'cat'), /2 adapters but 1 weights/);
     peft.addAdapter('c', { r: 3, target_modules: ['q_proj'] });
-    assert.throws(() => peft.addWeightedAdapter(['a', 'c'], [1, 1], 'x', 'linear'), /equal ranks/);
+    assert.throws(() => addWeightedAdapter(peft, ['a', 'c'], [1, 1], 'x', 'linear'), /equal ranks/);
   });
 });
 

@@ -7,20 +7,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { SafetensorsFile, writeSafetensorsSync } from '../../src/io/safetensors.js';
-import {
-  ConfigError,
-  createModel,
-  defaultInvFreq,
-  getModelFamily,
-  loadModel,
-  lossAndBackward,
-  parseLlamaConfig,
-  ropeInvFreq,
-  saveModel,
-  supportedModelTypes,
-  type DecoderLM,
-} from '../../src/models/index.js';
+import { SafetensorsFile, writeSafetensorsSync } from '../../src/io/safetensors.node.js';
+import { ConfigError, createModel, defaultInvFreq, getModelFamily, lossAndBackward, parseLlamaConfig, ropeInvFreq, supportedModelTypes, type DecoderLM } from '../../src/models/index.js';
+import { loadModel, saveModel } from '../../src/models/index.node.js';
 import { getPeftModel } from '../../src/lora/peft-model.js';
 import { retainedBytes } from '../../src/nn/checkpoint.js';
 import { Tensor } from '../../src/tensor/tensor.js';

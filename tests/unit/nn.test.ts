@@ -4,7 +4,8 @@
 // and gradient checkpointing. Runs on the ref backend and on the native one when present.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { alignedFloat32Array, getBackend, nativeBackend, setBackend, type Backend } from '../../src/backend/index.js';
+import { alignedFloat32Array, getBackend, type Backend } from '../../src/backend/index.js';
+import { nativeBackend, setBackend } from '../../src/backend/native/select.js';
 import { loadAddon } from '../../src/backend/native/index.js';
 import { TiedLMHead } from '../../src/models/decoder.js';
 import { ShapeError, Tensor } from '../../src/tensor/tensor.js';

@@ -8,8 +8,8 @@ import { readBrownCorpus, splitBrown, type BrownDocument } from '../../src/corpu
 import { BROWN_LLAMA_CONFIG, documentPieces, heldOutBatches, meanLoss, pretrain } from '../../src/corpus/pretrain.js';
 import { BUNDLED_MODEL_DIR } from '../../src/demo/demo.js';
 import { generate } from '../../src/generate/generate.js';
-import { Tokenizer } from '../../src/io/tokenizer.js';
-import { loadModel } from '../../src/models/load.js';
+import { loadModel } from '../../src/models/load.node.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 
 const docs: BrownDocument[] = readBrownCorpus();
 const { train: trainDocs, heldOut } = splitBrown(docs);
@@ -27,13 +27,13 @@ test('the bundled model loads in bf16 with the documented config and files', () 
   assert.deepEqual(gen['eos_token_id'], [0, 2]);
   const tc = JSON.parse(fs.readFileSync(path.join(BUNDLED_MODEL_DIR, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
   assert.equal(tc['model_max_length'], BROWN_LLAMA_CONFIG['max_position_embeddings']);
-  const tok = Tokenizer.fromFolder(BUNDLED_MODEL_DIR);
+  const tok = loadTokenizer(BUNDLED_MODEL_DIR);
   assert.equal(tok.idToToken(0), '<|endoftext|>');
   assert.ok(fs.existsSync(path.join(BUNDLED_MODEL_DIR, 'PRETRAINING.md')));
 });
 
 test('held-out loss of the bundled model is far below a unigram model of the pretraining text', () => {
-  const tok = Tokenizer.fromFolder(BUNDLED_MODEL_DIR);
+  const tok = loadTokenizer(BUNDLED_MODEL_DIR);
   // Unigram (add-one) distribution of the tokens of 60 pretraining documents.
   const counts = new Float64Array(4096);
   let n = 0;
@@ -66,7 +66,7 @@ test('held-out loss of the bundled model is far below a unigram model of the pre
 });
 
 test('greedy generation from the bundled model is deterministic and decodes to text', () => {
-  const tok = Tokenizer.fromFolder(BUNDLED_MODEL_DIR);
+  const tok = loadTokenizer(BUNDLED_MODEL_DIR);
   const ids = tok.encode('The city council voted');
   const a = generate(loadModel(BUNDLED_MODEL_DIR), [ids], { maxNewTokens: 16, tokenizer: tok })[0]!;
   const b = generate(loadModel(BUNDLED_MODEL_DIR), [ids], { maxNewTokens: 16, tokenizer: tok })[0]!;
@@ -81,7 +81,7 @@ const tiny = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num
 const few = [...trainDocs.slice(0, 5), heldOut[0]!];
 
 test('documentPieces cuts each document (text + EOS) into pieces of at most seqLen tokens', () => {
-  const tok = Tokenizer.fromFolder('models/brown-tokenizer');
+  const tok = loadTokenizer('models/brown-tokenizer');
   const pieces = documentPieces(few.slice(0, 2), tok, 64);
   assert.ok(pieces.every((p) => p.ids.length <= 64 && p.ids.length >= 2));
   const first = pieces.filter((p) => p.file === few[0]!.id);

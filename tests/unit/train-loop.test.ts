@@ -6,9 +6,10 @@ import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BatchIterator, datasetFromJsonl } from '../../src/data/index.js';
-import { readSafetensors } from '../../src/io/safetensors.js';
+import { readSafetensors } from '../../src/io/safetensors.node.js';
 import { createOptimizer } from '../../src/train/optimizer.js';
-import { causalLmObjective, resolveCheckpoint, train, type StepRow } from '../../src/train/trainer.js';
+import { causalLmObjective, type StepRow } from '../../src/train/trainer.js';
+import { resolveCheckpoint, train } from '../../src/train/trainer.node.js';
 import { batches, makeFixture, validBatches, writeJsonl } from '../helpers/train-fixture.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lorakit-train-'));

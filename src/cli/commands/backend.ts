@@ -1,6 +1,7 @@
 // lorakit backend: which compute backend is in use and why.
 import { Command } from 'commander';
-import { getBackend, nativeBackend, nativeError } from '../../backend/index.js';
+import { getBackend } from '../../backend/index.js';
+import { nativeBackend, nativeError } from '../../backend/native/select.js';
 
 export function backendCommand(): Command {
   return new Command('backend').description('show which compute backend lorakit uses and why').action(() => {

@@ -3,7 +3,7 @@
 // inference), each mode in its own process.
 import { Command } from 'commander';
 import { BUNDLED_MODEL_DIR } from '../../demo/demo.js';
-import { compareFineTuning, compareTable } from '../../train/compare.js';
+import { compareFineTuning, compareTable } from '../compare.js';
 import { parsePositiveInt, parsePositiveNumber, parseTargets, requireFile, requireModelFolder } from '../common.js';
 
 interface CompareOpts {

@@ -1,8 +1,9 @@
 // lorakit data check: every bad line of a JSONL file (file:line) and token statistics.
 import { Command } from 'commander';
-import { checkDataset, formatIssue } from '../../data/index.js';
-import { Tokenizer } from '../../io/tokenizer.js';
+import { checkDataset } from '../../data/index.node.js';
+import { formatIssue } from '../../data/index.js';
 import { parseInteger, requireDir, requireFile } from '../common.js';
+import { loadTokenizer } from '../../io/tokenizer.node.js';
 
 export function dataCommand(): Command {
   const data = new Command('data').description('work with training data');
@@ -16,7 +17,7 @@ export function dataCommand(): Command {
     .action(async (file: string, o: { model: string; maxLength: number; maskPrompt: boolean }) => {
       requireFile(file, 'data file');
       requireDir(o.model, 'model folder');
-      const report = await checkDataset(file, Tokenizer.fromFolder(o.model), { maxLength: o.maxLength, maskPrompt: o.maskPrompt });
+      const report = await checkDataset(file, loadTokenizer(o.model), { maxLength: o.maxLength, maskPrompt: o.maskPrompt });
       for (const p of report.problems) console.log(formatIssue(p));
       const L = report.lengths;
       console.log(`${file}: format ${report.format ?? 'unknown'}, ${report.examples} examples, ${report.totalTokens} tokens`);

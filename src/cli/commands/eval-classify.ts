@@ -5,7 +5,7 @@ import { ClassifyBatches } from '../../data/classify.js';
 import { evaluateClassifier, loadClassifyExamples } from '../../tasks/classify.js';
 import { metricsLine, openClassifier, perLabelLines, requirePath } from '../classify.js';
 import { UsageError, given, required, warnLine } from '../common.js';
-import type { EvalFlags } from './eval.js';
+import type { EvalFlags } from './eval-flags.js';
 
 export async function runEvalClassify(cmd: Command, modelDir: string): Promise<void> {
   const o = cmd.opts<EvalFlags>();

@@ -2,26 +2,14 @@
 // token-weighted mean of the next-token cross-entropy over the targets. For a classifier
 // (--task classify, or a BERT / RoBERTa / ViT folder): loss, accuracy and macro-F1.
 import { Command, Option } from 'commander';
-import { BatchIterator, loadDataset, padIdFor } from '../../data/index.js';
+import { BatchIterator, padIdFor } from '../../data/index.js';
+import { loadDataset } from '../../data/index.node.js';
 import { causalLmObjective } from '../../train/trainer.js';
 import { collect, parseChoice, parsePositiveInt, required, requireFile } from '../common.js';
 import { attachAdapters, openModel, parseAdapterSpecs } from '../load.js';
-import { TASKS, resolveTask, type Task } from '../task.js';
+import { TASKS, resolveTask } from '../task.js';
 import { runEvalClassify } from './eval-classify.js';
-
-export interface EvalFlags {
-  config?: string;
-  task?: Task;
-  model?: string;
-  adapter?: string[];
-  adapterName?: string;
-  data?: string;
-  batchSize: number;
-  maxLength: number;
-  maskPrompt?: boolean;
-  json: boolean;
-  verbose: boolean;
-}
+import type { EvalFlags } from './eval-flags.js';
 
 export function evalCommand(): Command {
   return new Command('eval')

@@ -3,8 +3,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { copyModelSideFiles } from '../../io/model-files.js';
-import { saveModel } from '../../models/load.js';
+import { copyModelSideFiles } from '../../io/model-files.node.js';
+import { saveModel } from '../../models/load.node.js';
 import type { DType } from '../../tensor/tensor.js';
 import { UsageError, bytes, collect, commas, parseChoice, required } from '../common.js';
 import { attachAdapters, openModel, parseAdapterSpecs } from '../load.js';

@@ -9,7 +9,7 @@ import { trainClassifier } from '../../tasks/classify.js';
 import type { StepRow } from '../../train/trainer.js';
 import { describeModelFolder, metricsLine, requirePath } from '../classify.js';
 import { UsageError, bytes, exclusive, given, parseTargets, required, warnLine } from '../common.js';
-import { trainArgsFromFlags, type TrainOpts } from './train.js';
+import { trainArgsFromFlags, type TrainOpts } from './train-flags.js';
 
 /** Flags of the causal trainer that mean nothing for a classifier. */
 const NOT_FOR_CLASSIFY: readonly [attr: string, flag: string][] = [

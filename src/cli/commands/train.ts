@@ -3,15 +3,17 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { BatchIterator, loadTrainValid, padIdFor, type Batch } from '../../data/index.js';
-import type { FileData } from '../../io/atomic.js';
-import { copyModelSideFiles } from '../../io/model-files.js';
+import { BatchIterator, padIdFor, type Batch } from '../../data/index.js';
+import { loadTrainValid } from '../../data/index.node.js';
+import type { FileData } from '../../io/atomic.node.js';
+import { copyModelSideFiles } from '../../io/model-files.node.js';
 import { getPeftModel, type InitLoraWeights, type LoraConfigInput, type PeftModel } from '../../lora/index.js';
 import type { DecoderLM } from '../../models/decoder.js';
-import { saveModel } from '../../models/load.js';
+import { saveModel } from '../../models/load.node.js';
 import { createOptimizer } from '../../train/optimizer.js';
-import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule.js';
-import { train, type EvalRow, type StepRow, type TrainArgs } from '../../train/trainer.js';
+import { SCHEDULE_KINDS } from '../../train/schedule.js';
+import { train } from '../../train/trainer.node.js';
+import type { EvalRow, StepRow } from '../../train/trainer.js';
 import {
   UsageError,
   bytes,
@@ -33,63 +35,10 @@ import {
   warnLine,
 } from '../common.js';
 import { openModel } from '../load.js';
-import { TASKS, resolveTask, type Task } from '../task.js';
+import { TASKS, resolveTask } from '../task.js';
 import { runTrainClassify } from './train-classify.js';
-
-/** The trainer's arguments from the train flags (shared by the causal and classify paths). */
-export function trainArgsFromFlags(o: TrainOpts, outDir: string, config: Record<string, unknown>, steps: number | undefined, epochs: number | undefined): TrainArgs {
-  return {
-    lr: o.lr,
-    gradAccum: o.gradAccum,
-    schedule: o.schedule,
-    warmupSteps: o.warmup,
-    maxGradNorm: o.maxGradNorm,
-    outDir,
-    progress: o.progress,
-    config,
-    ...(steps !== undefined ? { steps } : {}),
-    ...(epochs !== undefined ? { epochs } : {}),
-    ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
-    ...(o.saveEvery !== undefined ? { saveEvery: o.saveEvery } : {}),
-    ...(o.resume !== undefined ? { resume: o.resume } : {}),
-  };
-}
-
-export interface TrainOpts {
-  config?: string;
-  task?: Task;
-  model?: string;
-  data?: string;
-  valid?: string;
-  validSplit?: number;
-  out?: string;
-  rank: number;
-  alpha?: number;
-  dropout: number;
-  targets?: string;
-  rslora: boolean;
-  dora: boolean;
-  init: InitLoraWeights;
-  full: boolean;
-  epochs?: number;
-  steps?: number;
-  batchSize: number;
-  gradAccum: number;
-  lr: number;
-  schedule: ScheduleKind;
-  warmup: number;
-  weightDecay?: number;
-  maxLength: number;
-  pack: boolean;
-  maskPrompt: boolean;
-  seed: number;
-  evalEvery?: number;
-  saveEvery?: number;
-  gradCheckpoint: boolean;
-  maxGradNorm: number;
-  resume?: string;
-  progress: boolean;
-}
+import { type TrainOpts, trainArgsFromFlags } from './train-flags.js';
+import { saveAdapter } from '../../lora/files.node.js';
 
 function initArg(v: string): InitLoraWeights {
   try {
@@ -235,7 +184,7 @@ async function runTrain(cmd: Command): Promise<void> {
   let saved: string;
   if (peft) {
     saved = join(outDir, 'adapter');
-    peft.saveAdapter(saved, { baseModelNameOrPath: modelDir });
+    saveAdapter(peft, saved, { baseModelNameOrPath: modelDir });
   } else {
     saved = join(outDir, 'model');
     model.requiresGrad(false);
@@ -266,7 +215,7 @@ async function runTrain(cmd: Command): Promise<void> {
 function adapterFiles(peft: PeftModel<DecoderLM>, modelDir: string): Map<string, FileData> {
   const tmp = mkdtempSync(join(tmpdir(), 'lorakit-adapter-'));
   try {
-    peft.saveAdapter(tmp, { adapterNames: ['default'], baseModelNameOrPath: modelDir });
+    saveAdapter(peft, tmp, { adapterNames: ['default'], baseModelNameOrPath: modelDir });
     const files = new Map<string, FileData>();
     for (const name of readdirSync(tmp)) files.set(name, readFileSync(join(tmp, name)));
     return files;

@@ -11,15 +11,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BatchIterator, padIdFor, type Batch } from '../data/batch.js';
-import { loadDataset, type Example } from '../data/dataset.js';
+import { loadDataset } from '../data/dataset.node.js';
+import { type Example } from '../data/dataset.js';
 import { isHeldOut, listBrownDocuments, readBrownDocument } from '../corpus/brown.js';
 import { documentPieces, kernelDescription } from '../corpus/pretrain.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import { getPeftModel } from '../lora/peft-model.js';
 import type { DecoderLM } from '../models/decoder.js';
-import { loadModel, saveModel } from '../models/load.js';
-import { createOptimizer, type OptimizerState } from './optimizer.js';
-import { train } from './trainer.js';
+import { loadModel, saveModel } from '../models/load.node.js';
+import { installNodePlatform } from '../platform.node.js';
+import { createOptimizer, type OptimizerState } from '../train/optimizer.js';
+import { train } from '../train/trainer.node.js';
+import { loadTokenizer } from '../io/tokenizer.node.js';
+import { saveAdapter } from '../lora/files.node.js';
 
 export type CompareMode = 'full' | 'lora';
 
@@ -223,7 +227,7 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
   const lr = opts.lr ?? 1e-3;
   const reps = opts.inferReps ?? 20;
   const seed = opts.seed ?? 0;
-  const tokenizer = Tokenizer.fromFolder(opts.model);
+  const tokenizer = loadTokenizer(opts.model);
   const model: DecoderLM = loadModel(opts.model, { dtype: 'keep' });
   const dtype = model.parameters()[0]?.value.dtype ?? 'f32';
   const params = model.parameters().reduce((n, p) => n + p.value.size, 0);
@@ -283,7 +287,7 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
   try {
     model.train(false);
     if (peft) {
-      peft.saveAdapter(tmp, { adapterNames: ['default'], baseModelNameOrPath: opts.model });
+      saveAdapter(peft, tmp, { adapterNames: ['default'], baseModelNameOrPath: opts.model });
       checkpoint = { kind: 'adapter', dtype: 'f32', bytes: 0, files: folderFiles(tmp) };
     } else {
       model.requiresGrad(false);
@@ -456,6 +460,7 @@ export function compareTable(r: CompareResult): string[] {
 
 // the child process: one mode, its result sent back over IPC
 if (process.argv[2] === CHILD_FLAG && typeof process.send === 'function' && path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {
+  installNodePlatform(); // a Node entry point of its own: the native backend, as in the parent
   process.once('message', (m: ChildRequest) => {
     runCompareMode(m.mode, m.opts).then(
       (result) => process.send!({ ok: true, result } satisfies ChildReply, () => process.exit(0)),

@@ -4,9 +4,10 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Tensor } from '../tensor/index.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from './atomic.node.js';
 import { FormatError, Problems, describe } from './errors.js';
-import { SafetensorsFile, planSafetensors, tensorByteLength, tensorDTypeOf, tensorEntries } from './safetensors.js';
+import { SafetensorsFile } from './safetensors.node.js';
+import { planSafetensors, tensorByteLength, tensorDTypeOf, tensorEntries } from './safetensors.js';
 import type { RawTensor, TensorInfo, TensorMap, TensorSource, TensorLike } from './safetensors.js';
 
 export const SINGLE_WEIGHTS_FILE = 'model.safetensors';

@@ -3,12 +3,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FormatError, Problems } from './errors.js';
-import { readJsonObject } from './json.js';
+import { readJsonObject } from './json.node.js';
 import type { JsonObject } from './json.js';
-import { SafetensorsFile } from './safetensors.js';
+import { SafetensorsFile } from './safetensors.node.js';
 import type { TensorSource } from './safetensors.js';
-import { SHARD_INDEX_FILE, SINGLE_WEIGHTS_FILE, ShardedSafetensors } from './sharded.js';
-import { Tokenizer, parseChatTemplates, readTokenizerFiles, specialTokenContent } from './tokenizer.js';
+import { SHARD_INDEX_FILE, SINGLE_WEIGHTS_FILE, ShardedSafetensors } from './sharded.node.js';
+import { Tokenizer, parseChatTemplates, specialTokenContent } from './tokenizer.js';
+import { readTokenizerFiles } from './tokenizer.node.js';
 import type { TokenizerFiles } from './tokenizer.js';
 
 export interface WeightFiles {

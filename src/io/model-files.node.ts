@@ -3,7 +3,7 @@
 // model (a merged adapter, a fully fine-tuned model), so it loads with the same tokenizer.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomicSync } from './atomic.js';
+import { writeFileAtomicSync } from './atomic.node.js';
 
 /** Files copied with a model (those present are copied; none is required). */
 export const MODEL_SIDE_FILES: readonly string[] = [

@@ -11,9 +11,9 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-/** What can be written: a string (UTF-8), bytes, or a sequence of byte chunks. */
-export type FileData = string | Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
-export type FileDataSync = string | Uint8Array | Iterable<Uint8Array>;
+import type { FileData, FileDataSync } from './file-data.js';
+
+export type { FileData, FileDataSync };
 
 export interface AtomicWriteOptions {
   /** File mode for the new file (default 0o644, before umask). */

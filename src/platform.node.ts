@@ -1,0 +1,11 @@
+// What lorakit's Node entry points (the package's `lorakit` entry, the CLI, the test runner)
+// install before they run: the backend defaults (native addon, LORAKIT_BACKEND) and warnings
+// through process.emitWarning. The core reads neither `process` nor `node:` modules; see
+// docs/ARCHITECTURE.md §Platforms and entry points.
+import { installNodeBackend } from './backend/native/select.js';
+import { setWarningHandler } from './io/errors.js';
+
+export function installNodePlatform(): void {
+  installNodeBackend();
+  setWarningHandler((message, code) => process.emitWarning(message, { code }));
+}

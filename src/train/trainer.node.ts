@@ -1,0 +1,88 @@
+// The training loop in Node: train() with a run folder on disk (checkpoints written atomically,
+// metrics.jsonl, loss.svg, report.md), checkpoints read back for resume, the progress bar and
+// peak RSS. The loop itself is platform-neutral (trainer.ts) and takes these as its host.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Batch } from '../data/batch.js';
+import { writeDirAtomic, writeFileAtomicSync, type FileData } from '../io/atomic.node.js';
+import { createProgress } from './progress.node.js';
+import { runReport, train as trainLoop, type BatchCounts, type RunFolder, type TrainArgs, type TrainHost, type TrainOptions, type TrainResult } from './trainer.js';
+
+const STEP_DIR = /^step-(\d+)$/;
+
+/** The checkpoint folder a resume path names: the folder itself, or a run folder's latest. */
+export function resolveCheckpoint(path: string): string {
+  const p = resolve(path);
+  if (existsSync(join(p, 'trainer_state.json'))) return p;
+  const dir = existsSync(join(p, 'checkpoints')) ? join(p, 'checkpoints') : p;
+  const steps = existsSync(dir) ? readdirSync(dir).filter((n) => STEP_DIR.test(n)).sort() : [];
+  if (steps.length === 0) throw new Error(`resume: ${path} is not a checkpoint (no trainer_state.json) and holds no checkpoints/step-* folders`);
+  return join(dir, steps[steps.length - 1]!);
+}
+
+/** A checkpoint's files, for resume. */
+export function readCheckpoint(path: string): { dir: string; files: Map<string, Uint8Array> } {
+  const dir = resolveCheckpoint(path);
+  const files = new Map<string, Uint8Array>();
+  for (const name of ['trainer_state.json', 'trainable.safetensors', 'optimizer.safetensors']) files.set(name, readFileSync(join(dir, name)));
+  return { dir, files };
+}
+
+/** A run folder on disk: metrics.jsonl appended row by row, checkpoints and report files written atomically. */
+export function runFolder(outDir: string): RunFolder {
+  const path = resolve(outDir);
+  const metricsFile = join(path, 'metrics.jsonl');
+  return {
+    path,
+    start() {
+      mkdirSync(path, { recursive: true });
+      writeFileSync(metricsFile, '');
+    },
+    resumeMetrics(ckpt: string, step: number): string[] {
+      mkdirSync(path, { recursive: true });
+      // the run's rows up to the checkpoint: from this folder (dropping what the interrupted
+      // run wrote after it), or from the folder the checkpoint came from when resuming elsewhere
+      const sourceRun = basename(dirname(ckpt)) === 'checkpoints' ? dirname(dirname(ckpt)) : dirname(ckpt);
+      const source = existsSync(metricsFile) ? metricsFile : join(sourceRun, 'metrics.jsonl');
+      const kept = existsSync(source) ? readFileSync(source, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step) : [];
+      writeFileAtomicSync(metricsFile, kept.map((l) => l + '\n').join(''));
+      return kept;
+    },
+    appendMetric(line: string) {
+      appendFileSync(metricsFile, line + '\n');
+    },
+    async writeCheckpoint(name: string, files: Map<string, FileData>) {
+      const dir = join(path, name);
+      mkdirSync(dirname(dir), { recursive: true });
+      await writeDirAtomic(dir, files);
+    },
+    pruneCheckpoints(keep: number) {
+      const dir = join(path, 'checkpoints');
+      const steps = readdirSync(dir).filter((n) => STEP_DIR.test(n)).sort();
+      for (const old of steps.slice(0, Math.max(0, steps.length - keep))) rmSync(join(dir, old), { recursive: true, force: true });
+    },
+    writeFile(name: string, text: string) {
+      writeFileAtomicSync(join(path, name), text);
+    },
+  };
+}
+
+/** Node's host for a run: the run folder args.outDir names, checkpoint reading, the progress bar, peak RSS. */
+export function nodeTrainHost(args: TrainArgs): TrainHost {
+  return {
+    runFolder: args.outDir !== undefined ? runFolder(args.outDir) : null,
+    readCheckpoint,
+    progress: (totalSteps, enabled) => createProgress(totalSteps, { enabled }),
+    peakMemoryBytes: () => process.resourceUsage().maxRSS * 1024,
+  };
+}
+
+/** train() (trainer.ts) with Node's host; parts of opts.host given replace Node's. */
+export function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>): Promise<TrainResult> {
+  return trainLoop({ ...opts, host: { ...nodeTrainHost(opts.args), ...opts.host } });
+}
+
+/** loss.svg and report.md / report.json in the run folder. */
+export function writeRunReport(outDir: string, r: TrainResult, args: TrainArgs): void {
+  for (const [name, text] of runReport(r, args)) writeFileAtomicSync(join(outDir, name), text);
+}
