@@ -2,7 +2,7 @@
 // a frozen 512×512 Linear, a rank-4 adapter with alpha = 32, AdamW (lr 1e-4) on A and B
 // only, ten epochs of a 32×512 batch, loss = sum(y).
 //
-// Two corrections against the tutorial, as DESIGN.md says: the adapter output is scaled by
+// Two corrections against the tutorial (see src/lora/lora-linear.ts and src/lora/init.ts): the adapter output is scaled by
 // alpha / r (not alpha), and only B starts at zero (A is Kaiming-uniform, a = √5), so the
 // adapter starts as a no-op and still learns. One change: the batch is drawn once (seeded)
 // and reused. The tutorial draws a fresh zero-mean batch every epoch, and then the expected

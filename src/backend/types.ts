@@ -1,7 +1,7 @@
 // The kernel interface. A backend implements these and nothing else: no model logic.
 // Every kernel works on flat row-major buffers; the comment above each gives the shapes
-// in the letters the arguments use. Shapes are checked once, at the op boundary
-// (src/backend/ops.ts); kernels assume valid input.
+// in the letters the arguments use. Shapes are checked once, at the op boundary (the nn
+// layers that call the kernels, docs/ARCHITECTURE.md §Layers); kernels assume valid input.
 //
 // Conventions:
 // - `Storage` operands may be f32 (Float32Array) or half (Uint16Array, with a dtype of

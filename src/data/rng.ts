@@ -1,6 +1,6 @@
 // A small seedable PRNG for data order: sfc32 (Chris Doty-Humphrey's Small Fast Counting
 // generator), 128 bits of state in four uint32 words, seeded through splitmix32.
-// src/data may import only io (DESIGN.md), so it keeps its own generator instead of nn's.
+// src/data may import only io (docs/ARCHITECTURE.md §Layers), so it keeps its own generator instead of nn's.
 // state()/setState() let a caller checkpoint and replay the exact stream.
 
 export type DataRngState = [number, number, number, number];

@@ -438,7 +438,7 @@ def init_adapters(model, cfg, seed):
 
 
 def check_design_grads(adapters, model, p, ids, mask, pos, labels):
-    """DESIGN.md's closed forms: dB = s*dy^T (x A^T), dA = s*(dy B)^T x, from captured x and dy."""
+    """The closed forms in src/lora/lora-linear.ts's header: dB = s*dy^T (x A^T), dA = s*(dy B)^T x, from captured x and dy."""
     caught = {}
 
     class Spy:
