@@ -12,7 +12,7 @@
 import { pathToFileURL } from 'node:url';
 import { LoraLinear } from '../src/lora/index.js';
 import { Linear } from '../src/nn/linear.js';
-import { Rng } from '../src/nn/rng.js';
+import { Rng } from '../src/tensor/rng.js';
 import { kaimingUniform } from '../src/lora/init.js';
 import { AdamW } from '../src/train/adamw.js';
 

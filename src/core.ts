@@ -20,5 +20,3 @@ export { ropeInvFreq as ropeInvFreqForSpec } from './models/index.js';
 // - chat messages as templates take them (io) and as JSONL records hold them (data)
 export type { ChatMessage } from './io/index.js';
 export type { ChatMessage as ChatRecordMessage } from './data/index.js';
-// - the label that the loss ignores (-100 in both)
-export { IGNORE_INDEX } from './data/index.js';

@@ -250,10 +250,7 @@ export function oneLine(message: string, maxProblems = 3): string {
   return head ? `${head}: ${shown}${more}` : `${shown}${more}`;
 }
 
-/** 1234567 → "1,234,567". */
-export function commas(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
+export { commas } from '../io/format.js';
 
 /** Bytes as "12.3 MiB". */
 export function bytes(n: number): string {

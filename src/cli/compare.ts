@@ -22,6 +22,7 @@ import { loadModel, saveModel } from '../models/load.node.js';
 import { installNodePlatform } from '../platform.node.js';
 import { createOptimizer, type OptimizerState } from '../train/optimizer.js';
 import { train } from '../train/trainer.node.js';
+import { commas } from '../io/format.js';
 import { loadTokenizer } from '../io/tokenizer.node.js';
 import { saveAdapter } from '../lora/files.node.js';
 
@@ -410,10 +411,6 @@ function mib(n: number): string {
 
 function ms(t: Timing): string {
   return `${(1000 * t.median).toFixed(0)} ms (${(1000 * t.min).toFixed(0)}–${(1000 * t.max).toFixed(0)})`;
-}
-
-function commas(n: number): string {
-  return n.toLocaleString('en-US');
 }
 
 /** The comparison as a plain-text table. */

@@ -32,6 +32,7 @@ import { createOptimizer } from '../train/optimizer.js';
 import { causalLmObjective, type TrainResult } from '../train/trainer.js';
 import { train } from '../train/trainer.node.js';
 import { documentText, readBrownCorpus, splitBrown, type BrownDocument } from './brown.js';
+import { commas } from '../io/format.js';
 import { loadTokenizer } from '../io/tokenizer.node.js';
 
 /** The bundled model's architecture (vocab_size comes from the tokenizer). */
@@ -333,28 +334,28 @@ export function pretrainingMarkdown(r: Omit<PretrainReport, 'result' | 'losses'>
     `| vocabulary | ${c['vocab_size']} (byte-level BPE, models/brown-tokenizer) |`,
     `| tied embeddings | ${String(c['tie_word_embeddings'])} |`,
     `| max_position_embeddings | ${c['max_position_embeddings']} (trained on rows of ${r.seqLen} tokens) |`,
-    `| parameters | ${r.parameters.toLocaleString('en-US')} |`,
+    `| parameters | ${commas(r.parameters)} |`,
     `| stored | model.safetensors in bf16 |`,
     '',
     '## Data',
     '',
-    `- ${r.trainDocuments} pretraining documents, ${r.trainTokens.toLocaleString('en-US')} tokens (each document's text + EOS, cut into pieces of ≤ ${r.seqLen} tokens, packed into ${r.trainRows} rows of ${r.seqLen}; attention stays within each piece).`,
-    `- Held out: ${r.heldOutDocuments} documents, ${r.heldOutTokens.toLocaleString('en-US')} tokens; the loss below is over the first rows of them (packed the same way, fixed order).`,
+    `- ${r.trainDocuments} pretraining documents, ${commas(r.trainTokens)} tokens (each document's text + EOS, cut into pieces of ≤ ${r.seqLen} tokens, packed into ${r.trainRows} rows of ${r.seqLen}; attention stays within each piece).`,
+    `- Held out: ${r.heldOutDocuments} documents, ${commas(r.heldOutTokens)} tokens; the loss below is over the first rows of them (packed the same way, fixed order).`,
     '',
     '## Training',
     '',
     '| | |',
     '|---|---|',
     `| steps | ${r.steps} × ${r.batchSize} rows × ${r.seqLen} tokens |`,
-    `| tokens seen | ${r.tokensSeen.toLocaleString('en-US')} (${r.epochs.toFixed(2)} epochs) |`,
+    `| tokens seen | ${commas(r.tokensSeen)} (${r.epochs.toFixed(2)} epochs) |`,
     `| optimizer | AdamW (β 0.9, 0.95; weight decay ${opts.weightDecay ?? 0.1}, none on norms), peak lr ${opts.lr ?? 3e-3}, cosine to ${(opts.minLrRatio ?? 0.1)}× after ${opts.warmupSteps ?? Math.max(1, Math.round(r.steps * 0.05))} warmup steps, grad clip 1 |`,
     `| seed | ${opts.seed ?? 1234} (init and data order) |`,
     `| kernels | ${r.kernels}; LORAKIT_THREADS=${r.threads} |`,
     `| wall time | ${(r.seconds / 60).toFixed(1)} min (on a shared 2-core machine with other jobs running) |`,
     `| throughput | ${r.tokensPerSecond.toFixed(0)} tokens/s |`,
     `| final training loss | ${fmt(r.finalTrainLoss)} (mean of the last 20 steps ${fmt(r.finalTrainLossAvg)}) |`,
-    `| held-out loss, evaluation rows | ${fmt(r.heldOutLoss)} nats/token, perplexity ${fmt(r.heldOutPerplexity, 1)} (the first ${r.heldOutEvalTargets.toLocaleString('en-US')} held-out targets, evaluated during training) |`,
-    `| held-out loss, all held-out text | ${fmt(r.heldOutLossAll)} nats/token, perplexity ${fmt(r.heldOutLossAll === null ? null : Math.exp(r.heldOutLossAll), 1)} (${r.heldOutTargetsAll.toLocaleString('en-US')} targets, final model in f32 before the bf16 save) |`,
+    `| held-out loss, evaluation rows | ${fmt(r.heldOutLoss)} nats/token, perplexity ${fmt(r.heldOutPerplexity, 1)} (the first ${commas(r.heldOutEvalTargets)} held-out targets, evaluated during training) |`,
+    `| held-out loss, all held-out text | ${fmt(r.heldOutLossAll)} nats/token, perplexity ${fmt(r.heldOutLossAll === null ? null : Math.exp(r.heldOutLossAll), 1)} (${commas(r.heldOutTargetsAll)} targets, final model in f32 before the bf16 save) |`,
     '',
     'The run is deterministic: the init and the data order are seeded, nothing else is random,',
     'and the native kernels give the same results run to run for a fixed thread count, so',

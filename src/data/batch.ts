@@ -6,10 +6,11 @@
 // (masked prompt, the last token of each example, padding). So the loss is simply
 // crossEntropy(logits[b, t], labels[b, t]) with ignoreIndex -100.
 
+import { IGNORE_INDEX } from '../tensor/labels.js';
 import type { Example } from './dataset.js';
-import { DataRng, mixSeed } from './rng.js';
+import { Rng, mixSeed } from '../tensor/rng.js';
 
-export const IGNORE_INDEX = -100;
+export { IGNORE_INDEX };
 
 export interface Batch {
   /** rows, columns */
@@ -254,9 +255,9 @@ export class BatchIterator implements Iterable<Batch> {
     };
     let batches: number[][];
     if (order === 'sequential') batches = chunk(this.units.map((_, i) => i));
-    else if (order === 'shuffle') batches = chunk(new DataRng(mixSeed(seed, epoch)).permutation(U));
+    else if (order === 'shuffle') batches = chunk(new Rng(mixSeed(seed, epoch)).permutation(U));
     else {
-      const rng = new DataRng(mixSeed(seed, epoch));
+      const rng = new Rng(mixSeed(seed, epoch));
       // With dropLast, start the cut at a random offset so that the examples left out (at either
       // end of the length order) change from epoch to epoch instead of always being the longest.
       const offset = dropLast ? rng.nextInt((U % batchSize) + 1) : 0;

@@ -8,7 +8,8 @@
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { specialTokenContent, type TokenizerFiles } from '../io/tokenizer.js';
 import { DataError, describeValue, type DataIssue } from './errors.js';
-import { DataRng } from './rng.js';
+import { jsonlObjects } from './jsonl.js';
+import { Rng } from '../tensor/rng.js';
 
 export interface TextExample {
   /** 1-based line in the file */
@@ -33,28 +34,11 @@ export interface TextDataset {
  * All problems are thrown together, each with file:line.
  */
 export function parseTextClassification(content: string, file: string): TextDataset {
-  if (content.charCodeAt(0) === 0xfeff) content = content.slice(1);
   const issues: DataIssue[] = [];
   const examples: TextExample[] = [];
-  const lines = content.split('\n');
   let pairs: boolean | null = null;
   let pairsLine = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const line = i + 1;
-    const src = lines[i]!.replace(/\r$/, '');
-    if (src.trim() === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(src);
-    } catch (err) {
-      issues.push({ file, line, message: `invalid JSON: ${(err as Error).message}` });
-      continue;
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      issues.push({ file, line, message: `expected a JSON object, got ${describeValue(value)}` });
-      continue;
-    }
-    const o = value as Record<string, unknown>;
+  for (const { line, value: o } of jsonlObjects(content, file, (issue) => void issues.push(issue))) {
     const bad: string[] = [];
     if (typeof o['text'] !== 'string') bad.push(o['text'] === undefined ? 'no "text" field' : `"text" must be a string, got ${describeValue(o['text'])}`);
     const pair = o['text_pair'];
@@ -244,7 +228,7 @@ export class ClassifyBatches {
   private orderOf(epoch: number): number[] {
     if (epoch !== this.orderEpoch) {
       const n = this.examples.length;
-      this.order = this.opts.shuffle === false ? Array.from({ length: n }, (_, i) => i) : new DataRng((this.opts.seed ?? 0) * 7919 + epoch).permutation(n);
+      this.order = this.opts.shuffle === false ? Array.from({ length: n }, (_, i) => i) : new Rng((this.opts.seed ?? 0) * 7919 + epoch).permutation(n);
       this.orderEpoch = epoch;
     }
     return this.order;

@@ -3,7 +3,7 @@
 
 import { DataError, type DataIssue } from './errors.js';
 import { parseJsonl, type DataFormat, type DataRecord } from './records.js';
-import { DataRng, mixSeed } from './rng.js';
+import { Rng, mixSeed } from '../tensor/rng.js';
 import { RecordError, tokenizeRecord, type DataTokenizer, type TokenizeOptions } from './tokenize.js';
 
 /** One tokenized example. */
@@ -141,7 +141,7 @@ export function splitDataset(ds: Dataset, fraction: number, seed = 0): { train: 
   if (!(fraction > 0 && fraction < 1)) throw new RangeError(`splitDataset: fraction must be in (0, 1), got ${fraction}`);
   if (n < 2) throw new RangeError(`splitDataset: ${ds.file} has ${n} example(s); a split needs at least 2`);
   const k = Math.min(n - 1, Math.max(1, Math.round(fraction * n)));
-  const perm = new DataRng(mixSeed(seed, 0x5711)).permutation(n);
+  const perm = new Rng(mixSeed(seed, 0x5711)).permutation(n);
   const held = new Set(perm.slice(0, k));
   const pick = (inValid: boolean): Example[] => ds.examples.filter((_, i) => held.has(i) === inValid);
   const train = pick(false);

@@ -1,5 +1,6 @@
 // Errors of the data pipeline. Every problem names the file and the 1-based line it is about
 // (line 0: the file as a whole), so a message reads like a compiler's: `train.jsonl:7: …`.
+import { ProblemsError } from '../io/errors.js';
 
 export interface DataIssue {
   file: string;
@@ -12,8 +13,8 @@ export function formatIssue(issue: DataIssue): string {
   return issue.line > 0 ? `${issue.file}:${issue.line}: ${issue.message}` : `${issue.file}: ${issue.message}`;
 }
 
-/** One or more problems with a dataset file, thrown once. */
-export class DataError extends Error {
+/** One or more problems with a dataset file, thrown once; `problems` holds them as `file:line: …` lines. */
+export class DataError extends ProblemsError {
   override name = 'DataError';
   readonly issues: readonly DataIssue[];
 
@@ -21,7 +22,7 @@ export class DataError extends Error {
   constructor(issues: readonly DataIssue[], more = false) {
     const lines = issues.map(formatIssue);
     const tail = more ? `\n  (stopped after ${issues.length} problems; run checkDataset for the full list)` : '';
-    super(issues.length === 1 && !more ? lines[0]! : `${issues.length} problems in the dataset:\n${lines.map((l) => `  ${l}`).join('\n')}${tail}`);
+    super(issues.length === 1 && !more ? lines[0]! : `${issues.length} problems in the dataset:\n${lines.map((l) => `  ${l}`).join('\n')}${tail}`, lines);
     this.issues = issues;
   }
 }

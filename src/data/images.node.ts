@@ -7,6 +7,7 @@ import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { labelSet } from './classify.js';
 import { DataError, describeValue, type DataIssue } from './errors.js';
+import { jsonlObjects } from './jsonl.js';
 import { ImageDecodeError, parseImageProcessorConfig, preprocessImage, type ImageProcessorConfig, type RgbImage } from './images.js';
 
 /** Decodes a PNG or JPEG (told by its first bytes) to RGB; alpha is dropped (as PIL's convert("RGB")). */
@@ -105,24 +106,8 @@ export function listImageDataset(source: string): { items: ImageItem[]; labels: 
       for (const f of files) items.push({ file: path.join(source, c, f), label: c, where: path.join(source, c) });
     }
   } else {
-    const lines = fs.readFileSync(source, 'utf8').split('\n');
     const base = path.dirname(source);
-    lines.forEach((raw, i) => {
-      const line = i + 1;
-      const src = raw.replace(/\r$/, '');
-      if (src.trim() === '') return;
-      let v: unknown;
-      try {
-        v = JSON.parse(src);
-      } catch (err) {
-        issues.push({ file: source, line, message: `invalid JSON: ${(err as Error).message}` });
-        return;
-      }
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-        issues.push({ file: source, line, message: `expected a JSON object, got ${describeValue(v)}` });
-        return;
-      }
-      const o = v as Record<string, unknown>;
+    for (const { line, value: o } of jsonlObjects(fs.readFileSync(source, 'utf8'), source, (issue) => void issues.push(issue))) {
       const img = o['image'];
       const label = o['label'];
       const bad: string[] = [];
@@ -131,10 +116,10 @@ export function listImageDataset(source: string): { items: ImageItem[]; labels: 
       if (!bad.length && !fs.existsSync(path.resolve(base, img as string))) bad.push(`image file ${path.resolve(base, img as string)} does not exist`);
       if (bad.length) {
         for (const message of bad) issues.push({ file: source, line, message });
-        return;
+        continue;
       }
       items.push({ file: path.resolve(base, img as string), label: String(label), where: `${source}:${line}` });
-    });
+    }
   }
   if (issues.length) throw new DataError(issues);
   if (items.length === 0) throw new DataError([{ file: source, line: 0, message: 'no images' }]);

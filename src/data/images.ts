@@ -5,6 +5,7 @@
 // Resizing reproduces Pillow's Image.resize(…, BILINEAR) on 8-bit images (what transformers'
 // image processors call): a separable triangle filter whose support widens by the downscale
 // factor, 22-bit fixed-point coefficients, horizontal pass first, each pass rounded to uint8.
+import { ProblemsError, formatProblems } from '../io/errors.js';
 import { describeValue } from './errors.js';
 
 /** An 8-bit RGB image, rows top to bottom, pixels interleaved [H, W, 3]. */
@@ -179,7 +180,7 @@ export function parseImageProcessorConfig(j: Record<string, unknown> | undefined
   cfg.mean = triple('image_mean', cfg.mean);
   cfg.std = triple('image_std', cfg.std);
   if (bool('do_center_crop', false)) problems.push('"do_center_crop": true is not supported');
-  if (problems.length) throw new Error(`${file}: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  if (problems.length) throw new ProblemsError(formatProblems(file, problems, 'problem(s)'), problems);
   return cfg;
 }
 

@@ -11,6 +11,7 @@
 // "id", metadata) are ignored. Blank lines are skipped.
 
 import { describeValue, type DataIssue } from './errors.js';
+import { jsonlObjects } from './jsonl.js';
 
 export type DataFormat = 'text' | 'completion' | 'chat';
 
@@ -78,28 +79,10 @@ export function parseJsonl(content: string, file: string, options: ParseOptions,
   let format: DataFormat | null = null;
   let formatLine = 0;
   let go = true;
-  const problem = (line: number, message: string): void => {
-    if (go) go = report({ file, line, message });
-  };
-  if (content.charCodeAt(0) === 0xfeff) content = content.slice(1);
-  const lines = content.split('\n');
-  for (let i = 0; i < lines.length && go; i++) {
-    const lineNo = i + 1;
-    let src = lines[i]!;
-    if (src.endsWith('\r')) src = src.slice(0, -1);
-    if (src.trim() === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(src);
-    } catch (err) {
-      problem(lineNo, `invalid JSON: ${(err as Error).message}`);
-      continue;
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      problem(lineNo, `expected a JSON object, got ${describeValue(value)}`);
-      continue;
-    }
-    const obj = value as Record<string, unknown>;
+  const issue = (i: DataIssue): boolean => (go &&= report(i));
+  const problem = (line: number, message: string): void => void issue({ file, line, message });
+  for (const { line: lineNo, value: obj } of jsonlObjects(content, file, issue)) {
+    if (!go) break;
     const layout = layoutOf(obj);
     if (format === null) {
       if (layout === null) {

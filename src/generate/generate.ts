@@ -6,7 +6,7 @@
 // Letters: B rows still generating, L columns so far (padding + prompt + generated), V vocab.
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
 import type { CausalLM } from '../models/causal-lm.js';
-import { Rng } from '../nn/rng.js';
+import { Rng } from '../tensor/rng.js';
 import { checkSamplingOptions, sampleToken, type SamplingOptions } from './sampling.js';
 import { firstStop, heldBack } from './stops.js';
 

@@ -1,6 +1,6 @@
 // Choosing the next token from one row of logits [V], with transformers' semantics and order:
 // repetition penalty → temperature → top-k → top-p → sample (or argmax when not sampling).
-import type { Rng } from '../nn/rng.js';
+import type { Rng } from '../tensor/rng.js';
 
 export interface SamplingOptions {
   /** 0 (default): greedy (argmax); > 0: sample from softmax(logits / temperature) */

@@ -1,21 +1,34 @@
 // Errors of the io layer: every message names the file (and the tensor or key) and says what
 // was expected. Where several problems can occur together they are collected and thrown once.
 
-export class FormatError extends Error {
+/** A list of problems about one thing as a message: `head: problem`, or `head: N <noun>:` and a `  - problem` line each. */
+export function formatProblems(head: string, problems: readonly string[], noun = 'problems'): string {
+  return problems.length === 1 ? `${head}: ${problems[0]}` : `${head}: ${problems.length} ${noun}:\n${problems.map((p) => `  - ${p}`).join('\n')}`;
+}
+
+/**
+ * Problems collected and thrown together: the base of every lorakit error that lists them
+ * (FormatError, ConfigError, LoraConfigError, WeightsError, DataError), so a caller catches
+ * one class and reads `problems`, one line each.
+ */
+export class ProblemsError extends Error {
+  override name = 'ProblemsError';
+  readonly problems: readonly string[];
+  constructor(message: string, problems: readonly string[]) {
+    super(message);
+    this.problems = problems;
+  }
+}
+
+export class FormatError extends ProblemsError {
   override name = 'FormatError';
   /** The file or folder the problems are about. */
   readonly file: string;
-  /** Each problem as one line, without the file prefix. */
-  readonly problems: readonly string[];
 
+  /** `problems`: each problem as one line, without the file prefix. */
   constructor(what: string, file: string, problems: readonly string[]) {
-    super(
-      problems.length === 1
-        ? `${what} ${file}: ${problems[0]}`
-        : `${what} ${file}: ${problems.length} problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
-    );
+    super(formatProblems(`${what} ${file}`, problems), problems);
     this.file = file;
-    this.problems = problems;
   }
 }
 

@@ -1,5 +1,5 @@
 // The io layer: safetensors, tokenizers, JSON, errors and warnings (index.node.ts: files on disk).
-export { FormatError, setWarningHandler } from './errors.js';
+export { FormatError, ProblemsError, formatProblems, setWarningHandler } from './errors.js';
 export type { WarningHandler } from './errors.js';
 export type { FileData, FileDataSync } from './file-data.js';
 export { deserializeSafetensors, serializeSafetensors, planSafetensors, tensorBytes, tensorDTypeOf, safetensorsDTypeOf, dtypeByteSize, isSafetensorsDType, SAFETENSORS_DTYPES, MAX_HEADER_BYTES } from './safetensors.js';

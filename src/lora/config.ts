@@ -1,7 +1,7 @@
 // LoraConfig: PEFT's LoraConfig field names and defaults (so adapter_config.json files
 // interoperate), validated once: every problem is collected and thrown together;
 // keys lorakit does not know are warnings, listed, so newer files still load.
-import { warn } from '../io/errors.js';
+import { ProblemsError, formatProblems, warn } from '../io/errors.js';
 import { patternError } from './regex.js';
 
 export type LoraBias = 'none' | 'all' | 'lora_only';
@@ -94,12 +94,10 @@ const INERT_PEFT_FIELDS: Record<string, readonly unknown[]> = {
   ensure_weight_tying: [false],
 };
 
-export class LoraConfigError extends Error {
+export class LoraConfigError extends ProblemsError {
   override name = 'LoraConfigError';
-  readonly problems: string[];
-  constructor(problems: string[], what = 'LoraConfig') {
-    super(`${what}: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    this.problems = problems;
+  constructor(problems: readonly string[], what = 'LoraConfig') {
+    super(formatProblems(what, problems, 'problem(s)'), problems);
   }
 }
 

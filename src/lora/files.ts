@@ -18,7 +18,7 @@
 //
 // Loading checks every key and shape against the model before changing anything and reports
 // all problems in one error.
-import { warn as emitWarning } from '../io/errors.js';
+import { ProblemsError, formatProblems, warn as emitWarning } from '../io/errors.js';
 import { deserializeSafetensors, serializeSafetensors } from '../io/safetensors.js';
 import { Linear } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
@@ -376,7 +376,7 @@ export function loadAdapterFiles(peft: PeftModel, src: AdapterSource, name: stri
   for (const [key, slot] of slots) {
     if (!seen.has(key) && !slot.optional) problems.push(`missing tensor ${read.format === 'peft' ? PEFT_PREFIX : ''}${key} (expected shape ${formatShape(slot.shape)})`);
   }
-  if (problems.length) throw new Error(`loadAdapter ${dir}: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  if (problems.length) throw new ProblemsError(formatProblems(`loadAdapter ${dir}`, problems, 'problem(s)'), problems);
 
   // Inject (cheap init unless PiSSA, which PEFT reproduces on the base weights), then assign.
   const injectCfg: LoraConfig = config.init_lora_weights === true || config.init_lora_weights === false || config.init_lora_weights === 'gaussian' ? { ...config, init_lora_weights: true } : config;

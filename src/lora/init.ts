@@ -5,7 +5,7 @@
 //               own fan-in): the adapter is not a no-op (for tests)
 //   'pissa'     A, B from the top-r singular triplets of W; W is replaced by the residual
 //               W − s·B·A so the layer's output is unchanged
-import type { Rng } from '../nn/rng.js';
+import type { Rng } from '../tensor/rng.js';
 import { svd, svdLowRank, type SVD } from './svd.js';
 
 /** torch.nn.init.kaiming_uniform_(w, a) bound for fan_in (leaky_relu gain √(2/(1+a²)), bound = √3·gain/√fan_in). */

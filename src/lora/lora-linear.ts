@@ -24,7 +24,7 @@ import { Dropout } from '../nn/dropout.js';
 import type { RowLayer } from '../nn/linear.js';
 import { Linear } from '../nn/linear.js';
 import { Buffers, Module, Parameter } from '../nn/module.js';
-import { Rng } from '../nn/rng.js';
+import { Rng } from '../tensor/rng.js';
 import { addInputGrad, hasTrainable } from '../nn/rowlayer.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/half.js';
 import { ShapeError, Tensor, formatShape } from '../tensor/tensor.js';

@@ -7,6 +7,7 @@
 //   classifier head).
 // Per-module rank and alpha: rank_pattern / alpha_pattern keys match a dotted suffix of the
 // name (PEFT's get_pattern_key: the first key in order that matches wins).
+import { ProblemsError, formatProblems } from '../io/errors.js';
 import type { LoraConfig } from './config.js';
 import { fullMatch, suffixPatternMatch } from './regex.js';
 
@@ -145,7 +146,7 @@ export function planTargets(config: LoraConfig, modules: readonly ModuleInfo[], 
     }
     matched.push(m.name);
   }
-  if (problems.length) throw new Error(`getPeftModel: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  if (problems.length) throw new ProblemsError(formatProblems('getPeftModel', problems, 'problem(s)'), problems);
   if (matched.length === 0) {
     throw new Error(`target_modules ${JSON.stringify(config.target_modules)} matches no module of the model${config.exclude_modules !== null ? ` (after exclude_modules ${JSON.stringify(config.exclude_modules)})` : ''}${config.layers_to_transform !== null ? ` (layers_to_transform ${JSON.stringify(config.layers_to_transform)})` : ''}. Modules that exist: ${describeModules(modules.map((m) => m.name))}`);
   }

@@ -8,9 +8,10 @@
 // withAdapterNames(names, fn) picks an adapter per batch row for inference.
 // An adapter is trainable exactly when it is active and its config is not inference_mode.
 import { warn as emitWarning } from '../io/errors.js';
+import { commas } from '../io/format.js';
 import { Linear } from '../nn/linear.js';
 import type { Module, Parameter } from '../nn/module.js';
-import { Rng } from '../nn/rng.js';
+import { Rng } from '../tensor/rng.js';
 import type { LoraConfig, LoraConfigInput } from './config.js';
 import { parseLoraConfig } from './config.js';
 import { BASE_ADAPTER, LoraContext, LoraLinear } from './lora-linear.js';
@@ -34,11 +35,6 @@ function toConfig(c: LoraConfig | LoraConfigInput): LoraConfig {
   const { config, warnings } = parseLoraConfig(c as Record<string, unknown>);
   for (const w of warnings) warn(`LoraConfig: ${w}`);
   return config;
-}
-
-/** Formats n with thousands separators (Python's `{:,d}`). */
-function commas(n: number): string {
-  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
 export class PeftModel<M extends Module = Module> {

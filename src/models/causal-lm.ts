@@ -7,6 +7,7 @@
 import { getBackend } from '../backend/index.js';
 import type { KVCache } from '../nn/attention.js';
 import type { Module } from '../nn/module.js';
+import { IGNORE_INDEX } from '../tensor/labels.js';
 import { ShapeError } from '../tensor/tensor.js';
 
 /** A 0/1 mask: 1 keeps a token, 0 hides it (padding). */
@@ -138,8 +139,6 @@ export function additiveMask(mask: Uint8Array | null, B: number, T: number, S: n
 
 // ---------------------------------------------------------------------------------------
 // loss
-
-export const IGNORE_INDEX = -100;
 
 export interface LossResult {
   /** mean next-token cross-entropy over counted tokens (0 when none is counted) */

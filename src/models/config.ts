@@ -3,21 +3,15 @@
 // was expected. Keys no family reads are reported once as a warning, so configs written
 // by newer versions of transformers still load.
 
-import { warn } from '../io/errors.js';
+import { ProblemsError, formatProblems, warn } from '../io/errors.js';
 import type { JsonObject } from '../io/json.js';
 
 export type { JsonObject };
 
-export class ConfigError extends Error {
+export class ConfigError extends ProblemsError {
   override name = 'ConfigError';
-  readonly problems: readonly string[];
   constructor(where: string, problems: readonly string[]) {
-    super(
-      problems.length === 1
-        ? `${where}: ${problems[0]}`
-        : `${where}: ${problems.length} problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
-    );
-    this.problems = problems;
+    super(formatProblems(where, problems), problems);
   }
 }
 

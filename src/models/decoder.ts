@@ -15,6 +15,7 @@ import type { GatedMLP, GeluMLP } from '../nn/mlp.js';
 import { Module, ModuleList, Parameter, checkInto } from '../nn/module.js';
 import type { RMSNorm } from '../nn/rmsnorm.js';
 import { hasTrainable } from '../nn/rowlayer.js';
+import { IGNORE_INDEX } from '../tensor/labels.js';
 import { ShapeError } from '../tensor/tensor.js';
 import {
   additiveMask,
@@ -24,7 +25,6 @@ import {
   type CausalLM,
   type CausalLMInfo,
   type ForwardOptions,
-  IGNORE_INDEX,
 } from './causal-lm.js';
 
 export type Norm = RMSNorm | LayerNorm;

@@ -5,7 +5,7 @@ import { warn } from '../io/errors.js';
 import { tensorDTypeOf, type TensorSource } from '../io/safetensors.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
-import { Rng } from '../nn/rng.js';
+import { Rng } from '../tensor/rng.js';
 import { Tensor, formatShape, type DType } from '../tensor/tensor.js';
 import type { JsonObject } from './config.js';
 import { initLinear, type EncoderClassifier } from './encoder.js';

@@ -16,7 +16,7 @@ import { Dropout } from '../nn/dropout.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear, type RowLayer } from '../nn/linear.js';
 import { Module, ModuleList } from '../nn/module.js';
-import { Rng } from '../nn/rng.js';
+import { Rng } from '../tensor/rng.js';
 import { childRowLayer, hasTrainable } from '../nn/rowlayer.js';
 import { ShapeError, Tensor, type DType } from '../tensor/tensor.js';
 

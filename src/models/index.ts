@@ -8,7 +8,6 @@ export {
   positionsFromMask,
   additiveMask,
   normalizeMask,
-  IGNORE_INDEX,
 } from './causal-lm.js';
 export { ConfigError, ConfigReader } from './config.js';
 export { DecoderLM, DecoderBlock, TiedLMHead } from './decoder.js';
@@ -16,7 +15,7 @@ export { LlamaForCausalLM, parseLlamaConfig, sanitizeLlamaKey, LLAMA_LIKE_TYPES 
 export type { LlamaConfig, LlamaLikeType } from './llama.js';
 export { GPT2LMHeadModel, parseGPT2Config, sanitizeGPT2Key } from './gpt2.js';
 export type { GPT2Config } from './gpt2.js';
-export { ropeInvFreq, defaultInvFreq, llama3InvFreq, parseRope, ROPE_TYPES } from './rope.js';
+export { ropeInvFreq, llama3InvFreq, parseRope, ROPE_TYPES } from './rope.js';
 export type { RopeSpec, RopeType } from './rope.js';
 export { MODEL_FAMILIES, getModelFamily, supportedModelTypes, sanitizeStateDict, UnsupportedModelError } from './registry.js';
 export type { ModelFamily } from './registry.js';

@@ -1,10 +1,11 @@
 // Building models: from a Hugging Face folder (loadModel), from a config with seeded random
 // weights (createModel), and back to a folder (saveModel).
 import { getBackend } from '../backend/index.js';
+import { ProblemsError, formatProblems } from '../io/errors.js';
 import { tensorDTypeOf, type SafetensorsDType, type TensorSource } from '../io/safetensors.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
-import { Rng } from '../nn/rng.js';
+import { Rng } from '../tensor/rng.js';
 import { Tensor, formatShape, type DType } from '../tensor/tensor.js';
 import type { JsonObject } from './config.js';
 import type { DecoderLM } from './decoder.js';
@@ -15,12 +16,10 @@ export interface LoadModelOptions {
   dtype?: 'f32' | 'keep';
 }
 
-export class WeightsError extends Error {
+export class WeightsError extends ProblemsError {
   override name = 'WeightsError';
-  readonly problems: readonly string[];
   constructor(where: string, problems: readonly string[]) {
-    super(`${where}: ${problems.length} problem(s) with the weights:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.problems = problems;
+    super(formatProblems(where, problems, 'problem(s) with the weights'), problems);
   }
 }
 
@@ -117,41 +116,12 @@ export function createModel(config: JsonObject, opts: CreateModelOptions = {}): 
   for (const [, m] of model.namedModules()) {
     if (m instanceof Linear || m instanceof Embedding) {
       const w = m.weight;
-      const vals = fillNormal(new Float32Array(w.value.size), rng.nextU32(), std);
+      const vals = rng.fillNormalFast(new Float32Array(w.value.size), 0, std);
       w.value = Tensor.fromValues(vals, w.shape, dtype);
     }
   }
   model.eval();
   return model;
-}
-
-/**
- * out[i] ~ normal(0, std), from a 32-bit seed: xorshift128 uniforms, Box–Muller pairs. (Rng.normal
- * draws two 53-bit uniforms per value; initialising a 100M-parameter model with it takes a minute.)
- */
-function fillNormal(out: Float32Array, seed: number, std: number): Float32Array {
-  let x = seed >>> 0 || 0x9e3779b9;
-  let y = 362436069;
-  let z = 521288629;
-  let w = 88675123;
-  const next = (): number => {
-    const t = (x ^ (x << 11)) >>> 0;
-    x = y;
-    y = z;
-    z = w;
-    w = (w ^ (w >>> 19) ^ (t ^ (t >>> 8))) >>> 0;
-    return w;
-  };
-  for (let i = 0; i < 16; i++) next(); // mix the seed in
-  const twoPi = 2 * Math.PI;
-  for (let i = 0; i < out.length; i += 2) {
-    const u = (next() + 1) / 4294967297; // (0, 1)
-    const v = next() / 4294967296;
-    const r = std * Math.sqrt(-2 * Math.log(u));
-    out[i] = r * Math.cos(twoPi * v);
-    if (i + 1 < out.length) out[i + 1] = r * Math.sin(twoPi * v);
-  }
-  return out;
 }
 
 export interface SaveModelOptions {

@@ -9,6 +9,7 @@
 //   llama3:   wavelengths 2π/inv_freq above original_max/low_freq_factor are divided by
 //             factor, those below original_max/high_freq_factor kept, and the band between
 //             interpolated smoothly (Llama 3.1)
+import { ropeInvFreq as defaultInvFreq } from '../nn/attention.js';
 import { ConfigReader } from './config.js';
 
 const f = Math.fround;
@@ -29,18 +30,6 @@ export interface RopeSpec {
   highFreqFactor?: number;
   /** llama3: original_max_position_embeddings; dynamic: max_position_embeddings */
   originalMaxPositions?: number;
-}
-
-/** inv_freq[D/2] = 1 / theta^(2i/D), float32 as torch computes `base ** (arange(0, D, 2).float() / D)` */
-export function defaultInvFreq(theta: number, dim: number): Float32Array {
-  const half = dim >> 1;
-  const out = new Float32Array(half);
-  const base = f(theta);
-  for (let i = 0; i < half; i++) {
-    const expo = f(f(2 * i) / f(dim));
-    out[i] = f(1 / f(Math.pow(base, expo)));
-  }
-  return out;
 }
 
 /** llama3 scaling applied to default inv_freq (transformers' _compute_llama3_parameters). */
@@ -73,21 +62,21 @@ export function llama3InvFreq(invFreq: Float32Array, factor: number, lowFreqFact
 export function ropeInvFreq(spec: RopeSpec, seqLen = 0): Float32Array {
   switch (spec.type) {
     case 'default':
-      return defaultInvFreq(spec.theta, spec.dim);
+      return defaultInvFreq(spec.dim, spec.theta);
     case 'linear': {
-      const inv = defaultInvFreq(spec.theta, spec.dim);
+      const inv = defaultInvFreq(spec.dim, spec.theta);
       for (let i = 0; i < inv.length; i++) inv[i] = f(inv[i]! / f(spec.factor));
       return inv;
     }
     case 'dynamic': {
       const maxPos = spec.originalMaxPositions ?? 0;
-      if (seqLen <= maxPos) return defaultInvFreq(spec.theta, spec.dim);
+      if (seqLen <= maxPos) return defaultInvFreq(spec.dim, spec.theta);
       const D = spec.dim;
       const theta = spec.theta * Math.pow((spec.factor * seqLen) / maxPos - (spec.factor - 1), D / (D - 2));
-      return defaultInvFreq(theta, D);
+      return defaultInvFreq(D, theta);
     }
     case 'llama3':
-      return llama3InvFreq(defaultInvFreq(spec.theta, spec.dim), spec.factor, spec.lowFreqFactor ?? 1, spec.highFreqFactor ?? 4, spec.originalMaxPositions ?? 8192);
+      return llama3InvFreq(defaultInvFreq(spec.dim, spec.theta), spec.factor, spec.lowFreqFactor ?? 1, spec.highFreqFactor ?? 4, spec.originalMaxPositions ?? 8192);
   }
 }
 

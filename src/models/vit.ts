@@ -26,7 +26,7 @@ import { LayerNorm } from '../nn/layernorm.js';
 import { Linear, type RowLayer } from '../nn/linear.js';
 import { Dropout } from '../nn/dropout.js';
 import { Module, ModuleList, Parameter } from '../nn/module.js';
-import { Rng } from '../nn/rng.js';
+import { Rng } from '../tensor/rng.js';
 import { childRowLayer } from '../nn/rowlayer.js';
 import { ShapeError, Tensor, type DType } from '../tensor/tensor.js';
 import { ConfigReader, warnUnknownKeys, type JsonObject } from './config.js';

@@ -20,15 +20,17 @@ export type RopeLayout = 'half' | 'interleaved';
 
 /**
  * The default inverse frequencies invFreq[D/2], θ_i = 1 / theta^(2i / D), rounded as PyTorch
- * computes them in f32: the exponent 2i/D, the power and the reciprocal each rounded to f32.
+ * computes `base ** (arange(0, D, 2).float() / D)` in f32: the base, the exponent 2i/D, the
+ * power and the reciprocal each rounded to f32. (models/rope.ts scales these for rope_scaling.)
  */
 export function ropeInvFreq(D: number, theta = 10000): Float32Array {
   if (!Number.isInteger(D) || D <= 0 || D % 2 !== 0) throw new RangeError(`ropeInvFreq: head size D must be a positive even integer, got ${D}`);
   const f = Math.fround;
+  const base = f(theta);
   const out = new Float32Array(D / 2);
   for (let i = 0; i < D / 2; i++) {
     const e = f((2 * i) / D);
-    out[i] = f(1 / f(Math.pow(theta, e)));
+    out[i] = f(1 / f(Math.pow(base, e)));
   }
   return out;
 }

@@ -17,7 +17,7 @@
 import { alignedFloat32Array } from '../backend/index.js';
 import { ShapeError, Tensor } from '../tensor/tensor.js';
 import { Buffers, Module, Parameter } from './module.js';
-import { Rng, type RngState } from './rng.js';
+import { Rng, type RngState } from '../tensor/rng.js';
 
 /** A block that can be checkpointed: forward from rows x with some context, backward to dx. */
 export interface CheckpointBlock<Ctx> extends Module {

@@ -4,7 +4,7 @@
 // same mask again; backward applies the mask of the last forward.
 import { ShapeError } from '../tensor/tensor.js';
 import { Module } from './module.js';
-import { Rng } from './rng.js';
+import { Rng } from '../tensor/rng.js';
 
 export class Dropout extends Module {
   readonly p: number;

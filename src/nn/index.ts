@@ -2,8 +2,6 @@ export { Module, ModuleList, Parameter, Buffers, checkInto } from './module.js';
 export type { OutputPlace } from './module.js';
 export { Linear } from './linear.js';
 export type { RowLayer, LinearOptions } from './linear.js';
-export { Rng } from './rng.js';
-export type { RngState } from './rng.js';
 export { Embedding } from './embedding.js';
 export type { EmbeddingOptions } from './embedding.js';
 export { RMSNorm } from './rmsnorm.js';

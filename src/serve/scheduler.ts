@@ -31,7 +31,7 @@ import { sampleToken, type SamplingOptions } from '../generate/sampling.js';
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import type { KVCache } from '../nn/attention.js';
-import { Rng } from '../nn/rng.js';
+import { Rng } from '../tensor/rng.js';
 import { firstStop, heldBack } from '../generate/stops.js';
 import { ApiError } from './errors.js';
 

@@ -19,6 +19,7 @@ import { readSafetensors } from '../io/safetensors.node.js';
 import type { EncoderClassifier, EncoderInputs } from '../models/encoder.js';
 import { loadClassifier } from '../models/encoder-load.node.js';
 import { ENCODER_FAMILIES } from '../models/registry.js';
+import { IGNORE_INDEX } from '../tensor/labels.js';
 import type { ViTForImageClassification } from '../models/vit.js';
 import type { BertForSequenceClassification } from '../models/bert.js';
 import { createOptimizer, type OptimizerOptions } from '../train/optimizer.js';
@@ -48,12 +49,12 @@ export function classificationLossAndBackward(model: EncoderClassifier, logits: 
   }
   const be = getBackend();
   const losses = new Float32Array(B);
-  be.crossEntropyForward(losses, logits, labels, B, L, -100);
+  be.crossEntropyForward(losses, logits, labels, B, L, IGNORE_INDEX);
   let sum = 0;
   for (let i = 0; i < B; i++) sum += losses[i]!;
   if (gradScale !== null) {
     const dl = new Float32Array(B * L);
-    be.crossEntropyBackward(dl, logits, labels, B, L, gradScale, -100);
+    be.crossEntropyBackward(dl, logits, labels, B, L, gradScale, IGNORE_INDEX);
     model.backward(dl);
   }
   return sum;

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataError, describeValue, type DataIssue } from '../data/errors.js';
+import { jsonlObjects } from '../data/jsonl.js';
 import type { PredictInput } from './classify.js';
 
 export interface PredictItem {
@@ -31,22 +32,8 @@ function readObjects(file: string, issues: DataIssue[]): { line: number; o: Reco
   } catch (err) {
     throw new DataError([{ file, line: 0, message: `cannot read: ${(err as Error).message}` }]);
   }
-  if (content.charCodeAt(0) === 0xfeff) content = content.slice(1);
   const out: { line: number; o: Record<string, unknown> }[] = [];
-  content.split('\n').forEach((raw, i) => {
-    const line = i + 1;
-    const src = raw.replace(/\r$/, '');
-    if (src.trim() === '') return;
-    let v: unknown;
-    try {
-      v = JSON.parse(src);
-    } catch (err) {
-      issues.push({ file, line, message: `invalid JSON: ${(err as Error).message}` });
-      return;
-    }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) issues.push({ file, line, message: `expected a JSON object, got ${describeValue(v)}` });
-    else out.push({ line, o: v as Record<string, unknown> });
-  });
+  for (const { line, value } of jsonlObjects(content, file, (issue) => void issues.push(issue))) out.push({ line, o: value });
   return out;
 }
 

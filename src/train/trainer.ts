@@ -8,8 +8,10 @@ import { getBackend } from '../backend/index.js';
 import type { Batch } from '../data/batch.js';
 import { attentionBias } from '../data/batch.js';
 import type { FileData } from '../io/file-data.js';
+import { commas } from '../io/format.js';
 import { deserializeSafetensors, serializeSafetensors } from '../io/safetensors.js';
 import type { Module, Parameter } from '../nn/module.js';
+import { IGNORE_INDEX } from '../tensor/labels.js';
 import { clipGradNorm, globalGradNorm } from './clip.js';
 import { flattenState, unflattenState, type Optimizer } from './optimizer.js';
 import { lossCurveSvg } from './plot.js';
@@ -59,8 +61,8 @@ export function causalLmObjective(model: TokenLM): Objective {
     const V = logits.length / (B * T);
     const be = getBackend();
     const losses = new Float32Array(B * T);
-    if (gradScale !== null) be.crossEntropyLossGrad(losses, logits, logits, batch.labels, B * T, V, gradScale, -100);
-    else be.crossEntropyForward(losses, logits, batch.labels, B * T, V, -100);
+    if (gradScale !== null) be.crossEntropyLossGrad(losses, logits, logits, batch.labels, B * T, V, gradScale, IGNORE_INDEX);
+    else be.crossEntropyForward(losses, logits, batch.labels, B * T, V, IGNORE_INDEX);
     let lossSum = 0;
     for (let i = 0; i < losses.length; i++) lossSum += losses[i]!;
     if (gradScale !== null) model.backward(logits);
@@ -434,7 +436,7 @@ export function runReport(r: TrainResult, args: TrainArgs): Map<string, string> 
     `| time | ${r.seconds.toFixed(1)} s |`,
     `| throughput | ${r.tokensPerSecond.toFixed(0)} tokens/s |`,
     `| peak memory (RSS) | ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB |`,
-    `| trainable parameters | ${r.trainableParams.toLocaleString('en-US')} |`,
+    `| trainable parameters | ${commas(r.trainableParams)} |`,
     `| final training loss | ${fmt(r.finalLoss)} |`,
     `| final validation loss | ${fmt(r.finalValidLoss)} (perplexity ${r.finalValidLoss === null ? '–' : fmt(Math.exp(r.finalValidLoss), 2)}) |`,
     `| best validation loss | ${fmt(r.bestValidLoss)} |`,

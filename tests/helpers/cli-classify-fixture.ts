@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createClassifier } from '../../src/models/encoder-load.js';
 import { saveClassifier } from '../../src/models/encoder-load.node.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { SHAPES, encodePng, shapeImage, writeWordPieceTokenizer } from '../../src/tasks/synthetic.js';
 
 export const COLORS = ['red', 'blue', 'green', 'yellow', 'black', 'white'];

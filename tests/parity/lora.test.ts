@@ -14,7 +14,7 @@ import { SafetensorsFile, readSafetensors } from '../../src/io/safetensors.node.
 import { causalLMLoss, causalLMLossBackward, lossAndBackward, type DecoderLM } from '../../src/models/index.js';
 import { loadModel } from '../../src/models/index.node.js';
 import type { Module } from '../../src/nn/module.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { loadPeftModel } from '../../src/lora/files.node.js';
 import type { PeftModel } from '../../src/lora/peft-model.js';

@@ -4,10 +4,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Tokenizer } from '../../src/io/tokenizer.js';
-import { BatchIterator, DataRng, IGNORE_INDEX, attentionBias, collate, datasetFromJsonl, packRows, padIdFor, splitDataset, type Batch, type Dataset, type Example } from '../../src/data/index.js';
+import { BatchIterator, IGNORE_INDEX, attentionBias, collate, datasetFromJsonl, packRows, padIdFor, splitDataset, type Batch, type Dataset, type Example } from '../../src/data/index.js';
 import { loadTrainValid } from '../../src/data/index.node.js';
 import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer, type WrittenTokenizer } from '../helpers/tokenizers.js';
 import { loadTokenizer } from '../../src/io/tokenizer.node.js';
+import { Rng } from '../../src/tensor/rng.js';
 
 /** An example with ids 100·k + t and the given target mask (default: all). */
 function ex(k: number, len: number, targets?: number[]): Example {
@@ -56,7 +57,7 @@ describe('packing', () => {
     assert.deepEqual(packRows([5, 3, 4, 2, 2, 1], 6), [[0, 5], [2, 3], [1, 4]]);
     assert.throws(() => packRows([7], 6), /example 0 has 7 tokens, more than the row length 6/);
     // Every example exactly once, no row over capacity, on a larger random case.
-    const rng = new DataRng(3);
+    const rng = new Rng(3);
     const lengths = Array.from({ length: 500 }, () => 1 + rng.nextInt(64));
     const rows = packRows(lengths, 64);
     assert.deepEqual(rows.flat().sort((a, b) => a - b), lengths.map((_, i) => i));
@@ -199,19 +200,19 @@ describe('BatchIterator', () => {
   });
 });
 
-describe('DataRng', () => {
+describe('Rng (data order)', () => {
   it('replays its stream after setState and gives uniform permutations', () => {
-    const r = new DataRng(9);
+    const r = new Rng(9);
     for (let i = 0; i < 5; i++) r.nextU32();
     const st = r.state();
     const a = Array.from({ length: 8 }, () => r.nextU32());
-    const s = new DataRng(1);
+    const s = new Rng(1);
     s.setState(st);
     assert.deepEqual(Array.from({ length: 8 }, () => s.nextU32()), a);
     assert.throws(() => s.setState([1, 2, 3]), /expected four uint32 words/);
     // Position of element 0 after shuffling 4 items: each of 4 places about 1/4 of the time.
     const counts = [0, 0, 0, 0];
-    const g = new DataRng(2);
+    const g = new Rng(2);
     for (let i = 0; i < 8000; i++) counts[g.permutation(4).indexOf(0)]!++;
     for (const c of counts) assert.ok(Math.abs(c - 2000) < 200, `counts ${counts}`);
   });

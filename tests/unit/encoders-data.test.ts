@@ -19,7 +19,7 @@ import { pairTokenizerFromFolder, readTextClassification } from '../../src/data/
 import { decodeImage, listImageDataset, loadImageExamples, readImage, readImageProcessorConfig } from '../../src/data/images.node.js';
 import { preprocessImage, resizeBilinear } from '../../src/data/images.js';
 import { SafetensorsFile } from '../../src/io/safetensors.node.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { writeWordPieceTokenizer } from '../../src/tasks/synthetic.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -12,7 +12,7 @@ import { readSafetensors, writeSafetensorsSync } from '../../src/io/safetensors.
 import type { EncoderClassifier, EncoderInputs } from '../../src/models/encoder.js';
 import { loadClassifier, saveClassifier } from '../../src/models/encoder-load.node.js';
 import { getEncoderFamily, getModelFamily } from '../../src/models/registry.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { loadPeftModel } from '../../src/lora/files.node.js';
 

@@ -11,7 +11,7 @@ import { after, describe, it } from 'node:test';
 import { readSafetensors } from '../../src/io/safetensors.node.js';
 import { createClassifier } from '../../src/models/encoder-load.js';
 import { saveClassifier } from '../../src/models/encoder-load.node.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { ClassifyBatches } from '../../src/data/classify.js';
 import { classificationMetrics, evaluateClassifier, loadClassifierWithAdapter, loadClassifyExamples, predict, trainClassifier, type PredictInput } from '../../src/tasks/classify.js';
 import { SHAPES, encodePng, shapeImage, writeWordPieceTokenizer } from '../../src/tasks/synthetic.js';

@@ -16,7 +16,7 @@ import {
   type TokenEvent,
 } from '../../src/generate/index.js';
 import { createModel } from '../../src/models/index.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { writeByteLevelBpeTokenizer } from '../helpers/tokenizers.js';
 import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 

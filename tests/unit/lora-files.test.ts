@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { readSafetensors, writeSafetensorsSync } from '../../src/io/safetensors.node.js';
 import { createModel } from '../../src/models/load.js';
 import type { DecoderLM } from '../../src/models/decoder.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { loadPeftModel } from '../../src/lora/files.node.js';
 import { getPeftModel, type PeftModel } from '../../src/lora/peft-model.js';

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Linear } from '../../src/nn/linear.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { kaimingUniformBound } from '../../src/lora/init.js';
 import { LoraLinear, LoraContext, type LoraAdapter } from '../../src/lora/lora-linear.js';

@@ -6,7 +6,7 @@ import { createModel } from '../../src/models/load.js';
 import type { DecoderLM } from '../../src/models/decoder.js';
 import { lossAndBackward } from '../../src/models/causal-lm.js';
 import { Linear } from '../../src/nn/linear.js';
-import { Rng } from '../../src/nn/rng.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { LoraLinear } from '../../src/lora/lora-linear.js';
 import { getPeftModel, PeftModel } from '../../src/lora/peft-model.js';
 import type { LoraConfigInput } from '../../src/lora/config.js';

@@ -8,9 +8,10 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SafetensorsFile, writeSafetensorsSync } from '../../src/io/safetensors.node.js';
-import { ConfigError, createModel, defaultInvFreq, getModelFamily, lossAndBackward, parseLlamaConfig, ropeInvFreq, supportedModelTypes, type DecoderLM } from '../../src/models/index.js';
+import { ConfigError, createModel, getModelFamily, lossAndBackward, parseLlamaConfig, ropeInvFreq, supportedModelTypes, type DecoderLM } from '../../src/models/index.js';
 import { loadModel, saveModel } from '../../src/models/index.node.js';
 import { getPeftModel } from '../../src/lora/peft-model.js';
+import { ropeInvFreq as defaultInvFreq } from '../../src/nn/attention.js';
 import { retainedBytes } from '../../src/nn/checkpoint.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { createTinyLlama } from '../helpers/train-fixture.js';
@@ -99,7 +100,7 @@ describe('config validation', () => {
 });
 
 describe('rope scaling', () => {
-  const base = defaultInvFreq(10000, 16);
+  const base = defaultInvFreq(16, 10000);
   it('default: 1 / theta^(2i/D)', () => {
     for (let i = 0; i < 8; i++) assert.ok(Math.abs(base[i]! - 1 / Math.pow(10000, (2 * i) / 16)) <= 1e-7 * base[i]!);
   });

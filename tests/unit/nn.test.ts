@@ -28,7 +28,6 @@ import {
   MultiHeadAttention,
   RMSNorm,
   addInputGrad,
-  Rng,
   Rope,
   SiLU,
   SwiGLU,
@@ -38,6 +37,7 @@ import {
   type CheckpointBlock,
   type RowLayer,
 } from '../../src/nn/index.js';
+import { Rng } from '../../src/tensor/rng.js';
 
 // ---------------------------------------------------------------------------------------
 // helpers
