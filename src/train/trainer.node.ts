@@ -70,7 +70,7 @@ export function runFolder(outDir: string): RunFolder {
 /** Node's host for a run: the run folder args.outDir names, checkpoint reading, the progress bar, peak RSS. */
 export function nodeTrainHost(args: TrainArgs): TrainHost {
   return {
-    runFolder: args.outDir !== undefined ? runFolder(args.outDir) : null,
+    runFolder: args.outDir ? runFolder(args.outDir) : null,
     readCheckpoint,
     progress: (totalSteps, enabled) => createProgress(totalSteps, { enabled }),
     peakMemoryBytes: () => process.resourceUsage().maxRSS * 1024,

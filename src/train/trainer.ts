@@ -244,7 +244,7 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
   const maxBad = args.maxBadSteps ?? 5;
   const host = opts.host ?? {};
   const runFolder = host.runFolder ?? null;
-  if (args.outDir !== undefined && !runFolder) throw new Error('train: outDir needs a run folder (TrainOptions.host.runFolder; lorakit\'s Node entry passes one)');
+  if (args.outDir && !runFolder) throw new Error('train: outDir needs a run folder (TrainOptions.host.runFolder; lorakit\'s Node entry passes one)');
   const rngs = opts.rngs ?? {};
   const history: (StepRow | EvalRow)[] = [];
 
