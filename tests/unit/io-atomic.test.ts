@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { writeDirAtomic, writeFileAtomic, writeFileAtomicSync } from '../../src/io/index.node.js';
 import { listDir, tmpDir } from '../helpers/io-tmp.js';
 
-const atomicModule = fileURLToPath(new URL('../../src/io/atomic.js', import.meta.url));
+const atomicModule = fileURLToPath(new URL('../../src/io/atomic.node.js', import.meta.url));
 
 test('writeFileAtomic writes and replaces a file, leaving no temp file', async () => {
   const dir = tmpDir();
