@@ -1,5 +1,5 @@
 // llama.cpp itself runs lorakit's GGUF exports: node-llama-cpp 3.21.1 (tests/llama-cpp, its
-// prebuilt CPU build, no network) loads the bundled model exported as F32, Q8_0 and Q4_K, with
+// prebuilt CPU build, no network) loads the bundled model exported as F32, Q8_0, Q4_0 and Q4_K, with
 // and without the exported LoRA adapter, and its greedy tokens and per-token log-probabilities
 // on fixed prompts are compared with lorakit running the same GGUF file (and the same adapter,
 // as PEFT). docs/ARCHITECTURE.md §GGUF.
@@ -93,14 +93,14 @@ test('llama.cpp (node-llama-cpp 3.21.1) runs lorakit\'s GGUF exports as lorakit 
   const dir = tmpDir('lorakit-gguf-');
   const adapterDir = path.join(dir, 'adapter');
   makeAdapter(adapterDir);
-  const files = { f32: path.join(dir, 'm-f32.gguf'), q8_0: path.join(dir, 'm-q8_0.gguf'), q4_k: path.join(dir, 'm-q4_k.gguf') };
+  const files = { f32: path.join(dir, 'm-f32.gguf'), q8_0: path.join(dir, 'm-q8_0.gguf'), q4_0: path.join(dir, 'm-q4_0.gguf'), q4_k: path.join(dir, 'm-q4_k.gguf') };
   for (const [type, file] of Object.entries(files)) lorakit(['export', '--model', BUNDLED, '--type', type, '--out', file]);
   const adapterGguf = path.join(dir, 'adapter.gguf');
   lorakit(['export', '--model', BUNDLED, '--adapter', adapterDir, '--out', adapterGguf]);
 
   const { getLlama } = (await import(pathToFileURL(NLC).href)) as NodeLlamaCpp;
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error', maxThreads: 2 });
-  const cases: [keyof typeof files, boolean, number][] = [['f32', false, 5e-3], ['f32', true, 5e-3], ['q8_0', false, 5e-2], ['q8_0', true, 5e-2], ['q4_k', false, 5e-2]];
+  const cases: [keyof typeof files, boolean, number][] = [['f32', false, 5e-3], ['f32', true, 5e-3], ['q8_0', false, 5e-2], ['q8_0', true, 5e-2], ['q4_0', false, 5e-2], ['q4_k', false, 5e-2]];
   for (const [type, withAdapter, tol] of cases) {
     await t.test(`${type}${withAdapter ? ' with the LoRA adapter' : ''}: same prompt ids, same ${STEPS} greedy tokens on ${PROMPTS.length} prompts, |Δ log p| ≤ ${tol}`, async () => {
       const file = files[type];
