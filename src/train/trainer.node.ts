@@ -1,7 +1,7 @@
 // The training loop in Node: train() with a run folder on disk (checkpoints written atomically,
 // metrics.jsonl, loss.svg, report.md), checkpoints read back for resume, the progress bar and
 // peak RSS. The loop itself is platform-neutral (trainer.ts) and takes these as its host.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Batch } from '../data/batch.js';
 import { recoverAtomicWrites, writeDirAtomic, writeFileAtomicSync, type FileData } from '../io/atomic.node.js';
@@ -29,15 +29,17 @@ export function readCheckpoint(path: string): { dir: string; files: Map<string, 
   return { dir, files };
 }
 
-/** What a folder holds of an earlier run (its checkpoints, best/, metrics rows); empty when none. */
+/**
+ * What a folder holds of an earlier run: its checkpoints and best/ (what a second run would mix
+ * with its own: pruning, "latest", resume); empty when none. A run killed before its first
+ * checkpoint left nothing to resume, so its metrics rows do not count.
+ */
 export function previousRun(dir: string): string[] {
   const found: string[] = [];
   const ckpts = join(dir, 'checkpoints');
   const steps = existsSync(ckpts) ? readdirSync(ckpts).filter((n) => STEP_DIR.test(n)).sort() : [];
   if (steps.length) found.push(`checkpoints/${steps[steps.length - 1]}`);
   if (existsSync(join(dir, 'best'))) found.push('best/');
-  const metrics = join(dir, 'metrics.jsonl');
-  if (existsSync(metrics) && statSync(metrics).size > 0) found.push('metrics.jsonl');
   return found;
 }
 

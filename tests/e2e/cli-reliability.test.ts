@@ -122,7 +122,7 @@ describe('run folders', () => {
     const out = join(tmp, 'run-reuse');
     const r1 = lorakit(['train', '--model', model, '--data', data.train, '--out', out, '--steps', '4', '--save-every', '2', '--no-progress']);
     assert.equal(r1.status, 0, r1.stderr);
-    fails(lorakit(['train', '--model', model, '--data', data.train, '--out', out, '--steps', '2', '--no-progress']), 2, `lorakit: --out ${out} holds another run (checkpoints/step-0000004, metrics.jsonl); continue it with --resume ${out}, or choose a new folder (or remove that one)`);
+    fails(lorakit(['train', '--model', model, '--data', data.train, '--out', out, '--steps', '2', '--no-progress']), 2, `lorakit: --out ${out} holds another run (checkpoints/step-0000004); continue it with --resume ${out}, or choose a new folder (or remove that one)`);
     assert.deepEqual(readdirSync(join(out, 'checkpoints')), ['step-0000002', 'step-0000004']);
   });
 
