@@ -9,3 +9,4 @@ export type { ModelFolder, LoadModelFolderOptions, WeightFiles, SpecialTokens } 
 export { readTokenizerFiles, loadTokenizer } from './tokenizer.node.js';
 export { checkOutputFolder, realPathOf, OutputFolderError } from './paths.node.js';
 export type { InputPath } from './paths.node.js';
+export { GgufFile, writeGguf, isGgufPath } from './gguf.node.js';
