@@ -1,4 +1,4 @@
-// Fuzzing the header parsers with fast-check: every mutated input must either parse into
+// Fuzzing the header parsers (safetensors, GGUF) with fast-check: every mutated input must either parse into
 // tensors whose storage matches their shapes, or throw the parser's own error naming the file.
 // Any other outcome (a TypeError, a RangeError, an out-of-memory, a hang, a native crash that
 // kills this process) fails. The runs are seeded, so a failure replays; the counts are the
@@ -9,13 +9,16 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FormatError } from '../../src/io/errors.js';
+import { GGML_TYPE } from '../../src/io/gguf-blocks.js';
+import { GgufFile } from '../../src/io/gguf.node.js';
+import { kv, parseGguf, serializeGguf, type GgufHeader } from '../../src/io/gguf.js';
 import { SAFETENSORS_DTYPES, deserializeSafetensors, serializeSafetensors } from '../../src/io/safetensors.js';
 import { SafetensorsFile } from '../../src/io/safetensors.node.js';
 import { Tensor, numel } from '../../src/tensor/tensor.js';
 import { tmpDir, rawSafetensors } from '../helpers/io-tmp.js';
 
 const SEED = 2025;
-export const RUNS = { bytes: 10_000, headers: 10_000, file: 1000 };
+export const RUNS = { bytes: 10_000, headers: 10_000, file: 1000, ggufBytes: 10_000, ggufFields: 5000, ggufFile: 1000 };
 
 /** A valid file: three tensors of three dtypes, metadata. */
 function validFile(): Uint8Array {
@@ -122,6 +125,127 @@ describe('fuzz: safetensors header parser', () => {
         }, file);
       }),
       { seed: SEED + 2, numRuns: RUNS.file },
+    );
+    assert.equal(fds(), open, 'file descriptors left open');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// GGUF
+
+/** A valid GGUF file: metadata of several value types (strings, arrays), an F32 and a Q8_0 tensor. */
+function validGguf(): Uint8Array {
+  const f32 = new Uint8Array(new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]).buffer);
+  const q8 = new Uint8Array(34); // one Q8_0 block: an f16 scale and 32 int8 values
+  q8[1] = 0x3c; // scale 1.0
+  for (let i = 0; i < 32; i++) q8[2 + i] = i;
+  return serializeGguf({
+    metadata: [
+      ['general.architecture', kv.str('llama')],
+      ['general.name', kv.str('fuzz')],
+      ['llama.block_count', kv.u32(2)],
+      ['llama.rope.freq_base', kv.f32(10000)],
+      ['tokenizer.ggml.tokens', kv.strs(['<s>', '</s>', 'a', 'b'])],
+      ['tokenizer.ggml.token_type', kv.i32s([3, 3, 1, 1])],
+      ['some.flag', kv.bool(true)],
+    ],
+    tensors: [
+      { name: 'a.weight', shape: [2, 4], type: GGML_TYPE.F32, byteLength: f32.length, data: () => f32 },
+      { name: 'b.weight', shape: [1, 32], type: GGML_TYPE.Q8_0, byteLength: q8.length, data: () => q8 },
+    ],
+  });
+}
+
+const gguf = validGguf();
+// the header ends where the data region begins
+const ggufHeaderEnd = parseGguf(gguf, 'valid.gguf').dataOffset;
+
+/** The outcome must be a header whose tensors lie inside the file, or a FormatError naming the input. */
+function checkGguf(parse: () => { header: GgufHeader; size: number; read?: (name: string) => Float32Array }, label: string): 'ok' | 'error' {
+  let out: { header: GgufHeader; size: number; read?: (name: string) => Float32Array };
+  try {
+    out = parse();
+  } catch (e) {
+    if (!(e instanceof FormatError)) throw new Error(`not a FormatError: ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    assert.ok(e.message.includes(label), e.message);
+    return 'error';
+  }
+  for (const t of out.header.tensors) {
+    assert.ok(t.offset >= out.header.dataOffset && t.offset + t.byteLength <= out.size, `tensor ${t.name} lies outside the file`);
+    if (out.read) assert.equal(out.read(t.name).length, t.shape.reduce((a, b) => a * b, 1), t.name);
+  }
+  return 'ok';
+}
+
+const ggufBytes = fc
+  .record({
+    edits: fc.array(fc.record({ pos: fc.oneof(fc.integer({ min: 0, max: ggufHeaderEnd - 1 }), fc.integer({ min: 0, max: gguf.length - 1 })), byte: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 8 }),
+    cut: fc.option(fc.integer({ min: 0, max: gguf.length }), { nil: null }),
+  })
+  .map(({ edits, cut }) => {
+    const b = gguf.slice(0, cut ?? gguf.length);
+    for (const { pos, byte } of edits) if (pos < b.length) b[pos] = byte;
+    return b;
+  });
+
+/** 4- or 8-byte fields overwritten with extreme values: counts, lengths, dims, types, offsets. */
+const EXTREMES = [0n, 1n, 2n, 3n, 4n, 12n, 13n, 31n, 32n, 255n, 65535n, 2n ** 31n - 1n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n];
+const ggufFields = fc
+  .array(fc.record({ pos: fc.integer({ min: 0, max: ggufHeaderEnd - 8 }), width: fc.constantFrom(4, 8), value: fc.oneof(fc.constantFrom(...EXTREMES), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })) }), { minLength: 1, maxLength: 3 })
+  .map((edits) => {
+    const b = gguf.slice();
+    const dv = new DataView(b.buffer);
+    for (const { pos, width, value } of edits) {
+      if (width === 8) dv.setBigUint64(pos, value, true);
+      else dv.setUint32(pos, Number(value & 0xffffffffn), true);
+    }
+    return b;
+  });
+
+describe('fuzz: GGUF header parser', () => {
+  it(`${RUNS.ggufBytes} byte-mutated GGUF files: a header inside the file or a FormatError`, () => {
+    const seen = { ok: 0, error: 0 };
+    fc.assert(
+      fc.property(ggufBytes, (b) => {
+        seen[checkGguf(() => ({ header: parseGguf(b, 'fuzz.gguf'), size: b.length }), 'fuzz.gguf')]++;
+      }),
+      { seed: SEED + 3, numRuns: RUNS.ggufBytes },
+    );
+    assert.equal(seen.ok + seen.error, RUNS.ggufBytes);
+    assert.ok(seen.error > 0 && seen.ok > 0, JSON.stringify(seen));
+  });
+
+  it(`${RUNS.ggufFields} GGUF files with counts, lengths, dims and offsets set to extreme values: no crash, no huge allocation`, () => {
+    const seen = { ok: 0, error: 0 };
+    fc.assert(
+      fc.property(ggufFields, (b) => {
+        seen[checkGguf(() => ({ header: parseGguf(b, 'fields.gguf'), size: b.length }), 'fields.gguf')]++;
+      }),
+      { seed: SEED + 4, numRuns: RUNS.ggufFields },
+    );
+    assert.ok(seen.error > RUNS.ggufFields / 2, JSON.stringify(seen));
+  });
+
+  it(`${RUNS.ggufFile} mutated GGUF files opened from disk (GgufFile), every tensor dequantized`, () => {
+    const dir = tmpDir('lorakit-fuzz-gguf-');
+    const file = join(dir, 'm.gguf');
+    const fds = (): number => (existsSync('/proc/self/fd') ? readdirSync('/proc/self/fd').length : 0);
+    const open = fds();
+    fc.assert(
+      fc.property(fc.oneof(ggufBytes, ggufFields), (b) => {
+        writeFileSync(file, b);
+        checkGguf(() => {
+          const f = GgufFile.open(file);
+          try {
+            // every tensor read and dequantized while the file is open
+            const values = new Map(f.tensors.map((t) => [t.name, f.values(t.name)] as const));
+            return { header: f.header, size: b.length, read: (name: string) => values.get(name)! };
+          } finally {
+            f.close();
+          }
+        }, file);
+      }),
+      { seed: SEED + 5, numRuns: RUNS.ggufFile },
     );
     assert.equal(fds(), open, 'file descriptors left open');
   });
