@@ -136,7 +136,7 @@ describe('lorakit train → eval → generate → merge → inspect', () => {
     // bf16 rounding keeps the greedy continuation of the toy language the adapter learned
     const unmerged = ok(lorakit(['generate', '--model', model, '--adapter', adapter, ...args]), 'generate with the adapter');
     assert.equal(g.stdout, unmerged.stdout);
-    assert.ok(g.stdout.startsWith(' cat sits and the cat sits'), JSON.stringify(g.stdout));
+    assert.ok(g.stdout.startsWith(' cat sits and the cat'), JSON.stringify(g.stdout));
   });
 
   it('inspect describes the model folder, the merged folder and the adapter', () => {
