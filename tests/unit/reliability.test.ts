@@ -13,6 +13,7 @@ import { modelFolderContents } from '../../src/models/load.js';
 import { Linear } from '../../src/nn/linear.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { createOptimizer } from '../../src/train/optimizer.js';
+import { createProgress } from '../../src/train/progress.node.js';
 import { metricsRowsUpTo, train } from '../../src/train/trainer.node.js';
 import { tmpDir } from '../helpers/io-tmp.js';
 import { batches, makeFixture } from '../helpers/train-fixture.js';
@@ -122,5 +123,77 @@ describe('a stop request in the training loop', () => {
     await run(join(dir, 'whole'), null);
     const final = (d: string): Buffer => readFileSync(join(d, 'run', 'checkpoints', 'step-0000010', 'trainable.safetensors'));
     assert.deepEqual(final(join(dir, 'a')), final(join(dir, 'whole')));
+  });
+});
+
+/** A tiny terminal: enough of VT100 for cli-progress (CR, LF, ESC 7/8, CSI G, CSI K) to see what stays on screen. */
+class Screen {
+  rows: string[][] = [[]];
+  row = 0;
+  col = 0;
+  saved = { row: 0, col: 0 };
+  readonly isTTY = true;
+  readonly columns = 100;
+  write(s: string): boolean {
+    for (let i = 0; i < s.length; i++) {
+      const c = s[i]!;
+      if (c === '\r') this.col = 0;
+      else if (c === '\n') {
+        this.row++;
+        this.col = 0;
+      } else if (c === '\x1b') {
+        const n = s[i + 1];
+        if (n === '7') this.saved = { row: this.row, col: this.col };
+        else if (n === '8') ({ row: this.row, col: this.col } = this.saved);
+        if (n === '7' || n === '8') {
+          i++;
+          continue;
+        }
+        const m = /^\[(\??)([\d;]*)([A-Za-z])/.exec(s.slice(i + 1))!;
+        i += m[0].length;
+        const arg = Number(m[2] || '0');
+        if (m[3] === 'G') this.col = Math.max(0, arg - 1);
+        else if (m[3] === 'K') {
+          const line = this.line();
+          if (arg === 2) line.length = 0;
+          else if (arg === 0) line.length = Math.min(line.length, this.col);
+        }
+      } else {
+        this.line()[this.col++] = c;
+      }
+    }
+    return true;
+  }
+  private line(): string[] {
+    while (this.rows.length <= this.row) this.rows.push([]);
+    return this.rows[this.row]!;
+  }
+  text(): string[] {
+    return this.rows.map((r) => Array.from(r, (c) => c ?? ' ').join('').trimEnd());
+  }
+  on(): this {
+    return this;
+  }
+  removeListener(): this {
+    return this;
+  }
+}
+
+describe('the progress bar keeps the lines printed while it ran', () => {
+  it('validation lines logged during the run are still on screen after the final bar and the summary', () => {
+    const screen = new Screen();
+    const p = createProgress(4, { stream: screen as unknown as NodeJS.WriteStream });
+    p.update({ step: 1, totalSteps: 4, loss: 2, lr: 1e-3, tokensPerSecond: 10 });
+    p.log('step 2: validation loss 1.5000, perplexity 4.48');
+    p.update({ step: 3, totalSteps: 4, loss: 1.5, lr: 1e-3, tokensPerSecond: 10 });
+    p.log('step 4: validation loss 1.2500, perplexity 3.49');
+    p.update({ step: 4, totalSteps: 4, loss: 1.2, lr: 1e-3, tokensPerSecond: 10 });
+    p.stop();
+    screen.write('done: 4 steps\n');
+    const text = screen.text().filter((l) => l);
+    assert.equal(text[0], 'step 2: validation loss 1.5000, perplexity 4.48', text.join('\n'));
+    assert.equal(text[1], 'step 4: validation loss 1.2500, perplexity 3.49', text.join('\n'));
+    assert.match(text[2]!, /step 4\/4/);
+    assert.equal(text[3], 'done: 4 steps');
   });
 });
