@@ -25,6 +25,25 @@ export function checkOutput(outFlag: string, out: string, inputs: readonly Input
   }
 }
 
+/**
+ * --max-length within the model's positions: a model with learned positions (GPT-2) cannot run
+ * a longer row, so examples are cut at its limit; a warning when the flag (or config file)
+ * asked for more, silence when only the default did.
+ */
+export function clampMaxLength(cmd: Command | null, asked: number, limit: number, modelDir: string): number {
+  if (asked <= limit) return asked;
+  const source = cmd?.getOptionValueSource('maxLength');
+  if (source !== undefined && source !== 'default') warnLine(`--max-length ${asked} is more than the ${limit} positions of ${modelDir} (n_positions); using ${limit}`);
+  return limit;
+}
+
+/** `; N dropped (…): file:line, …` for a dataset that dropped examples with nothing to train, else ''. */
+export function droppedNote(ds: { file: string; dropped: number; droppedLines: readonly number[] }): string {
+  if (ds.dropped === 0) return '';
+  const lines = ds.droppedLines.slice(0, 5).map((l) => `${ds.file}:${l}`).join(', ');
+  return `; ${ds.dropped} dropped (nothing to train within --max-length: ${lines}${ds.dropped > 5 ? ', …' : ''})`;
+}
+
 /** A fresh run (no --resume) refuses a folder holding another run, before any loading. */
 export function refuseOtherRun(outDir: string, resume: string | undefined): void {
   if (resume !== undefined) return;

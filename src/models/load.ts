@@ -97,6 +97,17 @@ export function modelFromWeights(config: JsonObject, src: TensorSource, where: W
   return model;
 }
 
+/**
+ * What config.json says of the ids and sequences a model takes, without building it: its
+ * vocabulary size and its position limit (learned positions: GPT-2's n_positions; Infinity
+ * with RoPE). For checks before anything is loaded (lorakit data check, --max-length).
+ */
+export function modelLimits(config: JsonObject, where = 'config.json'): { vocabSize: number; maxPositions: number } {
+  const fam = getModelFamily(config['model_type'], where);
+  const cfg = fam.parseConfig(config, where) as { vocabSize: number };
+  return { vocabSize: cfg.vocabSize, maxPositions: fam.positionLimit?.(cfg) ?? Infinity };
+}
+
 export interface CreateModelOptions {
   /** seed of the normal(0, initializer_range) init of projections and embeddings (default 0) */
   seed?: number;

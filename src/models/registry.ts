@@ -24,6 +24,8 @@ export interface ModelFamily<Cfg = unknown> {
   initStd(cfg: Cfg): number;
   /** config.json `architectures` for a model_type (written by saveModel when the config has none) */
   architecture(modelType: string): string;
+  /** the longest sequence the model can run: learned positions end (GPT-2's n_positions); RoPE does not (Infinity) */
+  positionLimit?(cfg: Cfg): number;
 }
 
 function sanitizeWith<Cfg>(sanitizeKey: (cfg: Cfg, key: string) => string | null) {
@@ -45,6 +47,7 @@ const llama: ModelFamily<LlamaConfig> = {
   sanitize: sanitizeWith(sanitizeLlamaKey),
   initStd: (cfg) => initializerRange(cfg.raw),
   architecture: (t) => ({ mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' })[t] ?? 'LlamaForCausalLM',
+  positionLimit: () => Infinity,
 };
 
 const gpt2: ModelFamily<GPT2Config> = {
@@ -55,6 +58,7 @@ const gpt2: ModelFamily<GPT2Config> = {
   sanitize: sanitizeWith((_cfg: GPT2Config, key: string) => sanitizeGPT2Key(key)),
   initStd: (cfg) => initializerRange(cfg.raw),
   architecture: () => 'GPT2LMHeadModel',
+  positionLimit: (cfg) => cfg.maxPositions,
 };
 
 function initializerRange(raw: JsonObject): number {

@@ -6,14 +6,18 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readSafetensors, writeSafetensorsSync } from '../../src/io/safetensors.node.js';
 import { getPeftModel } from '../../src/lora/index.js';
 import { saveAdapter } from '../../src/lora/files.node.js';
+import { createModel } from '../../src/models/load.js';
 import { loadModel, saveModel } from '../../src/models/load.node.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
+import { writeByteLevelBpeTokenizer } from '../helpers/tokenizers.js';
+import { writeJsonl } from '../helpers/train-fixture.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { BIN, lorakit, writeData, writeTinyModel } from '../helpers/cli-fixture.js';
 
@@ -176,5 +180,60 @@ describe('Ctrl-C during train', () => {
     const whole = lorakit([...args, '--out', join(tmp, 'run-whole'), '--no-progress']);
     assert.equal(whole.status, 0, whole.stderr);
     assert.deepEqual(readFileSync(join(out, 'adapter', 'adapter_model.safetensors')), readFileSync(join(tmp, 'run-whole', 'adapter', 'adapter_model.safetensors')));
+  });
+});
+
+describe('learned positions (GPT-2): --max-length within n_positions', () => {
+  it('data check, train, eval and generate cut at the model\'s 32 positions instead of failing', async () => {
+    const gpt2 = join(tmp, 'gpt2');
+    writeByteLevelBpeTokenizer(gpt2, { extraWords: [' cat', ' sits', ' the'] });
+    const tok = loadTokenizer(gpt2);
+    await saveModel(createModel({ model_type: 'gpt2', vocab_size: tok.vocabSize, n_positions: 32, n_embd: 16, n_layer: 1, n_head: 2 }, { seed: 3 }), gpt2);
+    const file = join(tmp, 'long.jsonl');
+    // 40+ tokens: past the 32 positions
+    writeJsonl(file, [{ text: 'the cat sits '.repeat(20) }, { text: 'the cat sits.' }]);
+    const check = lorakit(['data', 'check', file, '--model', gpt2]);
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    assert.match(check.stdout, /over max length 32: 1;/);
+    const tr = lorakit(['train', '--model', gpt2, '--data', file, '--out', join(tmp, 'run-gpt2'), '--steps', '2', '--max-length', '2048', '--no-progress']);
+    assert.equal(tr.status, 0, tr.stderr);
+    assert.match(tr.stderr, /--max-length 2048 is more than the 32 positions of .*gpt2 \(n_positions\); using 32/);
+    assert.match(tr.stdout, /1 cut at 32 tokens/);
+    const ev = lorakit(['eval', '--model', gpt2, '--data', file]);
+    assert.equal(ev.status, 0, ev.stderr);
+    assert.match(ev.stdout, /\(1 examples cut at 32 tokens\)/);
+    const gen = lorakit(['generate', '--model', gpt2, '--prompt', 'the cat sits the cat', '--max-tokens', '100']);
+    assert.equal(gen.status, 0, gen.stderr);
+    assert.match(gen.stderr, /\[prompt (\d+) tokens, (\d+) generated, .*finish: length\]/);
+    const [, p, g] = /\[prompt (\d+) tokens, (\d+) generated/.exec(gen.stderr)!;
+    assert.equal(Number(p) + Number(g), 32);
+  });
+});
+
+describe('dropped examples and ids past the vocabulary are named', () => {
+  it('data check names an example whose prompt fills --max-length; train says which lines it dropped', () => {
+    const file = join(tmp, 'prompt-heavy.jsonl');
+    writeJsonl(file, [
+      { prompt: 'the red cat sits', completion: ' and the cat sits again.' },
+      { prompt: 'the red cat sits and the cat sits again and the red cat sits and the cat sits again.', completion: ' again.' },
+    ]);
+    const check = lorakit(['data', 'check', file, '--model', model, '--max-length', '12']);
+    assert.equal(check.status, 1, check.stdout);
+    assert.match(check.stdout, new RegExp(`^${file}:2: nothing to train within maxLength 12: the prompt fills the first 12 of its \\d+ tokens; training drops this example$`, 'm'));
+    assert.match(check.stdout, /^1 problem\(s\)$/m);
+    const tr = lorakit(['train', '--model', model, '--data', file, '--out', join(tmp, 'run-dropped'), '--steps', '1', '--max-length', '12', '--no-progress']);
+    assert.equal(tr.status, 0, tr.stderr);
+    assert.match(tr.stdout, new RegExp(`1 dropped \\(nothing to train within --max-length: ${file}:2\\)`));
+  });
+
+  it('data check finds token ids past the model\'s vocabulary (a tokenizer that does not match the model)', () => {
+    const small = join(tmp, 'small-vocab');
+    mkdirSync(small);
+    for (const f of readdirSync(model)) if (f !== 'model.safetensors') copyFileSync(join(model, f), join(small, f));
+    const cfg = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(small, 'config.json'), JSON.stringify({ ...cfg, vocab_size: 260 }));
+    const check = lorakit(['data', 'check', data.valid, '--model', small]);
+    assert.equal(check.status, 1, check.stdout + check.stderr);
+    assert.match(check.stdout, new RegExp(`^${data.valid}:1: token id \\d+ is outside the model's vocabulary of 260 \\(vocab_size\\): the tokenizer does not match the model$`, 'm'));
   });
 });

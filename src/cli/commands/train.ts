@@ -18,6 +18,8 @@ import type { EvalRow, StepRow } from '../../train/trainer.js';
 import {
   UsageError,
   checkOutput,
+  clampMaxLength,
+  droppedNote,
   interruptedLine,
   refuseOtherRun,
   bytes,
@@ -118,8 +120,10 @@ async function runTrain(cmd: Command): Promise<void> {
   const loaded = openModel(modelDir);
   const { model, tokenizer } = loaded;
   const dtype = model.parameters()[0]?.value.dtype ?? 'f32';
+  const maxLength = clampMaxLength(cmd, o.maxLength, model.info.maxPositions, modelDir);
   const data = await loadTrainValid(dataFile, tokenizer, {
-    maxLength: o.maxLength,
+    maxLength,
+    vocabSize: model.info.vocabSize,
     maskPrompt,
     seed: o.seed,
     ...(val === 'a' ? { valid: o.valid! } : {}),
@@ -149,7 +153,7 @@ async function runTrain(cmd: Command): Promise<void> {
   const named = model.trainableParameters();
   const optimizer = createOptimizer(named, { lr: o.lr, ...(o.weightDecay !== undefined ? { weightDecay: o.weightDecay } : {}) });
   const padId = padIdFor(tokenizer);
-  const trainIt = new BatchIterator(data.train.examples, { batchSize: o.batchSize, seed: o.seed, order: 'shuffle', pack: o.pack, maxLength: o.maxLength, padId });
+  const trainIt = new BatchIterator(data.train.examples, { batchSize: o.batchSize, seed: o.seed, order: 'shuffle', pack: o.pack, maxLength, padId });
   let validBatches: Batch[] | null = null;
   if (data.valid) validBatches = [...new BatchIterator(data.valid.examples, { batchSize: o.batchSize, order: 'sequential', padId }).epochIterator(0)];
 
@@ -160,7 +164,8 @@ async function runTrain(cmd: Command): Promise<void> {
   console.log(
     `data ${dataFile}: ${data.train.examples.length} training examples (${data.train.format})` +
       (data.valid ? `, ${data.valid.examples.length} validation examples` : ', no validation set') +
-      (data.train.truncated ? `; ${data.train.truncated} cut at ${o.maxLength} tokens` : ''),
+      (data.train.truncated ? `; ${data.train.truncated} cut at ${maxLength} tokens` : '') +
+      droppedNote(data.train),
   );
   if (peft) {
     const c = peft.config('default');
