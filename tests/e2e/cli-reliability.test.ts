@@ -237,3 +237,19 @@ describe('dropped examples and ids past the vocabulary are named', () => {
     assert.match(check.stdout, new RegExp(`^${data.valid}:1: token id \\d+ is outside the model's vocabulary of 260 \\(vocab_size\\): the tokenizer does not match the model$`, 'm'));
   });
 });
+
+describe('inspect on a folder that does not load', () => {
+  it('describes it, then says why it does not load and exits 1', () => {
+    const broken = join(tmp, 'model-missing-tensor');
+    mkdirSync(broken);
+    for (const f of readdirSync(model)) copyFileSync(join(model, f), join(broken, f));
+    const tensors = new Map(readSafetensors(join(model, 'model.safetensors')).tensors);
+    tensors.delete('model.norm.weight');
+    writeSafetensorsSync(join(broken, 'model.safetensors'), tensors);
+    const r = lorakit(['inspect', broken]);
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^parameters:/m);
+    assert.match(r.stderr, new RegExp(`^lorakit: ${broken} does not load: missing tensor model\\.norm\\.weight$`, 'm'));
+    assert.equal(lorakit(['inspect', model]).status, 0);
+  });
+});

@@ -4,7 +4,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Command } from 'commander';
-import { Problems } from '../../io/errors.js';
+import { Problems, formatProblems } from '../../io/errors.js';
+import { weightProblems } from '../../models/load.js';
+import { MODEL_FAMILIES } from '../../models/registry.js';
 import { readJsonObject } from '../../io/json.node.js';
 import { findWeights, openWeights } from '../../io/model-folder.node.js';
 import { dtypeByteSize } from '../../io/safetensors.js';
@@ -76,6 +78,17 @@ function runInspect(path: string | undefined, o: InspectFlags): void {
   if (!existsSync(join(path, 'config.json'))) throw new UsageError(`not a model folder: ${path} has no config.json (nor adapter_config.json)`);
   const cfg = readConfig(join(path, 'config.json'));
   describeConfig(cfg, path, o, weightsOf(path));
+  // the description comes from headers; say so (exit 1) when the folder would not load
+  if (MODEL_FAMILIES.has(String(cfg['model_type']))) {
+    const src = openWeights(path);
+    let problems: string[];
+    try {
+      problems = weightProblems(cfg, src, join(path, 'config.json'));
+    } finally {
+      src.close();
+    }
+    if (problems.length) throw new Error(formatProblems(`${path} does not load`, problems));
+  }
 }
 
 interface WeightsSummary {
