@@ -253,3 +253,20 @@ describe('inspect on a folder that does not load', () => {
     assert.equal(lorakit(['inspect', model]).status, 0);
   });
 });
+
+describe('PiSSA adapters are written portable too', () => {
+  it('train --init pissa writes adapter-lora/ (plain LoRA, rank 2r) that scores as the PiSSA adapter', () => {
+    const out = join(tmp, 'run-pissa');
+    const tr = lorakit(['train', '--model', model, '--data', data.train, '--out', out, '--steps', '3', '--rank', '4', '--init', 'pissa', '--no-progress']);
+    assert.equal(tr.status, 0, tr.stderr);
+    assert.match(tr.stdout, /plain LoRA on the original weights \(rank 8, portable: no SVD at load\)/);
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter-lora', 'adapter_config.json'), 'utf8')) as { r: number; init_lora_weights: unknown };
+    assert.deepEqual([cfg.r, cfg.init_lora_weights], [8, true]);
+    const loss = (adapter: string): number => {
+      const r = lorakit(['eval', '--model', model, '--data', data.valid, '--adapter', adapter, '--json']);
+      assert.equal(r.status, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { loss: number }).loss;
+    };
+    assert.ok(Math.abs(loss(join(out, 'adapter')) - loss(join(out, 'adapter-lora'))) < 1e-4);
+  });
+});

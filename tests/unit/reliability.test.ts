@@ -9,6 +9,9 @@ import { describe, it } from 'node:test';
 import { recoverAtomicWrites, writeDirAtomic, writeFileAtomic, writeFileAtomicSync, type FileData } from '../../src/io/atomic.node.js';
 import { checkOutputFolder, realPathOf } from '../../src/io/paths.node.js';
 import { LoraLinear } from '../../src/lora/lora-linear.js';
+import { getPeftModel } from '../../src/lora/peft-model.js';
+import { loadPeftModel, saveAdapter } from '../../src/lora/files.node.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { createModel, modelFolderContents, weightProblems } from '../../src/models/load.js';
 import { Linear } from '../../src/nn/linear.js';
 import { Tensor } from '../../src/tensor/tensor.js';
@@ -234,5 +237,34 @@ describe('inspect says when a folder does not load', () => {
       'tensor model.layers.0.mlp.up_proj.weight has shape [16, 4] (64 values); the model expects 128',
       'unexpected tensor extra.weight',
     ]);
+  });
+});
+
+describe('PiSSA adapters saved as a plain LoRA (portable)', () => {
+  it('pissaAsLora: on the original base, the rank-2r LoRA gives the PiSSA model\'s logits; no SVD at load', () => {
+    const config = { model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32 };
+    const peft = getPeftModel(createModel(config, { seed: 5 }), { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj', 'down_proj'], init_lora_weights: 'pissa' });
+    // "training": move A and B off their PiSSA start
+    const rng = new Rng(3);
+    for (const [, p] of peft.trainableParameters()) for (let i = 0; i < p.data.length; i++) p.data[i] = p.data[i]! + 0.05 * rng.normal();
+    const ids = Int32Array.from({ length: 12 }, (_, i) => (i * 7) % 32);
+    const pos = Int32Array.from({ length: 12 }, (_, i) => i % 6);
+    const want = peft.model.forward(ids, 2, 6, { positionIds: pos }).slice();
+    const dir = tmpDir();
+    saveAdapter(peft, join(dir, 'pissa'));
+    saveAdapter(peft, join(dir, 'lora'), { pissaAsLora: true });
+    const cfg = JSON.parse(readFileSync(join(dir, 'lora', 'adapter_config.json'), 'utf8')) as { r: number; lora_alpha: number; init_lora_weights: unknown };
+    assert.deepEqual([cfg.r, cfg.lora_alpha, cfg.init_lora_weights], [8, 16, true]);
+    // the original base (createModel with the same seed), the converted adapter: the same logits
+    const fresh = loadPeftModel(createModel(config, { seed: 5 }), join(dir, 'lora'));
+    const got = fresh.model.forward(ids, 2, 6, { positionIds: pos });
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+    assert.ok(worst < 1e-4, `logits differ by ${worst}`);
+    // merged into the original weights too
+    fresh.mergeAndUnload({ safeMerge: true });
+    const merged = fresh.model.forward(ids, 2, 6, { positionIds: pos });
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(merged[i]! - want[i]!));
+    assert.ok(worst < 1e-4, `merged logits differ by ${worst}`);
   });
 });
