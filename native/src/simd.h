@@ -53,9 +53,10 @@ LK_SIMD_INLINE V sub(V a, V b) { return {wasm_f32x4_sub(a.v, b.v)}; }
 LK_SIMD_INLINE V mul(V a, V b) { return {wasm_f32x4_mul(a.v, b.v)}; }
 LK_SIMD_INLINE V fma(V a, V b, V c) {
 #if defined(__wasm_relaxed_simd__)
-  // clang 14's builtin is fma(c, a, b) = c + a·b, emitted with the pre-standard opcode
-  // 0xaf; scripts/build-wasm.mjs rewrites it to the standard f32x4.relaxed_madd (0x105).
-  return {__builtin_wasm_fma_f32x4(c.v, a.v, b.v)};
+  // clang 14 emits this builtin with the pre-standard opcode 0xaf; scripts/build-wasm.mjs
+  // rewrites it to the standard f32x4.relaxed_madd (0x105), whose operands (p, q, r) mean
+  // p·q + r (checked by the kernel tests, which run on the relaxed build where it loads).
+  return {__builtin_wasm_fma_f32x4(a.v, b.v, c.v)};
 #else
   return {wasm_f32x4_add(wasm_f32x4_mul(a.v, b.v), c.v)};
 #endif
