@@ -203,8 +203,6 @@ export abstract class DecoderLM extends Module implements CausalLM {
   abstract readonly info: CausalLMInfo;
   readonly config: Readonly<Record<string, unknown>>;
   readonly dnames: DecoderLMNames;
-  /** keys hidden beyond this many slots before the query (0: no sliding window) */
-  slidingWindow = 0;
   private logitsBlockSet: number | null = null;
   private readonly ckpt = new GradientCheckpointing(false);
   /** the blocks' shared scratch when they run without checkpointing */
@@ -256,8 +254,9 @@ export abstract class DecoderLM extends Module implements CausalLM {
     return this.getModule(this.dnames.head) as unknown as RowLayer;
   }
 
+  /** A KV cache for this model: a sliding layer's keeps only its window (docs/ARCHITECTURE.md §Model families). */
   createCache(): KVCache {
-    return new KVCache(this.layers.length);
+    return new KVCache(this.layers.length, { windows: [...this.layers].map((blk) => blk.attn.core.window) });
   }
 
   /** Bytes of activations and scratch held: the modules' buffers, the blocks' shared scratch, the checkpointing arena. */
@@ -379,7 +378,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
     }
     if (maxPos >= this.info.maxPositions) throw new RangeError(`${what}: position ${maxPos} is beyond the model's ${this.info.maxPositions} positions (max_position_embeddings / n_positions)`);
     this.prepare(maxPos);
-    const amask = combineMasks(additiveMask(mask, B, T, S, this.slidingWindow), opts.attentionBias ?? null, B, T, S, what);
+    const amask = combineMasks(additiveMask(mask, B, S), opts.attentionBias ?? null, B, T, S, what);
     const N = B * T;
     const inputGrad = opts.inputGrad ?? false;
 

@@ -54,7 +54,7 @@ function opsAdapters(addon: NativeAddon): Partial<Backend> {
   const dt = (d: import('../../tensor/tensor.js').DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
   const gelu = (approx: import('../types.js').GeluApprox): number => (approx === 'tanh' ? 1 : 0);
   // attention shapes travel as one Float64Array: the addon takes at most 16 arguments
-  const dims = (g: import('../types.js').AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale);
+  const dims = (g: import('../types.js').AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale, g.window ?? 0);
   const all: Partial<Backend> = {
     add: (out, a, b) => void addon.add!(out, a, b),
     axpy: (y, x, alpha) => void addon.axpy!(y, x, alpha),
