@@ -36,10 +36,12 @@ namespace simd {
 #define LK_SIMD_INLINE inline __attribute__((always_inline))
 
 #if LK_SIMD_IMPL_WASM
+// (the two names have one length: the two builds must lay out their data alike, since
+// they share one JavaScript glue, which holds a data address)
 #if defined(__wasm_relaxed_simd__)
 constexpr const char* kName = "simd128-relaxed";
 #else
-constexpr const char* kName = "simd128";
+constexpr const char* kName = "simd128-mul-add";
 #endif
 struct V {
   v128_t v;

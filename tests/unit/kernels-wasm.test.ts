@@ -1,9 +1,12 @@
 // The wasm backend (native/wasm: the kernel sources built with emscripten, SIMD128 with
 // relaxed FMA where the engine has it, threads over a SharedArrayBuffer) against the
 // reference: every kernel comparison, on arrays outside its heap (copied in and out) and
-// on arrays on its heap (read in place). Under CI a missing module is a failure.
+// on arrays on its heap (read in place); where the relaxed build loads, the plain SIMD128
+// build too, in a child process (LORAKIT_WASM_RELAXED=0). Under CI a missing module is a failure.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { refBackend as ref } from '../../src/backend/ref/index.js';
 import { loadWasmBackend, wasmError, wasmVariant } from '../../src/backend/native/select.js';
 import { wasmLoaded } from '../../src/backend/wasm/load.node.js';
@@ -44,4 +47,16 @@ if (!wasm) {
     });
   });
   registerComparisons(wasm, `wasm (${wasmVariant()}, ${wasm.threads} threads)`);
+  if (wasmVariant() === 'simd128-relaxed') {
+    it('the plain SIMD128 build (LORAKIT_WASM_RELAXED=0, child process) passes the same tests', () => {
+      const env: NodeJS.ProcessEnv = { ...process.env, LORAKIT_WASM_RELAXED: '0' };
+      delete env.NODE_TEST_CONTEXT; // the child reports on its own
+      const helper = fileURLToPath(new URL('../helpers/node-platform.js', import.meta.url));
+      const r = spawnSync(process.execPath, ['--import', helper, '--test', '--test-reporter=tap', fileURLToPath(import.meta.url)], { env, encoding: 'utf8', timeout: 120_000 });
+      const tail = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => /not ok|Error/.test(l)).slice(0, 20).join('\n');
+      assert.equal(r.status, 0, `plain SIMD128 kernels failed (status ${r.status}):\n${tail}`);
+      assert.match(r.stdout, /wasm \(simd128, /);
+      assert.match(r.stdout, /# fail 0/);
+    });
+  }
 }
