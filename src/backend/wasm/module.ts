@@ -10,7 +10,12 @@
 // array, inputs too: unchanged bytes come back unchanged). Arrays over the same
 // ArrayBuffer share one copy of the range they cover, so aliased arguments (out = a)
 // stay aliased.
-import type { NativeAddon } from '../native/index.js';
+
+/** The kernels as positional-argument functions, the shape of the native addon (backend/native/index.ts's NativeAddon). */
+export type KernelAddon = Record<string, (...args: unknown[]) => unknown> & {
+  threads(n?: number): number;
+  cpuInfo(): { avx2fma: boolean };
+};
 
 /** The parts of the emscripten module (native/wasm/lorakit.js) lorakit uses. */
 export interface KernelModule {
@@ -176,7 +181,7 @@ export class WasmHeap {
   }
 
   /** the kernels as an addon object (positional arguments, as native/src's N-API functions) */
-  addon(): NativeAddon {
+  addon(): KernelAddon {
     const addon: Record<string, (...args: unknown[]) => unknown> = {};
     this.names.forEach((name, fn) => {
       addon[name] = (...args: unknown[]) => this.call(fn, name, args);
@@ -184,6 +189,6 @@ export class WasmHeap {
     addon['gemmImpl'] = () => this.impl;
     addon['threads'] = (n?: unknown) => this.mod._lk_threads(typeof n === 'number' ? n : 0);
     addon['cpuInfo'] = () => ({ avx2fma: false });
-    return addon as NativeAddon;
+    return addon as KernelAddon;
   }
 }
