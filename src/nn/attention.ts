@@ -693,7 +693,7 @@ export class MultiHeadAttention extends Module {
 }
 
 /** Splits rows of src[N, Σw] into dst[j][N, w[j]] (side by side, in order). */
-function splitColumns(src: Float32Array, N: number, dst: Float32Array[], w: number[]): void {
+export function splitColumns(src: Float32Array, N: number, dst: Float32Array[], w: number[]): void {
   let W = 0;
   for (const x of w) W += x;
   for (let n = 0; n < N; n++) {
@@ -706,7 +706,7 @@ function splitColumns(src: Float32Array, N: number, dst: Float32Array[], w: numb
 }
 
 /** The inverse of splitColumns: writes out[N, Σw] from src[j][N, w[j]]. */
-function joinColumns(out: Float32Array, N: number, src: Float32Array[], w: number[]): void {
+export function joinColumns(out: Float32Array, N: number, src: Float32Array[], w: number[]): void {
   let W = 0;
   for (const x of w) W += x;
   for (let n = 0; n < N; n++) {
