@@ -7,3 +7,4 @@ export type { ShardIndex, WriteShardedOptions, WrittenWeights } from './sharded.
 export { loadModelFolder, openWeights, findWeights } from './model-folder.node.js';
 export type { ModelFolder, LoadModelFolderOptions, WeightFiles, SpecialTokens } from './model-folder.node.js';
 export { readTokenizerFiles, loadTokenizer } from './tokenizer.node.js';
+export { GgufFile, writeGguf, isGgufPath } from './gguf.node.js';
