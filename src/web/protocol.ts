@@ -27,6 +27,9 @@ export interface ProgressEvent {
   /** seconds, from the mean step time so far */
   eta: number;
   elapsed: number;
+  /** this step's input tokens and the trainer's own clock at its end (seconds), for exact rates */
+  tokens: number;
+  trainerElapsed: number;
   skipped: boolean;
 }
 

@@ -97,7 +97,7 @@ async function handle(id: number, req: Request): Promise<unknown> {
               post({
                 type: 'progress',
                 id,
-                event: { step: row.step, totalSteps: total, loss: row.loss, lr: row.lr, tokensPerSecond: row.tokensPerSecond, eta: (elapsed / row.step) * (total - row.step), elapsed, skipped: row.skipped === true },
+                event: { step: row.step, totalSteps: total, loss: row.loss, lr: row.lr, tokensPerSecond: row.tokensPerSecond, eta: (elapsed / row.step) * (total - row.step), elapsed, tokens: row.tokens, trainerElapsed: row.elapsed, skipped: row.skipped === true },
               });
               await nextTask(); // pause, resume and cancel arrive here
               if (state.paused && !state.cancelled) {
