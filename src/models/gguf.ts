@@ -106,7 +106,25 @@ export function permuteQK(x: Float32Array, rows: number, cols: number, nHead: nu
 function tensorOut(name: string, shape: readonly number[], type: GgmlTypeName, values: () => Float32Array): GgufTensorOut {
   const spec = blockSpec(type);
   const n = shape.reduce((a, b) => a * b, 1);
-  return { name, shape, type: GGML_TYPE[type], byteLength: (n / spec.blockValues) * spec.blockBytes, data: () => quantize(spec, values()) };
+  return { name, shape, type: GGML_TYPE[type], byteLength: (n / spec.blockValues) * spec.blockBytes, data: () => checkedQuantize(name, spec, values()) };
+}
+
+/**
+ * quantize, then the finiteness check after this final cast (docs/ARCHITECTURE.md §Files
+ * written and signals): a finite f32 weight past the f16 range (F16, or a Q8_0/Q4 block scale)
+ * would be written as Inf. The writer is atomic, so a throw here leaves no file.
+ */
+function checkedQuantize(name: string, spec: ReturnType<typeof blockSpec>, x: Float32Array): Uint8Array {
+  const q = quantize(spec, x);
+  const back = dequantize(spec, q, x.length);
+  let bad = 0;
+  for (let i = 0; i < back.length; i++) if (!Number.isFinite(back[i]!)) bad++;
+  if (bad > 0) {
+    let before = 0;
+    for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i]!)) before++;
+    throw new Error(`GGUF export: tensor ${name} holds ${bad} NaN/Inf value(s) as ${spec.name}${before === 0 ? ' (finite in f32, past the range of the type)' : ''}; nothing was written`);
+  }
+  return q;
 }
 
 /** The type a tensor is written in: 1-D tensors stay F32; rows that are not whole blocks fall back (Q4_K → Q8_0 → F16). */

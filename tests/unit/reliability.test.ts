@@ -19,7 +19,10 @@ import { createOptimizer } from '../../src/train/optimizer.js';
 import { createProgress } from '../../src/train/progress.node.js';
 import { metricsRowsUpTo, train } from '../../src/train/trainer.node.js';
 import { datasetFromJsonl } from '../../src/data/dataset.js';
-import { loadTokenizer } from '../../src/io/tokenizer.node.js';
+import { loadTokenizer, readTokenizerFiles } from '../../src/io/tokenizer.node.js';
+import { serializeGguf } from '../../src/io/gguf.js';
+import { modelToGguf } from '../../src/models/gguf.js';
+import { loadModel } from '../../src/models/load.node.js';
 import { tmpDir } from '../helpers/io-tmp.js';
 import { writeByteLevelBpeTokenizer } from '../helpers/tokenizers.js';
 import { batches, makeFixture } from '../helpers/train-fixture.js';
@@ -297,5 +300,21 @@ describe('a huge JSONL line costs what its first tokens cost', () => {
     const c = tok.encode(huge, { addSpecialTokens: false });
     assert.deepEqual(Array.from(dc.examples[0]!.ids), [...p, ...c].slice(0, 64));
     assert.equal(ds.truncated + dc.truncated, 2);
+  });
+});
+
+describe('GGUF export checks after its final cast too', () => {
+  it('a weight past the f16 range: F16 and Q8_0 exports fail naming the tensor; F32 is written', () => {
+    const model = loadModel('models/brown-llama', { dtype: 'f32' });
+    const tok = readTokenizerFiles('models/brown-llama')!;
+    const state = new Map(model.stateDict());
+    const key = 'model.layers.0.mlp.down_proj.weight';
+    const w = state.get(key)!.toF32Array(true);
+    w[3] = 1e7; // finite in f32; Inf in f16, and a Q8_0 block scale of 1e7/127 > 65504
+    state.set(key, Tensor.fromF32(w, state.get(key)!.shape));
+    for (const type of ['f16', 'q8_0'] as const) {
+      assert.throws(() => serializeGguf(modelToGguf({ config: model.config as never, state, tokenizer: tok, type })), /GGUF export: tensor blk\.0\.ffn_down\.weight holds \d+ NaN\/Inf value\(s\) as (F16|Q8_0) \(finite in f32, past the range of the type\)/);
+    }
+    assert.ok(serializeGguf(modelToGguf({ config: model.config as never, state, tokenizer: tok, type: 'f32' })).length > 0);
   });
 });
