@@ -49,6 +49,12 @@ export interface AttentionArgs {
   /** multiplies q·k; usually 1/sqrt(D) */
   scale: number;
   /**
+   * sliding window (0 or absent: none): query t (at slot t + S − T) sees only keys s with
+   * t + S − T − s < window, the window − 1 slots before it and its own. The kernel skips the
+   * keys outside it; no [B, T, S] mask is built (docs/ARCHITECTURE.md §Model families).
+   */
+  window?: number;
+  /**
    * optional additive mask: [B, S] (key padding) or [B, T, S] (full); -Infinity hides a key.
    * The layout is told by its length (B·S or B·T·S; when T = 1 the two are the same).
    * Added after scaling: score = scale·q·k + mask.

@@ -78,27 +78,46 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * A system error (ENOSPC, EIO, EDQUOT, …) names no file ("ENOSPC: no space left on device,
+ * write"): the message gets the file being written, the code stays.
+ */
+function naming(err: unknown, target: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (e instanceof Error && typeof e.code === 'string' && !e.message.includes(target)) e.message = `${e.message} (writing ${target})`;
+  return err;
+}
+
 /** Writes data to a new file at `file` (no rename, no temp): creates it exclusively, fsyncs it. */
 async function writeNewFile(file: string, data: FileData, mode: number, target: string): Promise<void> {
-  const handle = await fsp.open(file, 'wx', mode);
+  const handle = await fsp.open(file, 'wx', mode).catch((err: unknown) => Promise.reject(naming(err, target)));
   try {
     if (typeof data === 'string') await writeAll(handle, Buffer.from(data, 'utf8'));
     else if (data instanceof Uint8Array) await writeAll(handle, data);
     else if (isAsyncIterable(data)) for await (const c of data) await writeAll(handle, checkChunk(c, target));
     else for (const c of data) await writeAll(handle, checkChunk(c, target));
     await handle.sync();
+  } catch (err) {
+    throw naming(err, target);
   } finally {
     await handle.close();
   }
 }
 
 function writeNewFileSync(file: string, data: FileDataSync, mode: number, target: string): void {
-  const fd = fs.openSync(file, 'wx', mode);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'wx', mode);
+  } catch (err) {
+    throw naming(err, target);
+  }
   try {
     if (typeof data === 'string') writeAllSync(fd, Buffer.from(data, 'utf8'));
     else if (data instanceof Uint8Array) writeAllSync(fd, data);
     else for (const c of data) writeAllSync(fd, checkChunk(c, target));
     fs.fsyncSync(fd);
+  } catch (err) {
+    throw naming(err, target);
   } finally {
     fs.closeSync(fd);
   }
@@ -117,7 +136,7 @@ export async function writeFileAtomic(file: string, data: FileData, options: Ato
     await fsp.rename(tmp, target);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
-    throw err;
+    throw naming(err, target);
   }
   await fsyncDir(path.dirname(target));
 }
@@ -131,7 +150,7 @@ export function writeFileAtomicSync(file: string, data: FileDataSync, options: A
     fs.renameSync(tmp, target);
   } catch (err) {
     fs.rmSync(tmp, { force: true });
-    throw err;
+    throw naming(err, target);
   }
   fsyncDirSync(path.dirname(target));
 }
@@ -193,8 +212,56 @@ export async function writeDirAtomic(dir: string, files: FolderFiles, options: A
     // Put the old folder back if it had been moved aside and the new one is not in place.
     if (old !== undefined && !fs.existsSync(target)) await fsp.rename(old, target).catch(() => undefined);
     await fsp.rm(tmp, { recursive: true, force: true });
-    throw err;
+    throw naming(err, target);
   }
   await fsyncDir(parent);
   if (old !== undefined) await fsp.rm(old, { recursive: true, force: true });
+}
+
+const LEFTOVER = /^\.(.+)\.(tmp|new|old)-(\d+)-[0-9a-f]{12}$/;
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Cleans what a hard kill of writeFileAtomic / writeDirAtomic left in `dir` (only leftovers of
+ * processes no longer running): a `.<name>.old-*` folder whose target is missing means the
+ * kill fell between the two renames, so its `.<name>.new-*` sibling is complete and is renamed
+ * into place; every other leftover (half-written temp files and folders, old copies) is
+ * removed. Returns what was done, one line each.
+ */
+export function recoverAtomicWrites(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const done: string[] = [];
+  const left = names.map((n) => ({ n, m: LEFTOVER.exec(n) })).filter((x) => x.m && !alive(Number(x.m[3])));
+  for (const { m } of left) {
+    if (m![2] !== 'old') continue;
+    const target = path.join(dir, m![1]!);
+    const fresh = left.find((x) => x.m![1] === m![1] && x.m![2] === 'new' && x.m![3] === m![3]);
+    if (!fs.existsSync(target) && fresh) {
+      fs.renameSync(path.join(dir, fresh.n), target);
+      done.push(`${target}: completed an interrupted replacement (from ${fresh.n})`);
+    }
+  }
+  for (const { n } of left) {
+    const p = path.join(dir, n);
+    if (!fs.existsSync(p)) continue;
+    fs.rmSync(p, { recursive: true, force: true });
+    done.push(`${p}: removed a leftover of an interrupted write`);
+  }
+  if (done.length) fsyncDirSync(dir);
+  return done;
 }

@@ -110,30 +110,13 @@ export function defaultPositions(B: number, T: number, P: number): Int32Array {
 }
 
 /**
- * The additive mask the attention kernel takes: [B, S] (0 keep, −∞ hide), or [B, T, S] when
- * a sliding window hides keys more than `window − 1` slots before the query. Null when
- * nothing is hidden.
+ * The additive key-padding mask the attention kernel takes: [B, S] (0 keep, −∞ hide). Null
+ * when nothing is hidden. (A sliding window is the kernel's own argument, not a mask.)
  */
-export function additiveMask(mask: Uint8Array | null, B: number, T: number, S: number, window = 0): Float32Array | null {
-  const windowed = window > 0 && S > window;
-  if (!windowed) {
-    if (!mask || mask.every((m) => m === 1)) return null;
-    const out = new Float32Array(B * S);
-    for (let i = 0; i < B * S; i++) out[i] = mask[i] ? 0 : -Infinity;
-    return out;
-  }
-  const out = new Float32Array(B * T * S);
-  const P = S - T;
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      const q = P + t;
-      const row = out.subarray((b * T + t) * S, (b * T + t + 1) * S);
-      for (let s = 0; s < S; s++) {
-        const keep = (!mask || mask[b * S + s] === 1) && q - s < window;
-        row[s] = keep ? 0 : -Infinity;
-      }
-    }
-  }
+export function additiveMask(mask: Uint8Array | null, B: number, S: number): Float32Array | null {
+  if (!mask || mask.every((m) => m === 1)) return null;
+  const out = new Float32Array(B * S);
+  for (let i = 0; i < B * S; i++) out[i] = mask[i] ? 0 : -Infinity;
   return out;
 }
 

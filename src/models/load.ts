@@ -47,6 +47,38 @@ export function scanCheckpoint(src: { names(): Iterable<string>; info(name: stri
   return { names, dtype };
 }
 
+/**
+ * What would stop a folder loading, found from config.json and the weights' headers alone
+ * (nothing read, nothing allocated: the family's moduleShapes): a config its family rejects,
+ * missing or unexpected tensors, element counts the model does not expect, dtypes it cannot
+ * hold. For `lorakit inspect`, which must not say a folder is fine when loading it fails.
+ */
+export function weightProblems(config: JsonObject, src: { names(): Iterable<string>; info(name: string): { dtype: SafetensorsDType; shape: readonly number[] } }, whereConfig: string): string[] {
+  const fam = getModelFamily(config['model_type'], whereConfig);
+  let cfg: unknown;
+  try {
+    cfg = fam.parseConfig(config, whereConfig);
+  } catch (e) {
+    return [(e as Error).message];
+  }
+  const { names } = scanCheckpoint(src, (n) => fam.sanitizeKey(cfg, n), true);
+  const params = new Map(fam.moduleShapes(cfg).flatMap((m) => m.params.map((p) => [p.name, p.size] as const)));
+  const problems: string[] = [];
+  for (const [key, size] of params) {
+    const name = names.get(key);
+    if (name === undefined) {
+      problems.push(`missing tensor ${key}`);
+      continue;
+    }
+    const info = src.info(name);
+    if (!tensorDTypeOf(info.dtype)) problems.push(`tensor ${name} has dtype ${info.dtype}; expected F32, F16 or BF16`);
+    const n = info.shape.reduce((a, b) => a * b, 1);
+    if (n !== size) problems.push(`tensor ${name} has shape ${formatShape(info.shape)} (${n} values); the model expects ${size}`);
+  }
+  for (const [key, name] of names) if (!params.has(key)) problems.push(`unexpected tensor ${name}${name === key ? '' : ` (as ${key})`}`);
+  return problems;
+}
+
 /** Where a model's config and weights came from, as error messages name them. */
 export interface WeightsWhere {
   /** the config (e.g. a config.json path) */
@@ -86,11 +118,26 @@ export function modelFromWeights(config: JsonObject, src: TensorSource, where: W
   if (problems.length) throw new WeightsError(where.weights, problems);
   for (const [key, p] of params) {
     let t = src.tensor(names.get(key)!);
+    // non-finite base weights give NaN losses that look like a bad learning rate or bad data
+    const bad = t.nonFiniteCount();
+    if (bad > 0) problems.push(`tensor ${names.get(key)!} holds ${bad} NaN/Inf value(s) of ${t.size}; the checkpoint is damaged`);
     if (opts.dtype === 'f32') t = t.toF32();
     p.assign(t, key);
   }
+  if (problems.length) throw new WeightsError(where.weights, problems);
   model.eval();
   return model;
+}
+
+/**
+ * What config.json says of the ids and sequences a model takes, without building it: its
+ * vocabulary size and its position limit (learned positions: GPT-2's n_positions; Infinity
+ * with RoPE). For checks before anything is loaded (lorakit data check, --max-length).
+ */
+export function modelLimits(config: JsonObject, where = 'config.json'): { vocabSize: number; maxPositions: number } {
+  const fam = getModelFamily(config['model_type'], where);
+  const cfg = fam.parseConfig(config, where) as { vocabSize: number };
+  return { vocabSize: cfg.vocabSize, maxPositions: fam.positionLimit?.(cfg) ?? Infinity };
 }
 
 export interface CreateModelOptions {
@@ -141,11 +188,20 @@ const TORCH_DTYPE: Record<DType, string> = { f32: 'float32', f16: 'float16', bf1
 export function modelFolderContents(state: Map<string, Tensor>, config: Readonly<JsonObject>, architecture: string | null, opts: { dtype?: DType } = {}): { tensors: Map<string, Tensor>; config: JsonObject } {
   const tensors = new Map<string, Tensor>();
   let stored: DType | null = null;
+  const problems: string[] = [];
   for (const [k, t] of state) {
     const out = opts.dtype ? t.to(opts.dtype) : t;
+    // the one finiteness check after the final cast (docs/ARCHITECTURE.md §Files written and
+    // signals): a finite f32 weight past the half range would be written as Inf
+    const bad = out.nonFiniteCount();
+    if (bad > 0) {
+      const was = out === t ? 0 : t.nonFiniteCount();
+      problems.push(`${k}: ${bad} NaN/Inf value(s)${was === 0 && out !== t ? ` after the cast from ${t.dtype} to ${out.dtype} (finite values past the ${out.dtype} range)` : ''}`);
+    }
     stored ??= out.dtype;
     tensors.set(k, out);
   }
+  if (problems.length) throw new ProblemsError(formatProblems('the model cannot be saved: weights would hold NaN/Inf', problems, 'tensors'), problems);
   const cfg: JsonObject = { ...config, torch_dtype: TORCH_DTYPE[stored ?? 'f32'] };
   if (cfg['architectures'] === undefined && architecture) cfg['architectures'] = [architecture];
   return { tensors, config: sortKeys(cfg) };

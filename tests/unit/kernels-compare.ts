@@ -24,6 +24,28 @@ function two(x: Float32Array): [Float32Array, Float32Array] {
 
 export function registerComparisons(nat: Backend, label: string): void {
   describe(`${label} kernels match ref`, () => {
+    it('gemm: odd shapes, both transposes, f16/bf16 operands, strides, alpha, accumulate', () => {
+      const r = rng(5);
+      const shapes: [number, number, number][] = [[1, 1, 1], [3, 5, 7], [17, 33, 9], [64, 8, 96], [70, 130, 257], [5, 300, 40]];
+      let i = 0;
+      for (const [M, N, K] of shapes)
+        for (const transA of [false, true])
+          for (const transB of [false, true]) {
+            const aDtype = DTYPES[i % 3]!;
+            const bDtype = DTYPES[(i + 1) % 3]!;
+            const accumulate = i % 2 === 1;
+            const alpha = i % 3 === 2 ? -0.5 : 1;
+            i++;
+            const lda = (transA ? M : K) + (i % 2), ldb = (transB ? K : N) + 3, ldc = N + 1;
+            const a = param(randn(r, (transA ? K : M) * lda), aDtype);
+            const b = param(randn(r, (transB ? N : K) * ldb), bDtype);
+            const [c1, c2] = two(randn(r, M * ldc));
+            const g = { M, N, K, transA, transB, accumulate, alpha, aDtype, bDtype, lda, ldb, ldc };
+            nat.gemm(c1, a, b, g);
+            ref.gemm(c2, a, b, g);
+            assertClose(c1, c2, `gemm ${M}x${N}x${K} ${JSON.stringify({ transA, transB, aDtype, bDtype, accumulate, alpha })}`, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
+          }
+    });
     it('add (also aliased), axpy, scale, sumSquares', () => {
       const r = rng(11);
       for (const n of SIZES) {
@@ -316,6 +338,13 @@ export function registerComparisons(nat: Backend, label: string): void {
       // many query blocks add into each key tile's dk, dv (summed in the task's scratch, then written)
       { name: 'MHA, causal, T = S = 300, key mask, D = 16 (fused backward)', a: { B: 1, T: 300, S: 300, Hq: 2, Hkv: 2, D: 16, causal: true }, mask: 'keys' },
       { name: 'GQA 3/1, causal, S = 260 > T = 200, full mask, D = 32 (split backward: 3 kv groups on 2 threads)', a: { B: 3, T: 200, S: 260, Hq: 3, Hkv: 1, D: 32, causal: true }, mask: 'full' },
+      // sliding windows: the kernel hides keys window or more slots before the query
+      { name: 'window 7, GQA 8/4, causal, T = S = 83, D = 32, key mask (fused backward)', a: { B: 2, T: 83, S: 83, Hq: 8, Hkv: 4, D: 32, causal: true, window: 7 }, mask: 'keys' },
+      { name: 'window 20, GQA 6/2, causal, S = 150 > T = 19 (a cache), D = 24', a: { B: 2, T: 19, S: 150, Hq: 6, Hkv: 2, D: 24, causal: true, window: 20 }, mask: 'none' },
+      { name: 'window 40, GQA 3/1, causal, T = S = 200, D = 32 (split backward)', a: { B: 3, T: 200, S: 200, Hq: 3, Hkv: 1, D: 32, causal: true, window: 40 }, mask: 'none' },
+      { name: 'window 100, MHA, causal, T = S = 300, full mask, D = 16 (tiles cut by the window)', a: { B: 2, T: 300, S: 300, Hq: 2, Hkv: 2, D: 16, causal: true, window: 100 }, mask: 'full' },
+      { name: 'window 1 (each query sees itself), T = S = 70, D = 17', a: { B: 2, T: 70, S: 70, Hq: 2, Hkv: 1, D: 17, causal: true, window: 1 }, mask: 'none' },
+      { name: 'window 32, decode step T = 1, S = 127, MQA', a: { B: 3, T: 1, S: 127, Hq: 4, Hkv: 1, D: 8, causal: true, window: 32 }, mask: 'none' },
     ];
     for (const c of cases) {
       it(`attention: ${c.name}`, () => {
@@ -353,6 +382,30 @@ export function registerComparisons(nat: Backend, label: string): void {
         assertClose(dq1, dq2, 'attention dq', 1e-4, 1e-5);
         assertClose(dk1, dk2, 'attention dk', 1e-4, 1e-5);
         assertClose(dv1, dv2, 'attention dv', 1e-4, 1e-5);
+        if (!c.a.window) return;
+        // the window is what a dense [B, T, S] mask hiding the same keys gives (each backend)
+        const dense = new Float32Array(B * T * S);
+        for (let b = 0; b < B; b++) {
+          for (let t = 0; t < T; t++) {
+            for (let s = 0; s < S; s++) {
+              const m = mask ? mask[mask.length === B * S ? b * S + s : (b * T + t) * S + s]! : 0;
+              dense[(b * T + t) * S + s] = t + S - T - s >= c.a.window ? -Infinity : m;
+            }
+          }
+        }
+        const dargs: AttentionArgs = { ...args, window: 0, mask: dense };
+        for (const be of [nat, ref]) {
+          const o = new Float32Array(o1.length);
+          const l = new Float32Array(l1.length);
+          be.attentionForward(o, l, q, k, v, dargs);
+          assertClose(o, o2, `${be.name}: window ${c.a.window} equals the dense mask (out)`, 1e-5, 2e-6);
+          const dq = new Float32Array(q.length);
+          const dk = new Float32Array(k.length);
+          const dv = new Float32Array(v.length);
+          be.attentionBackward(dq, dk, dv, dout, q, k, v, o2, l2, dargs);
+          assertClose(dq, dq2, `${be.name}: window equals the dense mask (dq)`, 1e-4, 1e-5);
+          assertClose(dk, dk2, `${be.name}: window equals the dense mask (dk)`, 1e-4, 1e-5);
+        }
       });
     }
 
