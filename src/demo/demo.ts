@@ -26,7 +26,7 @@ import type { DecoderLM } from '../models/decoder.js';
 import { loadModel } from '../models/load.node.js';
 import { createOptimizer } from '../train/optimizer.js';
 import { train } from '../train/trainer.node.js';
-import { COARSE_TAGS, coarseTag, readBrownCorpus, splitBrown, tagAccuracy, trainMostFrequentTag, type BrownDocument, type BrownSentence, type CoarseTag } from '../corpus/brown.js';
+import { COARSE_TAGS, brownGenre, coarseTag, readBrownCorpus, splitBrown, tagAccuracy, trainMostFrequentTag, type BrownDocument, type BrownSentence, type CoarseTag } from '../corpus/brown.js';
 import { documentPieces, heldOutBatches, meanLoss } from '../corpus/pretrain.js';
 import { loadTokenizer } from '../io/tokenizer.node.js';
 import { saveAdapter, loadAdapter } from '../lora/files.node.js';
@@ -488,7 +488,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const rel = (p: string): string => path.relative(process.cwd(), p) || p;
   const table = summaryTable([
     ['part-of-speech tagging', `word accuracy, ${after.total} held-out words`, pct(before.accuracy), pct(baseline), pct(after.accuracy), `${posSteps} steps, ${posSeconds.toFixed(0)} s`],
-    [`${genre} style (${g.docs[0]!.genreName})`, `perplexity, held-out ${genre} text`, Math.exp(baseLoss).toFixed(1), '', Math.exp(adapterLoss).toFixed(1), `${genreSteps} steps, ${genreSeconds.toFixed(0)} s`],
+    [`${genre} style (${brownGenre(genre).category})`, `perplexity, held-out ${genre} text`, Math.exp(baseLoss).toFixed(1), '', Math.exp(adapterLoss).toFixed(1), `${genreSteps} steps, ${genreSeconds.toFixed(0)} s`],
   ]);
   const seconds = (Date.now() - t0) / 1000;
   log('');
