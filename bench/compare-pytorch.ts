@@ -25,6 +25,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getBackend } from '../src/backend/index.js';
+import { installNodePlatform } from '../src/platform.node.js';
 import { BatchIterator, type Example } from '../src/data/index.js';
 import { loadPeftModel, saveAdapter } from '../src/lora/files.node.js';
 import { getPeftModel } from '../src/lora/peft-model.js';
@@ -34,7 +35,40 @@ import { createOptimizer } from '../src/train/optimizer.js';
 import { BENCH_LLAMA_CONFIG, type BenchStat } from './models.js';
 import { stat, timeTrainSteps } from './train.js';
 
-export type CompareModel = 'llama' | 'gpt2';
+export type CompareModel = 'llama' | 'gpt2' | 'qwen3';
+
+/**
+ * Qwen3-0.6B's config.json (Qwen/Qwen3-0.6B), weights random: 28 layers, hidden 1024, 16 query
+ * and 8 key/value heads of head_dim 128, intermediate 3072, the 151,936-word vocabulary, tied
+ * embeddings, q_norm / k_norm.
+ */
+export const QWEN3_0_6B_CONFIG = {
+  architectures: ['Qwen3ForCausalLM'],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  head_dim: 128,
+  hidden_act: 'silu',
+  hidden_size: 1024,
+  initializer_range: 0.02,
+  intermediate_size: 3072,
+  max_position_embeddings: 40960,
+  max_window_layers: 28,
+  model_type: 'qwen3',
+  num_attention_heads: 16,
+  num_hidden_layers: 28,
+  num_key_value_heads: 8,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  sliding_window: null,
+  tie_word_embeddings: true,
+  torch_dtype: 'bfloat16',
+  use_cache: true,
+  use_sliding_window: false,
+  vocab_size: 151936,
+};
 
 export const GPT2_SMALL_CONFIG = {
   model_type: 'gpt2',
@@ -48,9 +82,28 @@ export const GPT2_SMALL_CONFIG = {
   tie_word_embeddings: true,
 };
 
-const MODELS: Record<CompareModel, { config: Record<string, unknown>; layersKey: string; targets: string[]; fanInFanOut: boolean }> = {
-  llama: { config: BENCH_LLAMA_CONFIG, layersKey: 'num_hidden_layers', targets: ['q_proj', 'v_proj'], fanInFanOut: false },
-  gpt2: { config: GPT2_SMALL_CONFIG, layersKey: 'n_layer', targets: ['c_attn'], fanInFanOut: true },
+interface ModelSpec {
+  config: Record<string, unknown>;
+  layersKey: string;
+  targets: string[];
+  fanInFanOut: boolean;
+  r: number;
+  alpha: number;
+  /**
+   * 'f32': lorakit f32 and bf16 bases against PyTorch tuned and default on the f32 weights (the
+   * issue-14 job); 'bf16': lorakit's bf16 base against PyTorch tuned on the same bf16-rounded
+   * weights (computed in f32), the job of issue 18
+   */
+  job: 'f32' | 'bf16';
+}
+
+const ALL_LINEAR = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+const MODELS: Record<CompareModel, ModelSpec> = {
+  llama: { config: BENCH_LLAMA_CONFIG, layersKey: 'num_hidden_layers', targets: ['q_proj', 'v_proj'], fanInFanOut: false, r: 8, alpha: 16, job: 'f32' },
+  gpt2: { config: GPT2_SMALL_CONFIG, layersKey: 'n_layer', targets: ['c_attn'], fanInFanOut: true, r: 8, alpha: 16, job: 'f32' },
+  // LoRA r = 16 on every linear layer but the (tied) head
+  qwen3: { config: QWEN3_0_6B_CONFIG, layersKey: 'num_hidden_layers', targets: ALL_LINEAR, fanInFanOut: false, r: 16, alpha: 32, job: 'bf16' },
 };
 
 const ADAMW = { lr: 1e-4, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 };
@@ -172,7 +225,7 @@ async function prepare(job: PrepareJob): Promise<void> {
   await saveModel(model, job.f32);
   await saveModel(model, job.bf16, { dtype: 'bf16' });
   // init_lora_weights false: A and B both Kaiming-uniform, so the adapter changes step 1's loss
-  const peft = getPeftModel(model, { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: spec.targets, fan_in_fan_out: spec.fanInFanOut, init_lora_weights: false }, 'default', { seed: 1 });
+  const peft = getPeftModel(model, { r: spec.r, lora_alpha: spec.alpha, lora_dropout: 0, target_modules: spec.targets, fan_in_fan_out: spec.fanInFanOut, init_lora_weights: false }, 'default', { seed: 1 });
   saveAdapter(peft, job.adapter);
   writeBatches(job.batches, job.tokens, job.config['vocab_size'] as number);
 }
@@ -249,7 +302,7 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
   } else {
     log(`PyTorch: not available, so lorakit's figures alone: ${torch.why}`);
   }
-  log(`job: LoRA r=8, alpha 16, dropout 0, AdamW lr ${ADAMW.lr} betas (${ADAMW.betas.join(', ')}) eps ${ADAMW.eps} weight_decay ${ADAMW.weightDecay}; batch ${B} × ${T}, every token a target; ${warmup} warm-up + ${steps} timed steps; each run in its own process, one at a time; ${rounds} round(s) of lorakit f32, PyTorch tuned, lorakit bf16, PyTorch default, interleaved; figures pool the steps of all rounds${quick ? '; quick shapes (2 layers)' : ''}`);
+  log(`job: LoRA r=8, alpha 16 (qwen3: r=16, alpha 32 on all seven linear layers), dropout 0, AdamW lr ${ADAMW.lr} betas (${ADAMW.betas.join(', ')}) eps ${ADAMW.eps} weight_decay ${ADAMW.weightDecay}; batch ${B} × ${T}, every token a target; ${warmup} warm-up + ${steps} timed steps; each run in its own process, one at a time; ${rounds} round(s) of lorakit f32, PyTorch tuned, lorakit bf16, PyTorch default, interleaved; figures pool the steps of all rounds${quick ? '; quick shapes (2 layers)' : ''}`);
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-compare-'));
   const results: CompareResult[] = [];
@@ -265,7 +318,7 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
       const pr = spawnSync(process.execPath, [self, '--prepare', JSON.stringify(prep)], { encoding: 'utf8', maxBuffer: 1 << 24, env: process.env });
       if (pr.status !== 0) throw new Error(`compare-pytorch: preparing ${name} failed: ${failure(pr)}`);
       const layers = config[spec.layersKey] as number;
-      log(`\n${name}: ${layers} layers, hidden 768, vocab ${config['vocab_size'] as number}; LoRA on ${spec.targets.join(', ')}`);
+      log(`\n${name}: ${layers} layers, hidden ${(config['hidden_size'] ?? config['n_embd']) as number}, vocab ${config['vocab_size'] as number}; LoRA r=${spec.r} on ${spec.targets.join(', ')}${spec.job === 'bf16' ? '; bf16 base: lorakit keeps the bf16 weights, PyTorch computes in f32 from the same bf16-rounded weights' : ''}`);
 
       const toRun = (label: string, outs: ChildOutput[], note: string): CompareRun => ({
         label,
@@ -281,7 +334,7 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
         const out = lastJson(r);
         return { out, note: `${out.backend}, ${out.threads} threads` };
       };
-      const args = [script, '--model', job.f32, '--adapter', job.adapter, '--batches', job.batches, '--batch', String(B), '--seq', String(T), '--warmup', String(warmup), '--steps', String(steps), '--lr', String(ADAMW.lr), '--weight-decay', String(ADAMW.weightDecay)];
+      const args = [script, '--model', spec.job === 'bf16' ? job.bf16 : job.f32, '--adapter', job.adapter, '--batches', job.batches, '--batch', String(B), '--seq', String(T), '--warmup', String(warmup), '--steps', String(steps), '--lr', String(ADAMW.lr), '--weight-decay', String(ADAMW.weightDecay)];
       const tunedEnv = { ...process.env, OPENBLAS_NUM_THREADS: '2', ...(jemalloc ? { LD_PRELOAD: JEMALLOC, MALLOC_CONF } : {}) };
       const pytorch = (extra: string[], env: NodeJS.ProcessEnv, note: string) => (): { out: ChildOutput; note: string } | string => {
         const r = spawnSync(pythonPath(), [...args, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24, env });
@@ -289,12 +342,16 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
         const out = lastJson(r);
         return { out, note: `${out.threads} torch thread(s), ${note}; ${out.blas ?? ''}` };
       };
-      const variants: { label: string; run: () => { out: ChildOutput; note: string } | string }[] = [
-        { label: 'lorakit f32 base', run: lorakit('lorakit f32 base', 'f32', job.f32) },
-        ...(torch.ok ? [{ label: 'PyTorch tuned', run: pytorch(['--threads', '1'], tunedEnv, jemalloc ? 'OPENBLAS_NUM_THREADS=2, jemalloc' : 'OPENBLAS_NUM_THREADS=2') }] : []),
-        { label: 'lorakit bf16 base', run: lorakit('lorakit bf16 base', 'keep', job.bf16) },
-        ...(torch.ok ? [{ label: 'PyTorch default', run: pytorch([], process.env, 'torch default threads, glibc malloc') }] : []),
-      ];
+      const tuned = { label: 'PyTorch tuned', run: pytorch(['--threads', '1'], tunedEnv, jemalloc ? 'OPENBLAS_NUM_THREADS=2, jemalloc' : 'OPENBLAS_NUM_THREADS=2') };
+      const variants: { label: string; run: () => { out: ChildOutput; note: string } | string }[] =
+        spec.job === 'bf16'
+          ? [{ label: 'lorakit bf16 base', run: lorakit('lorakit bf16 base', 'keep', job.bf16) }, ...(torch.ok ? [tuned] : [])]
+          : [
+              { label: 'lorakit f32 base', run: lorakit('lorakit f32 base', 'f32', job.f32) },
+              ...(torch.ok ? [tuned] : []),
+              { label: 'lorakit bf16 base', run: lorakit('lorakit bf16 base', 'keep', job.bf16) },
+              ...(torch.ok ? [{ label: 'PyTorch default', run: pytorch([], process.env, 'torch default threads, glibc malloc') }] : []),
+            ];
       const outs = new Map<string, { outs: ChildOutput[]; note: string }>();
       const failed = new Map<string, string>();
       const perRound: Map<string, number>[] = [];
@@ -329,10 +386,11 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
           .filter((m) => m.has(a) && m.has(b))
           .map((m) => (m.get(a)! / m.get(b)!).toFixed(2))
           .join(', ');
-      if (torch.ok && rounds > 1) {
+      if (torch.ok && rounds > 1 && spec.job === 'f32') {
         log(`  per round (median step rates): lorakit f32 ÷ PyTorch tuned ${roundRatios('lorakit f32 base', 'PyTorch tuned')}; ÷ PyTorch default ${roundRatios('lorakit f32 base', 'PyTorch default')}`);
       }
-      results.push(report(name, runs, log));
+      if (torch.ok && rounds > 1 && spec.job === 'bf16') log(`  per round (median step rates): lorakit bf16 ÷ PyTorch tuned ${roundRatios('lorakit bf16 base', 'PyTorch tuned')}`);
+      results.push(spec.job === 'bf16' ? reportBf16(name, runs, log) : report(name, runs, log));
       // Two cores: anything else running shows as a wide min–max spread. Say so next to the figures.
       const noisy = runs.filter((r) => r.tokensPerSecond && r.tokensPerSecond.max > 1.5 * r.tokensPerSecond.min).map((r) => r.label);
       log(`  load average now ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}${noisy.length ? `; max/min step rate above 1.5 for ${noisy.join(', ')}: the machine was probably busy, rerun before trusting the ratios` : ''}`);
@@ -342,6 +400,24 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
     fs.rmSync(tmp, { recursive: true, force: true });
   }
   return results;
+}
+
+/** The bf16-base job (issue 18): lorakit bf16 ÷ PyTorch tuned on the same bf16-rounded weights, and the loss check. */
+function reportBf16(model: CompareModel, runs: CompareRun[], log: (line: string) => void): CompareResult {
+  const by = (label: string): CompareRun | undefined => runs.find((r) => r.label === label && r.tokensPerSecond !== null);
+  const bf16 = by('lorakit bf16 base')!;
+  const tuned = by('PyTorch tuned');
+  if (!tuned) return { model, runs, lossMaxRelDiff: null };
+  const speed = bf16.tokensPerSecond!.median / tuned.tokensPerSecond!.median;
+  const rss = bf16.peakRssMiB / tuned.peakRssMiB;
+  log(`  ${'tokens/s, lorakit bf16 ÷ PyTorch tuned'.padEnd(44)} ${speed.toFixed(2).padStart(5)}×  (target ≥ 1.25×: ${speed >= 1.25 ? 'met' : 'not met'})`);
+  log(`  ${'peak RSS, lorakit bf16 ÷ PyTorch tuned'.padEnd(44)} ${rss.toFixed(2).padStart(5)}×  (target ≤ 0.5×: ${rss <= 0.5 ? 'met' : 'not met'})`);
+  const n = Math.min(LOSS_STEPS, bf16.losses.length, tuned.losses.length);
+  const d = maxRelDiff(bf16.losses, tuned.losses, n);
+  log(`  losses, first ${n} steps, lorakit bf16 vs PyTorch tuned (same weights): max relative difference ${d.toExponential(2)} (≤ ${LOSS_TOLERANCE}: ${d <= LOSS_TOLERANCE ? 'pass' : 'FAIL'})`);
+  log(`  step  ${'lorakit bf16'.padStart(12)}  ${'PyTorch tuned'.padStart(15)}`);
+  for (let i = 0; i < n; i++) log(`  ${String(i + 1).padStart(4)}  ${bf16.losses[i]!.toFixed(6).padStart(12)}  ${tuned.losses[i]!.toFixed(6).padStart(15)}`);
+  return { model, runs, lossMaxRelDiff: d };
 }
 
 /** Ratios next to the issue's targets, and the loss check. */
@@ -375,6 +451,9 @@ function report(model: CompareModel, runs: CompareRun[], log: (line: string) => 
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  // run as its own process (the prepare and lorakit children, or directly): the Node platform
+  // (the native backend) is installed by the entry point, as bench/index.ts does
+  await installNodePlatform();
   const args = process.argv.slice(2);
   if (args[0] === '--prepare') {
     await prepare(JSON.parse(args[1]!) as PrepareJob);

@@ -9,6 +9,7 @@ import { getBackend } from '../src/backend/index.js';
 import { generate } from '../src/generate/index.js';
 import { createModel, type DecoderLM } from '../src/models/index.js';
 import type { DType } from '../src/tensor/tensor.js';
+import { installNodePlatform } from '../src/platform.node.js';
 
 export interface ModelBenchOptions {
   /** timed runs per measurement (default 5; generation uses max(3, runs − 2)) */
@@ -112,6 +113,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Bench
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await installNodePlatform(); // its own process (a child, or run directly): the native backend, as bench/index.ts
   const args = process.argv.slice(2);
   const ri = args.indexOf('--runs');
   await runModelBench({ quick: args.includes('--quick'), ...(ri >= 0 ? { runs: Number(args[ri + 1]) } : {}) });

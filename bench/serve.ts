@@ -25,6 +25,7 @@ import { loadModel, saveModel } from '../src/models/index.node.js';
 import { startServer, type LorakitServer } from '../src/serve/index.js';
 import { loadTokenizer } from '../src/io/tokenizer.node.js';
 import { saveAdapter } from '../src/lora/files.node.js';
+import { installNodePlatform } from '../src/platform.node.js';
 
 export interface ServeBenchOptions {
   /** requests per run (default 64; quick 24) */
@@ -215,6 +216,7 @@ function argValue(name: string): number | undefined {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await installNodePlatform(); // its own process (a child, or run directly): the native backend, as bench/index.ts
   const o: ServeBenchOptions = { quick: process.argv.includes('--quick') };
   const r = argValue('--requests');
   const c = argValue('--concurrency');

@@ -1,7 +1,8 @@
 # A plain PyTorch LoRA training loop: the reference side of `npm run bench -- --compare-pytorch`.
 #
 # It is written the way a user without transformers / peft would write it: the model's modules
-# (llama or gpt2, as transformers defines them), a LoRA wrapper with PEFT's semantics, the base
+# (llama, qwen3 or gpt2, as transformers defines them; qwen3 is llama with an RMSNorm over each
+# head of q and k before RoPE and head_dim from the config), a LoRA wrapper with PEFT's semantics, the base
 # frozen, requires_grad only on lora_A / lora_B, torch.optim.AdamW, loss.backward(),
 # optimizer.step(), zero_grad(set_to_none=True). Everything in float32.
 #
@@ -117,15 +118,23 @@ class LlamaAttention(nn.Module):
         self.H = cfg['num_attention_heads']
         self.Hkv = cfg.get('num_key_value_heads', self.H)
         self.D = cfg.get('head_dim', C // self.H)
-        self.q_proj = nn.Linear(C, self.H * self.D, bias=False, device='meta')
-        self.k_proj = nn.Linear(C, self.Hkv * self.D, bias=False, device='meta')
-        self.v_proj = nn.Linear(C, self.Hkv * self.D, bias=False, device='meta')
-        self.o_proj = nn.Linear(self.H * self.D, C, bias=False, device='meta')
+        bias = cfg.get('attention_bias', False)
+        self.q_proj = nn.Linear(C, self.H * self.D, bias=bias, device='meta')
+        self.k_proj = nn.Linear(C, self.Hkv * self.D, bias=bias, device='meta')
+        self.v_proj = nn.Linear(C, self.Hkv * self.D, bias=bias, device='meta')
+        self.o_proj = nn.Linear(self.H * self.D, C, bias=bias, device='meta')
+        self.qk_norm = cfg['model_type'] == 'qwen3'
+        if self.qk_norm:  # Qwen3: RMSNorm over each head, before RoPE
+            self.q_norm = RMSNorm(self.D, cfg.get('rms_norm_eps', 1e-6))
+            self.k_norm = RMSNorm(self.D, cfg.get('rms_norm_eps', 1e-6))
 
     def forward(self, x, cos, sin):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.H, self.D).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.Hkv, self.D).transpose(1, 2)
+        q = self.q_proj(x).view(B, T, self.H, self.D)
+        k = self.k_proj(x).view(B, T, self.Hkv, self.D)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.Hkv, self.D).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -289,11 +298,12 @@ def assign(model, key, tensor):
 def load_model(folder):
     with open(f'{folder}/config.json') as f:
         cfg = json.load(f)
-    model = {'llama': LlamaForCausalLM, 'gpt2': GPT2LMHeadModel}[cfg['model_type']](cfg)
+    model = {'llama': LlamaForCausalLM, 'qwen3': LlamaForCausalLM, 'gpt2': GPT2LMHeadModel}[cfg['model_type']](cfg)
     wanted = {k for k, _ in model.named_parameters()}
+    tied = cfg['model_type'] == 'gpt2' or cfg.get('tie_word_embeddings', False)
     for name, t in read_safetensors(f'{folder}/model.safetensors'):
-        if name == 'lm_head.weight' and cfg['model_type'] == 'gpt2':
-            continue  # tied to transformer.wte.weight
+        if name == 'lm_head.weight' and tied:
+            continue  # tied to the token embedding
         assign(model, name, t)
         wanted.discard(name)
     if wanted:

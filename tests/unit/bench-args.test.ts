@@ -16,6 +16,6 @@ describe('npm run bench -- --compare-pytorch flags', () => {
   it('names the flag and the bad value', () => {
     assert.throws(() => parseCompareArgs(['--rounds', '0']), /--rounds needs a positive whole number, got 0/);
     assert.throws(() => parseCompareArgs(['--steps']), /--steps needs a positive whole number, got nothing/);
-    assert.throws(() => parseCompareArgs(['--models', 'llama,bert']), /--models: unknown model "bert" \(known: llama, gpt2\)/);
+    assert.throws(() => parseCompareArgs(['--models', 'llama,bert']), /--models: unknown model "bert" \(known: llama, gpt2, qwen3\)/);
   });
 });
