@@ -6,6 +6,7 @@
 import { isMainThread } from 'node:worker_threads';
 import { refBackend, setBackend as setCoreBackend, setBackendDefaults, type Backend } from '../index.js';
 import { loadWasm, wasmLoaded } from '../wasm/load.node.js';
+import { createWasmMemory } from '../wasm/memory.js';
 import { createNativeBackend, type NativeBackend } from './backend.js';
 import { loadAddon } from './index.js';
 
@@ -33,7 +34,8 @@ export function wasmBackend(): NativeBackend | null {
   if (wasm) return wasm;
   const w = wasmLoaded();
   if (!w?.heap) return null;
-  wasm = createNativeBackend(w.heap.addon(), refBackend, 'wasm');
+  // its memory is the module's heap: buffers allocated there are read in place by the kernels
+  wasm = Object.assign(createNativeBackend(w.heap.addon(), refBackend, 'wasm'), { memory: createWasmMemory(w.heap) });
   return wasm;
 }
 
