@@ -8,6 +8,7 @@ import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
 import { runServeBench } from './serve.js';
 import { runTrainBench } from './train.js';
+import { runWasmGemmBench, runWasmTrainBench } from './wasm.js';
 
 interface Section {
   name: string;
@@ -19,11 +20,16 @@ interface Section {
 await installNodePlatform();
 
 const quick = process.argv.includes('--quick');
+// --backend wasm: the gemm and train sections time the wasm backend next to the native one
+const backendArg = process.argv.indexOf('--backend');
+const backend = backendArg >= 0 ? process.argv[backendArg + 1] : undefined;
+if (backend !== undefined && backend !== 'wasm' && backend !== 'native') throw new Error(`--backend must be native or wasm (got "${backend}")`);
+const withWasm = backend === 'wasm';
 
 const sections: Section[] = [
-  { name: 'gemm', run: runGemmBench },
+  { name: 'gemm', run: withWasm ? runWasmGemmBench : runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
-  { name: 'train', run: async () => void (await runTrainBench({ quick })) },
+  { name: 'train', run: async () => void (withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },

@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getBackend } from '../src/backend/index.js';
+import { installNodePlatform } from '../src/platform.node.js';
 import { BatchIterator, type Example } from '../src/data/index.js';
 import { getPeftModel } from '../src/lora/peft-model.js';
 import type { CausalLM } from '../src/models/causal-lm.js';
@@ -131,6 +132,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   await installNodePlatform(); // its own process (a child, or run directly): the native backend, as bench/index.ts
   const args = process.argv.slice(2);
   if (args[0] === '--child') {
+    await installNodePlatform(); // a Node entry point of its own: LORAKIT_BACKEND, else native
     const out = trainSteps(JSON.parse(args[1]!) as TrainShape, Number(args[2]), args[3] === '1');
     console.log(JSON.stringify(out));
   } else {

@@ -18,7 +18,9 @@ namespace {
 
 using simd::V;
 
-#if LK_SIMD_IMPL_WASM
+#if defined(LK_GEMM_MR) && defined(LK_GEMM_NV)  // for tuning runs
+constexpr int kMR = LK_GEMM_MR, kNV = LK_GEMM_NV;
+#elif LK_SIMD_IMPL_WASM
 constexpr int kMR = 2, kNV = 4;
 #elif LK_SIMD_IMPL_NEON
 constexpr int kMR = 4, kNV = 4;

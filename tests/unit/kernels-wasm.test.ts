@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { refBackend as ref } from '../../src/backend/ref/index.js';
 import { loadWasmBackend, wasmError, wasmVariant } from '../../src/backend/native/select.js';
 import { wasmLoaded } from '../../src/backend/wasm/load.node.js';
+import { createWasmMemory, type HeapF32 } from '../../src/backend/wasm/memory.js';
 import { registerComparisons } from './kernels-compare.js';
 import { assertClose, randn, rng } from './kernels-util.js';
 
@@ -41,6 +42,24 @@ if (!wasm) {
       wasm.add(c, c, c);
       assertClose(c, sum, 'add aliased on the heap', 0, 0);
       for (const x of [a, b, c]) heap.free(x);
+    });
+    it('its memory allocates on the heap; views of a buffer keep it alive; free gives it back', () => {
+      const mem = createWasmMemory(heap);
+      const x = mem.alloc(4096), y = mem.alloc(4096), small = mem.alloc(3);
+      assert.ok(heap.holds(x) && heap.holds(y) && !heap.holds(small), 'large buffers on the heap, tiny ones not');
+      assert.ok(x.every((v) => v === 0));
+      mem.write(x, randn(rng(4), 4096));
+      const half = x.subarray(1024, 3072);
+      assert.equal((half as HeapF32).root, x, 'a view holds its root');
+      assert.equal(((half.subarray(5) as HeapF32).root), x);
+      wasm.scale(y.subarray(1024, 3072), half, 2);
+      const want = new Float32Array(2048);
+      ref.scale(want, x.subarray(1024, 3072), 2);
+      assertClose(y.subarray(1024, 3072), want, 'scale on heap views', 0, 0);
+      const h = mem.allocHalf(4096, 'bf16');
+      assert.ok(heap.holds(h));
+      for (const b of [x, y, h]) mem.free(b);
+      mem.free(x); // twice: nothing
     });
     it('throws the kernel glue TypeError for a wrong array kind', () => {
       assert.throws(() => wasm.add(new Float32Array(2), new Int32Array(2) as unknown as Float32Array, new Float32Array(2)), /add: argument a must be a Float32Array/);

@@ -3,8 +3,10 @@
 // reference backend, with one line saying which and why. LORAKIT_BACKEND=native|wasm|ref
 // forces one. lorakit's Node entry installs these defaults; the wasm module loads
 // asynchronously, so entry points await prepareNodeBackend() before the first kernel.
+import { isMainThread } from 'node:worker_threads';
 import { refBackend, setBackend as setCoreBackend, setBackendDefaults, type Backend } from '../index.js';
 import { loadWasm, wasmLoaded } from '../wasm/load.node.js';
+import { createWasmMemory } from '../wasm/memory.js';
 import { createNativeBackend, type NativeBackend } from './backend.js';
 import { loadAddon } from './index.js';
 
@@ -32,7 +34,8 @@ export function wasmBackend(): NativeBackend | null {
   if (wasm) return wasm;
   const w = wasmLoaded();
   if (!w?.heap) return null;
-  wasm = createNativeBackend(w.heap.addon(), refBackend, 'wasm');
+  // its memory is the module's heap: buffers allocated there are read in place by the kernels
+  wasm = Object.assign(createNativeBackend(w.heap.addon(), refBackend, 'wasm'), { memory: createWasmMemory(w.heap) });
   return wasm;
 }
 
@@ -59,10 +62,13 @@ function parseName(v: string | undefined): BackendName | undefined {
 }
 
 /** Loads what the backend choice needs before the first kernel runs: the wasm module when
- *  LORAKIT_BACKEND=wasm or the native addon does not load. Entry points await it. */
+ *  LORAKIT_BACKEND=wasm or the native addon does not load. Entry points await it.
+ *  Only on the main thread: the wasm module's own worker threads (its pthreads) inherit
+ *  Node's --import preloads, and one that loaded the module again would start workers of
+ *  its own without end. A worker thread of the user's awaits loadWasmBackend() itself. */
 export async function prepareNodeBackend(backend = process.env.LORAKIT_BACKEND): Promise<void> {
   const want = parseName(backend);
-  if (want === 'ref' || (want !== 'wasm' && nativeBackend())) return;
+  if (!isMainThread || want === 'ref' || (want !== 'wasm' && nativeBackend())) return;
   await loadWasm();
 }
 
@@ -98,7 +104,7 @@ export function chooseNodeBackend(backend: string | undefined): Backend {
   if (want === 'wasm') {
     const w = wasmBackend();
     if (w) return w;
-    throw new Error(`LORAKIT_BACKEND=wasm but the wasm backend is not available: ${wasmError() ?? 'its module has not been loaded (the entry point must await prepareNodeBackend())'}`);
+    throw new Error(`LORAKIT_BACKEND=wasm but the wasm backend is not available: ${wasmError() ?? 'its module has not been loaded (await installNodePlatform() or loadWasmBackend() first)'}`);
   }
   const chosen = nativeBackend() ?? wasmBackend() ?? refBackend;
   if (chosen.name !== 'native' && !warned) {

@@ -58,7 +58,7 @@ export function loadWasm(): Promise<WasmLoad> {
       // the pool's workers start with the module: one per core but the caller's (LORAKIT_THREADS caps it)
       const want = Number(process.env.LORAKIT_THREADS) > 0 ? Number(process.env.LORAKIT_THREADS) : availableParallelism();
       const threads = Math.max(1, Math.min(want, availableParallelism(), 16));
-      const mod = await factory({ wasmBinary, lkPoolSize: threads - 1, locateFile: (f: string) => join(dir, f) });
+      const mod = await factory({ wasmBinary, lkPoolSize: Math.max(1, threads - 1), locateFile: (f: string) => join(dir, f) });
       const heap = new WasmHeap(mod);
       mod._lk_threads(threads);
       // the pool's worker threads must not keep the process alive

@@ -7,9 +7,8 @@
 // typed-array type, data pointer, length, number; 24 bytes in wasm32) and calls lk_call.
 // A typed array over the module's own heap is passed by its offset: no copy. Any other
 // array is copied into scratch memory on the heap and copied back after the call (every
-// array, inputs too: unchanged bytes come back unchanged). Arrays over the same
-// ArrayBuffer share one copy of the range they cover, so aliased arguments (out = a)
-// stay aliased.
+// array, inputs too: unchanged bytes come back unchanged). Arrays whose bytes overlap
+// share one copy of the range they cover, so aliased arguments (out = a) stay aliased.
 
 /** The kernels as positional-argument functions, the shape of the native addon (backend/native/index.ts's NativeAddon). */
 export type KernelAddon = Record<string, (...args: unknown[]) => unknown> & {
@@ -30,6 +29,14 @@ export interface KernelModule {
   _lk_string(): number;
   _lk_threads(n: number): number;
   _lk_impl(): number;
+}
+
+/** a byte range of an ArrayBuffer outside the heap, copied to scratch + at for a call */
+interface Range {
+  buffer: ArrayBufferLike;
+  lo: number;
+  hi: number;
+  at: number;
 }
 
 const ARG_BYTES = 24; // sizeof(lk_shim_value) in wasm32
@@ -124,25 +131,43 @@ export class WasmHeap {
   /** calls kernel `fn` with the addon's positional arguments; returns its number result */
   call(fn: number, name: string, args: readonly unknown[]): number {
     if (args.length > MAX_ARGS) throw new TypeError(`${name}: at most ${MAX_ARGS} arguments`);
-    // arrays not on the heap, grouped by ArrayBuffer: the byte range each group covers
-    const groups = new Map<ArrayBufferLike, { lo: number; hi: number; at: number }>();
-    let total = 0;
-    for (const a of args) {
-      if (!ArrayBuffer.isView(a) || this.holds(a)) continue;
-      const g = groups.get(a.buffer);
-      if (g) {
-        g.lo = Math.min(g.lo, a.byteOffset);
-        g.hi = Math.max(g.hi, a.byteOffset + a.byteLength);
-      } else groups.set(a.buffer, { lo: a.byteOffset, hi: a.byteOffset + a.byteLength, at: 0 });
+    // arrays not on the heap: overlapping byte ranges of one ArrayBuffer share one copy
+    // (aliased arguments stay aliased); separate ranges get their own, however close
+    const ranges: Range[] = [];
+    const rangeOf: (Range | null)[] = args.map((a) => {
+      if (!ArrayBuffer.isView(a) || this.holds(a)) return null;
+      const lo = a.byteOffset, hi = a.byteOffset + a.byteLength;
+      let r = ranges.find((x) => x.buffer === a.buffer && lo < x.hi && x.lo < hi);
+      if (r) {
+        r.lo = Math.min(r.lo, lo);
+        r.hi = Math.max(r.hi, hi);
+      } else ranges.push((r = { buffer: a.buffer, lo, hi, at: 0 }));
+      return r;
+    });
+    // a range that grew may now overlap another of the same buffer: merge until none do
+    for (let merged = true; merged; ) {
+      merged = false;
+      for (let i = 0; i < ranges.length && !merged; i++)
+        for (let j = i + 1; j < ranges.length && !merged; j++) {
+          const x = ranges[i]!, y = ranges[j]!;
+          if (x.buffer === y.buffer && x.lo < y.hi && y.lo < x.hi) {
+            x.lo = Math.min(x.lo, y.lo);
+            x.hi = Math.max(x.hi, y.hi);
+            ranges.splice(j, 1);
+            for (let k = 0; k < rangeOf.length; k++) if (rangeOf[k] === y) rangeOf[k] = x;
+            merged = true;
+          }
+        }
     }
-    for (const g of groups.values()) {
-      g.at = total;
-      total += (g.hi - g.lo + 63) & ~63;
+    let total = 0;
+    for (const r of ranges) {
+      r.at = total;
+      total += (r.hi - r.lo + 63) & ~63;
     }
     const base = total > 0 ? this.scratchFor(total) : 0;
     const buf = this.buffer();
     const u8 = new Uint8Array(buf);
-    for (const [ab, g] of groups) u8.set(new Uint8Array(ab, g.lo, g.hi - g.lo), base + g.at);
+    for (const r of ranges) u8.set(new Uint8Array(r.buffer, r.lo, r.hi - r.lo), base + r.at);
     const dv = new DataView(buf);
     for (let i = 0; i < args.length; i++) {
       const a = args[i];
@@ -159,11 +184,8 @@ export class WasmHeap {
         kind = KIND.object;
         ta = typedArrayType(a);
         len = a.byteLength / (a as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
-        if (this.holds(a)) ptr = a.byteOffset;
-        else {
-          const g = groups.get(a.buffer)!;
-          ptr = base + g.at + (a.byteOffset - g.lo);
-        }
+        const r = rangeOf[i];
+        ptr = r ? base + r.at + (a.byteOffset - r.lo) : a.byteOffset;
       } else if (a !== undefined) throw new TypeError(`${name}: argument ${i} has an unsupported type (${typeof a})`);
       dv.setInt32(at, kind, true);
       dv.setInt32(at + 4, ta, true);
@@ -172,9 +194,9 @@ export class WasmHeap {
       dv.setFloat64(at + 16, num, true);
     }
     const status = this.mod._lk_call(fn, args.length, this.argv);
-    if (groups.size > 0) {
+    if (ranges.length > 0) {
       const out = new Uint8Array(this.buffer());
-      for (const [ab, g] of groups) new Uint8Array(ab, g.lo, g.hi - g.lo).set(out.subarray(base + g.at, base + g.at + (g.hi - g.lo)));
+      for (const r of ranges) new Uint8Array(r.buffer, r.lo, r.hi - r.lo).set(out.subarray(base + r.at, base + r.at + (r.hi - r.lo)));
     }
     if (status !== 0) throw new TypeError(this.string(this.mod._lk_error()));
     return this.mod._lk_result();
