@@ -74,6 +74,6 @@ export async function runReliabilityBench(log: (l: string) => void = console.log
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  installNodePlatform();
+  await installNodePlatform();
   await runReliabilityBench();
 }

@@ -17,7 +17,6 @@ import type { DType } from '../src/tensor/tensor.js';
 import { createOptimizer, type Optimizer } from '../src/train/optimizer.js';
 import { causalLmObjective, type BatchSource } from '../src/train/trainer.js';
 import { BENCH_LLAMA_CONFIG, type BenchStat } from './models.js';
-import { installNodePlatform } from '../src/platform.node.js';
 
 export interface TrainBenchResult {
   dtype: DType;
@@ -132,7 +131,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   await installNodePlatform(); // its own process (a child, or run directly): the native backend, as bench/index.ts
   const args = process.argv.slice(2);
   if (args[0] === '--child') {
-    await installNodePlatform(); // a Node entry point of its own: LORAKIT_BACKEND, else native
     const out = trainSteps(JSON.parse(args[1]!) as TrainShape, Number(args[2]), args[3] === '1');
     console.log(JSON.stringify(out));
   } else {
