@@ -289,7 +289,7 @@ export interface Backend {
   clipByNorm(x: F32Buf, acc: Accumulator, slot: number, maxNorm: number): void;
 
   // ---- copies, rows and columns (the loops of the layers above, src/nn, src/lora, src/models) ----
-  /** dst[dstOffset + r·dstStride + c] (+)= src[srcOffset + r·srcStride + c]; dst and src do not overlap */
+  /** dst[dstOffset + r·dstStride + c] (+)= src[srcOffset + r·srcStride + c]; the regions do not overlap (dst and src may be one buffer) */
   copy2d(dst: F32Buf, src: F32Buf, args: Copy2dArgs): void;
   /** out[n] = a[n] · b[n]; out may alias a or b */
   mul(out: F32Buf, a: F32Buf, b: F32Buf): void;

@@ -486,13 +486,8 @@ function combineMasks(own: Float32Array | null, bias: Float32Array | null, B: nu
   if (!bias) return own;
   if (bias.length !== B * T * S) throw new ShapeError(`${what}: attentionBias has ${bias.length} elements, expected [${B}, ${T}, ${S}] = ${B * T * S}`);
   if (!own) return bias;
-  const out = new Float32Array(B * T * S);
-  const full = own.length === B * T * S;
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      const row = (b * T + t) * S;
-      for (let s = 0; s < S; s++) out[row + s] = bias[row + s]! + (full ? own[row + s]! : own[b * S + s]!);
-    }
-  }
+  const be = getBackend();
+  const out = be.memory.alloc(B * T * S);
+  be.addMasks(out, bias, own, B, T, S);
   return out;
 }

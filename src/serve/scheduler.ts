@@ -26,6 +26,7 @@
 // and so does left padding while a row's keys fit one attention key tile (64); past that,
 // padding moves the tile boundaries of the online softmax and logits differ by ~1e-7, so an
 // exact near-tie between two logits could in principle break the other way.
+import { getBackend } from '../backend/index.js';
 import type { FinishReason } from '../generate/generate.js';
 import { sampleToken, type SamplingOptions } from '../generate/sampling.js';
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
@@ -494,14 +495,17 @@ export class Scheduler {
       const cap = S + 16; // room for a few steps before the cache grows itself
       // buffers for maxBatch rows, viewed as B: later rows can join without a copy
       const rowsRoom = Math.max(B, this.maxBatch);
-      const k = new Float32Array(rowsRoom * cap * W).subarray(0, B * cap * W);
-      const v = new Float32Array(rowsRoom * cap * W).subarray(0, B * cap * W);
+      const be = getBackend();
+      const k = be.memory.alloc(rowsRoom * cap * W).subarray(0, B * cap * W);
+      const v = be.memory.alloc(rowsRoom * cap * W).subarray(0, B * cap * W);
       sources.forEach((src, j) => {
         const l = src.cache.layers[i]!;
         const c = src.seq.cached;
-        const from = (src.row * l.capacity + (l.length - c)) * W;
-        k.set(l.k.subarray(from, from + c * W), (j * cap + S - c) * W);
-        v.set(l.v.subarray(from, from + c * W), (j * cap + S - c) * W);
+        const g = { rows: 1, cols: c * W, srcOffset: (src.row * l.capacity + (l.length - c)) * W, dstOffset: (j * cap + S - c) * W };
+        if (c > 0) {
+          be.copy2d(k, l.k, g);
+          be.copy2d(v, l.v, g);
+        }
       });
       // LayerKVCache's fields are public: set the filled cache directly
       Object.assign(next.layers[i]!, { batch: B, kvDim: W, capacity: cap, length: S, k, v });
@@ -524,12 +528,14 @@ export class Scheduler {
     const layers = this.cache.layers;
     for (const l of layers) {
       const need = B * l.capacity * l.kvDim;
-      if (l.length !== S || l.batch !== B0 || l.k.byteOffset !== 0 || l.v.byteOffset !== 0 || l.k.buffer.byteLength < need * 4 || l.v.buffer.byteLength < need * 4) return false;
+      // the buffers were allocated for maxBatch rows (rebuild): room past the B0 rows in use
+      if (l.length !== S || l.batch !== B0 || l.k.buffer.byteLength - l.k.byteOffset < need * 4 || l.v.buffer.byteLength - l.v.byteOffset < need * 4) return false;
     }
+    const be = getBackend();
     layers.forEach((l, i) => {
       const { capacity: cap, kvDim: W } = l;
-      const k = new Float32Array(l.k.buffer, 0, B * cap * W);
-      const v = new Float32Array(l.v.buffer, 0, B * cap * W);
+      const k = new Float32Array(l.k.buffer, l.k.byteOffset, B * cap * W);
+      const v = new Float32Array(l.v.buffer, l.v.byteOffset, B * cap * W);
       joined.forEach((src, jj) => {
         const j = B0 + jj;
         const sl = src.cache.layers[i]!;
@@ -538,8 +544,11 @@ export class Scheduler {
         // the padding in front is masked; cleared so no stale value can reach a product
         k.fill(0, j * cap * W, (j * cap + S - c) * W);
         v.fill(0, j * cap * W, (j * cap + S - c) * W);
-        k.set(sl.k.subarray(from, from + c * W), (j * cap + S - c) * W);
-        v.set(sl.v.subarray(from, from + c * W), (j * cap + S - c) * W);
+        if (c > 0) {
+          const g = { rows: 1, cols: c * W, srcOffset: from, dstOffset: (j * cap + S - c) * W };
+          be.copy2d(k, sl.k, g);
+          be.copy2d(v, sl.v, g);
+        }
       });
       Object.assign(l, { batch: B, k, v });
     });
