@@ -10,7 +10,8 @@ const ALLOWED = {
   io: ['tensor'],
   nn: ['tensor', 'backend'],
   models: ['nn', 'io', 'backend', 'tensor'],
-  lora: ['nn', 'io', 'backend', 'tensor'],
+  // adapters wrap a model: a family declares its default targets and module shapes (models/family.ts)
+  lora: ['models', 'nn', 'io', 'backend', 'tensor'],
   data: ['io', 'tensor'],
   train: ['nn', 'lora', 'data', 'io', 'backend', 'tensor'],
   generate: ['models', 'lora', 'nn', 'io', 'backend', 'tensor'],

@@ -30,9 +30,11 @@ struct Dims {
   float scale;
   const float* mask;
   bool mask_full;
+  int64_t window;  // sliding window (0: none): query t sees no key more than window − 1 slots before it
   int64_t group() const { return Hq / Hkv; }
-  // keys query t may see: s < seen(t)
+  // keys query t may see: lo(t) ≤ s < seen(t)
   int64_t seen(int64_t t) const { return causal ? t + S - T + 1 : S; }
+  int64_t lo(int64_t t) const { return window > 0 ? std::max<int64_t>(0, t + S - T - window + 1) : 0; }
   const float* mask_row(int64_t b, int64_t t) const {
     if (!mask) return nullptr;
     return mask_full ? mask + (b * T + t) * S : mask + b * S;
@@ -275,9 +277,9 @@ struct Avx2Ops {
     }
     return hsum(s);
   }
-  // row[j] = j < vis ? scale·row[j] + mask[j] : −∞ for j < round_up(n, 8) (row writable
-  // that far, mask null or readable to n, 0 ≤ vis ≤ n); returns the max over the row
-  LK_AVX2 static inline float fix_row(float* row, int64_t n, float scale, const float* mask, int64_t vis) {
+  // row[j] = lo ≤ j < vis ? scale·row[j] + mask[j] : −∞ for j < round_up(n, 8) (row writable
+  // that far, mask null or readable to n, 0 ≤ lo, vis ≤ n); returns the max over the row
+  LK_AVX2 static inline float fix_row(float* row, int64_t n, float scale, const float* mask, int64_t lo, int64_t vis) {
     const __m256 sv = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
     __m256 mx = ninf;
     for (int64_t j = 0; j < n; j += 8) {
@@ -285,6 +287,8 @@ struct Avx2Ops {
       if (mask) x = _mm256_add_ps(x, j + 8 <= n ? _mm256_loadu_ps(mask + j) : _mm256_maskload_ps(mask + j, tail_mask(n - j)));
       const int64_t r = vis - j;
       if (r < 8) x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(tail_mask(r < 0 ? 0 : r)));
+      const int64_t l = lo - j;  // lanes before lo lie outside the window
+      if (l > 0) x = _mm256_blendv_ps(x, ninf, _mm256_castsi256_ps(tail_mask(l > 8 ? 8 : l)));
       _mm256_storeu_ps(row + j, x);
       mx = _mm256_max_ps(mx, x);
     }
@@ -360,10 +364,10 @@ struct PortableOps {
     for (int64_t i = 0; i < n; ++i) s += p[i] = std::exp(p[i] - m);
     return s;
   }
-  static inline float fix_row(float* row, int64_t n, float scale, const float* mask, int64_t vis) {
+  static inline float fix_row(float* row, int64_t n, float scale, const float* mask, int64_t lo, int64_t vis) {
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; ++j) {
-      const float x = j < vis ? scale * row[j] + (mask ? mask[j] : 0.f) : -INFINITY;
+      const float x = j >= lo && j < vis ? scale * row[j] + (mask ? mask[j] : 0.f) : -INFINITY;
       row[j] = x;
       mx = x > mx ? x : mx;
     }
@@ -388,9 +392,11 @@ constexpr int kR = 4;
 struct Rows {
   int n;                   // rows in use
   int64_t t[kR];           // query index
-  int64_t seen[kR];        // keys visible to the row
+  int64_t seen[kR];        // keys visible to the row: lo ≤ s < seen
+  int64_t lo[kR];
   const float* mask[kR];   // mask row or null
   int64_t smax;            // max over rows of seen
+  int64_t smin;            // min over rows in use of lo (the first row's: lo grows with t)
 };
 
 inline Rows make_rows(const Dims& d, int64_t b, int64_t t0, int64_t t1) {
@@ -401,9 +407,11 @@ inline Rows make_rows(const Dims& d, int64_t b, int64_t t0, int64_t t1) {
     const int64_t t = i < r.n ? t0 + i : t0;
     r.t[i] = t;
     r.seen[i] = i < r.n ? d.seen(t) : 0;
+    r.lo[i] = d.lo(t);
     r.mask[i] = d.mask_row(b, t);
     r.smax = std::max(r.smax, r.seen[i]);
   }
+  r.smin = d.lo(t0);
   return r;
 }
 
@@ -454,7 +462,8 @@ inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, 
     O::scores4(sc, ld, qr, kt + (s0 - kt0) * d.D, n, d.D);
     for (int i = 0; i < kR; ++i) {
       const int64_t vis = std::min(std::max<int64_t>(rw.seen[i] - s0, 0), n);
-      const float m = O::fix_row(sc + i * ld, n, d.scale, rw.mask[i] ? rw.mask[i] + s0 : nullptr, vis);
+      const int64_t lo = std::min(std::max<int64_t>(rw.lo[i] - s0, 0), n);
+      const float m = O::fix_row(sc + i * ld, n, d.scale, rw.mask[i] ? rw.mask[i] + s0 : nullptr, lo, vis);
       if (mx) mx[i] = m;
     }
     return;
@@ -466,7 +475,7 @@ inline __attribute__((always_inline)) void score_tile(float* sc, const Dims& d, 
     else O::dot4(qr, ks, d.D, dots);
     for (int i = 0; i < kR; ++i) {
       float x = -INFINITY;
-      if (s < rw.seen[i]) {
+      if (s < rw.seen[i] && s >= rw.lo[i]) {
         x = d.scale * dots[i];
         if (rw.mask[i]) x += rw.mask[i][s];
       }
@@ -488,14 +497,18 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
   float* acc = scratch + kR * ld;
   // the keys and values these rows see, packed once when enough rows share them
   float* kt = nullptr;
-  const float* vrows = v + b * d.S * kvs + hk * D;  // value rows, vstride apart
+  const float* vrows = v + b * d.S * kvs + hk * D;  // value rows from key kt0, vstride apart
   int64_t vstride = kvs;
   const int64_t kmax = d.seen(t1 - 1);
+  // the first key these rows see (a sliding window hides the earlier ones), down to a whole
+  // panel: packed tiles then start a multiple of 16 keys from kt0
+  int64_t kt0 = 0;
   if (t1 - t0 >= 2 * kR) {
+    kt0 = std::min(d.lo(t0), kmax) / 16 * 16;
     kt = acc + kR * D;
-    pack_keys_t<O>(kt, d, k, b, hk, 0, kmax);
+    pack_keys_t<O>(kt, d, k, b, hk, kt0, kmax);
     float* vp = kt + D * packed_ld(d.S);
-    pack_rows(vp, d, v, b, hk, 0, kmax);
+    pack_rows(vp, d, v, b, hk, kt0, kmax);
     vrows = vp;
     vstride = D;
   }
@@ -512,10 +525,12 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
       l[i] = 0;
     }
     std::fill(acc, acc + kR * D, 0.f);
-    for (int64_t s0 = 0; s0 < rw.smax; s0 += kTile) {
+    // tiles from the first key any row sees (kt0 plus whole panels when packed)
+    const int64_t sfirst = kt ? kt0 + (std::max(rw.smin, kt0) - kt0) / 16 * 16 : rw.smin;
+    for (int64_t s0 = sfirst; s0 < rw.smax; s0 += kTile) {
       const int64_t s1 = std::min(s0 + kTile, rw.smax), n = s1 - s0;
       float mts[kR];
-      score_tile<O>(sc, d, rw, qr, k, kt, 0, b, hk, s0, s1, mts);
+      score_tile<O>(sc, d, rw, qr, k, kt, kt0, b, hk, s0, s1, mts);
       bool any = false;
       for (int i = 0; i < kR; ++i) {
         float* row = sc + i * ld;
@@ -536,7 +551,7 @@ inline __attribute__((always_inline)) void forward_rows(const Dims& d, float* ou
         l[i] += O::exp_tile(row, m[i], n);
       }
       if (!any) continue;
-      const float* vt = vrows + s0 * vstride;  // value rows of the tile
+      const float* vt = vrows + (s0 - kt0) * vstride;  // value rows of the tile
       if (rw.n > 1) {
         O::pv4(ar, sc, ld, vt, vstride, n, D);
       } else {  // a lone row (decoding)
@@ -585,15 +600,18 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
   float* dloc = qloc + kBr * D;  // and its dout rows
   float* zero = dloc + kBr * D;  // a row of zeros standing in for unused rows' dout
   std::fill(zero, zero + D, 0.f);
-  // keys and values of [k0, kend) packed transposed, for the score and dout·v dots
-  const int64_t kend0 = std::min(k1, d.seen(t1 - 1)), ldk = packed_ld(kend0 - k0);
+  // keys and values of [kb0, kend0) packed transposed, for the score and dout·v dots: the
+  // keys of [k0, k1) the rows see, from a whole panel after k0 (a sliding window hides earlier ones)
+  const int64_t kend0 = t1 > t0 ? std::min(k1, d.seen(t1 - 1)) : k0;
+  const int64_t kb0 = kend0 > k0 ? k0 + (std::min(std::max(k0, d.lo(t0)), kend0) - k0) / 16 * 16 : k0;
+  const int64_t ldk = packed_ld(kend0 - kb0);
   float* kt = zero + D;
   float* vt = kt + D * ldk;
   float* kp = vt + D * ldk;  // the keys again as rows, for dq += ds·k
-  if (kend0 > k0) {
-    pack_keys_t<O>(kt, d, k, b, hk, k0, kend0);
-    pack_keys_t<O>(vt, d, v, b, hk, k0, kend0);
-    if (want_q) pack_rows(kp, d, k, b, hk, k0, kend0);
+  if (kend0 > kb0) {
+    pack_keys_t<O>(kt, d, k, b, hk, kb0, kend0);
+    pack_keys_t<O>(vt, d, v, b, hk, kb0, kend0);
+    if (want_q) pack_rows(kp, d, k, b, hk, kb0, kend0);
   }
   for (int64_t tb = t0; tb < t1; tb += kBr) {
     const int64_t te = std::min<int64_t>(tb + kBr, t1), rows = te - tb;
@@ -635,26 +653,27 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
     }
     if (want_q) std::fill(dqa, dqa + kBr * D, 0.f);
     const int64_t kend = std::min(k1, smax);
-    for (int64_t s0 = k0; s0 < kend; s0 += kTile) {
+    const int64_t sfirst = kb0 + (std::max(kb0, std::min(d.lo(tb), kend)) - kb0) / 16 * 16;
+    for (int64_t s0 = sfirst; s0 < kend; s0 += kTile) {
       const int64_t s1 = std::min(s0 + kTile, kend), n = s1 - s0;
       for (int u = 0; u < kSub; ++u) {
         float* pu = P + u * kR * ld;
         float* du = dS + u * kR * ld;
-        if (u >= nsub || !live[u] || rw[u].smax <= s0) {  // sees no key of the tile
+        if (u >= nsub || !live[u] || rw[u].smax <= s0 || rw[u].smin >= s1) {  // sees no key of the tile
           for (int i = 0; i < kR; ++i) {
             std::fill(pu + i * ld, pu + i * ld + n, 0.f);
             std::fill(du + i * ld, du + i * ld + n, 0.f);
           }
           continue;
         }
-        score_tile<O>(pu, d, rw[u], qr[u], k, kt, k0, b, hk, s0, s1, nullptr);
+        score_tile<O>(pu, d, rw[u], qr[u], k, kt, kb0, b, hk, s0, s1, nullptr);
         for (int i = 0; i < kR; ++i) {
           float* row = pu + i * ld;
           if (L[u][i] == -INFINITY) std::fill(row, row + n, 0.f);
           else O::exp_tile(row, L[u][i], n);  // p = exp(score − lse)
         }
         // ds = p·(dout·v_s − Dt)·scale
-        O::scores4(du, ld, dor[u], vt + (s0 - k0) * D, n, D);
+        O::scores4(du, ld, dor[u], vt + (s0 - kb0) * D, n, D);
         for (int i = 0; i < kR; ++i) O::ds_row(du + i * ld, pu + i * ld, Dt[u][i], d.scale, n);
       }
       if (want_kv) {
@@ -664,7 +683,7 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
       }
       if (want_q)
         for (int u = 0; u < nsub; ++u)
-          if (live[u] && rw[u].smax > s0) O::pv4(dqr[u], dS + u * kR * ld, ld, kp + (s0 - k0) * D, D, n, D);  // dq_i += Σ_s ds_i,s·k_s
+          if (live[u] && rw[u].smax > s0 && rw[u].smin < s1) O::pv4(dqr[u], dS + u * kR * ld, ld, kp + (s0 - kb0) * D, D, n, D);  // dq_i += Σ_s ds_i,s·k_s
     }
     if (!want_q) continue;
     for (int u = 0; u < nsub; ++u)
@@ -705,13 +724,13 @@ float* task_scratch(size_t floats) {
 inline int64_t share(int64_t need) { return (need + 15) / 16 * 16; }
 
 // Reads mask (argument i, may be null) and dims (argument i + 1: Float64Array
-// [B, T, S, Hq, Hkv, D, causal, scale]).
+// [B, T, S, Hq, Hkv, D, causal, scale, window]).
 bool get_dims(Args& a, size_t i, Dims& d, const char* fn) {
   float* mask; size_t nm;
   View vd;
   if (!get_f32(a, i, mask, nm, fn, "mask", true) || !get_view(a, i + 1, vd, fn, "dims")) return false;
-  if (vd.type != napi_float64_array || vd.length < 8) {
-    throw_type(a.env, std::string(fn) + ": argument dims must be a Float64Array [B, T, S, Hq, Hkv, D, causal, scale]");
+  if (vd.type != napi_float64_array || vd.length < 9) {
+    throw_type(a.env, std::string(fn) + ": argument dims must be a Float64Array [B, T, S, Hq, Hkv, D, causal, scale, window]");
     return false;
   }
   const double* x = static_cast<const double*>(vd.data);
@@ -723,6 +742,7 @@ bool get_dims(Args& a, size_t i, Dims& d, const char* fn) {
   d.D = static_cast<int64_t>(x[5]);
   d.causal = x[6] != 0;
   d.scale = static_cast<float>(x[7]);
+  d.window = static_cast<int64_t>(x[8]);
   d.mask = mask;
   d.mask_full = mask && static_cast<int64_t>(nm) != d.B * d.S;
   return true;
@@ -806,9 +826,11 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
     run_tasks(groups * nkb, [&](int task, int thread) {
       const int64_t kb = task % nkb, g = task / nkb, hk = g % d.Hkv, b = g / d.Hkv;
       const int64_t k0 = kb * kTile, k1 = std::min(k0 + kTile, d.S);
-      // causal: only queries t with t + S − T ≥ k0 see this tile
+      // causal: only queries t with t + S − T ≥ k0 see this tile; a window: only those with
+      // lo(t) < k1, t + S − T − window + 1 < k1
       const int64_t tmin = d.causal ? std::max<int64_t>(0, k0 - (d.S - d.T)) : 0;
-      work(b, hk * G, (hk + 1) * G, tmin, d.T, k0, k1, false, true, thread);
+      const int64_t tend = d.window > 0 ? std::min<int64_t>(d.T, k1 - 1 + d.window - (d.S - d.T)) : d.T;
+      work(b, hk * G, (hk + 1) * G, tmin, std::max(tmin, tend), k0, k1, false, true, thread);
     });
     const int64_t nqb = (d.T + kQBlock - 1) / kQBlock;
     run_tasks(d.B * d.Hq * nqb, [&](int task, int thread) {

@@ -175,7 +175,7 @@ napi_value DoraCombine(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// out[j] = ‖W[o0 + j, :] + delta[j, :]‖: out, w, wDtype, transposed, delta|null, o0, rows, O, I
+// out[o0 + j] = ‖W[o0 + j, :] + delta[j, :]‖: out, w, wDtype, transposed, delta|null, o0, rows, O, I
 napi_value WeightRowNorms(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float *out, *delta; size_t n, nw, ndl;
@@ -184,7 +184,7 @@ napi_value WeightRowNorms(napi_env env, napi_callback_info info) {
   if (!get_f32(a, 0, out, n, "weightRowNorms", "out") || !get_storage(a, 1, wdt, w, nw, "weightRowNorms", "w") || !get_f32(a, 4, delta, ndl, "weightRowNorms", "delta", true)) return nullptr;
   const bool tr = get_bool(a, 3);
   const int64_t o0 = get_int(a, 5), rows = get_int(a, 6), O = get_int(a, 7), I = get_int(a, 8);
-  if (o0 < 0 || rows < 0 || o0 + rows > O || static_cast<int64_t>(n) < rows || static_cast<int64_t>(nw) < O * I || (delta && static_cast<int64_t>(ndl) < rows * I)) {
+  if (o0 < 0 || rows < 0 || o0 + rows > O || static_cast<int64_t>(n) < o0 + rows || static_cast<int64_t>(nw) < O * I || (delta && static_cast<int64_t>(ndl) < rows * I)) {
     throw_type(env, "weightRowNorms: an operand is too short");
     return nullptr;
   }
@@ -199,7 +199,7 @@ napi_value WeightRowNorms(napi_env env, napi_callback_info info) {
           const double v = static_cast<double>(row[i]) + (delta ? delta[j * I + i] : 0.0f);
           ss += v * v;
         }
-        out[j] = static_cast<float>(std::sqrt(ss));
+        out[o0 + j] = static_cast<float>(std::sqrt(ss));
       }
     });
     return undefined(env);
@@ -214,7 +214,7 @@ napi_value WeightRowNorms(napi_env env, napi_callback_info info) {
       ss[j] += v * v;
     }
   }
-  for (int64_t j = 0; j < rows; ++j) out[j] = static_cast<float>(std::sqrt(ss[j]));
+  for (int64_t j = 0; j < rows; ++j) out[o0 + j] = static_cast<float>(std::sqrt(ss[j]));
   return undefined(env);
 }
 
@@ -239,27 +239,17 @@ napi_value ScaleWeightRows(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// the attention kernel's additive mask (see Backend.additiveMask): out, mask(Uint8Array)|null, B, T, S, window
+// the attention kernel's additive key-padding mask: out[B·S] = 0 where mask is 1, −∞ where 0
 napi_value AdditiveMask(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float* out; size_t n;
   View mv;
-  if (!get_f32(a, 0, out, n, "additiveMask", "out") || !get_view(a, 1, mv, "additiveMask", "mask", true)) return nullptr;
-  if (!mv.is_null && mv.type != napi_uint8_array) { throw_type(env, "additiveMask: argument mask must be a Uint8Array"); return nullptr; }
-  const uint8_t* mask = mv.is_null ? nullptr : static_cast<const uint8_t*>(mv.data);
-  const int64_t B = get_int(a, 2), T = get_int(a, 3), S = get_int(a, 4), window = get_int(a, 5);
-  const float inf = -INFINITY;
-  if ((mask && static_cast<int64_t>(mv.length) < B * S) || static_cast<int64_t>(n) < (window > 0 ? B * T * S : B * S)) { throw_type(env, "additiveMask: an operand is too short"); return nullptr; }
-  if (window <= 0) {
-    for (int64_t i = 0; i < B * S; ++i) out[i] = !mask || mask[i] ? 0.0f : inf;
-    return undefined(env);
-  }
-  const int64_t P = S - T;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      float* row = out + (b * T + t) * S;
-      for (int64_t s = 0; s < S; ++s) row[s] = (!mask || mask[b * S + s] == 1) && P + t - s < window ? 0.0f : inf;
-    }
+  if (!get_f32(a, 0, out, n, "additiveMask", "out") || !get_view(a, 1, mv, "additiveMask", "mask")) return nullptr;
+  if (mv.type != napi_uint8_array) { throw_type(env, "additiveMask: argument mask must be a Uint8Array"); return nullptr; }
+  const uint8_t* mask = static_cast<const uint8_t*>(mv.data);
+  const int64_t BS = get_int(a, 2) * get_int(a, 3);
+  if (static_cast<int64_t>(mv.length) < BS || static_cast<int64_t>(n) < BS) { throw_type(env, "additiveMask: an operand is too short"); return nullptr; }
+  for (int64_t i = 0; i < BS; ++i) out[i] = mask[i] ? 0.0f : -INFINITY;
   return undefined(env);
 }
 

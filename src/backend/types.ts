@@ -98,6 +98,12 @@ export interface AttentionArgs {
   /** multiplies q·k; usually 1/sqrt(D) */
   scale: number;
   /**
+   * sliding window (0 or absent: none): query t (at slot t + S − T) sees only keys s with
+   * t + S − T − s < window, the window − 1 slots before it and its own. The kernel skips the
+   * keys outside it; no [B, T, S] mask is built (docs/ARCHITECTURE.md §Model families).
+   */
+  window?: number;
+  /**
    * optional additive mask: [B, S] (key padding) or [B, T, S] (full); -Infinity hides a key.
    * The layout is told by its length (B·S or B·T·S; when T = 1 the two are the same).
    * Added after scaling: score = scale·q·k + mask.
@@ -310,20 +316,16 @@ export interface Backend {
    */
   doraCombine(out: F32Buf, P: F32Buf, wx: F32Buf | null, g: F32Buf, bias: Storage | null, N: number, O: number, biasDtype?: DType): void;
   /**
-   * out[j] = ‖W[o0 + j, :] + delta[j, :]‖ for j < rows (f64 sums), W [O, I] or, transposed,
-   * [I, O] (a Conv1D weight) in any dtype; delta [rows, I] or null.
+   * out[o] = ‖W[o, :] + delta[o − o0, :]‖ for o in [o0, o0 + rows) (f64 sums), W [O, I] or,
+   * transposed, [I, O] (a Conv1D weight) in any dtype; delta [rows, I] or null; out [O].
    */
   weightRowNorms(out: F32Buf, w: Storage, wDtype: DType, transposed: boolean, delta: F32Buf | null, o0: number, rows: number, O: number, I: number): void;
   /** W[o, :] ·= num[o] / den[o] (the factor in f64), W f32 [O, I] or, transposed, [I, O] */
   scaleWeightRows(w: F32Buf, num: F32Buf, den: F32Buf, transposed: boolean, O: number, I: number): void;
 
   // ---- masks ----
-  /**
-   * The attention kernel's additive mask from a 0/1 mask [B, S] (null: all kept): window 0
-   * writes out[B, S] (0 keep, −∞ hide); window > 0 writes out[B, T, S] also hiding keys at
-   * window or more slots before query t (at absolute position S − T + t).
-   */
-  additiveMask(out: F32Buf, mask: Uint8Array | null, B: number, T: number, S: number, window: number): void;
+  /** The attention kernel's additive key-padding mask: out[B, S] = 0 where mask is 1, −∞ where 0 */
+  additiveMask(out: F32Buf, mask: Uint8Array, B: number, S: number): void;
   /** out[B,T,S] = bias[B,T,S] + own, own [B,T,S] or [B,S] (broadcast over t) */
   addMasks(out: F32Buf, bias: F32Buf, own: F32Buf, B: number, T: number, S: number): void;
 

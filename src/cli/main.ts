@@ -8,6 +8,7 @@ import { compareCommand } from './commands/compare.js';
 import { dataCommand } from './commands/data.js';
 import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
+import { exportCommand } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
 import { inspectCommand } from './commands/inspect.js';
 import { mergeCommand } from './commands/merge.js';
@@ -35,7 +36,7 @@ function configure(cmd: Command): void {
 
 export function buildProgram(): Command {
   const program = new Command('lorakit').description('LoRA fine-tuning for TypeScript').version(packageVersion());
-  for (const c of [trainCommand(), generateCommand(), chatCommand(), evalCommand(), predictCommand(), mergeCommand(), inspectCommand(), dataCommand(), serveCommand(), demoCommand(), compareCommand(), backendCommand()]) program.addCommand(c);
+  for (const c of [trainCommand(), generateCommand(), chatCommand(), evalCommand(), predictCommand(), mergeCommand(), exportCommand(), inspectCommand(), dataCommand(), serveCommand(), demoCommand(), compareCommand(), backendCommand()]) program.addCommand(c);
   // --config FILE (YAML or JSON) fills the options no flag gave; inspect's --config is a model config.json
   program.hook('preAction', async (_root, action) => {
     if (action.name() !== 'inspect' && action.options.some((o) => o.long === '--config')) await applyConfigFile(action, warnLine);

@@ -18,6 +18,9 @@ export interface TokenizerFiles {
   chatTemplateFile?: string | JsonObject;
 }
 
+/** The chat roles lorakit knows: the data loader (data/records.ts) and the server (serve/validate.ts) accept these, and only these. */
+export const CHAT_ROLES = ['system', 'user', 'assistant', 'tool'] as const;
+
 export interface ChatMessage {
   role: string;
   content?: unknown;
@@ -114,6 +117,7 @@ export class Tokenizer {
   readonly specialTokens: Readonly<Record<string, string>>;
   private readonly hf: HfTokenizer;
   private readonly compiled = new Map<string, Template>();
+  private specialTexts: readonly string[] | undefined;
 
   constructor(files: TokenizerFiles) {
     this.source = files.source;
@@ -213,6 +217,19 @@ export class Tokenizer {
   /** A decoder for generation: push ids one at a time, get back only complete text. */
   streamDecoder(options: DecodeOptions = {}): StreamDecoder {
     return new StreamDecoder(this, options);
+  }
+
+  /** The text of every special added token (turn markers, BOS, EOS…), longest first. */
+  get specialTokenTexts(): readonly string[] {
+    if (this.specialTexts === undefined) {
+      const texts: string[] = [];
+      for (const id of this.specialTokenIds) {
+        const t = this.hf.id_to_token(id);
+        if (t !== undefined && t !== '') texts.push(t);
+      }
+      this.specialTexts = Object.freeze(texts.sort((a, b) => b.length - a.length));
+    }
+    return this.specialTexts;
   }
 
   get hasChatTemplate(): boolean {

@@ -8,6 +8,7 @@
 // Per-module rank and alpha: rank_pattern / alpha_pattern keys match a dotted suffix of the
 // name (PEFT's get_pattern_key: the first key in order that matches wins).
 import { ProblemsError, formatProblems } from '../io/errors.js';
+import { ENCODER_FAMILIES, MODEL_FAMILIES, defaultTargetModules } from '../models/registry.js';
 import type { LoraConfig } from './config.js';
 import { fullMatch, suffixPatternMatch } from './regex.js';
 
@@ -81,16 +82,16 @@ export function rankAndAlpha(config: LoraConfig, name: string): { r: number; alp
   return { r: rk === null ? config.r : config.rank_pattern[rk]!, alpha: ak === null ? config.lora_alpha : config.alpha_pattern[ak]! };
 }
 
-/** Default target_modules by model_type (PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, for the families lorakit loads). */
-export const DEFAULT_TARGET_MODULES: Readonly<Record<string, readonly string[]>> = {
-  llama: ['q_proj', 'v_proj'],
-  mistral: ['q_proj', 'v_proj'],
-  qwen2: ['q_proj', 'v_proj'],
-  gpt2: ['c_attn'],
-  bert: ['query', 'value'],
-  roberta: ['query', 'value'],
-  vit: ['query', 'value'],
-};
+/**
+ * Default target_modules by model_type (PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
+ * for the families lorakit loads), as the families declare them (ModelFamily.defaultTargets).
+ */
+export const DEFAULT_TARGET_MODULES: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+  [...MODEL_FAMILIES.keys(), ...ENCODER_FAMILIES.keys()].flatMap((t) => {
+    const d = defaultTargetModules(t);
+    return d ? [[t, d] as const] : [];
+  }),
+);
 
 const SEQ_CLS_HEADS = ['classifier', 'score'];
 
@@ -125,9 +126,9 @@ export function planTargets(config: LoraConfig, modules: readonly ModuleInfo[], 
   let targets = config.target_modules;
   let fromAllLinear = false;
   if (targets === null) {
-    const d = modelType ? DEFAULT_TARGET_MODULES[modelType] : undefined;
+    const d = defaultTargetModules(modelType);
     if (!d) {
-      throw new Error(`target_modules is not set and there is no default for model type ${JSON.stringify(modelType ?? null)}; set target_modules (e.g. ["q_proj", "v_proj"] or "all-linear"). Linear modules: ${describeModules(modules.filter((m) => m.linear).map((m) => m.name))}`);
+      throw new Error(`target_modules is not set and PEFT has no default for model type ${JSON.stringify(modelType ?? null)}; name the modules to adapt (target_modules in the adapter config, --targets on the command line), e.g. "all-linear" or a list of these Linear modules: ${describeModules(modules.filter((m) => m.linear).map((m) => m.name))}`);
     }
     targets = [...d];
   } else if (typeof targets === 'string' && targets.toLowerCase() === 'all-linear') {

@@ -112,16 +112,14 @@ export function defaultPositions(B: number, T: number, P: number): Int32Array {
 }
 
 /**
- * The additive mask the attention kernel takes: [B, S] (0 keep, −∞ hide), or [B, T, S] when
- * a sliding window hides keys more than `window − 1` slots before the query. Null when
- * nothing is hidden.
+ * The additive key-padding mask the attention kernel takes: [B, S] (0 keep, −∞ hide). Null
+ * when nothing is hidden. (A sliding window is the kernel's own argument, not a mask.)
  */
-export function additiveMask(mask: Uint8Array | null, B: number, T: number, S: number, window = 0): Float32Array | null {
-  const windowed = window > 0 && S > window;
-  if (!windowed && (!mask || mask.every((m) => m === 1))) return null;
+export function additiveMask(mask: Uint8Array | null, B: number, S: number): Float32Array | null {
+  if (!mask || mask.every((m) => m === 1)) return null;
   const be = getBackend();
-  const out = be.memory.alloc(windowed ? B * T * S : B * S);
-  be.additiveMask(out, mask, B, T, S, windowed ? window : 0);
+  const out = be.memory.alloc(B * S);
+  be.additiveMask(out, mask, B, S);
   return out;
 }
 

@@ -1,5 +1,8 @@
 // The pre-norm decoder shared by the families here:
 //   h = x + attn(norm1(x));  y = h + mlp(norm2(h))
+// or, with post-norms (Gemma's four norms per block: input, post-attention, pre-feedforward,
+// post-feedforward), h = x + post1(attn(norm1(x)));  y = h + post2(mlp(norm2(h))).
+// A family may softcap the logits (Gemma: logits = c·tanh(logits / c), final_logit_softcapping).
 // stacked, then a final norm and the LM head (a Linear, or the token embedding's table
 // read transposed when the weights are tied). Families give the child names (checkpoint
 // keys) and the input embedding (token table only, or tokens + learned positions).
@@ -35,6 +38,9 @@ export interface BlockNames {
   attn: string;
   norm2: string;
   mlp: string;
+  /** norms on the attention's and the MLP's outputs, before the residual adds (Gemma) */
+  post1?: string;
+  post2?: string;
 }
 
 /** One decoder layer; its children are looked up by name on every call (LoRA may swap them). */
@@ -52,14 +58,20 @@ export class DecoderBlock extends Module {
   private x: Float32Array | null = null;
   private h: Float32Array | null = null;
 
-  constructor(hiddenSize: number, names: BlockNames, parts: { norm1: Norm; attn: MultiHeadAttention; norm2: Norm; mlp: MLP }) {
+  constructor(hiddenSize: number, names: BlockNames, parts: { norm1: Norm; attn: MultiHeadAttention; norm2: Norm; mlp: MLP; post1?: Norm; post2?: Norm }) {
     super();
     this.hiddenSize = hiddenSize;
     this.names = names;
+    if ((names.post1 === undefined) !== (parts.post1 === undefined) || (names.post2 === undefined) !== (parts.post2 === undefined)) {
+      throw new Error('DecoderBlock: a post-norm needs both its name and its module');
+    }
+    // registered in the checkpoint's order: input, attention, post-attention, pre-feedforward, mlp, post-feedforward
     this.registerModule(names.norm1, parts.norm1);
     this.registerModule(names.attn, parts.attn);
+    if (parts.post1) this.registerModule(names.post1!, parts.post1);
     this.registerModule(names.norm2, parts.norm2);
     this.registerModule(names.mlp, parts.mlp);
+    if (parts.post2) this.registerModule(names.post2!, parts.post2);
   }
 
   get norm1(): Norm {
@@ -74,6 +86,14 @@ export class DecoderBlock extends Module {
   get mlp(): MLP {
     return this.getModule(this.names.mlp) as MLP;
   }
+  /** the post-attention norm, or null */
+  get post1(): Norm | null {
+    return this.names.post1 === undefined ? null : (this.getModule(this.names.post1) as Norm);
+  }
+  /** the post-feedforward norm, or null */
+  get post2(): Norm | null {
+    return this.names.post2 === undefined ? null : (this.getModule(this.names.post2) as Norm);
+  }
 
   /** y[N, C] (owned by the block) from x[N, C]; x must stay unchanged until backward */
   forward(x: Float32Array, ctx: AttnContext): Float32Array {
@@ -81,16 +101,19 @@ export class DecoderBlock extends Module {
     const C = this.hiddenSize;
     if (x.length !== N * C) throw new ShapeError(`DecoderBlock.forward: x has ${x.length} elements, expected [${N}, ${C}]`);
     const be = getBackend();
-    const { attn, mlp } = this;
+    const { attn, mlp, post1, post2 } = this;
     // Two stages, each taking its scratch afresh. The attn and mlp outputs are added at once.
     // A norm's output that a learning projection reads again in backward is not kept per
-    // block: it is shared and recomputed (one cheap pass) right before that backward.
+    // block: it is shared and recomputed (one cheap pass) right before that backward. A
+    // post-norm reads its input again in backward, so the output it norms is the layer's own.
     this.buffers.releaseScratch();
-    const a = attn.forward(this.norm1.forward(x, N, attn.savesInput ? 'shared' : 'scratch'), ctx, true);
+    let a = attn.forward(this.norm1.forward(x, N, attn.savesInput ? 'shared' : 'scratch'), ctx, post1 === null);
+    if (post1) a = post1.forward(a, N, 'scratch');
     const h = this.buffers.get('h', N * C);
     be.add(h, x, a);
     this.buffers.releaseScratch();
-    const m = mlp.forward(this.norm2.forward(h, N, mlp.savesInput ? 'shared' : 'scratch'), N, true);
+    let m = mlp.forward(this.norm2.forward(h, N, mlp.savesInput ? 'shared' : 'scratch'), N, post2 === null);
+    if (post2) m = post2.forward(m, N, 'scratch');
     const y = this.buffers.get('y', N * C);
     be.add(y, h, m);
     this.N = N;
@@ -105,18 +128,21 @@ export class DecoderBlock extends Module {
     const C = this.hiddenSize;
     if (N === 0) throw new Error('DecoderBlock.backward called before forward');
     if (dy.length !== N * C) throw new ShapeError(`DecoderBlock.backward: dy has ${dy.length} elements, expected [${N}, ${C}]`);
-    const { norm1, attn, norm2, mlp } = this;
+    const { norm1, attn, norm2, mlp, post1, post2 } = this;
     // the gradient at h is needed when anything below it learns or dx is wanted
-    const lowerNeeds = this.computeInputGrad || hasTrainable(attn) || hasTrainable(norm1);
+    const lowerNeeds = this.computeInputGrad || hasTrainable(attn) || hasTrainable(norm1) || (post1 !== null && hasTrainable(post1));
     norm2.computeInputGrad = lowerNeeds;
     mlp.computeInputGrad = lowerNeeds || hasTrainable(norm2);
+    if (post2) post2.computeInputGrad = mlp.computeInputGrad || hasTrainable(mlp);
     norm1.computeInputGrad = this.computeInputGrad;
     attn.computeInputGrad = this.computeInputGrad || hasTrainable(norm1);
+    if (post1) post1.computeInputGrad = attn.computeInputGrad || hasTrainable(attn);
     const buf = this.buffers;
 
     buf.releaseScratch();
     if (mlp.savesInput) norm2.forward(this.h!, N, 'shared'); // what mlp's learning layers read
-    const dm = mlp.backward(dy);
+    const dmo = post2 ? post2.backward(dy) : dy;
+    const dm = dmo ? mlp.backward(dmo) : null;
     // dh = dy + norm2's dx (the norm adds into a copy of dy)
     const dh = lowerNeeds ? buf.shared('dh', N * C) : null;
     dh?.set(dy);
@@ -125,7 +151,8 @@ export class DecoderBlock extends Module {
 
     buf.releaseScratch();
     if (attn.savesInput) norm1.forward(this.x!, N, 'shared');
-    const da = attn.backward(dh);
+    const dao = post1 ? post1.backward(dh) : dh;
+    const da = dao ? attn.backward(dao) : null;
     // dx = dh + norm1's dx, likewise
     const dx = this.computeInputGrad ? buf.shared(this.scratchSlot ? 'dx1' : 'dx0', N * C) : null;
     dx?.set(dh);
@@ -203,14 +230,14 @@ export abstract class DecoderLM extends Module implements CausalLM {
   abstract readonly info: CausalLMInfo;
   readonly config: Readonly<Record<string, unknown>>;
   readonly dnames: DecoderLMNames;
-  /** keys hidden beyond this many slots before the query (0: no sliding window) */
-  slidingWindow = 0;
   private logitsBlockSet: number | null = null;
   private readonly ckpt = new GradientCheckpointing(false);
   /** the blocks' shared scratch when they run without checkpointing */
   private readonly scratch = new SharedScratch();
   private gc = false;
   private last: { B: number; T: number; N: number; inputGrad: boolean; lastOnly: boolean; usedCache: boolean; hn: Float32Array } | null = null;
+  /** c of the logits' softcapping, c·tanh(logits / c) (Gemma's final_logit_softcapping); 0: none */
+  protected logitSoftcap = 0;
 
   constructor(config: Readonly<Record<string, unknown>>, names: DecoderLMNames) {
     super();
@@ -256,8 +283,9 @@ export abstract class DecoderLM extends Module implements CausalLM {
     return this.getModule(this.dnames.head) as unknown as RowLayer;
   }
 
+  /** A KV cache for this model: a sliding layer's keeps only its window (docs/ARCHITECTURE.md §Model families). */
   createCache(): KVCache {
-    return new KVCache(this.layers.length);
+    return new KVCache(this.layers.length, { windows: [...this.layers].map((blk) => blk.attn.core.window) });
   }
 
   /** Bytes of activations and scratch held: the modules' buffers, the blocks' shared scratch, the checkpointing arena. */
@@ -281,6 +309,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
     const { hn, rows } = this.hidden(ids, B, T, opts, `${this.info.modelType}.forward`);
     const logits = this.lmHead.forward(hn, rows);
     if (logits.length !== rows * V) throw new ShapeError(`${this.info.modelType}.forward: the LM head gave ${logits.length} values, expected [${rows}, ${V}]`);
+    if (this.logitSoftcap > 0) softcapForward(logits, this.buffers.get('softcap.t', logits.length), this.logitSoftcap);
     return logits;
   }
 
@@ -338,11 +367,14 @@ export abstract class DecoderLM extends Module implements CausalLM {
       }
       this.scratch.arena.release();
       const logits = head.forward(hn.subarray(r0 * C, (r0 + rows) * C), rows, true);
+      const capT = this.logitSoftcap > 0 ? this.buffers.get('softcap.t', rows * V) : null;
+      if (capT) softcapForward(logits, capT, this.logitSoftcap);
       const l = losses.subarray(0, rows);
       if (backward) be.crossEntropyLossGrad(l, logits, logits, t, rows, V, gradScale, IGNORE_INDEX);
       else be.crossEntropyForward(l, logits, t, rows, V, IGNORE_INDEX);
       be.sumInto(sums, slot, l);
       if (!backward) continue;
+      if (capT) softcapBackward(logits, logits, capT);
       const d = head.backward(logits);
       if (dhn && d) dhn.set(d, r0 * C);
     }
@@ -383,7 +415,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
     }
     if (maxPos >= this.info.maxPositions) throw new RangeError(`${what}: position ${maxPos} is beyond the model's ${this.info.maxPositions} positions (max_position_embeddings / n_positions)`);
     this.prepare(maxPos);
-    const amask = combineMasks(additiveMask(mask, B, T, S, this.slidingWindow), opts.attentionBias ?? null, B, T, S, what);
+    const amask = combineMasks(additiveMask(mask, B, S), opts.attentionBias ?? null, B, T, S, what);
     const N = B * T;
     const inputGrad = opts.inputGrad ?? false;
 
@@ -420,6 +452,11 @@ export abstract class DecoderLM extends Module implements CausalLM {
     if (last.usedCache) throw new Error(`${this.info.modelType}.backward: the last forward used a KV cache; backward needs a forward without one`);
     const V = this.info.vocabSize;
     if (dlogits.length !== last.N * V) throw new ShapeError(`${this.info.modelType}.backward: dlogits has ${dlogits.length} elements, expected [${last.B}, ${last.T}, ${V}]`);
+    if (this.logitSoftcap > 0) {
+      const dz = this.buffers.get('softcap.dz', dlogits.length);
+      softcapBackward(dz, dlogits, this.buffers.get('softcap.t', dlogits.length));
+      dlogits = dz;
+    }
     if (!this.planBackward()) {
       this.lmHead.backward(dlogits); // a trainable head still gets its gradient
       return null;
@@ -456,6 +493,28 @@ export abstract class DecoderLM extends Module implements CausalLM {
     if (!dh) return null;
     this.embedBackward(dh);
     return this.last!.inputGrad ? dh : null;
+  }
+}
+
+/**
+ * Softcapping z[n] ← c·tanh(z[n] / c) in place, keeping t[n] = tanh(z[n] / c) for the backward;
+ * f32 steps as torch takes them (divide, tanh, multiply).
+ */
+function softcapForward(z: Float32Array, t: Float32Array, c: number): void {
+  const f = Math.fround;
+  const cf = f(c);
+  for (let i = 0; i < z.length; i++) {
+    const ti = f(Math.tanh(f(z[i]! / cf)));
+    t[i] = ti;
+    z[i] = ti * cf;
+  }
+}
+
+/** dz[n] = dy[n] · (1 − t[n]²) (dz may alias dy) */
+function softcapBackward(dz: Float32Array, dy: Float32Array, t: Float32Array): void {
+  for (let i = 0; i < dz.length; i++) {
+    const ti = t[i]!;
+    dz[i] = dy[i]! * (1 - ti * ti);
   }
 }
 

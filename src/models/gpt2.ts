@@ -21,6 +21,7 @@ import type { DType } from '../tensor/tensor.js';
 import { ConfigReader, warnUnknownKeys, type JsonObject } from './config.js';
 import type { CausalLMInfo } from './causal-lm.js';
 import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
+import { initializerRange, linearShape, otherShape, sanitizeWith, withContainers, type ModelFamily, type ModuleShape } from './family.js';
 
 export interface GPT2Config {
   modelType: 'gpt2';
@@ -133,3 +134,36 @@ export function sanitizeGPT2Key(key: string): string | null {
   if (k === 'lm_head.weight') return null;
   return k;
 }
+
+/** The module tree of build() as shapes (ModelFamily.moduleShapes); Conv1D projections count as Linear. */
+export function gpt2ModuleShapes(cfg: GPT2Config): ModuleShape[] {
+  const { hiddenSize: C, vocabSize: V, intermediateSize: F } = cfg;
+  const mods: ModuleShape[] = [otherShape('transformer.wte', [['weight', V * C]]), otherShape('transformer.wpe', [['weight', cfg.maxPositions * C]])];
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const p = `transformer.h.${i}`;
+    mods.push(
+      otherShape(`${p}.ln_1`, [['weight', C], ['bias', C]]),
+      linearShape(`${p}.attn.c_attn`, C, 3 * C, true),
+      linearShape(`${p}.attn.c_proj`, C, C, true),
+      otherShape(`${p}.ln_2`, [['weight', C], ['bias', C]]),
+      linearShape(`${p}.mlp.c_fc`, C, F, true),
+      linearShape(`${p}.mlp.c_proj`, F, C, true),
+    );
+  }
+  mods.push(otherShape('transformer.ln_f', [['weight', C], ['bias', C]]));
+  mods.push(otherShape('lm_head')); // tied to wte: no parameters of its own
+  return withContainers(mods);
+}
+
+export const gpt2Family: ModelFamily<GPT2Config> = {
+  name: 'gpt2',
+  parseConfig: parseGPT2Config,
+  build: (cfg, opts) => new GPT2LMHeadModel(cfg, opts),
+  moduleShapes: gpt2ModuleShapes,
+  defaultTargets: ['c_attn'], // PEFT's table
+  sanitizeKey: (_cfg, key) => sanitizeGPT2Key(key),
+  sanitize: sanitizeWith((_cfg: GPT2Config, key: string) => sanitizeGPT2Key(key)),
+  initStd: (cfg) => initializerRange(cfg.raw),
+  architecture: 'GPT2LMHeadModel',
+  positionLimit: (cfg) => cfg.maxPositions,
+};

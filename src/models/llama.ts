@@ -20,6 +20,7 @@ import type { DType } from '../tensor/tensor.js';
 import { ConfigReader, warnUnknownKeys, type JsonObject } from './config.js';
 import type { CausalLMInfo } from './causal-lm.js';
 import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
+import { initializerRange, linearShape, otherShape, sanitizeWith, withContainers, type ModelFamily, type ModuleShape } from './family.js';
 import { parseRope, ropeInvFreq, type RopeSpec } from './rope.js';
 
 export const LLAMA_LIKE_TYPES = ['llama', 'mistral', 'qwen2'] as const;
@@ -43,8 +44,8 @@ export interface LlamaConfig {
   oBias: boolean;
   mlpBias: boolean;
   tieWordEmbeddings: boolean;
-  /** Mistral's sliding window (0: none) */
-  slidingWindow: number;
+  /** each layer's sliding window (0: full attention): Mistral's on every layer, Qwen2's from max_window_layers */
+  layerWindows: number[];
   /** the JSON the config came from */
   raw: JsonObject;
 }
@@ -77,13 +78,11 @@ export function parseLlamaConfig(json: JsonObject, where = 'config.json'): Llama
   let qkvBias: boolean;
   let oBias: boolean;
   let mlpBias = false;
-  let slidingWindow = 0;
+  let layerWindows: number[] = new Array<number>(numLayers).fill(0);
   if (modelType === 'qwen2') {
     qkvBias = true;
     oBias = false;
-    const useSw = r.bool('use_sliding_window', false);
-    r.known('sliding_window', 'max_window_layers');
-    if (useSw) r.fail(`"use_sliding_window": true is not supported for qwen2 (per-layer windows); expected false`);
+    layerWindows = parseQwenWindows(r, numLayers);
   } else {
     const ab = r.bool('attention_bias', false);
     qkvBias = ab;
@@ -92,7 +91,7 @@ export function parseLlamaConfig(json: JsonObject, where = 'config.json'): Llama
     if (modelType === 'mistral') {
       const sw = r.json['sliding_window'];
       r.known('sliding_window');
-      if (sw !== undefined && sw !== null) slidingWindow = r.int('sliding_window');
+      if (sw !== undefined && sw !== null) layerWindows.fill(r.int('sliding_window'));
     }
   }
   const tieWordEmbeddings = r.bool('tie_word_embeddings', false);
@@ -102,8 +101,40 @@ export function parseLlamaConfig(json: JsonObject, where = 'config.json'): Llama
   warnUnknownKeys(r);
   return {
     modelType, vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, maxPositions,
-    rmsNormEps, rope, qkvBias, oBias, mlpBias, tieWordEmbeddings, slidingWindow, raw: json,
+    rmsNormEps, rope, qkvBias, oBias, mlpBias, tieWordEmbeddings, layerWindows, raw: json,
   };
+}
+
+/**
+ * Qwen2 / Qwen3 sliding layers, as their configs set them: with use_sliding_window, the
+ * layers `layer_types` marks "sliding_attention", or without layer_types those from
+ * max_window_layers on, attend within sliding_window; without it every layer is full.
+ */
+export function parseQwenWindows(r: ConfigReader, numLayers: number): number[] {
+  const windows = new Array<number>(numLayers).fill(0);
+  const use = r.bool('use_sliding_window', false);
+  r.known('sliding_window', 'max_window_layers', 'layer_types');
+  const types = parseLayerTypes(r, numLayers);
+  if (!use) return windows;
+  const w = r.int('sliding_window');
+  const maxWindowLayers = r.int('max_window_layers', 28, 0);
+  for (let i = 0; i < numLayers; i++) {
+    const sliding = types ? types[i] === 'sliding_attention' : i >= maxWindowLayers;
+    if (sliding) windows[i] = w;
+  }
+  return windows;
+}
+
+/** config.json `layer_types`: one of "full_attention" / "sliding_attention" per layer, or null when absent. */
+export function parseLayerTypes(r: ConfigReader, numLayers: number): ('full_attention' | 'sliding_attention')[] | null {
+  const v = r.json['layer_types'];
+  r.known('layer_types');
+  if (v === undefined || v === null) return null;
+  if (!Array.isArray(v) || v.length !== numLayers || !v.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
+    r.fail(`"layer_types" must be an array of ${numLayers} (num_hidden_layers) entries, each "full_attention" or "sliding_attention", got ${JSON.stringify(v)}`);
+    return null;
+  }
+  return v as ('full_attention' | 'sliding_attention')[];
 }
 
 export interface BuildOptions {
@@ -124,7 +155,6 @@ export class LlamaForCausalLM extends DecoderLM {
     const dtype = opts.dtype ?? 'f32';
     const C = cfg.hiddenSize;
     this.info = { modelType: cfg.modelType, vocabSize: cfg.vocabSize, hiddenSize: C, numLayers: cfg.numLayers, maxPositions: Infinity };
-    this.slidingWindow = cfg.slidingWindow;
     this.rope = new Rope(cfg.headDim, { invFreq: ropeInvFreq(cfg.rope), layout: 'half' });
     this.ropeSeqLen = cfg.rope.originalMaxPositions ?? 0;
 
@@ -141,6 +171,7 @@ export class LlamaForCausalLM extends DecoderLM {
         bias: cfg.qkvBias,
         oBias: cfg.oBias,
         rope: this.rope,
+        window: cfg.layerWindows[i]!,
         dtype,
       });
       const block = new DecoderBlock(C, { norm1: 'input_layernorm', attn: 'self_attn', norm2: 'post_attention_layernorm', mlp: 'mlp' }, {
@@ -196,3 +227,50 @@ export function sanitizeLlamaKey(cfg: LlamaConfig, key: string): string | null {
   if (cfg.tieWordEmbeddings && key === 'lm_head.weight') return null;
   return key;
 }
+
+/** The module tree of build() as shapes (ModelFamily.moduleShapes). */
+export function llamaModuleShapes(cfg: LlamaConfig): ModuleShape[] {
+  const { hiddenSize: C, vocabSize: V, numHeads: H, numKvHeads: KV, headDim: D, intermediateSize: F } = cfg;
+  const mods: ModuleShape[] = [otherShape('model.embed_tokens', [['weight', V * C]])];
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    mods.push(
+      otherShape(`${p}.input_layernorm`, [['weight', C]]),
+      linearShape(`${p}.self_attn.q_proj`, C, H * D, cfg.qkvBias),
+      linearShape(`${p}.self_attn.k_proj`, C, KV * D, cfg.qkvBias),
+      linearShape(`${p}.self_attn.v_proj`, C, KV * D, cfg.qkvBias),
+      linearShape(`${p}.self_attn.o_proj`, H * D, C, cfg.oBias),
+      otherShape(`${p}.post_attention_layernorm`, [['weight', C]]),
+      linearShape(`${p}.mlp.gate_proj`, C, F, cfg.mlpBias),
+      linearShape(`${p}.mlp.up_proj`, C, F, cfg.mlpBias),
+      linearShape(`${p}.mlp.down_proj`, F, C, cfg.mlpBias),
+    );
+  }
+  mods.push(otherShape('model.norm', [['weight', C]]));
+  mods.push(cfg.tieWordEmbeddings ? otherShape('lm_head') : linearShape('lm_head', C, V, false));
+  return withContainers(mods);
+}
+
+/** A family with LLaMA's architecture (this file), for one model_type. */
+function llamaLike(name: LlamaLikeType, architecture: string, defaultTargets: readonly string[] | null): ModelFamily<LlamaConfig> {
+  return {
+    name,
+    parseConfig: (json, where) => {
+      const cfg = parseLlamaConfig(json, where);
+      if (cfg.modelType !== name) throw new Error(`${where ?? 'config.json'}: "model_type" is ${JSON.stringify(cfg.modelType)}, expected ${JSON.stringify(name)}`);
+      return cfg;
+    },
+    build: (cfg, opts) => new LlamaForCausalLM(cfg, opts),
+    moduleShapes: llamaModuleShapes,
+    defaultTargets,
+    sanitizeKey: sanitizeLlamaKey,
+    sanitize: sanitizeWith(sanitizeLlamaKey),
+    initStd: (cfg) => initializerRange(cfg.raw),
+    architecture,
+  };
+}
+
+// default targets: PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+export const llamaFamily = llamaLike('llama', 'LlamaForCausalLM', ['q_proj', 'v_proj']);
+export const mistralFamily = llamaLike('mistral', 'MistralForCausalLM', ['q_proj', 'v_proj']);
+export const qwen2Family = llamaLike('qwen2', 'Qwen2ForCausalLM', ['q_proj', 'v_proj']);

@@ -34,7 +34,7 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderLM {
  * Tied weights are written once, under the embedding's key, as transformers does.
  */
 export async function saveModel(model: DecoderLM, dir: string, opts: SaveModelOptions = {}): Promise<void> {
-  const architecture = getModelFamily(model.info.modelType).architecture(model.info.modelType);
+  const architecture = getModelFamily(model.info.modelType).architecture;
   await writeModelFolder(dir, model.stateDict(), model.config, architecture, opts);
 }
 

@@ -138,12 +138,19 @@ export class Rope {
 export interface KVCacheOptions {
   /** key slots per row to allocate up front (grown on demand); default: the first append's T */
   capacity?: number | undefined;
+  /**
+   * the layer's sliding window (0: none): the cache keeps only the keys a later query can
+   * still see, the last window − 1 (dropped in bulk, so it holds at most 2·window + T)
+   */
+  window?: number | undefined;
 }
 
 /**
- * One layer's cache: k, v [B, capacity, Hkv·D], the first `length` slots of each row filled.
- * Sized by its first append; reset() empties it (keeping the memory), select() keeps a
- * subset of batch rows.
+ * One layer's cache: k, v [B, capacity, Hkv·D]. Slots are numbered from the start of the
+ * sequence; `length` of them were appended, and the cache holds slots start..length − 1
+ * (`held` of them) at the front of each row: start is 0 unless a sliding window let it drop
+ * the oldest (docs/ARCHITECTURE.md §Model families). Sized by its first append; reset()
+ * empties it (keeping the memory), select() keeps a subset of batch rows.
  */
 export class LayerKVCache {
   /** B: batch rows */
@@ -152,31 +159,62 @@ export class LayerKVCache {
   kvDim = 0;
   /** slots per row */
   capacity = 0;
-  /** filled slots per row (S after the last append) */
+  /** slots appended per row (S after the last append) */
   length = 0;
+  /** the first slot held (slots before it were outside the sliding window and dropped) */
+  start = 0;
   k: Float32Array = new Float32Array(0);
   v: Float32Array = new Float32Array(0);
+  /** the sliding window (0: none) */
+  readonly window: number;
   private readonly initialCapacity: number;
 
   constructor(opts: KVCacheOptions = {}) {
     this.initialCapacity = opts.capacity ?? 0;
+    this.window = opts.window ?? 0;
+  }
+
+  /** slots held per row (length − start) */
+  get held(): number {
+    return this.length - this.start;
   }
 
   /** Empties the cache (keeps the memory for the next sequence). */
   reset(): void {
     this.length = 0;
+    this.start = 0;
   }
 
-  /** Makes room for S slots per row, copying what is filled. */
+  /**
+   * With a sliding window, drops all but the last window − 1 slots of each row (what a next
+   * query can still see) once the cache holds 2·window, or would have to grow for `incoming`.
+   */
+  private trim(incoming: number): void {
+    const w = this.window;
+    if (w <= 0) return;
+    const keep = w - 1;
+    const held = this.held;
+    if (held <= keep || (held < 2 * w && held + incoming <= this.capacity)) return;
+    const { batch: B, kvDim: W, capacity: cap } = this;
+    const drop = held - keep;
+    for (let b = 0; b < B; b++) {
+      const row = b * cap * W;
+      this.k.copyWithin(row, row + drop * W, row + held * W);
+      this.v.copyWithin(row, row + drop * W, row + held * W);
+    }
+    this.start += drop;
+  }
+
+  /** Makes room for S held slots per row, copying what is filled. */
   reserve(S: number): void {
     if (S <= this.capacity) return;
     const cap = Math.max(S, 2 * this.capacity);
-    const { batch: B, kvDim: W, length: L } = this;
+    const { batch: B, kvDim: W, held: L } = this;
     const be = getBackend();
     const k = be.memory.alloc(B * cap * W);
     const v = be.memory.alloc(B * cap * W);
     if (L > 0) {
-      // each row's L filled slots, from rows of the old capacity to rows of the new
+      // each row's L held slots, from rows of the old capacity to rows of the new
       const g = { rows: B, cols: L * W, dstStride: cap * W, srcStride: this.capacity * W };
       be.copy2d(k, this.k, g);
       be.copy2d(v, this.v, g);
@@ -195,16 +233,17 @@ export class LayerKVCache {
       this.k = new Float32Array(0);
       this.v = new Float32Array(0);
     } else if (B !== this.batch || kvDim !== this.kvDim) {
-      throw new ShapeError(`LayerKVCache.append: new keys are [${B}, ${T}, ${kvDim}], the cache holds [${this.batch}, ${this.length}, ${this.kvDim}]`);
+      throw new ShapeError(`LayerKVCache.append: new keys are [${B}, ${T}, ${kvDim}], the cache holds [${this.batch}, ${this.held}, ${this.kvDim}]`);
     }
     if (k.length !== B * T * kvDim || v.length !== B * T * kvDim) {
       throw new ShapeError(`LayerKVCache.append: k has ${k.length} and v ${v.length} elements, expected [${B}, ${T}, ${kvDim}] = ${B * T * kvDim}`);
     }
-    this.reserve(Math.max(this.length + T, this.initialCapacity));
+    this.trim(T);
+    this.reserve(Math.max(this.held + T, this.initialCapacity));
     const cap = this.capacity;
     const be = getBackend();
-    // row b's T new slots go after its filled ones
-    const g = { rows: B, cols: T * kvDim, dstOffset: this.length * kvDim, dstStride: cap * kvDim };
+    // row b's T new slots go after its held ones
+    const g = { rows: B, cols: T * kvDim, dstOffset: this.held * kvDim, dstStride: cap * kvDim };
     be.copy2d(this.k, k, g);
     be.copy2d(this.v, v, g);
     this.length += T;
@@ -213,6 +252,7 @@ export class LayerKVCache {
   /** Keeps batch rows `rows` (in that order) and drops the others: rows[j] becomes row j. */
   select(rows: readonly number[]): void {
     if (this.length === 0) return; // empty: the next append sizes it
+    const held = this.held;
     for (const r of rows) {
       if (!Number.isInteger(r) || r < 0 || r >= this.batch) throw new RangeError(`LayerKVCache.select: row ${r} is out of range for a batch of ${this.batch}`);
     }
@@ -225,7 +265,7 @@ export class LayerKVCache {
       for (let j = 0; j < rows.length; j++) {
         const r = rows[j]!;
         if (r === j) continue;
-        const g = { rows: 1, cols: this.length * W, dstOffset: j * rowSize, srcOffset: r * rowSize };
+        const g = { rows: 1, cols: held * W, dstOffset: j * rowSize, srcOffset: r * rowSize };
         be.copy2d(this.k, this.k, g);
         be.copy2d(this.v, this.v, g);
       }
@@ -236,7 +276,7 @@ export class LayerKVCache {
       const k = be.memory.alloc(rows.length * rowSize);
       const v = be.memory.alloc(rows.length * rowSize);
       rows.forEach((r, j) => {
-        const g = { rows: 1, cols: this.length * W, dstOffset: j * rowSize, srcOffset: r * rowSize };
+        const g = { rows: 1, cols: held * W, dstOffset: j * rowSize, srcOffset: r * rowSize };
         be.copy2d(k, this.k, g);
         be.copy2d(v, this.v, g);
       });
@@ -256,8 +296,10 @@ export class LayerKVCache {
 export class KVCache {
   readonly layers: LayerKVCache[];
 
-  constructor(nLayers: number, opts: KVCacheOptions = {}) {
-    this.layers = Array.from({ length: nLayers }, () => new LayerKVCache(opts));
+  /** `windows[i]`: layer i's sliding window (0 or absent: none; KVCacheOptions.window) */
+  constructor(nLayers: number, opts: Omit<KVCacheOptions, 'window'> & { windows?: readonly number[] | undefined } = {}) {
+    const { windows, ...rest } = opts;
+    this.layers = Array.from({ length: nLayers }, (_, i) => new LayerKVCache({ ...rest, window: windows?.[i] ?? 0 }));
   }
 
   layer(i: number): LayerKVCache {
@@ -323,6 +365,8 @@ export interface AttentionCoreOptions {
   scale?: number | undefined;
   /** rotary embedding applied to q and k; none when null/absent */
   rope?: Rope | null | undefined;
+  /** sliding window: a query sees no key window or more slots before it (0/absent: none) */
+  window?: number | undefined;
 }
 
 /**
@@ -337,6 +381,8 @@ export class AttentionCore extends Module {
   readonly headDim: number;
   readonly causal: boolean;
   readonly scale: number;
+  /** sliding window (0: none), computed by the attention kernel (AttentionArgs.window) */
+  readonly window: number;
   rope: Rope | null;
   private saved: {
     q: Float32Array;
@@ -363,6 +409,8 @@ export class AttentionCore extends Module {
     this.causal = opts.causal ?? true;
     this.scale = opts.scale ?? 1 / Math.sqrt(opts.headDim);
     this.rope = opts.rope ?? null;
+    this.window = opts.window ?? 0;
+    if (!(Number.isInteger(this.window) && this.window >= 0)) throw new RangeError(`AttentionCore: window must be a non-negative integer, got ${opts.window}`);
   }
 
   /** out[B, T, Hq·D] (owned by the core) from q[B, T, Hq·D], k, v[B, T, Hkv·D] */
@@ -404,19 +452,28 @@ export class AttentionCore extends Module {
 
     const out = this.buffers.get('attn.out', B * T * qDim);
     const lse = this.buffers.get('attn.lse', B * Hq * T);
-    const args: AttentionArgs = { B, T, S, Hq, Hkv, D, causal: this.causal, scale: this.scale, mask };
+    const args: AttentionArgs = { B, T, S, Hq, Hkv, D, causal: this.causal, scale: this.scale, mask, window: this.window };
     if (!cache) {
       be.attentionForward(out, lse, qr, kr, v, args);
     } else {
+      if (cache.window !== this.window) throw new Error(`AttentionCore.forward: the KV cache layer was made for a window of ${cache.window}, the layer attends with ${this.window} (make the cache with the model's createCache())`);
       cache.append(kr, v, B, T, kvDim);
-      // each row's S filled slots are contiguous in the cache: attend row by row
+      // each row's held slots (start..S − 1) are contiguous in the cache: attend row by row;
+      // the mask's columns before start belong to dropped slots
       const cap = cache.capacity;
+      const H = cache.held;
+      const st = cache.start;
       const fullMask = mask !== null && mask.length === B * T * S;
       for (let b = 0; b < B; b++) {
-        const kb = cache.k.subarray(b * cap * kvDim, (b * cap + S) * kvDim);
-        const vb = cache.v.subarray(b * cap * kvDim, (b * cap + S) * kvDim);
-        const mb = mask ? (fullMask ? mask.subarray(b * T * S, (b + 1) * T * S) : mask.subarray(b * S, (b + 1) * S)) : null;
-        be.attentionForward(out.subarray(b * T * qDim, (b + 1) * T * qDim), lse.subarray(b * Hq * T, (b + 1) * Hq * T), qr.subarray(b * T * qDim, (b + 1) * T * qDim), kb, vb, { ...args, B: 1, mask: mb });
+        const kb = cache.k.subarray(b * cap * kvDim, (b * cap + H) * kvDim);
+        const vb = cache.v.subarray(b * cap * kvDim, (b * cap + H) * kvDim);
+        let mb: Float32Array | null = null;
+        if (mask && !fullMask) mb = mask.subarray(b * S + st, (b + 1) * S);
+        else if (mask) {
+          mb = st === 0 ? mask.subarray(b * T * S, (b + 1) * T * S) : new Float32Array(T * H);
+          if (st > 0) for (let t = 0; t < T; t++) mb.set(mask.subarray((b * T + t) * S + st, (b * T + t + 1) * S), t * H);
+        }
+        be.attentionForward(out.subarray(b * T * qDim, (b + 1) * T * qDim), lse.subarray(b * Hq * T, (b + 1) * Hq * T), qr.subarray(b * T * qDim, (b + 1) * T * qDim), kb, vb, { ...args, B: 1, S: H, mask: mb });
       }
     }
     this.saved = { q: qr, k: kr, v, out, lse, positions: positions ?? new Int32Array(0), rope: this.rope, args: { ...args, S: T }, past };
@@ -463,6 +520,8 @@ export interface MultiHeadAttentionOptions {
   /** multiplies q·k; default 1/√D */
   scale?: number | undefined;
   rope?: Rope | null | undefined;
+  /** sliding window (AttentionCoreOptions.window) */
+  window?: number | undefined;
   /** projection weights stored [in, out] (GPT-2 Conv1D) */
   transposed?: boolean | undefined;
   dtype?: Tensor['dtype'] | undefined;
@@ -511,7 +570,7 @@ export class MultiHeadAttention extends Module {
       this.registerModule(this.names.v, lin(hiddenSize, Hkv * D, bias));
     }
     this.registerModule(this.names.o, lin(Hq * D, hiddenSize, opts.oBias ?? bias));
-    this.core = new AttentionCore({ nHeads: Hq, nKvHeads: Hkv, headDim: D, causal: opts.causal ?? true, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), rope: opts.rope ?? null });
+    this.core = new AttentionCore({ nHeads: Hq, nKvHeads: Hkv, headDim: D, causal: opts.causal ?? true, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), rope: opts.rope ?? null, window: opts.window ?? 0 });
   }
 
   get qProj(): RowLayer {
@@ -605,7 +664,7 @@ export class MultiHeadAttention extends Module {
 }
 
 /** Splits rows of src[N, Σw] into dst[j][N, w[j]] (side by side, in order): one strided copy each. */
-function splitColumns(src: Float32Array, N: number, dst: Float32Array[], w: number[]): void {
+export function splitColumns(src: Float32Array, N: number, dst: Float32Array[], w: number[]): void {
   const be = getBackend();
   let W = 0;
   for (const x of w) W += x;
@@ -617,7 +676,7 @@ function splitColumns(src: Float32Array, N: number, dst: Float32Array[], w: numb
 }
 
 /** The inverse of splitColumns: writes out[N, Σw] from src[j][N, w[j]]. */
-function joinColumns(out: Float32Array, N: number, src: Float32Array[], w: number[]): void {
+export function joinColumns(out: Float32Array, N: number, src: Float32Array[], w: number[]): void {
   const be = getBackend();
   let W = 0;
   for (const x of w) W += x;

@@ -1,28 +1,41 @@
 // The two MLP shapes of decoder blocks, over rows x[N, C] with hidden width H:
-//   GatedMLP (LLaMA, Mistral, Qwen): y = down(silu(gate(x)) · up(x))
+//   GatedMLP (LLaMA, Mistral, Qwen): y = down(act(gate(x)) · up(x)), act silu (SwiGLU) or the
+//                                     tanh gelu (GeGLU, Gemma); gate and up may be one fused
+//                                     projection C → 2H, gate in the first H columns (Phi-3's
+//                                     gate_up_proj: LoRA then adapts the fused projection, as PEFT)
 //   GeluMLP (GPT-2, BERT, OPT …):    y = proj(gelu(fc(x)))
 // Children are RowLayers named as in the checkpoint (configurable) and are looked up
 // through the module tree on every call, so LoRA injection may replace them.
 import { getBackend, type GeluApprox } from '../backend/index.js';
 import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { joinColumns, splitColumns } from './attention.js';
 import { Linear } from './linear.js';
 import type { RowLayer } from './linear.js';
 import { Module } from './module.js';
 import { addInputGrad, childRowLayer, hasTrainable } from './rowlayer.js';
 
+/** The gate's activation: silu (SwiGLU) or gelu with the tanh approximation (GeGLU, gelu_pytorch_tanh). */
+export type GateActivation = 'silu' | 'gelu_tanh';
+
 export interface GatedMLPOptions {
   /** biases on all three projections (default false) */
   bias?: boolean | undefined;
   dtype?: Tensor['dtype'] | undefined;
-  /** child names; default gate_proj, up_proj, down_proj */
-  names?: { gate?: string; up?: string; down?: string } | undefined;
+  /** default 'silu' */
+  activation?: GateActivation | undefined;
+  /**
+   * child names; default gate_proj, up_proj, down_proj. With `gateUp` set (Phi-3: 'gate_up_proj')
+   * one fused projection C → 2H gives gate (first H columns) and up side by side.
+   */
+  names?: { gate?: string; up?: string; down?: string; gateUp?: string } | undefined;
 }
 
-/** y[N, C] = down(silu(gate(x)) · up(x)), gate/up: C → H, down: H → C */
+/** y[N, C] = down(act(gate(x)) · up(x)), gate/up: C → H (or gate_up: C → 2H), down: H → C */
 export class GatedMLP extends Module {
   readonly hiddenSize: number;
   readonly intermediateSize: number;
-  readonly names: { gate: string; up: string; down: string };
+  readonly activation: GateActivation;
+  readonly names: { gate: string; up: string; down: string; gateUp: string | null };
   /** whether backward() computes dx */
   computeInputGrad = true;
   private N = 0;
@@ -33,11 +46,23 @@ export class GatedMLP extends Module {
     super();
     this.hiddenSize = hiddenSize;
     this.intermediateSize = intermediateSize;
-    this.names = { gate: opts.names?.gate ?? 'gate_proj', up: opts.names?.up ?? 'up_proj', down: opts.names?.down ?? 'down_proj' };
+    this.activation = opts.activation ?? 'silu';
+    const n = opts.names ?? {};
+    this.names = { gate: n.gate ?? 'gate_proj', up: n.up ?? 'up_proj', down: n.down ?? 'down_proj', gateUp: n.gateUp ?? null };
     const lin = (i: number, o: number): Linear => new Linear(i, o, { bias: opts.bias ?? false, dtype: opts.dtype ?? 'f32' });
-    this.registerModule(this.names.gate, lin(hiddenSize, intermediateSize));
-    this.registerModule(this.names.up, lin(hiddenSize, intermediateSize));
+    if (this.names.gateUp) {
+      this.registerModule(this.names.gateUp, lin(hiddenSize, 2 * intermediateSize));
+    } else {
+      this.registerModule(this.names.gate, lin(hiddenSize, intermediateSize));
+      this.registerModule(this.names.up, lin(hiddenSize, intermediateSize));
+    }
     this.registerModule(this.names.down, lin(intermediateSize, hiddenSize));
+  }
+
+  /** the fused gate/up projection (only with names.gateUp) */
+  get gateUp(): RowLayer {
+    if (!this.names.gateUp) throw new Error('GatedMLP.gateUp: this MLP has separate gate and up projections');
+    return childRowLayer(this, this.names.gateUp, 'GatedMLP');
   }
 
   get gate(): RowLayer {
@@ -52,6 +77,7 @@ export class GatedMLP extends Module {
 
   /** whether backward() reads the x of forward (see RowLayer.savesInput) */
   get savesInput(): boolean {
+    if (this.names.gateUp) return this.gateUp.savesInput !== false;
     return this.gate.savesInput !== false || this.up.savesInput !== false;
   }
 
@@ -60,12 +86,22 @@ export class GatedMLP extends Module {
     const C = this.hiddenSize;
     const H = this.intermediateSize;
     if (x.length !== N * C) throw new ShapeError(`GatedMLP.forward: x has ${x.length} elements, expected [${N}, ${C}] = ${N * C}`);
-    const g = this.gate.forward(x, N); // [N, H]
-    const u = this.up.forward(x, N); // [N, H]
+    let g: Float32Array;
+    let u: Float32Array;
+    if (this.names.gateUp) {
+      const gu = this.gateUp.forward(x, N, true); // [N, 2H], split into copies at once
+      g = this.buffers.get('g', N * H);
+      u = this.buffers.get('u', N * H);
+      splitColumns(gu, N, [g, u], [H, H]);
+    } else {
+      g = this.gate.forward(x, N); // [N, H]
+      u = this.up.forward(x, N); // [N, H]
+    }
     const down = this.down;
     // h is read again only by a down projection that learns
     const h = down.savesInput === false ? this.buffers.scratch('h', N * H) : this.buffers.get('h', N * H);
-    getBackend().swigluForward(h, g, u);
+    if (this.activation === 'silu') getBackend().swigluForward(h, g, u);
+    else gegluForward(h, g, u);
     this.g = g;
     this.u = u;
     this.N = N;
@@ -80,23 +116,50 @@ export class GatedMLP extends Module {
     if (!g || !u) throw new Error('GatedMLP.backward called before forward');
     if (dy.length !== N * C) throw new ShapeError(`GatedMLP.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
     if (!this.computeInputGrad && !hasTrainable(this)) return null;
-    const gate = this.gate;
-    const up = this.up;
     const down = this.down;
+    const inner = this.names.gateUp ? [this.names.gateUp] : [this.names.gate, this.names.up];
     // dh is needed only when something below down needs a gradient
-    down.computeInputGrad = this.computeInputGrad || hasTrainable(this.getModule(this.names.gate)) || hasTrainable(this.getModule(this.names.up));
-    gate.computeInputGrad = this.computeInputGrad;
-    up.computeInputGrad = this.computeInputGrad;
+    down.computeInputGrad = this.computeInputGrad || inner.some((n) => hasTrainable(this.getModule(n)));
     const dh = down.backward(dy); // [N, H]
     if (!dh) return null;
     const dg = this.buffers.scratch('dg', N * H);
     const du = this.buffers.scratch('du', N * H);
-    getBackend().swigluBackward(dg, du, dh, g, u, false);
+    if (this.activation === 'silu') getBackend().swigluBackward(dg, du, dh, g, u, false);
+    else gegluBackward(dg, du, dh, g, u);
+    if (this.names.gateUp) {
+      const gateUp = this.gateUp;
+      gateUp.computeInputGrad = this.computeInputGrad;
+      const dgu = this.buffers.scratch('dgu', N * 2 * H);
+      joinColumns(dgu, N, [dg, du], [H, H]);
+      const dx = gateUp.backward(dgu);
+      return this.computeInputGrad ? dx : null;
+    }
+    const gate = this.gate;
+    const up = this.up;
+    gate.computeInputGrad = this.computeInputGrad;
+    up.computeInputGrad = this.computeInputGrad;
     // dx = gate's dx, with up's added into it
     const dxg = gate.backward(dg);
     const dx = addInputGrad(up, du, dxg ?? undefined);
     return this.computeInputGrad && dxg ? dx : null;
   }
+}
+
+/** h[n] = gelu_tanh(g[n]) · u[n] (GeGLU) */
+function gegluForward(h: Float32Array, g: Float32Array, u: Float32Array): void {
+  getBackend().geluForward(h, g, 'tanh');
+  for (let i = 0; i < h.length; i++) h[i] = h[i]! * u[i]!;
+}
+
+/** writes dg[n] = dh[n] · u[n] · gelu_tanh'(g[n]), du[n] = dh[n] · gelu_tanh(g[n]) */
+function gegluBackward(dg: Float32Array, du: Float32Array, dh: Float32Array, g: Float32Array, u: Float32Array): void {
+  const be = getBackend();
+  // du holds dh · u for a moment: the gelu backward adds gelu'(g) times it into the zeroed dg
+  for (let i = 0; i < du.length; i++) du[i] = dh[i]! * u[i]!;
+  dg.fill(0);
+  be.geluBackward(dg, g, du, 'tanh');
+  be.geluForward(du, g, 'tanh');
+  for (let i = 0; i < du.length; i++) du[i] = du[i]! * dh[i]!;
 }
 
 export interface GeluMLPOptions {

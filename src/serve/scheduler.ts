@@ -492,7 +492,11 @@ export class Scheduler {
       const any = sources.find((s) => s.cache.layers[i]!.length > 0);
       if (!any) continue;
       const W = any.cache.layers[i]!.kvDim;
-      const cap = S + 16; // room for a few steps before the cache grows itself
+      // a sliding layer holds only its last slots (LayerKVCache.start): each row brings what
+      // its cache still holds of its sequence, right-aligned to the H slots the new cache holds
+      const held = (src: Source): number => Math.min(src.seq.cached, src.cache.layers[i]!.held);
+      const H = Math.max(...sources.map(held));
+      const cap = H + 16; // room for a few steps before the cache grows itself
       // buffers for maxBatch rows, viewed as B: later rows can join without a copy
       const rowsRoom = Math.max(B, this.maxBatch);
       const be = getBackend();
@@ -500,15 +504,15 @@ export class Scheduler {
       const v = be.memory.alloc(rowsRoom * cap * W).subarray(0, B * cap * W);
       sources.forEach((src, j) => {
         const l = src.cache.layers[i]!;
-        const c = src.seq.cached;
-        const g = { rows: 1, cols: c * W, srcOffset: (src.row * l.capacity + (l.length - c)) * W, dstOffset: (j * cap + S - c) * W };
+        const c = held(src);
+        const g = { rows: 1, cols: c * W, srcOffset: (src.row * l.capacity + (l.held - c)) * W, dstOffset: (j * cap + H - c) * W };
         if (c > 0) {
           be.copy2d(k, l.k, g);
           be.copy2d(v, l.v, g);
         }
       });
       // LayerKVCache's fields are public: set the filled cache directly
-      Object.assign(next.layers[i]!, { batch: B, kvDim: W, capacity: cap, length: S, k, v });
+      Object.assign(next.layers[i]!, { batch: B, kvDim: W, capacity: cap, length: S, start: S - H, k, v });
     }
     this.cache = next;
     this.rows = sources.map((s) => ({ seq: s.seq }));
@@ -536,16 +540,17 @@ export class Scheduler {
       const { capacity: cap, kvDim: W } = l;
       const k = new Float32Array(l.k.buffer, l.k.byteOffset, B * cap * W);
       const v = new Float32Array(l.v.buffer, l.v.byteOffset, B * cap * W);
+      const H = l.held; // fewer than S in a sliding layer (LayerKVCache.start)
       joined.forEach((src, jj) => {
         const j = B0 + jj;
         const sl = src.cache.layers[i]!;
-        const c = src.seq.cached;
-        const from = (src.row * sl.capacity + (sl.length - c)) * W;
-        // the padding in front is masked; cleared so no stale value can reach a product
-        k.fill(0, j * cap * W, (j * cap + S - c) * W);
-        v.fill(0, j * cap * W, (j * cap + S - c) * W);
+        const c = Math.min(src.seq.cached, sl.held, H);
+        const from = (src.row * sl.capacity + (sl.held - c)) * W;
+        // the padding in front is masked (or outside the window); cleared so no stale value can reach a product
+        k.fill(0, j * cap * W, (j * cap + H - c) * W);
+        v.fill(0, j * cap * W, (j * cap + H - c) * W);
         if (c > 0) {
-          const g = { rows: 1, cols: c * W, srcOffset: from, dstOffset: (j * cap + S - c) * W };
+          const g = { rows: 1, cols: c * W, srcOffset: from, dstOffset: (j * cap + H - c) * W };
           be.copy2d(k, sl.k, g);
           be.copy2d(v, sl.v, g);
         }

@@ -318,6 +318,13 @@ export function registerComparisons(nat: Backend, label: string): void {
       // many query blocks add into each key tile's dk, dv (summed in the task's scratch, then written)
       { name: 'MHA, causal, T = S = 300, key mask, D = 16 (fused backward)', a: { B: 1, T: 300, S: 300, Hq: 2, Hkv: 2, D: 16, causal: true }, mask: 'keys' },
       { name: 'GQA 3/1, causal, S = 260 > T = 200, full mask, D = 32 (split backward: 3 kv groups on 2 threads)', a: { B: 3, T: 200, S: 260, Hq: 3, Hkv: 1, D: 32, causal: true }, mask: 'full' },
+      // sliding windows: the kernel hides keys window or more slots before the query
+      { name: 'window 7, GQA 8/4, causal, T = S = 83, D = 32, key mask (fused backward)', a: { B: 2, T: 83, S: 83, Hq: 8, Hkv: 4, D: 32, causal: true, window: 7 }, mask: 'keys' },
+      { name: 'window 20, GQA 6/2, causal, S = 150 > T = 19 (a cache), D = 24', a: { B: 2, T: 19, S: 150, Hq: 6, Hkv: 2, D: 24, causal: true, window: 20 }, mask: 'none' },
+      { name: 'window 40, GQA 3/1, causal, T = S = 200, D = 32 (split backward)', a: { B: 3, T: 200, S: 200, Hq: 3, Hkv: 1, D: 32, causal: true, window: 40 }, mask: 'none' },
+      { name: 'window 100, MHA, causal, T = S = 300, full mask, D = 16 (tiles cut by the window)', a: { B: 2, T: 300, S: 300, Hq: 2, Hkv: 2, D: 16, causal: true, window: 100 }, mask: 'full' },
+      { name: 'window 1 (each query sees itself), T = S = 70, D = 17', a: { B: 2, T: 70, S: 70, Hq: 2, Hkv: 1, D: 17, causal: true, window: 1 }, mask: 'none' },
+      { name: 'window 32, decode step T = 1, S = 127, MQA', a: { B: 3, T: 1, S: 127, Hq: 4, Hkv: 1, D: 8, causal: true, window: 32 }, mask: 'none' },
     ];
     for (const c of cases) {
       it(`attention: ${c.name}`, () => {
@@ -355,6 +362,30 @@ export function registerComparisons(nat: Backend, label: string): void {
         assertClose(dq1, dq2, 'attention dq', 1e-4, 1e-5);
         assertClose(dk1, dk2, 'attention dk', 1e-4, 1e-5);
         assertClose(dv1, dv2, 'attention dv', 1e-4, 1e-5);
+        if (!c.a.window) return;
+        // the window is what a dense [B, T, S] mask hiding the same keys gives (each backend)
+        const dense = new Float32Array(B * T * S);
+        for (let b = 0; b < B; b++) {
+          for (let t = 0; t < T; t++) {
+            for (let s = 0; s < S; s++) {
+              const m = mask ? mask[mask.length === B * S ? b * S + s : (b * T + t) * S + s]! : 0;
+              dense[(b * T + t) * S + s] = t + S - T - s >= c.a.window ? -Infinity : m;
+            }
+          }
+        }
+        const dargs: AttentionArgs = { ...args, window: 0, mask: dense };
+        for (const be of [nat, ref]) {
+          const o = new Float32Array(o1.length);
+          const l = new Float32Array(l1.length);
+          be.attentionForward(o, l, q, k, v, dargs);
+          assertClose(o, o2, `${be.name}: window ${c.a.window} equals the dense mask (out)`, 1e-5, 2e-6);
+          const dq = new Float32Array(q.length);
+          const dk = new Float32Array(k.length);
+          const dv = new Float32Array(v.length);
+          be.attentionBackward(dq, dk, dv, dout, q, k, v, o2, l2, dargs);
+          assertClose(dq, dq2, `${be.name}: window equals the dense mask (dq)`, 1e-4, 1e-5);
+          assertClose(dk, dk2, `${be.name}: window equals the dense mask (dk)`, 1e-4, 1e-5);
+        }
       });
     }
 

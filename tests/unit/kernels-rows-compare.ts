@@ -188,7 +188,7 @@ export function registerRowComparisons(nat: Backend, label: string): void {
           const w = dt === 'f32' ? wF : toHalf(wF, dt);
           for (const tr of [false, true]) {
             for (const d of [null, delta]) {
-              const [n1, n2] = two(new Float32Array(rows));
+              const [n1, n2] = two(randn(r, O)); // rows before o0 are left as they are
               nat.weightRowNorms(n1, w, dt, tr, d, o0, rows, O, I);
               ref.weightRowNorms(n2, w, dt, tr, d, o0, rows, O, I);
               assertClose(n1, n2, `weightRowNorms [${O}, ${I}] ${dt} transposed=${tr} delta=${d ? 'yes' : 'no'}`, 1e-6, 1e-7);
@@ -206,21 +206,17 @@ export function registerRowComparisons(nat: Backend, label: string): void {
       }
     });
 
-    it('additiveMask (key padding, sliding window, no mask), addMasks ([B, S] and [B, T, S] own)', () => {
+    it('additiveMask (key padding), addMasks ([B, S] and [B, T, S] own)', () => {
       const r = rng(47);
-      for (const [B, T, S, window] of [[1, 1, 1, 0], [2, 3, 5, 0], [3, 4, 9, 2], [2, 5, 5, 3], [1, 7, 7, 0]] as const) {
+      for (const [B, T, S] of [[1, 1, 1], [2, 3, 5], [3, 4, 9], [1, 7, 7]] as const) {
         const mask = new Uint8Array(B * S);
         for (let i = 0; i < mask.length; i++) mask[i] = r() < 0.7 ? 1 : 0;
-        for (const m of [mask, null]) {
-          const n = window > 0 ? B * T * S : B * S;
-          const [a1, a2] = two(new Float32Array(n));
-          nat.additiveMask(a1, m, B, T, S, window);
-          ref.additiveMask(a2, m, B, T, S, window);
-          assertClose(a1, a2, `additiveMask B=${B} T=${T} S=${S} window=${window} mask=${m ? 'given' : 'null'}`, 0, 0);
-        }
+        const [a1, a2] = two(new Float32Array(B * S));
+        nat.additiveMask(a1, mask, B, S);
+        ref.additiveMask(a2, mask, B, S);
+        assertClose(a1, a2, `additiveMask B=${B} S=${S}`, 0, 0);
         const bias = randn(r, B * T * S);
         for (const own of [randn(r, B * S), randn(r, B * T * S)]) {
-          if (T === 1 && own.length === B * S && B * S === B * T * S) continue;
           const [o1, o2] = two(new Float32Array(B * T * S));
           nat.addMasks(o1, bias, own, B, T, S);
           ref.addMasks(o2, bias, own, B, T, S);

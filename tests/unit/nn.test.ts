@@ -787,6 +787,57 @@ for (const bname of backends) {
       }
     });
 
+    it('KV cache of a sliding-window layer: keeps only its window, and token-by-token, chunked and padded forwards equal the full one', () => {
+      const rng = new Rng(31);
+      const C = 8;
+      const B = 2;
+      const T = 23;
+      const W = 4;
+      const mha = new MultiHeadAttention(C, { nHeads: 4, nKvHeads: 2, headDim: 6, rope: new Rope(6), window: W });
+      initParams(mha, rng);
+      const x = rand(rng, B * T * C);
+      const full = mha.forward(x, { B, T }).slice();
+      // the window changes the result (keys more than W − 1 back are hidden)
+      const wide = new MultiHeadAttention(C, { nHeads: 4, nKvHeads: 2, headDim: 6, rope: new Rope(6) });
+      wide.loadStateDict(new Map(mha.namedParameters().map(([n, p]) => [n, p.value])));
+      const wideOut = wide.forward(x, { B, T });
+      assert.ok(wideOut.some((v, i) => Math.abs(v - full[i]!) > 1e-3), 'the window hides something');
+      for (const chunks of [Array.from({ length: T }, (_, t) => [t, t + 1]), [[0, 5], [5, 6], [6, 13], [13, 14], [14, 23]]]) {
+        const cache = new KVCache(1, { windows: [W] });
+        const layer = cache.layer(0);
+        const got = new Float32Array(B * T * C);
+        for (const [t0, t1] of chunks) {
+          const n = t1! - t0!;
+          const xs = new Float32Array(B * n * C);
+          for (let b = 0; b < B; b++) xs.set(x.subarray((b * T + t0!) * C, (b * T + t1!) * C), b * n * C);
+          const y = mha.forward(xs, { B, T: n, cache: layer });
+          for (let b = 0; b < B; b++) got.set(y.subarray(b * n * C, (b + 1) * n * C), (b * T + t0!) * C);
+          assert.ok(layer.held <= 2 * W + n, `held ${layer.held} slots for a window of ${W}`);
+        }
+        assert.equal(layer.length, T, 'length counts every slot appended');
+        assert.ok(layer.start > 0 && layer.held < T, 'old slots were dropped');
+        assert.ok(layer.capacity <= 2 * (2 * W + 9), `capacity ${layer.capacity} stays near the window (grown by doubling)`);
+        assertClose(got, full, 1e-5, `windowed cache, chunks ${JSON.stringify(chunks.slice(0, 2))}…`);
+      }
+      // a [B, S] padding mask over every slot: the columns of dropped slots are skipped
+      const cache = new KVCache(1, { windows: [W] });
+      const mask = new Float32Array(B * T);
+      mask[0] = -Infinity; // row 0: one pad slot in front (hidden)
+      const maskedFull = mha.forward(x, { B, T, mask }).slice();
+      const got = new Float32Array(B * T * C);
+      for (let t = 0; t < T; t++) {
+        const xs = new Float32Array(B * C);
+        for (let b = 0; b < B; b++) xs.set(x.subarray((b * T + t) * C, (b * T + t + 1) * C), b * C);
+        const m = new Float32Array(B * (t + 1));
+        m[0] = -Infinity;
+        const y = mha.forward(xs, { B, T: 1, mask: m, cache: cache.layer(0) });
+        for (let b = 0; b < B; b++) got.set(y.subarray(b * C, (b + 1) * C), (b * T + t) * C);
+      }
+      // row 0, token 0 sees no key at all: its output is zeros in both
+      assertClose(got, maskedFull, 1e-5, 'windowed cache with a padding mask');
+      assert.throws(() => mha.forward(x.subarray(0, B * C), { B, T: 1, cache: new KVCache(1).layer(0) }), /window of 0, the layer attends with 4/);
+    });
+
     it('KV cache: select(rows) drops finished rows and the rest continue as if alone; padding mask with the cache', () => {
       const rng = new Rng(23);
       const C = 8;

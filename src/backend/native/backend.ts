@@ -68,7 +68,7 @@ function rowsAdapters(addon: NativeAddon): Partial<Backend> {
     doraCombine: (out, P, wx, g, bias, N, O, bd) => void addon['doraCombine']!(out, P, wx, g, bias, N, O, dt(bd)),
     weightRowNorms: (out, w, wd, tr, delta, o0, rows, O, I) => void addon['weightRowNorms']!(out, w, dt(wd), tr, delta, o0, rows, O, I),
     scaleWeightRows: (w, num, den, tr, O, I) => void addon['scaleWeightRows']!(w, num, den, tr, O, I),
-    additiveMask: (out, mask, B, T, S, window) => void addon['additiveMask']!(out, mask, B, T, S, window),
+    additiveMask: (out, mask, B, S) => void addon['additiveMask']!(out, mask, B, S),
     addMasks: (out, bias, own, B, T, S) => void addon['addMasks']!(out, bias, own, B, T, S),
     tanhForward: (out, inp) => void addon['tanhForward']!(out, inp),
     tanhBackward: (dinp, y, dout) => void addon['tanhBackward']!(dinp, y, dout),
@@ -97,7 +97,7 @@ function opsAdapters(addon: NativeAddon): Partial<Backend> {
   const dt = (d: import('../../tensor/tensor.js').DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
   const gelu = (approx: import('../types.js').GeluApprox): number => (approx === 'tanh' ? 1 : 0);
   // attention shapes travel as one Float64Array: the addon takes at most 16 arguments
-  const dims = (g: import('../types.js').AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale);
+  const dims = (g: import('../types.js').AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale, g.window ?? 0);
   const all: Partial<Backend> = {
     add: (out, a, b) => void addon.add!(out, a, b),
     axpy: (y, x, alpha) => void addon.axpy!(y, x, alpha),

@@ -5,16 +5,19 @@ import type { AttentionArgs, Backend } from '../types.js';
 
 /**
  * Writes the score row scale·q_t·k_s + mask for query t of head h in batch b into
- * row[S] (−Infinity for hidden keys) and returns the number of keys causality lets it see.
+ * row[S] (−Infinity for hidden keys: after the query when causal, outside the sliding
+ * window) and returns the number of keys causality lets it see.
  */
 function scoreRow(row: Float64Array, q: Float32Array, k: Float32Array, a: AttentionArgs, b: number, h: number, t: number): number {
   const { T, S, Hq, Hkv, D, scale, mask } = a;
   const hk = Math.floor(h / (Hq / Hkv));
   const qo = (b * T + t) * Hq * D + h * D;
   const seen = a.causal ? t + S - T + 1 : S;
+  // a sliding window hides keys window or more slots before the query
+  const lo = a.window ? Math.max(0, t + S - T - a.window + 1) : 0;
   const fullMask = mask ? mask.length !== a.B * S : false;
   for (let s = 0; s < S; s++) {
-    if (s >= seen) {
+    if (s >= seen || s < lo) {
       row[s] = -Infinity;
       continue;
     }

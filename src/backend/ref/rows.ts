@@ -103,7 +103,7 @@ export const weightRowNorms: Backend['weightRowNorms'] = (out, w, wDtype, transp
       const v = rd(transposed ? i * O + o : o * I + i) + (delta ? delta[j * I + i]! : 0);
       ss += v * v;
     }
-    out[j] = Math.sqrt(ss);
+    out[o] = Math.sqrt(ss);
   }
 };
 
@@ -119,18 +119,8 @@ export const scaleWeightRows: Backend['scaleWeightRows'] = (w, num, den, transpo
 
 // ---- masks ----
 
-export const additiveMask: Backend['additiveMask'] = (out, mask, B, T, S, window) => {
-  if (window <= 0) {
-    for (let i = 0; i < B * S; i++) out[i] = !mask || mask[i] ? 0 : -Infinity;
-    return;
-  }
-  const P = S - T;
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      const row = (b * T + t) * S;
-      for (let s = 0; s < S; s++) out[row + s] = (!mask || mask[b * S + s] === 1) && P + t - s < window ? 0 : -Infinity;
-    }
-  }
+export const additiveMask: Backend['additiveMask'] = (out, mask, B, S) => {
+  for (let i = 0; i < B * S; i++) out[i] = mask[i] ? 0 : -Infinity;
 };
 
 export const addMasks: Backend['addMasks'] = (out, bias, own, B, T, S) => {
