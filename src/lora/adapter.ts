@@ -88,6 +88,11 @@ export class LoraAdapter {
   readonly variant: LoraVariant;
   /** activations of the last forward */
   readonly buffers: Buffers;
+  /**
+   * PiSSA: the factors the adapter started from (the base holds W − s·B₀·A₀), kept so the
+   * adapter can be saved as a plain LoRA delta on the original W (files.ts, pissaAsLora)
+   */
+  pissaInitial: { A: Float32Array; B: Float32Array } | null = null;
 
   constructor(name: string, r: number, alpha: number, useRslora: boolean, A: Parameter, B: Parameter, bias: Parameter | null, magnitude: Parameter | null, dropout: Dropout, variant: LoraVariant, buffers: Buffers) {
     this.name = name;

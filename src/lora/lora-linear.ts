@@ -173,6 +173,7 @@ export class LoraLinear extends Module implements RowLayer, AdapterLayer {
     const variant = variantFor(opts);
     const magnitude = variant.extraParameter(this, { A, B, r, scaling });
     const a = new LoraAdapter(name, r, alpha, useRslora, A, B, bias, magnitude, dropout, variant, new Buffers());
+    if (init === 'pissa' || (typeof init === 'string' && init.startsWith('pissa_niter_'))) a.pissaInitial = { A: A.data.slice(), B: B.data.slice() };
     this.adapters.set(name, a);
     return a;
   }

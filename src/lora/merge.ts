@@ -46,18 +46,22 @@ function f32Copy(t: Tensor): F32Buf {
   return out;
 }
 
-/** Stores f32 values into a parameter, in its dtype (rounded to nearest even when half). */
-function commit(p: Parameter, v: F32Buf): void {
-  const be = getBackend();
+/** f32 values as they will be stored in a parameter like p: in its dtype (rounded to nearest even when half). */
+function cast(p: Parameter, v: F32Buf): Tensor {
   const t = p.value;
-  if (t.data instanceof Float32Array) {
-    be.copy2d(t.data, v, { rows: 1, cols: t.size });
-    return;
-  }
+  if (t.dtype === 'f32') return Tensor.fromF32(v, t.shape);
+  const be = getBackend();
   const dtype = t.dtype as 'f16' | 'bf16';
   const h = be.memory.allocHalf(t.size, dtype);
   be.narrow(h, v, dtype);
-  p.value = new Tensor(dtype, t.shape, h);
+  return new Tensor(dtype, t.shape, h);
+}
+
+/** Commits a cast value: an f32 parameter is updated in place, a half one gets the new tensor. */
+function commit(p: Parameter, v: Tensor): void {
+  const t = p.value;
+  if (t.data instanceof Float32Array) getBackend().copy2d(t.data, v.f32, { rows: 1, cols: t.size });
+  else p.value = v;
 }
 
 /** How many values are NaN or ±Inf (read back: it is for the message). */
@@ -87,19 +91,22 @@ export function mergeAdapter(layer: AdapterLayer, state: MergeState, a: LoraAdap
     newBias = f32Copy(base.bias.value);
     be.axpy(newBias, a.bias.data, a.scaling);
   }
+  // the values as they will be stored: a half base rounds W + s·B·A to half here, and a
+  // finite f32 sum past the half range becomes Inf, so safe merge checks after the cast
+  const wOut = cast(base.weight, w);
+  const bOut = newBias && base.bias ? cast(base.bias, newBias) : null;
   if (safe) {
-    // Σ v² in f64 is finite exactly when every f32 value is: one readback decides
-    const acc = be.memory.allocAccumulator(1);
-    be.sumSquaresInto(acc, 0, w);
-    if (newBias) be.sumSquaresInto(acc, 0, newBias);
-    if (!Number.isFinite(acc[0]!)) {
-      const bad = nonFinite(w) + (newBias ? nonFinite(newBias) : 0);
+    // checks of the result, read back on the host (a message needs the count)
+    const bad = wOut.nonFiniteCount() + (bOut ? bOut.nonFiniteCount() : 0);
+    if (bad > 0) {
       if (half && state.names.length === 0) state.stash = null;
-      throw new Error(`safe merge: adapter "${a.name}" gives ${bad} NaN/Inf value(s) in the merged weights of module ${path || '(this layer)'}; the weights were left unchanged`);
+      const finiteBefore = nonFinite(w) + (newBias ? nonFinite(newBias) : 0) === 0;
+      const why = finiteBefore ? ` (the sum is finite in f32 but exceeds the ${W.dtype} range when stored as ${W.dtype})` : '';
+      throw new Error(`safe merge: adapter "${a.name}" gives ${bad} NaN/Inf value(s) in the merged weights of module ${path || '(this layer)'}${why}; the weights were left unchanged`);
     }
   }
-  commit(base.weight, w);
-  if (newBias && base.bias) commit(base.bias, newBias);
+  commit(base.weight, wOut);
+  if (bOut && base.bias) commit(base.bias, bOut);
   if (vstate !== undefined) state.variantState.set(a.name, vstate);
   state.names.push(a.name);
 }

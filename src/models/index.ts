@@ -22,6 +22,8 @@ export type { ModelFamily, ModuleShape } from './family.js';
 export { linearShape, otherShape, withContainers } from './family.js';
 export { llamaFamily, mistralFamily, qwen2Family, llamaModuleShapes } from './llama.js';
 export { gpt2Family, gpt2ModuleShapes } from './gpt2.js';
+export { qwen3Family, parseQwen3Config } from './qwen3.js';
+export { smollm3Family, parseSmolLM3Config } from './smollm3.js';
 export { createModel, modelFromWeights, modelFolderContents, WeightsError } from './load.js';
 export type { LoadModelOptions, CreateModelOptions, SaveModelOptions, WeightsWhere } from './load.js';
 export { EncoderClassifier, EncoderLayer, labelsFromConfig, type SequenceClassifier, type EncoderInputs, type TextInputs, type ImageInputs, type ClassifierInfo, type EncoderFamily } from './encoder.js';
