@@ -18,7 +18,10 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { createOptimizer } from '../../src/train/optimizer.js';
 import { createProgress } from '../../src/train/progress.node.js';
 import { metricsRowsUpTo, train } from '../../src/train/trainer.node.js';
+import { datasetFromJsonl } from '../../src/data/dataset.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 import { tmpDir } from '../helpers/io-tmp.js';
+import { writeByteLevelBpeTokenizer } from '../helpers/tokenizers.js';
 import { batches, makeFixture } from '../helpers/train-fixture.js';
 
 const deadPid = (): number => spawnSync(process.execPath, ['-e', '0']).pid!;
@@ -266,5 +269,33 @@ describe('PiSSA adapters saved as a plain LoRA (portable)', () => {
     const merged = fresh.model.forward(ids, 2, 6, { positionIds: pos });
     for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(merged[i]! - want[i]!));
     assert.ok(worst < 1e-4, `merged logits differ by ${worst}`);
+  });
+});
+
+describe('a huge JSONL line costs what its first tokens cost', () => {
+  it('the loader encodes a prefix of a 300 KB text or completion, and keeps exactly the whole text\'s first tokens', () => {
+    const dir = tmpDir();
+    writeByteLevelBpeTokenizer(dir, { extraWords: [' cat', ' sits', ' the', ' dog', ' runs'] });
+    const tok = loadTokenizer(dir);
+    let seen = 0;
+    const counting = new Proxy(tok, {
+      get(t, k) {
+        if (k === 'encode') return (text: string, o?: { addSpecialTokens?: boolean }) => ((seen += text.length), t.encode(text, o));
+        const v = Reflect.get(t, k, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const words = ['the', 'cat', 'sits', 'dog', 'runs', 'and', 'then', 'a'];
+    let huge = '';
+    for (let i = 0; huge.length < 300_000; i++) huge += words[(i * 7 + (i >> 3)) % words.length] + (i % 11 === 10 ? '. ' : ' ');
+    const ds = datasetFromJsonl(JSON.stringify({ text: huge }) + '\n', 'huge.jsonl', counting, { maxLength: 64 });
+    const dc = datasetFromJsonl(JSON.stringify({ prompt: 'the cat', completion: huge }) + '\n', 'huge-completion.jsonl', counting, { maxLength: 64 });
+    assert.ok(seen < huge.length / 20, `the tokenizer saw ${seen} characters of two ${huge.length}-character lines`);
+    const whole = tok.encode(huge, { addSpecialTokens: true });
+    assert.deepEqual(Array.from(ds.examples[0]!.ids), whole.slice(0, 64));
+    const p = tok.encode('the cat', { addSpecialTokens: true });
+    const c = tok.encode(huge, { addSpecialTokens: false });
+    assert.deepEqual(Array.from(dc.examples[0]!.ids), [...p, ...c].slice(0, 64));
+    assert.equal(ds.truncated + dc.truncated, 2);
   });
 });
