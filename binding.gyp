@@ -12,7 +12,8 @@
         "native/src/gemm_avx2.cc",
         "native/src/ops.cc",
         "native/src/ops_attention.cc",
-        "native/src/conv.cc"
+        "native/src/conv.cc",
+        "native/src/ops_rows.cc"
       ],
       "cflags_cc": ["-O3", "-std=c++17", "-fno-exceptions", "-Wall", "-Wno-unused-parameter"],
       "cflags_cc!": ["-fno-rtti", "-O2"],

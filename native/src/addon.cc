@@ -13,6 +13,7 @@ namespace lk {
 void RegisterGemm(napi_env env, napi_value exports);  // gemm.cc
 void RegisterOps(napi_env env, napi_value exports);   // ops.cc
 void RegisterConv(napi_env env, napi_value exports);  // conv.cc
+void RegisterRows(napi_env env, napi_value exports);  // ops_rows.cc
 bool cpu_has_avx2_fma();                              // cpu.cc
 }  // namespace lk
 
@@ -68,6 +69,7 @@ napi_value Init(napi_env env, napi_value exports) {
   lk::RegisterGemm(env, exports);
   lk::RegisterOps(env, exports);
   lk::RegisterConv(env, exports);
+  lk::RegisterRows(env, exports);
   return exports;
 }
 

@@ -17,6 +17,7 @@ namespace lk {
 void RegisterGemm(napi_env env, napi_value exports);  // napi_gemm.cc
 void RegisterOps(napi_env env, napi_value exports);   // ops.cc
 void RegisterConv(napi_env env, napi_value exports);  // conv.cc
+void RegisterRows(napi_env env, napi_value exports);  // ops_rows.cc
 }  // namespace lk
 
 #if defined(__EMSCRIPTEN__)
@@ -40,6 +41,7 @@ LK_EXPORT int lk_init() {
   lk::RegisterGemm(&g_env, &exports);
   lk::RegisterOps(&g_env, &exports);
   lk::RegisterConv(&g_env, &exports);
+  lk::RegisterRows(&g_env, &exports);
   g_env.results.clear();
   return static_cast<int>(g_fns.size());
 }

@@ -1,10 +1,14 @@
 // The current backend. The entry point chooses it (docs/ARCHITECTURE.md §Platforms and entry
 // points): lorakit's Node entry installs defaults that prefer the native addon (see
 // backend/native/select.ts); the core entry leaves the reference backend.
+import { setByteAlignment } from './host-memory.js';
 import { refBackend } from './ref/index.js';
+import { setStorageAllocator } from '../tensor/tensor.js';
 import type { Backend } from './types.js';
 
-export type { Backend, GemmArgs, AttentionArgs, AdamWArgs, GeluApprox, HalfDType, PatchArgs } from './types.js';
+export type { Accumulator, Backend, BackendMemory, Copy2dArgs, F32Buf, GemmArgs, AttentionArgs, AdamWArgs, GeluApprox, HalfBuf, HalfDType, PatchArgs, SgdArgs } from './types.js';
+export { ACC_GRAD_SQ, ACC_LOSS, ACC_SLOTS } from './types.js';
+export { alignedFloat32Array, hostMemory } from './host-memory.js';
 export { refBackend };
 
 /** What an entry point supplies: the backend to use until one is set, and where memory lies. */
@@ -21,34 +25,22 @@ let current: Backend | null = null;
 /** Installs an entry point's defaults; a backend already set stays set. */
 export function setBackendDefaults(d: BackendDefaults): void {
   defaults = d;
+  setByteAlignment(d.byteAlignment);
 }
 
 export function getBackend(): Backend {
-  return (current ??= defaults.choose());
+  return current ?? use(defaults.choose());
 }
 
 /** Chooses the backend: 'ref' or a Backend object ('native' too, from lorakit's Node entry). */
 export function setBackend(b: 'ref' | Backend): Backend {
-  current = b === 'ref' ? refBackend : b;
-  return current;
+  return use(b === 'ref' ? refBackend : b);
 }
 
-// Arrays this large (floats) are placed on a cache line; smaller ones are not worth the slack.
-const ALIGN_MIN = 4096;
-
-/**
- * A zero-filled Float32Array of n floats whose first element starts a 64-byte cache line,
- * when the platform can say where memory lies (else a plain one). Large arrays come
- * from glibc's mmap'd blocks, which start 16 bytes into a line: every row of an activation
- * then straddles one more line than it needs, and one 8-float load or store in two
- * crosses a line (the GEMM's C tiles, its packing reads, the element-wise kernels). The
- * array is a view 0–60 bytes into a slightly larger buffer.
- */
-export function alignedFloat32Array(n: number): Float32Array {
-  const byteAlignment = n >= ALIGN_MIN ? defaults.byteAlignment : undefined;
-  if (!byteAlignment) return new Float32Array(n);
-  const buf = new Float32Array(n + 15);
-  const skew = byteAlignment(buf); // a multiple of 4: float data is aligned
-  const off = ((64 - skew) % 64) / 4;
-  return buf.subarray(off, off + n);
+/** Makes b current; new tensors' storage comes from its memory (docs/ARCHITECTURE.md §Backend memory). */
+function use(b: Backend): Backend {
+  current = b;
+  const mem = b.memory;
+  setStorageAllocator({ f32: (n) => mem.alloc(n), half: (n, dtype) => mem.allocHalf(n, dtype) });
+  return b;
 }

@@ -1,6 +1,8 @@
 // The kernel interface. A backend implements these and nothing else: no model logic.
-// Every kernel works on flat row-major buffers; the comment above each gives the shapes
-// in the letters the arguments use. Shapes are checked once, at the op boundary (the nn
+// A backend owns its memory (`memory`, docs/ARCHITECTURE.md §Backend memory): buffers are
+// allocated by it and held above it as handles; kernels take handles. Every kernel works on
+// flat row-major buffers; the comment above each gives the shapes in the letters the
+// arguments use. Shapes are checked once, at the op boundary (the nn
 // layers that call the kernels, docs/ARCHITECTURE.md §Layers); kernels assume valid input.
 //
 // Conventions:
@@ -9,7 +11,54 @@
 // - Backward kernels ADD into their gradient buffers (one zeroGrad per step clears them),
 //   unless the comment says "writes".
 // - A `null` gradient buffer means "not needed": the kernel skips that work.
+// - Sums that feed the loss or the gradient norm add into an Accumulator (no number is
+//   returned), so a device backend reads back once per training step.
 import type { DType, Storage } from '../tensor/tensor.js';
+
+// ---- memory (docs/ARCHITECTURE.md §Backend memory) ----
+
+/**
+ * A backend's f32 buffer handle. The host-memory backends (ref, native; wasm on a heap that
+ * does not detach) hand out the Float32Array itself, so a handle is its own view and a kernel
+ * call costs what it did before handles.
+ */
+export type F32Buf = Float32Array;
+/** A backend's 16-bit (f16/bf16) buffer handle; on host-memory backends the Uint16Array itself. */
+export type HalfBuf = Uint16Array;
+/** A few f64 sums kept on the backend for one readback per step (slots LOSS, GRAD_SQ, …). */
+export type Accumulator = Float64Array;
+
+/** The accumulator slots the training step uses. */
+export const ACC_LOSS = 0;
+export const ACC_GRAD_SQ = 1;
+export const ACC_SLOTS = 2;
+
+/** How the host reaches a backend's memory (docs/ARCHITECTURE.md §Backend memory). */
+export interface BackendMemory {
+  /** true when view() works: the host addresses the backend's memory directly (CPU, wasm) */
+  readonly hostVisible: boolean;
+  /** a zero-filled f32 buffer of n elements, owned by the backend until free() */
+  alloc(n: number): F32Buf;
+  /** a zero-filled 16-bit buffer of n elements */
+  allocHalf(n: number, dtype: HalfDType): HalfBuf;
+  /**
+   * The host's array over a buffer (host-visible backends only; throws otherwise). Re-derive
+   * it at the point of use: do not keep it across a call that may allocate.
+   */
+  view(h: F32Buf): Float32Array;
+  /** Writes host values into the buffer from `offset` (an upload for a device backend). */
+  write(h: F32Buf, src: ArrayLike<number>, offset?: number): void;
+  /** A host copy of the buffer (an asynchronous readback for a device backend). */
+  read(h: F32Buf): Promise<Float32Array>;
+  /** Gives a buffer back (CPU backends leave it to the garbage collector). */
+  free(h: F32Buf | HalfBuf): void;
+  /** An accumulator of `slots` sums, zeroed. */
+  allocAccumulator(slots: number): Accumulator;
+  /** Sets every slot to 0. */
+  clearAccumulator(acc: Accumulator): void;
+  /** The host's copy of the slots: the step's one readback. */
+  readAccumulator(acc: Accumulator): Promise<Float64Array>;
+}
 
 export type HalfDType = 'f16' | 'bf16';
 export type GeluApprox = 'none' | 'tanh';
@@ -87,10 +136,37 @@ export interface PatchArgs {
   SW: number;
 }
 
+/** A strided 2-D copy: `rows` rows of `cols` elements (offsets and strides in elements). */
+export interface Copy2dArgs {
+  rows: number;
+  cols: number;
+  /** first element of dst and src; default 0 */
+  dstOffset?: number;
+  srcOffset?: number;
+  /** elements between row starts; default cols (src 0 repeats one row) */
+  dstStride?: number;
+  srcStride?: number;
+  /** dst += src instead of dst = src */
+  accumulate?: boolean;
+}
+
+/** SGD with momentum, PyTorch's semantics. */
+export interface SgdArgs {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+  /** the first step with this momentum buffer: it is set to the gradient, not blended */
+  first: boolean;
+}
+
 export interface Backend {
   readonly name: string;
   /** worker threads the backend uses (1 for ref) */
   readonly threads: number;
+  /** the backend's memory: allocation, views, writes, readback (docs/ARCHITECTURE.md §Backend memory) */
+  readonly memory: BackendMemory;
 
   // ---- matrix product ----
   /** C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N] */
@@ -205,4 +281,62 @@ export interface Backend {
   im2col(cols: Float32Array, img: Float32Array, args: PatchArgs): void;
   /** dimg[B, C, H, W] += the scatter of dcols[B·OH·OW, C·KH·KW] back to the pixels each column came from (col2im) */
   col2im(dimg: Float32Array, dcols: Float32Array, args: PatchArgs): void;
+
+  // ---- accumulators (docs/ARCHITECTURE.md §Backend memory: one readback per step) ----
+  /** acc[slot] += Σ x[offset .. offset+n) (f64, in order); n defaults to the rest of x */
+  sumInto(acc: Accumulator, slot: number, x: F32Buf, offset?: number, n?: number): void;
+  /** acc[slot] += Σ x[i]² (f64) */
+  sumSquaresInto(acc: Accumulator, slot: number, x: F32Buf): void;
+  /**
+   * Clip by global norm, the factor computed from the accumulator (no readback): with
+   * norm = √acc[slot], x ·= maxNorm / (norm + 1e-6) when that is below 1 and norm is finite
+   * (torch's clip_grad_norm_).
+   */
+  clipByNorm(x: F32Buf, acc: Accumulator, slot: number, maxNorm: number): void;
+
+  // ---- copies, rows and columns (the loops of the layers above, src/nn, src/lora, src/models) ----
+  /** dst[dstOffset + r·dstStride + c] (+)= src[srcOffset + r·srcStride + c]; the regions do not overlap (dst and src may be one buffer) */
+  copy2d(dst: F32Buf, src: F32Buf, args: Copy2dArgs): void;
+  /** out[n] = a[n] · b[n]; out may alias a or b */
+  mul(out: F32Buf, a: F32Buf, b: F32Buf): void;
+  /** out[n] = a[n] / b[n]; out may alias a or b */
+  div(out: F32Buf, a: F32Buf, b: F32Buf): void;
+  /** out[N,C] += alpha · v[C] on every row */
+  addRowVector(out: F32Buf, v: F32Buf, alpha: number, N: number, C: number): void;
+  /** out[N,C] = (v[c] + shift) · x[N,C]; out may alias x */
+  scaleColumns(out: F32Buf, x: F32Buf, v: F32Buf, shift: number, N: number, C: number): void;
+  /** out[C] += alpha · (v ? v[c] + shift : 1) · Σ_n x[n,c] */
+  columnSums(out: F32Buf, x: F32Buf, v: F32Buf | null, shift: number, alpha: number, N: number, C: number): void;
+  /** out[C] += Σ_n a[n,c] · b[n,c] / div[c] (f64 per column) */
+  columnDots(out: F32Buf, a: F32Buf, b: F32Buf, div: F32Buf, N: number, C: number): void;
+  /**
+   * DoRA's rescale of one adapter's output (src/lora): with P [N,O] holding s·lora(x) and g [O],
+   * - wx given (dropout active; wx = W·dropout(x)): P += wx, out += g·P − wx;
+   * - else: P += out − bias, out = g·P + bias (bias [O] or none).
+   */
+  doraCombine(out: F32Buf, P: F32Buf, wx: F32Buf | null, g: F32Buf, bias: Storage | null, N: number, O: number, biasDtype?: DType): void;
+  /**
+   * out[o] = ‖W[o, :] + delta[o − o0, :]‖ for o in [o0, o0 + rows) (f64 sums), W [O, I] or,
+   * transposed, [I, O] (a Conv1D weight) in any dtype; delta [rows, I] or null; out [O].
+   */
+  weightRowNorms(out: F32Buf, w: Storage, wDtype: DType, transposed: boolean, delta: F32Buf | null, o0: number, rows: number, O: number, I: number): void;
+  /** W[o, :] ·= num[o] / den[o] (the factor in f64), W f32 [O, I] or, transposed, [I, O] */
+  scaleWeightRows(w: F32Buf, num: F32Buf, den: F32Buf, transposed: boolean, O: number, I: number): void;
+
+  // ---- masks ----
+  /** The attention kernel's additive key-padding mask: out[B, S] = 0 where mask is 1, −∞ where 0 */
+  additiveMask(out: F32Buf, mask: Uint8Array, B: number, S: number): void;
+  /** out[B,T,S] = bias[B,T,S] + own, own [B,T,S] or [B,S] (broadcast over t) */
+  addMasks(out: F32Buf, bias: F32Buf, own: F32Buf, B: number, T: number, S: number): void;
+
+  // ---- more activations and optimizers ----
+  /** out = tanh(inp); out may alias inp */
+  tanhForward(out: F32Buf, inp: F32Buf): void;
+  /** writes dinp = dout · (1 − y²) for y = tanh(x) */
+  tanhBackward(dinp: F32Buf, y: F32Buf, dout: F32Buf): void;
+  /**
+   * SGD on n elements (PyTorch): d = g + wd·p; with momentum buf = first ? d : μ·buf + (1 − dampening)·d,
+   * d = nesterov ? d + μ·buf : buf; p −= lr·d. buf null means no momentum.
+   */
+  sgd(param: F32Buf, grad: F32Buf, buf: F32Buf | null, args: SgdArgs): void;
 }

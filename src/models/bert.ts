@@ -240,7 +240,7 @@ export class BertForSequenceClassification extends EncoderClassifier {
   protected head(h: Float32Array, B: number, T: number): Float32Array {
     const C = this.cfg.hiddenSize;
     const cls = this.buffers.get('cls', B * C);
-    for (let b = 0; b < B; b++) cls.set(h.subarray(b * T * C, b * T * C + C), b * C);
+    getBackend().copy2d(cls, h, { rows: B, cols: C, srcStride: T * C });
     const roberta = this.cfg.modelType === 'roberta';
     const pooled = this.buffers.get('pooled', B * C);
     // BERT: classifier(dropout(tanh(pooler(cls)))); RoBERTa: out_proj(dropout(tanh(dense(dropout(cls)))))
@@ -269,7 +269,7 @@ export class BertForSequenceClassification extends EncoderClassifier {
     if (!needDh || !dclsIn) return null;
     const dcls = roberta ? this.headDropout.backward(dclsIn) : dclsIn;
     const dh = this.buffers.zeros('dh', B * T * C);
-    for (let b = 0; b < B; b++) dh.set(dcls.subarray(b * C, (b + 1) * C), b * T * C);
+    getBackend().copy2d(dh, dcls, { rows: B, cols: C, dstStride: T * C });
     return dh;
   }
 }

@@ -4,7 +4,7 @@
 //
 // Letters: B batch, T tokens per row in this call, P tokens already in the KV cache,
 // S = P + T keys, C hidden size, V vocabulary.
-import { getBackend } from '../backend/index.js';
+import { getBackend, type Accumulator } from '../backend/index.js';
 import type { KVCache } from '../nn/attention.js';
 import type { Module } from '../nn/module.js';
 import { IGNORE_INDEX } from '../tensor/labels.js';
@@ -66,6 +66,8 @@ export interface CausalLM extends Module {
     targets: Int32Array,
     gradScale: number | null,
     opts?: Omit<ForwardOptions, 'cache' | 'lastTokenOnly'>,
+    /** when given, the loss is added into acc[ACC_LOSS] on the backend and lossSum is 0 (docs/ARCHITECTURE.md §Backend memory) */
+    acc?: Accumulator,
   ): { lossSum: number; count: number; inputGrad: Float32Array | null };
 }
 
@@ -115,8 +117,9 @@ export function defaultPositions(B: number, T: number, P: number): Int32Array {
  */
 export function additiveMask(mask: Uint8Array | null, B: number, S: number): Float32Array | null {
   if (!mask || mask.every((m) => m === 1)) return null;
-  const out = new Float32Array(B * S);
-  for (let i = 0; i < B * S; i++) out[i] = mask[i] ? 0 : -Infinity;
+  const be = getBackend();
+  const out = be.memory.alloc(B * S);
+  be.additiveMask(out, mask, B, S);
   return out;
 }
 
@@ -157,11 +160,13 @@ export function causalLMLoss(logits: Float32Array, labels: Int32Array, B: number
     count++;
   }
   if (count === 0) return { loss: 0, count };
-  const losses = new Float32Array(N);
-  getBackend().crossEntropyForward(losses, logits, targets, N, V, IGNORE_INDEX);
-  let sum = 0;
-  for (let n = 0; n < N; n++) sum += losses[n]!;
-  return { loss: sum / count, count };
+  const be = getBackend();
+  const losses = be.memory.alloc(N);
+  be.crossEntropyForward(losses, logits, targets, N, V, IGNORE_INDEX);
+  // summed on the backend, read back here: the caller wants a number
+  const acc = be.memory.allocAccumulator(1);
+  be.sumInto(acc, 0, losses);
+  return { loss: acc[0]! / count, count };
 }
 
 /** Writes dlogits [B, T, V] = d(mean loss)/d(logits) (zeros when nothing is counted). */

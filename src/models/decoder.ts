@@ -8,7 +8,7 @@
 // keys) and the input embedding (token table only, or tokens + learned positions).
 //
 // Letters: B batch, T tokens this call, S keys (cache + new), N = B·T rows, C hidden, V vocab.
-import { getBackend } from '../backend/index.js';
+import { ACC_LOSS, getBackend, type Accumulator } from '../backend/index.js';
 import { KVCache, MultiHeadAttention, type AttnContext } from '../nn/attention.js';
 import { GradientCheckpointing, SharedScratch, retainedBytes } from '../nn/checkpoint.js';
 import type { Embedding } from '../nn/embedding.js';
@@ -328,6 +328,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
     targets: Int32Array,
     gradScale: number | null,
     opts: Omit<ForwardOptions, 'cache' | 'lastTokenOnly'> = {},
+    acc?: Accumulator,
   ): { lossSum: number; count: number; inputGrad: Float32Array | null } {
     const what = `${this.info.modelType}.lossForwardBackward`;
     const C = this.info.hiddenSize;
@@ -353,7 +354,10 @@ export abstract class DecoderLM extends Module implements CausalLM {
     const blocks = Math.ceil(N / Math.max(1, Math.min(N, Math.floor(this.logitsBlock / V))));
     const R = Math.ceil(N / blocks);
     const losses = this.buffers.get('losses', R);
-    let lossSum = 0;
+    // the loss is summed on the backend: into the caller's accumulator (lossSum 0), or one
+    // read back at the end (docs/ARCHITECTURE.md §Backend memory)
+    const sums = acc ?? be.memory.allocAccumulator(1);
+    const slot = acc ? ACC_LOSS : 0;
     for (let r0 = 0; r0 < N; r0 += R) {
       const rows = Math.min(R, N - r0);
       const t = targets.subarray(r0, r0 + rows);
@@ -368,14 +372,14 @@ export abstract class DecoderLM extends Module implements CausalLM {
       const l = losses.subarray(0, rows);
       if (backward) be.crossEntropyLossGrad(l, logits, logits, t, rows, V, gradScale, IGNORE_INDEX);
       else be.crossEntropyForward(l, logits, t, rows, V, IGNORE_INDEX);
-      for (let i = 0; i < rows; i++) lossSum += l[i]!;
+      be.sumInto(sums, slot, l);
       if (!backward) continue;
       if (capT) softcapBackward(logits, logits, capT);
       const d = head.backward(logits);
       if (dhn && d) dhn.set(d, r0 * C);
     }
     const inputGrad = dhn ? this.backwardStack(dhn) : null;
-    return { lossSum, count, inputGrad };
+    return { lossSum: acc ? 0 : sums[0]!, count, inputGrad };
   }
 
   /** Runs the embedding, the blocks and the final norm (records what backward needs); hn is [rows, C]. */
@@ -541,13 +545,8 @@ function combineMasks(own: Float32Array | null, bias: Float32Array | null, B: nu
   if (!bias) return own;
   if (bias.length !== B * T * S) throw new ShapeError(`${what}: attentionBias has ${bias.length} elements, expected [${B}, ${T}, ${S}] = ${B * T * S}`);
   if (!own) return bias;
-  const out = new Float32Array(B * T * S);
-  const full = own.length === B * T * S;
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      const row = (b * T + t) * S;
-      for (let s = 0; s < S; s++) out[row + s] = bias[row + s]! + (full ? own[row + s]! : own[b * S + s]!);
-    }
-  }
+  const be = getBackend();
+  const out = be.memory.alloc(B * T * S);
+  be.addMasks(out, bias, own, B, T, S);
   return out;
 }

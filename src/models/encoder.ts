@@ -447,12 +447,12 @@ export function keyMask(mask: Uint8Array | Int32Array | null | undefined, B: num
 
 /** tanh forward in place: y = tanh(x) */
 export function tanhInPlace(x: Float32Array): void {
-  for (let i = 0; i < x.length; i++) x[i] = Math.tanh(x[i]!);
+  getBackend().tanhForward(x, x);
 }
 
 /** dx = dy · (1 − y²) for y = tanh(x), written into out */
 export function tanhBackward(out: Float32Array, y: Float32Array, dy: Float32Array): void {
-  for (let i = 0; i < y.length; i++) out[i] = dy[i]! * (1 - y[i]! * y[i]!);
+  getBackend().tanhBackward(out, y, dy);
 }
 
 /** A classification family by config.json model_type (the encoder counterpart of ModelFamily). */

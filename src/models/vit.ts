@@ -241,15 +241,11 @@ export class ViTForImageClassification extends EncoderClassifier {
     const cls = emb.cls.value.toF32Array();
     const pos = emb.pos.value.toF32Array();
     const h = this.buffers.get('h0', B * T * C);
-    for (let b = 0; b < B; b++) {
-      const row0 = b * T * C;
-      for (let c = 0; c < C; c++) h[row0 + c] = cls[c]! + pos[c]!;
-      for (let p = 0; p < P; p++) {
-        const dst = row0 + (p + 1) * C;
-        const src = (b * P + p) * C;
-        for (let c = 0; c < C; c++) h[dst + c] = patches[src + c]! + pos[(p + 1) * C + c]!;
-      }
-    }
+    // h[b] = [cls; patches of b] + pos
+    const be = getBackend();
+    be.copy2d(h, cls, { rows: B, cols: C, srcStride: 0, dstStride: T * C });
+    be.copy2d(h, patches, { rows: B, cols: P * C, dstOffset: C, dstStride: T * C });
+    be.addRowVector(h, pos, 1, B, T * C);
     this.saved = { B, T };
     return { h: emb.dropout.forward(h), B, T, mask: null };
   }
@@ -264,19 +260,25 @@ export class ViTForImageClassification extends EncoderClassifier {
     const P = T - 1;
     const emb = this.embeddings;
     const dh = emb.dropout.backward(dhOut);
-    if (emb.cls.grad) for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) emb.cls.grad[c]! += dh[b * T * C + c]!;
-    if (emb.pos.grad) for (let b = 0; b < B; b++) for (let i = 0; i < T * C; i++) emb.pos.grad[i]! += dh[b * T * C + i]!;
+    const be = getBackend();
+    if (emb.cls.grad) {
+      // the [CLS] rows of dh, summed over the batch
+      const dcls = this.buffers.get('dcls_rows', B * C);
+      be.copy2d(dcls, dh, { rows: B, cols: C, srcStride: T * C });
+      be.columnSums(emb.cls.grad, dcls, null, 0, 1, B, C);
+    }
+    if (emb.pos.grad) be.columnSums(emb.pos.grad, dh, null, 0, 1, B, T * C);
     const proj = emb.projection;
     if (!inputGrad && !proj.weight.requiresGrad && !proj.bias.requiresGrad) return null;
     const dpatches = this.buffers.get('dpatches', B * P * C);
-    for (let b = 0; b < B; b++) dpatches.set(dh.subarray((b * T + 1) * C, (b + 1) * T * C), b * P * C);
+    be.copy2d(dpatches, dh, { rows: B, cols: P * C, srcOffset: C, srcStride: T * C });
     return proj.backward(dpatches, inputGrad);
   }
 
   protected head(h: Float32Array, B: number, T: number): Float32Array {
     const C = this.cfg.hiddenSize;
     const cls = this.buffers.get('cls', B * C);
-    for (let b = 0; b < B; b++) cls.set(h.subarray(b * T * C, b * T * C + C), b * C);
+    getBackend().copy2d(cls, h, { rows: B, cols: C, srcStride: T * C });
     // the final LayerNorm acts row by row: normalising only the [CLS] rows gives the same logits
     return this.classifier.forward(this.finalNorm.forward(cls, B), B);
   }
@@ -293,7 +295,7 @@ export class ViTForImageClassification extends EncoderClassifier {
     const dcls = norm.backward(dn);
     if (!needDh || !dcls) return null;
     const dh = this.buffers.zeros('dh', B * T * C);
-    for (let b = 0; b < B; b++) dh.set(dcls.subarray(b * C, (b + 1) * C), b * T * C);
+    getBackend().copy2d(dh, dcls, { rows: B, cols: C, dstStride: T * C });
     return dh;
   }
 }

@@ -164,8 +164,8 @@ export class LayerKVCache {
   length = 0;
   /** the first slot held (slots before it were outside the sliding window and dropped) */
   start = 0;
-  k = new Float32Array(0);
-  v = new Float32Array(0);
+  k: Float32Array = new Float32Array(0);
+  v: Float32Array = new Float32Array(0);
   /** the sliding window (0: none) */
   readonly window: number;
   private readonly initialCapacity: number;
@@ -211,11 +211,14 @@ export class LayerKVCache {
     if (S <= this.capacity) return;
     const cap = Math.max(S, 2 * this.capacity);
     const { batch: B, kvDim: W, held: L } = this;
-    const k = new Float32Array(B * cap * W);
-    const v = new Float32Array(B * cap * W);
-    for (let b = 0; b < B; b++) {
-      k.set(this.k.subarray(b * this.capacity * W, (b * this.capacity + L) * W), b * cap * W);
-      v.set(this.v.subarray(b * this.capacity * W, (b * this.capacity + L) * W), b * cap * W);
+    const be = getBackend();
+    const k = be.memory.alloc(B * cap * W);
+    const v = be.memory.alloc(B * cap * W);
+    if (L > 0) {
+      // each row's L held slots, from rows of the old capacity to rows of the new
+      const g = { rows: B, cols: L * W, dstStride: cap * W, srcStride: this.capacity * W };
+      be.copy2d(k, this.k, g);
+      be.copy2d(v, this.v, g);
     }
     this.k = k;
     this.v = v;
@@ -239,12 +242,11 @@ export class LayerKVCache {
     this.trim(T);
     this.reserve(Math.max(this.held + T, this.initialCapacity));
     const cap = this.capacity;
-    const held = this.held;
-    for (let b = 0; b < B; b++) {
-      const dst = (b * cap + held) * kvDim;
-      this.k.set(k.subarray(b * T * kvDim, (b + 1) * T * kvDim), dst);
-      this.v.set(v.subarray(b * T * kvDim, (b + 1) * T * kvDim), dst);
-    }
+    const be = getBackend();
+    // row b's T new slots go after its held ones
+    const g = { rows: B, cols: T * kvDim, dstOffset: this.held * kvDim, dstStride: cap * kvDim };
+    be.copy2d(this.k, k, g);
+    be.copy2d(this.v, v, g);
     this.length += T;
   }
 
@@ -260,20 +262,24 @@ export class LayerKVCache {
     const increasing = rows.every((r, j) => j === 0 || r > rows[j - 1]!);
     if (increasing) {
       // rows[j] ≥ j: copying forward in place never overwrites a row still to be read
+      const be = getBackend();
       for (let j = 0; j < rows.length; j++) {
         const r = rows[j]!;
         if (r === j) continue;
-        this.k.copyWithin(j * rowSize, r * rowSize, r * rowSize + held * W);
-        this.v.copyWithin(j * rowSize, r * rowSize, r * rowSize + held * W);
+        const g = { rows: 1, cols: held * W, dstOffset: j * rowSize, srcOffset: r * rowSize };
+        be.copy2d(this.k, this.k, g);
+        be.copy2d(this.v, this.v, g);
       }
       this.k = this.k.subarray(0, rows.length * rowSize);
       this.v = this.v.subarray(0, rows.length * rowSize);
     } else {
-      const k = new Float32Array(rows.length * rowSize);
-      const v = new Float32Array(rows.length * rowSize);
+      const be = getBackend();
+      const k = be.memory.alloc(rows.length * rowSize);
+      const v = be.memory.alloc(rows.length * rowSize);
       rows.forEach((r, j) => {
-        k.set(this.k.subarray(r * rowSize, r * rowSize + held * W), j * rowSize);
-        v.set(this.v.subarray(r * rowSize, r * rowSize + held * W), j * rowSize);
+        const g = { rows: 1, cols: held * W, dstOffset: j * rowSize, srcOffset: r * rowSize };
+        be.copy2d(k, this.k, g);
+        be.copy2d(v, this.v, g);
       });
       this.k = k;
       this.v = v;
@@ -692,28 +698,26 @@ export class MultiHeadAttention extends Module {
   }
 }
 
-/** Splits rows of src[N, Σw] into dst[j][N, w[j]] (side by side, in order). */
+/** Splits rows of src[N, Σw] into dst[j][N, w[j]] (side by side, in order): one strided copy each. */
 export function splitColumns(src: Float32Array, N: number, dst: Float32Array[], w: number[]): void {
+  const be = getBackend();
   let W = 0;
   for (const x of w) W += x;
-  for (let n = 0; n < N; n++) {
-    let off = n * W;
-    for (let j = 0; j < dst.length; j++) {
-      dst[j]!.set(src.subarray(off, off + w[j]!), n * w[j]!);
-      off += w[j]!;
-    }
+  let off = 0;
+  for (let j = 0; j < dst.length; j++) {
+    be.copy2d(dst[j]!, src, { rows: N, cols: w[j]!, srcOffset: off, srcStride: W });
+    off += w[j]!;
   }
 }
 
 /** The inverse of splitColumns: writes out[N, Σw] from src[j][N, w[j]]. */
 export function joinColumns(out: Float32Array, N: number, src: Float32Array[], w: number[]): void {
+  const be = getBackend();
   let W = 0;
   for (const x of w) W += x;
-  for (let n = 0; n < N; n++) {
-    let off = n * W;
-    for (let j = 0; j < src.length; j++) {
-      out.set(src[j]!.subarray(n * w[j]!, (n + 1) * w[j]!), off);
-      off += w[j]!;
-    }
+  let off = 0;
+  for (let j = 0; j < src.length; j++) {
+    be.copy2d(out, src[j]!, { rows: N, cols: w[j]!, dstOffset: off, dstStride: W });
+    off += w[j]!;
   }
 }

@@ -14,7 +14,7 @@
 //   const ckpt = new GradientCheckpointing();
 //   forward:  for (const blk of layers) h = ckpt.forward(blk, h, ctx);
 //   backward: for (blk of layers reversed) dh = ckpt.backward(blk, dh);
-import { alignedFloat32Array } from '../backend/index.js';
+import { getBackend } from '../backend/index.js';
 import { ShapeError, Tensor } from '../tensor/tensor.js';
 import { Buffers, Module, Parameter } from './module.js';
 import { Rng, type RngState } from '../tensor/rng.js';
@@ -83,7 +83,7 @@ export class ScratchArena {
   take(n: number): Float32Array {
     const k = this.next++;
     let a = this.slots[k];
-    if (!a || a.length < n) this.slots[k] = a = alignedFloat32Array(n);
+    if (!a || a.length < n) this.slots[k] = a = getBackend().memory.alloc(n);
     return a.length === n ? a : a.subarray(0, n);
   }
 

@@ -1,7 +1,9 @@
 // Dropout: inverted dropout in training mode (y = x · mask, mask ∈ {0, 1/(1−p)}), the
 // identity in eval mode or when p = 0. The mask comes from a seeded Rng, so a run that
 // restores the Rng state (checkpoint resume, gradient-checkpointing recompute) draws the
-// same mask again; backward applies the mask of the last forward.
+// same mask again; backward applies the mask of the last forward. The draws are host-side by
+// nature (one seeded stream); the products are the backend's mul kernel.
+import { getBackend } from '../backend/index.js';
 import { ShapeError } from '../tensor/tensor.js';
 import { Module } from './module.js';
 import { Rng } from '../tensor/rng.js';
@@ -33,16 +35,18 @@ export class Dropout extends Module {
       return x;
     }
     const n = x.length;
+    const be = getBackend();
+    const mem = be.memory;
     const mask = this.buffers.get('mask', n);
     const out = this.buffers.get('out', n);
     const keep = 1 / (1 - this.p);
     const p = this.p;
     const rng = this.rng;
-    for (let i = 0; i < n; i++) {
-      const m = rng.nextFloat() < p ? 0 : keep;
-      mask[i] = m;
-      out[i] = x[i]! * m;
-    }
+    // drawn on the host into the mask's view, or uploaded (docs/ARCHITECTURE.md §Backend memory)
+    const host = mem.hostVisible ? mem.view(mask) : new Float32Array(n);
+    for (let i = 0; i < n; i++) host[i] = rng.nextFloat() < p ? 0 : keep;
+    if (!mem.hostVisible) mem.write(mask, host);
+    be.mul(out, x, mask);
     this.mask = mask;
     return out;
   }
@@ -53,7 +57,7 @@ export class Dropout extends Module {
     const mask = this.mask;
     if (!mask) return dy;
     const dx = this.buffers.get('dx', dy.length);
-    for (let i = 0; i < dy.length; i++) dx[i] = dy[i]! * mask[i]!;
+    getBackend().mul(dx, dy, mask);
     return dx;
   }
 }

@@ -6,13 +6,13 @@
 // and a backward that ADDS into the gradient buffers of its trainable parameters. Frozen
 // parameters have no gradient buffer and get no gradient work. One zeroGrad() per step
 // clears the gradients.
-import { alignedFloat32Array } from '../backend/index.js';
+import { getBackend } from '../backend/index.js';
 import { ShapeError, Tensor, formatShape } from '../tensor/tensor.js';
 
 export class Parameter {
   /** the value; f16/bf16 for a frozen half-precision base, f32 once trainable */
   value: Tensor;
-  /** f32 gradient, same element count as value; null while frozen */
+  /** f32 gradient, same element count as value, allocated by the backend (a handle, docs/ARCHITECTURE.md §Backend memory); null while frozen */
   grad: Float32Array | null = null;
 
   constructor(value: Tensor, requiresGrad = false) {
@@ -28,7 +28,7 @@ export class Parameter {
   set requiresGrad(flag: boolean) {
     if (flag) {
       if (this.value.dtype !== 'f32') this.value = this.value.toF32();
-      if (!this.grad || this.grad.length !== this.value.size) this.grad = new Float32Array(this.value.size);
+      if (!this.grad || this.grad.length !== this.value.size) this.grad = getBackend().memory.alloc(this.value.size);
     } else {
       this.grad = null;
     }
@@ -65,7 +65,7 @@ export function checkInto(into: Float32Array | undefined, N: number, C: number, 
   return into;
 }
 
-/** Named scratch buffers a module reuses from call to call while shapes stay the same. */
+/** Named scratch buffers a module reuses from call to call while shapes stay the same, allocated by the backend. */
 export class Buffers {
   private readonly bufs = new Map<string, Float32Array>();
 
@@ -73,7 +73,7 @@ export class Buffers {
   get(name: string, n: number): Float32Array {
     let b = this.bufs.get(name);
     if (!b || b.length < n) {
-      b = alignedFloat32Array(n);
+      b = getBackend().memory.alloc(n);
       this.bufs.set(name, b);
     }
     return b.length === n ? b : b.subarray(0, n);

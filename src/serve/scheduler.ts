@@ -26,6 +26,7 @@
 // and so does left padding while a row's keys fit one attention key tile (64); past that,
 // padding moves the tile boundaries of the online softmax and logits differ by ~1e-7, so an
 // exact near-tie between two logits could in principle break the other way.
+import { getBackend } from '../backend/index.js';
 import type { FinishReason } from '../generate/generate.js';
 import { sampleToken, type SamplingOptions } from '../generate/sampling.js';
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
@@ -498,14 +499,17 @@ export class Scheduler {
       const cap = H + 16; // room for a few steps before the cache grows itself
       // buffers for maxBatch rows, viewed as B: later rows can join without a copy
       const rowsRoom = Math.max(B, this.maxBatch);
-      const k = new Float32Array(rowsRoom * cap * W).subarray(0, B * cap * W);
-      const v = new Float32Array(rowsRoom * cap * W).subarray(0, B * cap * W);
+      const be = getBackend();
+      const k = be.memory.alloc(rowsRoom * cap * W).subarray(0, B * cap * W);
+      const v = be.memory.alloc(rowsRoom * cap * W).subarray(0, B * cap * W);
       sources.forEach((src, j) => {
         const l = src.cache.layers[i]!;
         const c = held(src);
-        const from = (src.row * l.capacity + (l.held - c)) * W;
-        k.set(l.k.subarray(from, from + c * W), (j * cap + H - c) * W);
-        v.set(l.v.subarray(from, from + c * W), (j * cap + H - c) * W);
+        const g = { rows: 1, cols: c * W, srcOffset: (src.row * l.capacity + (l.held - c)) * W, dstOffset: (j * cap + H - c) * W };
+        if (c > 0) {
+          be.copy2d(k, l.k, g);
+          be.copy2d(v, l.v, g);
+        }
       });
       // LayerKVCache's fields are public: set the filled cache directly
       Object.assign(next.layers[i]!, { batch: B, kvDim: W, capacity: cap, length: S, start: S - H, k, v });
@@ -528,12 +532,14 @@ export class Scheduler {
     const layers = this.cache.layers;
     for (const l of layers) {
       const need = B * l.capacity * l.kvDim;
-      if (l.length !== S || l.batch !== B0 || l.k.byteOffset !== 0 || l.v.byteOffset !== 0 || l.k.buffer.byteLength < need * 4 || l.v.buffer.byteLength < need * 4) return false;
+      // the buffers were allocated for maxBatch rows (rebuild): room past the B0 rows in use
+      if (l.length !== S || l.batch !== B0 || l.k.buffer.byteLength - l.k.byteOffset < need * 4 || l.v.buffer.byteLength - l.v.byteOffset < need * 4) return false;
     }
+    const be = getBackend();
     layers.forEach((l, i) => {
       const { capacity: cap, kvDim: W } = l;
-      const k = new Float32Array(l.k.buffer, 0, B * cap * W);
-      const v = new Float32Array(l.v.buffer, 0, B * cap * W);
+      const k = new Float32Array(l.k.buffer, l.k.byteOffset, B * cap * W);
+      const v = new Float32Array(l.v.buffer, l.v.byteOffset, B * cap * W);
       const H = l.held; // fewer than S in a sliding layer (LayerKVCache.start)
       joined.forEach((src, jj) => {
         const j = B0 + jj;
@@ -543,8 +549,11 @@ export class Scheduler {
         // the padding in front is masked (or outside the window); cleared so no stale value can reach a product
         k.fill(0, j * cap * W, (j * cap + H - c) * W);
         v.fill(0, j * cap * W, (j * cap + H - c) * W);
-        k.set(sl.k.subarray(from, from + c * W), (j * cap + H - c) * W);
-        v.set(sl.v.subarray(from, from + c * W), (j * cap + H - c) * W);
+        if (c > 0) {
+          const g = { rows: 1, cols: c * W, srcOffset: from, dstOffset: (j * cap + H - c) * W };
+          be.copy2d(k, sl.k, g);
+          be.copy2d(v, sl.v, g);
+        }
       });
       Object.assign(l, { batch: B, k, v });
     });

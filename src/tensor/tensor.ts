@@ -29,7 +29,24 @@ function checkShape(shape: readonly number[], what: string): void {
   }
 }
 
+/**
+ * Where new tensors' storage comes from: the current backend's memory once a backend is
+ * chosen (backend/index.ts installs it; this layer imports nothing), plain arrays before.
+ * See docs/ARCHITECTURE.md §Backend memory.
+ */
+export interface StorageAllocator {
+  f32(n: number): Float32Array;
+  half(n: number, dtype: 'f16' | 'bf16'): Uint16Array;
+}
+
+let allocator: StorageAllocator | null = null;
+
+export function setStorageAllocator(a: StorageAllocator | null): void {
+  allocator = a;
+}
+
 function allocate(dtype: DType, n: number): Storage {
+  if (allocator) return dtype === 'f32' ? allocator.f32(n) : allocator.half(n, dtype);
   return dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
 }
 

@@ -52,8 +52,9 @@ export class AdamW {
     this.beta2 = b2;
     this.eps = eps;
     this.weightDecay = wd;
-    this.m = params.map((p) => new Float32Array(p.value.size));
-    this.v = params.map((p) => new Float32Array(p.value.size));
+    const mem = getBackend().memory;
+    this.m = params.map((p) => mem.alloc(p.value.size));
+    this.v = params.map((p) => mem.alloc(p.value.size));
   }
 
   /** One update of every parameter that has a gradient. */

@@ -1,13 +1,15 @@
-// Gradient clipping by global norm and the finite-value check used by the NaN/Inf guard.
+// Gradient clipping by global norm. The sums go through an accumulator on the backend
+// (docs/ARCHITECTURE.md §Backend memory); these two read it back at once, for callers that
+// want the norm as a number. The training loop does the same within its step's one readback.
 import { getBackend } from '../backend/index.js';
 import type { Parameter } from '../nn/module.js';
 
 /** √(Σ over every gradient element of g²), accumulated in f64. */
 export function globalGradNorm(params: readonly Parameter[]): number {
   const be = getBackend();
-  let sum = 0;
-  for (const p of params) if (p.grad) sum += be.sumSquares(p.grad);
-  return Math.sqrt(sum);
+  const acc = be.memory.allocAccumulator(1);
+  for (const p of params) if (p.grad) be.sumSquaresInto(acc, 0, p.grad);
+  return Math.sqrt(acc[0]!);
 }
 
 /**
@@ -16,12 +18,9 @@ export function globalGradNorm(params: readonly Parameter[]): number {
  * Returns the norm before clipping (NaN or Infinity when a gradient is not finite).
  */
 export function clipGradNorm(params: readonly Parameter[], maxNorm: number): number {
-  const norm = globalGradNorm(params);
-  if (!Number.isFinite(norm)) return norm;
-  const factor = maxNorm / (norm + 1e-6);
-  if (factor < 1) {
-    const be = getBackend();
-    for (const p of params) if (p.grad) be.scale(p.grad, p.grad, factor);
-  }
-  return norm;
+  const be = getBackend();
+  const acc = be.memory.allocAccumulator(1);
+  for (const p of params) if (p.grad) be.sumSquaresInto(acc, 0, p.grad);
+  for (const p of params) if (p.grad) be.clipByNorm(p.grad, acc, 0, maxNorm);
+  return Math.sqrt(acc[0]!);
 }

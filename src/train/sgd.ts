@@ -1,5 +1,7 @@
 // SGD with momentum (PyTorch semantics: buf = μ·buf + (1 − dampening)·g, nesterov optional,
 // weight decay added to the gradient).
+// The update is the backend's sgd kernel.
+import { getBackend } from '../backend/index.js';
 import type { Parameter } from '../nn/module.js';
 
 export interface SGDOptions {
@@ -33,22 +35,15 @@ export class SGD {
   }
 
   step(): void {
-    const { lr, momentum: mu, dampening, weightDecay: wd, nesterov } = this;
+    const be = getBackend();
+    const { lr, momentum, dampening, weightDecay, nesterov } = this;
     this.params.forEach((p, i) => {
       const g = p.grad;
       if (!g) return;
-      const w = p.data;
       let buf = this.bufs[i]!;
       const first = buf === null;
-      if (mu !== 0 && !buf) buf = this.bufs[i] = new Float32Array(g.length);
-      for (let j = 0; j < g.length; j++) {
-        let d = g[j]! + wd * w[j]!;
-        if (buf) {
-          buf[j] = first ? d : mu * buf[j]! + (1 - dampening) * d;
-          d = nesterov ? d + mu * buf[j]! : buf[j]!;
-        }
-        w[j] = w[j]! - lr * d;
-      }
+      if (momentum !== 0 && !buf) buf = this.bufs[i] = be.memory.alloc(g.length);
+      be.sgd(p.data, g, buf, { lr, momentum, dampening, weightDecay, nesterov, first });
     });
     this.stepCount++;
   }

@@ -4,7 +4,7 @@
 // exact resume, a metrics file, an SVG loss curve and a report in the run folder.
 // The run folder and checkpoint reading come in through TrainOptions.host (a sink); lorakit's
 // Node entry passes one that writes files atomically (trainer.node.ts).
-import { getBackend } from '../backend/index.js';
+import { ACC_GRAD_SQ, ACC_LOSS, ACC_SLOTS, getBackend, type Accumulator } from '../backend/index.js';
 import type { Batch } from '../data/batch.js';
 import { attentionBias } from '../data/batch.js';
 import type { FileData } from '../io/file-data.js';
@@ -12,7 +12,6 @@ import { commas } from '../io/format.js';
 import { deserializeSafetensors, serializeSafetensors } from '../io/safetensors.js';
 import type { Module, Parameter } from '../nn/module.js';
 import { IGNORE_INDEX } from '../tensor/labels.js';
-import { clipGradNorm, globalGradNorm } from './clip.js';
 import { flattenState, unflattenState, type Optimizer } from './optimizer.js';
 import { lossCurveSvg } from './plot.js';
 import type { Progress } from './progress.js';
@@ -32,43 +31,51 @@ export interface BatchSource<B extends BatchCounts = Batch> {
   setState(s: never): void;
 }
 
-/** What a step does with a batch: forward and backward (adding gradients scaled by gradScale), and evaluation. */
+/**
+ * What a step does with a batch: forward and backward (adding gradients scaled by gradScale),
+ * and evaluation. When the loop passes an accumulator (`acc`), an objective may add its loss
+ * into acc[ACC_LOSS] on the backend and return lossSum 0: the loop reads the accumulator back
+ * once per step (docs/ARCHITECTURE.md §Backend memory). An objective that returns its loss
+ * as a number instead (a readback per batch) works too: the loop adds the two.
+ */
 export interface Objective<B extends BatchCounts = Batch> {
-  /** Forward + backward; returns the summed loss over the batch's counted targets and their number. */
-  forwardBackward(batch: B, gradScale: number): { lossSum: number; count: number };
-  /** Forward only. */
-  evaluate(batch: B): { lossSum: number; count: number };
+  /** Forward + backward; returns the summed loss over the batch's counted targets (less what went into acc) and their number. */
+  forwardBackward(batch: B, gradScale: number, acc?: Accumulator): { lossSum: number; count: number };
+  /** Forward only (the loss likewise). */
+  evaluate(batch: B, acc?: Accumulator): { lossSum: number; count: number };
 }
 
 /** What causalLmObjective needs of a causal LM (models/causal-lm.ts's CausalLM has it; train does not import models). */
 export interface TokenLM extends Module {
   forward(ids: Int32Array, B: number, T: number, opts: { positionIds: Int32Array; attentionBias?: Float32Array }): Float32Array;
   backward(dlogits: Float32Array): unknown;
-  lossForwardBackward?(ids: Int32Array, B: number, T: number, targets: Int32Array, gradScale: number | null, opts: { positionIds: Int32Array; attentionBias?: Float32Array }): { lossSum: number };
+  /** with `acc`, the loss is added into acc[ACC_LOSS] and lossSum is 0 */
+  lossForwardBackward?(ids: Int32Array, B: number, T: number, targets: Int32Array, gradScale: number | null, opts: { positionIds: Int32Array; attentionBias?: Float32Array }, acc?: Accumulator): { lossSum: number };
 }
 
 /** Next-token cross-entropy for a causal LM over a batch whose labels are already shifted (-100 ignored). */
 export function causalLmObjective(model: TokenLM): Objective {
-  const run = (batch: Batch, gradScale: number | null): { lossSum: number; count: number } => {
+  const run = (batch: Batch, gradScale: number | null, acc: Accumulator | undefined): { lossSum: number; count: number } => {
     const { B, T } = batch;
     const opts = batch.packed ? { positionIds: batch.positions, attentionBias: attentionBias(batch) } : { positionIds: batch.positions };
     if (model.lossForwardBackward) {
       // the head and the loss run over blocks of rows: the [B·T, V] logits are never held
-      const { lossSum } = model.lossForwardBackward(batch.inputs, B, T, batch.labels, gradScale, opts);
+      const { lossSum } = model.lossForwardBackward(batch.inputs, B, T, batch.labels, gradScale, opts, acc);
       return { lossSum, count: batch.targets };
     }
     const logits = model.forward(batch.inputs, B, T, opts);
     const V = logits.length / (B * T);
     const be = getBackend();
-    const losses = new Float32Array(B * T);
+    const losses = be.memory.alloc(B * T);
     if (gradScale !== null) be.crossEntropyLossGrad(losses, logits, logits, batch.labels, B * T, V, gradScale, IGNORE_INDEX);
     else be.crossEntropyForward(losses, logits, batch.labels, B * T, V, IGNORE_INDEX);
-    let lossSum = 0;
-    for (let i = 0; i < losses.length; i++) lossSum += losses[i]!;
+    // the loss goes into the caller's accumulator, or one of our own read back here
+    const sums = acc ?? be.memory.allocAccumulator(1);
+    be.sumInto(sums, acc ? ACC_LOSS : 0, losses);
     if (gradScale !== null) model.backward(logits);
-    return { lossSum, count: batch.targets };
+    return { lossSum: acc ? 0 : sums[0]!, count: batch.targets };
   };
-  return { forwardBackward: (b, s) => run(b, s), evaluate: (b) => run(b, null) };
+  return { forwardBackward: (b, s, acc) => run(b, s, acc), evaluate: (b, acc) => run(b, null, acc) };
 }
 
 /** Anything with a resumable random state (dropout generators, data shufflers). */
@@ -230,16 +237,20 @@ interface TrainerState {
   elapsed: number;
 }
 
-function evaluate<B extends BatchCounts>(objective: Objective<B>, model: Module, batches: readonly B[], limit: number | undefined): { loss: number; count: number } {
+/** The validation loss: the batches' losses summed on the backend, read back once. */
+async function evaluate<B extends BatchCounts>(objective: Objective<B>, model: Module, batches: readonly B[], limit: number | undefined): Promise<{ loss: number; count: number }> {
   const wasTraining = model.training;
   model.eval();
+  const mem = getBackend().memory;
+  const acc = mem.allocAccumulator(ACC_SLOTS);
   let sum = 0;
   let count = 0;
   for (const b of batches.slice(0, limit ?? batches.length)) {
-    const r = objective.evaluate(b);
+    const r = objective.evaluate(b, acc);
     sum += r.lossSum;
     count += r.count;
   }
+  sum += (await mem.readAccumulator(acc))[ACC_LOSS]!;
   model.train(wasTraining);
   return { loss: count > 0 ? sum / count : NaN, count };
 }
@@ -250,6 +261,8 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
   const params = model.trainableParameters();
   if (params.length === 0) throw new Error('train: the model has no trainable parameters');
   const paramList: Parameter[] = params.map(([, p]) => p);
+  const be = getBackend();
+  const acc = be.memory.allocAccumulator(ACC_SLOTS);
   const gradAccum = args.gradAccum ?? 1;
   const problems: string[] = [];
   if (!Number.isInteger(gradAccum) || gradAccum < 1) problems.push(`gradAccum must be a positive integer, got ${gradAccum}`);
@@ -359,10 +372,18 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
     const targets = batches.reduce((n, b) => n + b.targets, 0);
     const tokens = batches.reduce((n, b) => n + b.tokens, 0);
     optimizer.zeroGrad();
-    let lossSum = 0;
-    for (const b of batches) lossSum += objective.forwardBackward(b, targets > 0 ? 1 / targets : 0).lossSum;
+    // The step's scalars stay on the backend until one readback (docs/ARCHITECTURE.md
+    // §Backend memory): the loss and the squared gradient norm are summed into `acc`, and
+    // clipping takes its factor from it.
+    be.memory.clearAccumulator(acc);
+    let hostLoss = 0;
+    for (const b of batches) hostLoss += objective.forwardBackward(b, targets > 0 ? 1 / targets : 0, acc).lossSum;
+    for (const p of paramList) if (p.grad) be.sumSquaresInto(acc, ACC_GRAD_SQ, p.grad);
+    if (maxGradNorm > 0) for (const p of paramList) if (p.grad) be.clipByNorm(p.grad, acc, ACC_GRAD_SQ, maxGradNorm);
+    const sums = await be.memory.readAccumulator(acc);
+    const lossSum = sums[ACC_LOSS]! + hostLoss;
     const loss = targets > 0 ? lossSum / targets : NaN;
-    const gradNorm = maxGradNorm > 0 ? clipGradNorm(paramList, maxGradNorm) : globalGradNorm(paramList);
+    const gradNorm = Math.sqrt(sums[ACC_GRAD_SQ]!);
     step++;
     tokensSeen += tokens;
     windowTokens += tokens;
@@ -395,7 +416,7 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
 
     const last = step === totalSteps;
     if (data.valid && data.valid.length > 0 && ((args.evalEvery && step % args.evalEvery === 0) || last)) {
-      const ev = evaluate(objective, model, data.valid, args.evalBatches);
+      const ev = await evaluate(objective, model, data.valid, args.evalBatches);
       const erow: EvalRow = { type: 'eval', step, loss: ev.loss, perplexity: Math.exp(ev.loss), targets: ev.count };
       record(erow);
       opts.callbacks?.onEval?.(erow);

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { refBackend as ref } from '../../src/backend/ref/index.js';
 import type { AttentionArgs, Backend } from '../../src/backend/types.js';
 import { bf16ToF32, f16ToF32 } from '../../src/tensor/half.js';
+import { registerRowComparisons } from './kernels-rows-compare.js';
 import { assertClose, randInts, randn, rng, toHalf } from './kernels-util.js';
 
 const SIZES = [1, 3, 17, 65, 127, 40_001];
@@ -23,6 +24,7 @@ function two(x: Float32Array): [Float32Array, Float32Array] {
 }
 
 export function registerComparisons(nat: Backend, label: string): void {
+  registerRowComparisons(nat, label);
   describe(`${label} kernels match ref`, () => {
     it('gemm: odd shapes, both transposes, f16/bf16 operands, strides, alpha, accumulate', () => {
       const r = rng(5);

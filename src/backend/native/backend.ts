@@ -1,5 +1,7 @@
-// The native backend: each kernel calls the addon with positional arguments. Typed arrays
-// are passed as they are (no copies); strings and option objects become numbers here.
+// The native backend: each kernel calls the addon with positional arguments. Its memory is
+// the host's (docs/ARCHITECTURE.md §Backend memory): a handle is the typed array itself and
+// is passed as it is (no copies); strings and option objects become numbers here.
+import { hostMemory } from '../host-memory.js';
 import type { Storage } from '../../tensor/tensor.js';
 import type { Backend, GemmArgs, PatchArgs } from '../types.js';
 import { DTYPE_CODE, type NativeAddon } from './index.js';
@@ -18,11 +20,12 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
     },
     ...opsAdapters(addon),
     ...convAdapters(addon),
+    ...rowsAdapters(addon),
   } as Partial<Backend>;
   const missing: string[] = [];
   const backend: Record<string, unknown> = {};
   for (const key of Object.keys(fallback) as (keyof Backend)[]) {
-    if (key === 'name' || key === 'threads') continue;
+    if (key === 'name' || key === 'threads' || key === 'memory') continue;
     const fn = kernels[key];
     if (fn) backend[key] = fn;
     else {
@@ -32,6 +35,7 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
   }
   return Object.assign(backend, {
     name,
+    memory: hostMemory,
     get threads() {
       return addon.threads();
     },
@@ -46,6 +50,46 @@ function convAdapters(addon: NativeAddon): Partial<Backend> {
   const present: Partial<Backend> = {};
   if (typeof addon['im2col'] === 'function') present.im2col = (cols, img, g) => void addon['im2col']!(cols, img, dims(g));
   if (typeof addon['col2im'] === 'function') present.col2im = (dimg, dcols, g) => void addon['col2im']!(dimg, dcols, dims(g));
+  return present;
+}
+
+/** Adapters for the accumulators and the row kernels (native/src/ops_rows.cc), present when the addon exports them. */
+function rowsAdapters(addon: NativeAddon): Partial<Backend> {
+  const dt = (d: import('../../tensor/tensor.js').DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
+  const all: Partial<Backend> = {
+    // the accumulator lives on the host for a CPU backend: the addon returns each sum
+    sumInto: (acc, slot, x, offset, n) => void (acc[slot] = acc[slot]! + (addon['sumRange']!(x, offset ?? 0, n ?? x.length - (offset ?? 0)) as number)),
+    copy2d: (dst, src, g) => void addon['copy2d']!(dst, src, g.rows, g.cols, g.dstOffset ?? 0, g.dstStride ?? g.cols, g.srcOffset ?? 0, g.srcStride ?? g.cols, g.accumulate ?? false),
+    mul: (out, a, b) => void addon['mul']!(out, a, b),
+    div: (out, a, b) => void addon['div']!(out, a, b),
+    addRowVector: (out, v, alpha, N, C) => void addon['addRowVector']!(out, v, alpha, N, C),
+    scaleColumns: (out, x, v, shift, N, C) => void addon['scaleColumns']!(out, x, v, shift, N, C),
+    columnSums: (out, x, v, shift, alpha, N, C) => void addon['columnSums']!(out, x, v, shift, alpha, N, C),
+    columnDots: (out, a, b, d, N, C) => void addon['columnDots']!(out, a, b, d, N, C),
+    doraCombine: (out, P, wx, g, bias, N, O, bd) => void addon['doraCombine']!(out, P, wx, g, bias, N, O, dt(bd)),
+    weightRowNorms: (out, w, wd, tr, delta, o0, rows, O, I) => void addon['weightRowNorms']!(out, w, dt(wd), tr, delta, o0, rows, O, I),
+    scaleWeightRows: (w, num, den, tr, O, I) => void addon['scaleWeightRows']!(w, num, den, tr, O, I),
+    additiveMask: (out, mask, B, S) => void addon['additiveMask']!(out, mask, B, S),
+    addMasks: (out, bias, own, B, T, S) => void addon['addMasks']!(out, bias, own, B, T, S),
+    tanhForward: (out, inp) => void addon['tanhForward']!(out, inp),
+    tanhBackward: (dinp, y, dout) => void addon['tanhBackward']!(dinp, y, dout),
+    sgd: (p, g, buf, o) => void addon['sgd']!(p, g, buf, o.lr, o.momentum, o.dampening, o.weightDecay, o.nesterov, o.first),
+  };
+  const present: Partial<Backend> = {};
+  const addonName: Record<string, string> = { sumInto: 'sumRange' };
+  for (const [name, fn] of Object.entries(all)) if (typeof addon[addonName[name] ?? name] === 'function') (present as Record<string, unknown>)[name] = fn;
+  if (typeof addon.sumSquares === 'function') {
+    // acc[slot] += the addon's threaded f64 sum of squares; the clip factor from the accumulator, applied by scale
+    present.sumSquaresInto = (acc, slot, x) => void (acc[slot] = acc[slot]! + (addon.sumSquares!(x) as number));
+  }
+  if (typeof addon.scale === 'function') {
+    present.clipByNorm = (x, acc, slot, maxNorm) => {
+      const norm = Math.sqrt(acc[slot]!);
+      if (!Number.isFinite(norm)) return;
+      const factor = maxNorm / (norm + 1e-6);
+      if (factor < 1) addon.scale!(x, x, factor);
+    };
+  }
   return present;
 }
 
