@@ -5,7 +5,7 @@
 // asynchronously, so entry points await prepareNodeBackend() before the first kernel.
 import { refBackend, setBackend as setCoreBackend, setBackendDefaults, type Backend } from '../index.js';
 import { loadWasm, wasmLoaded } from '../wasm/load.node.js';
-import { createNativeBackend, type NativeBackend } from './backend.js';
+import { createNativeBackend, type NativeBackend } from '../addon.js';
 import { loadAddon } from './index.js';
 
 export type BackendName = 'native' | 'wasm' | 'ref';
