@@ -65,11 +65,11 @@ export class LorakitWorker {
   }
 
   /**
-   * Starts the worker (default: worker.js next to this module, as the bundle ships it) and
-   * installs its backend ('auto': the fastest that loads).
+   * Starts the worker (default: worker.js next to this module, as the bundle ships it; a
+   * classic worker) and installs its backend ('auto': wasm when it loads, else ref).
    */
   static async start(opts: { url?: string | URL; backend?: BackendChoice } = {}): Promise<LorakitWorker> {
-    const w = new LorakitWorker(new Worker(opts.url ?? new URL('./worker.js', import.meta.url), { type: 'module' }));
+    const w = new LorakitWorker(new Worker(opts.url ?? new URL('./worker.js', import.meta.url)));
     w.backend = (await w.request({ type: 'init', backend: opts.backend ?? 'auto' })) as BackendInfo;
     return w;
   }

@@ -63,7 +63,8 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
   const modelFiles = new Set(modelFileNames(o.modelDir));
   let datasets: WebDataset[] | null = null;
   const getDatasets = (): WebDataset[] => (datasets ??= o.datasets());
-  const staticFiles = new Set(fs.readdirSync(o.staticDir));
+  const staticFiles = new Set(fs.readdirSync(o.staticDir).filter((f) => fs.statSync(path.join(o.staticDir, f)).isFile()));
+  const wasmFiles = new Set(fs.existsSync(path.join(o.staticDir, 'wasm')) ? fs.readdirSync(path.join(o.staticDir, 'wasm')) : []);
 
   const send = (res: http.ServerResponse, status: number, body: string | Buffer, type: string): void => {
     res.writeHead(status, { ...ISOLATION, 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-cache' });
@@ -97,6 +98,8 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
       if (d) return send(res, 200, d.jsonl, TYPES['.jsonl']!);
       const name = p.slice(1);
       if (staticFiles.has(name)) return sendFile(res, path.join(o.staticDir, name), head);
+      const wasm = /^\/wasm\/([\w.-]+)$/.exec(p);
+      if (wasm && wasmFiles.has(wasm[1]!)) return sendFile(res, path.join(o.staticDir, 'wasm', wasm[1]!), head);
       return send(res, 404, `not found: ${p}\n`, 'text/plain; charset=utf-8');
     } catch (e) {
       return send(res, 500, `error: ${(e as Error).message}\n`, 'text/plain; charset=utf-8');

@@ -9,10 +9,11 @@ import { loadAdapterFiles } from '../lora/files.js';
 import { PeftModel } from '../lora/peft-model.js';
 import type { DecoderLM } from '../models/decoder.js';
 import { train } from '../train/trainer.js';
-import { installBrowserBackend } from './backend.js';
+import { installBrowserBackend, registerBrowserBackend } from './backend.js';
 import { loadModelFiles } from './model-files.js';
 import type { Control, ModelInfo, Request, TrainSummary, WorkerMessage } from './protocol.js';
 import { adapterBytes, prepareLoraRun } from './recipe.js';
+import { loadBrowserWasm } from './wasm.js';
 import { adapterSource } from './zip.js';
 
 interface Scope {
@@ -52,6 +53,9 @@ async function handle(id: number, req: Request): Promise<unknown> {
   switch (req.type) {
     case 'init': {
       setWarningHandler((message, code) => post({ type: 'log', line: `warning (${code}): ${message}` }));
+      // the WebAssembly module the build puts next to this worker (dist/browser/wasm/)
+      const here = (globalThis as unknown as { location: { href: string } }).location.href;
+      registerBrowserBackend('wasm', () => loadBrowserWasm(new URL('wasm/', here)));
       return installBrowserBackend(req.backend);
     }
     case 'loadModel': {

@@ -2,7 +2,7 @@
 // by playwright-core, opens the page `lorakit web` serves (the bundled model preloaded), pauses,
 // resumes and cancels a run, trains a small adapter on an uploaded JSONL (the loss falls, the
 // chart draws), generates with the base model and the adapter, and downloads the adapter, which
-// must equal bit for bit the one `lorakit train` writes with the same backend (ref), data, flags
+// must equal bit for bit the one `lorakit train` writes with the same backend (wasm, else ref), data, flags
 // and seed, and give the same loss in `lorakit eval`. Any console error fails the test.
 // Screenshots at desktop and phone widths go to a temporary folder, or to docs/ with
 // LORAKIT_SCREENSHOTS=1 (README: "In the browser").
@@ -54,6 +54,7 @@ describe('lorakit web in chromium', { skip }, () => {
     const { chromium } = await import('playwright-core');
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     const errors: string[] = [];
+    let backend = '';
     const pageDir = path.join(tmp, 'page-adapter');
     const T0 = Date.now();
     const mark = (what: string): void => console.log(`# ${what} ${((Date.now() - T0) / 1000).toFixed(1)} s`);
@@ -67,7 +68,12 @@ describe('lorakit web in chromium', { skip }, () => {
       page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
       await page.goto(server.url);
       await page.waitForSelector('body[data-ready="1"]');
-      assert.match((await page.textContent('#backend'))!, /backend: ref .*cross-origin isolated: yes/);
+      const footer = (await page.textContent('#backend'))!;
+      assert.match(footer, /cross-origin isolated: yes/);
+      // the WebAssembly backend when its module loads (dist/browser/wasm), else the reference backend
+      backend = /^backend: (\w+)/.exec(footer)![1]!;
+      assert.ok(['wasm', 'ref'].includes(backend), footer);
+      console.log(`# ${footer}`);
       assert.match((await page.textContent('#data-info'))!, /^pos\.jsonl: 64 lines/);
 
       mark('ready');
@@ -146,7 +152,7 @@ describe('lorakit web in chromium', { skip }, () => {
     const nodeRun = path.join(tmp, 'node-run');
     const data = path.join(tmp, 'pos4.jsonl');
     const args = ['train', '--model', BUNDLED_MODEL_DIR, '--data', data, '--out', nodeRun, '--rank', String(FLAGS.rank), '--targets', FLAGS.targets, '--steps', String(FLAGS.steps), '--lr', String(FLAGS.lr), '--batch-size', String(FLAGS.batch), '--max-length', String(FLAGS.maxlen), '--seed', String(FLAGS.seed), '--no-progress'];
-    const r = lorakitRef(args);
+    const r = lorakitOn(backend, args);
     assert.equal(r.status, 0, r.stderr);
     const nodeDir = path.join(nodeRun, 'adapter');
     const mine = deserializeSafetensors(fs.readFileSync(path.join(pageDir, 'adapter_model.safetensors')), 'page');
@@ -175,14 +181,21 @@ describe('lorakit web in chromium', { skip }, () => {
   });
 });
 
-/** `lorakit …` on the reference backend, the backend the page trained with. */
-function lorakitRef(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const prev = process.env.LORAKIT_BACKEND;
-  process.env.LORAKIT_BACKEND = 'ref';
+/**
+ * `lorakit …` on the backend the page trained with. The wasm module runs one thread per core in
+ * both (the page: navigator.hardwareConcurrency; Node: availableParallelism), so LORAKIT_THREADS
+ * is left unset for it.
+ */
+function lorakitOn(backend: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const prev = { backend: process.env.LORAKIT_BACKEND, threads: process.env.LORAKIT_THREADS };
+  process.env.LORAKIT_BACKEND = backend;
+  if (backend === 'wasm') process.env.LORAKIT_THREADS = '';
   try {
     return lorakit(args);
   } finally {
-    if (prev === undefined) delete process.env.LORAKIT_BACKEND;
-    else process.env.LORAKIT_BACKEND = prev;
+    for (const [k, v] of [['LORAKIT_BACKEND', prev.backend], ['LORAKIT_THREADS', prev.threads]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 }

@@ -10,7 +10,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { packageRoot } from '../../src/backend/native/index.js';
-import { createNativeBackend } from '../../src/backend/native/backend.js';
+import { createNativeBackend } from '../../src/backend/addon.js';
 import { refBackend } from '../../src/backend/ref/index.js';
 import { AARCH64_GXX, AARCH64_SYSROOT, QEMU, buildArmServer, missingArmTools, startKernelServer } from '../helpers/kernel-server.js';
 import { registerComparisons } from './kernels-compare.js';

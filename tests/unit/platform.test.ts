@@ -45,7 +45,7 @@ describe('the core entry builds for a browser', () => {
       const inputs = Object.keys(meta.inputs);
       assert.ok(inputs.includes('src/browser.ts') && inputs.includes('src/web/worker.ts') && inputs.includes('src/web/page/app.ts'));
       assert.deepEqual(inputs.filter((f) => f.startsWith('node:') || /\.node\.ts$|^src\/backend\/native\/|^src\/(cli|serve|demo|corpus|tasks)\//.test(f)), []);
-      assert.deepEqual(fs.readdirSync(out).filter((f) => !f.endsWith('.map')).sort(), ['app.js', 'index.html', 'lorakit.js', 'style.css', 'worker.js']);
+      assert.deepEqual(fs.readdirSync(out).filter((f) => !f.endsWith('.map')).sort(), ['app.js', 'index.html', 'lorakit.js', 'style.css', 'wasm', 'worker.js']);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }

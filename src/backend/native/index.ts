@@ -3,15 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { DType } from '../../tensor/tensor.js';
+import type { NativeAddon } from '../addon.js';
 
-/** The raw addon: kernel functions with positional arguments (see native/src). */
-export type NativeAddon = Record<string, (...args: unknown[]) => unknown> & {
-  threads(n?: number): number;
-  cpuInfo(): { avx2fma: boolean };
-};
-
-export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
+export { DTYPE_CODE, type NativeAddon } from '../addon.js';
 
 export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));

@@ -7,7 +7,7 @@ import { isMainThread } from 'node:worker_threads';
 import { refBackend, setBackend as setCoreBackend, setBackendDefaults, type Backend } from '../index.js';
 import { loadWasm, wasmLoaded } from '../wasm/load.node.js';
 import { createWasmMemory } from '../wasm/memory.js';
-import { createNativeBackend, type NativeBackend } from './backend.js';
+import { createNativeBackend, type NativeBackend } from '../addon.js';
 import { loadAddon } from './index.js';
 
 export type BackendName = 'native' | 'wasm' | 'ref';

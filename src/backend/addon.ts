@@ -1,10 +1,20 @@
-// The native backend: each kernel calls the addon with positional arguments. Its memory is
-// the host's (docs/ARCHITECTURE.md §Backend memory): a handle is the typed array itself and
-// is passed as it is (no copies); strings and option objects become numbers here.
-import { hostMemory } from '../host-memory.js';
-import type { Storage } from '../../tensor/tensor.js';
-import type { Backend, GemmArgs, PatchArgs } from '../types.js';
-import { DTYPE_CODE, type NativeAddon } from './index.js';
+// A backend over an addon object: each kernel calls the addon with positional arguments.
+// Its memory is the host's by default (docs/ARCHITECTURE.md §Backend memory): a handle is the
+// typed array itself and is passed as it is (no copies); strings and option objects become numbers
+// here. The native addon (backend/native/, Node) and the WebAssembly module
+// (backend/wasm/module.ts; in Node and in a browser worker, web/wasm.ts) both have this
+// shape, so this file is platform-neutral.
+import { hostMemory } from './host-memory.js';
+import type { DType, Storage } from '../tensor/tensor.js';
+import type { Backend, GemmArgs, PatchArgs } from './types.js';
+
+/** The raw addon: kernel functions with positional arguments (see native/src). */
+export type NativeAddon = Record<string, (...args: unknown[]) => unknown> & {
+  threads(n?: number): number;
+  cpuInfo(): { avx2fma: boolean };
+};
+
+export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
 
 export interface NativeBackend extends Backend {
   /** kernels the addon does not provide, served by the fallback (should be empty) */
@@ -55,7 +65,7 @@ function convAdapters(addon: NativeAddon): Partial<Backend> {
 
 /** Adapters for the accumulators and the row kernels (native/src/ops_rows.cc), present when the addon exports them. */
 function rowsAdapters(addon: NativeAddon): Partial<Backend> {
-  const dt = (d: import('../../tensor/tensor.js').DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
+  const dt = (d: DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
   const all: Partial<Backend> = {
     // the accumulator lives on the host for a CPU backend: the addon returns each sum
     sumInto: (acc, slot, x, offset, n) => void (acc[slot] = acc[slot]! + (addon['sumRange']!(x, offset ?? 0, n ?? x.length - (offset ?? 0)) as number)),
@@ -95,10 +105,10 @@ function rowsAdapters(addon: NativeAddon): Partial<Backend> {
 
 /** Adapters for the non-GEMM kernels, present when the addon exports them. */
 function opsAdapters(addon: NativeAddon): Partial<Backend> {
-  const dt = (d: import('../../tensor/tensor.js').DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
-  const gelu = (approx: import('../types.js').GeluApprox): number => (approx === 'tanh' ? 1 : 0);
+  const dt = (d: import('../tensor/tensor.js').DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
+  const gelu = (approx: import('./types.js').GeluApprox): number => (approx === 'tanh' ? 1 : 0);
   // attention shapes travel as one Float64Array: the addon takes at most 16 arguments
-  const dims = (g: import('../types.js').AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale, g.window ?? 0);
+  const dims = (g: import('./types.js').AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale, g.window ?? 0);
   const all: Partial<Backend> = {
     add: (out, a, b) => void addon.add!(out, a, b),
     axpy: (y, x, alpha) => void addon.axpy!(y, x, alpha),
