@@ -3,8 +3,10 @@ import type { Tensor } from '../tensor/tensor.js';
 import { bertFamily } from './bert.js';
 import type { EncoderFamily } from './encoder.js';
 import type { ModelFamily } from './family.js';
+import { gemma3Family } from './gemma3.js';
 import { gpt2Family } from './gpt2.js';
 import { llamaFamily, mistralFamily, qwen2Family } from './llama.js';
+import { phi3Family } from './phi3.js';
 import { robertaFamily } from './roberta.js';
 import { vitFamily } from './vit.js';
 
@@ -16,6 +18,8 @@ export const MODEL_FAMILIES: ReadonlyMap<string, ModelFamily> = new Map<string, 
   ['mistral', mistralFamily as ModelFamily],
   ['qwen2', qwen2Family as ModelFamily],
   ['gpt2', gpt2Family as ModelFamily],
+  ['gemma3_text', gemma3Family as ModelFamily],
+  ['phi3', phi3Family as ModelFamily],
 ]);
 
 /** model_type → classification (encoder) family: loaded with loadClassifier (src/models/encoder-load.ts). */

@@ -10,6 +10,7 @@ import { Tensor, ShapeError } from '../tensor/tensor.js';
 import { Linear } from './linear.js';
 import type { RowLayer } from './linear.js';
 import { Module } from './module.js';
+import { RMSNorm } from './rmsnorm.js';
 import { addInputGrad, childRowLayer, hasTrainable } from './rowlayer.js';
 
 // ---------------------------------------------------------------------------------------
@@ -46,12 +47,19 @@ export interface RopeOptions {
   attentionScaling?: number | undefined;
   /** table rows to build up front; more are added on demand */
   maxPositions?: number | undefined;
+  /**
+   * the head size when only its first `headDim` channels rotate (partial rotary, Phi-3's
+   * partial_rotary_factor); default headDim. The other channels pass through.
+   */
+  headSize?: number | undefined;
 }
 
 /** Rotary position embedding with cos/sin tables [P, D/2], grown on demand. */
 export class Rope {
   /** D: the rotated head size */
   readonly headDim: number;
+  /** the head size (≥ headDim; larger with partial rotary) */
+  readonly headSize: number;
   readonly layout: RopeLayout;
   readonly invFreq: Float32Array;
   private scaling: number;
@@ -63,6 +71,8 @@ export class Rope {
   constructor(headDim: number, opts: RopeOptions = {}) {
     if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0) throw new RangeError(`Rope: head size must be a positive even integer, got ${headDim}`);
     this.headDim = headDim;
+    this.headSize = opts.headSize ?? headDim;
+    if (!Number.isInteger(this.headSize) || this.headSize < headDim) throw new RangeError(`Rope: head size ${this.headSize} must be an integer ≥ the rotated size ${headDim}`);
     this.layout = opts.layout ?? 'half';
     this.invFreq = opts.invFreq ?? ropeInvFreq(headDim, opts.theta ?? 10000);
     if (this.invFreq.length !== headDim / 2) throw new ShapeError(`Rope: invFreq has ${this.invFreq.length} elements, expected D/2 = ${headDim / 2}`);
@@ -117,9 +127,15 @@ export class Rope {
 
   /**
    * Rotates x[B, T, H·D] in place by the angles of positions[B·T] (by −angle when inverse),
-   * or, given src of the same shape, writes src rotated into x.
+   * or, given src of the same shape, writes src rotated into x. With partial rotary, D is
+   * headSize and only each head's first headDim channels rotate: they are gathered into
+   * rows of headDim, rotated by the kernel and put back.
    */
   apply(x: Float32Array, positions: Int32Array, B: number, T: number, H: number, inverse = false, src?: Float32Array): void {
+    if (this.headSize !== this.headDim) {
+      this.applyPartial(x, positions, B, T, H, inverse, src);
+      return;
+    }
     let max = -1;
     for (let i = 0; i < positions.length; i++) {
       const p = positions[i]!;
@@ -129,6 +145,30 @@ export class Rope {
     this.ensure(max + 1);
     if (src && src.length !== x.length) throw new ShapeError(`Rope.apply: src has ${src.length} elements, x has ${x.length}`);
     getBackend().rope(x, this.cos, this.sin, positions, B, T, H, this.headDim, this.layout === 'interleaved', inverse, src);
+  }
+
+  private partialRows = new Float32Array(0);
+
+  private applyPartial(x: Float32Array, positions: Int32Array, B: number, T: number, H: number, inverse: boolean, src?: Float32Array): void {
+    const Dr = this.headDim;
+    const D = this.headSize;
+    const rows = B * T * H;
+    if (x.length !== rows * D) throw new ShapeError(`Rope.apply: x has ${x.length} elements, expected [${B}, ${T}, ${H}·${D}] = ${rows * D}`);
+    if (src && src.length !== x.length) throw new ShapeError(`Rope.apply: src has ${src.length} elements, x has ${x.length}`);
+    if (this.partialRows.length < rows * Dr) this.partialRows = new Float32Array(rows * Dr);
+    const r = this.partialRows.subarray(0, rows * Dr);
+    const from = src ?? x;
+    if (src) x.set(src);
+    for (let i = 0; i < rows; i++) r.set(from.subarray(i * D, i * D + Dr), i * Dr);
+    let max = -1;
+    for (let i = 0; i < positions.length; i++) {
+      const p = positions[i]!;
+      if (p < 0) throw new RangeError(`Rope.apply: positions[${i}] = ${p} is negative`);
+      if (p > max) max = p;
+    }
+    this.ensure(max + 1);
+    getBackend().rope(r, this.cos, this.sin, positions, B, T, H, Dr, this.layout === 'interleaved', inverse);
+    for (let i = 0; i < rows; i++) x.set(r.subarray(i * Dr, (i + 1) * Dr), i * D);
   }
 }
 
@@ -396,7 +436,7 @@ export class AttentionCore extends Module {
     const Hq = opts.nHeads;
     const Hkv = opts.nKvHeads ?? Hq;
     if (!(Hq > 0 && Hkv > 0 && Hq % Hkv === 0)) throw new RangeError(`AttentionCore: nHeads ${Hq} must be a positive multiple of nKvHeads ${Hkv}`);
-    if (opts.rope && opts.rope.headDim !== opts.headDim) throw new RangeError(`AttentionCore: rope head size ${opts.rope.headDim} differs from headDim ${opts.headDim}`);
+    if (opts.rope && opts.rope.headSize !== opts.headDim) throw new RangeError(`AttentionCore: rope head size ${opts.rope.headSize} differs from headDim ${opts.headDim}`);
     this.nHeads = Hq;
     this.nKvHeads = Hkv;
     this.headDim = opts.headDim;
@@ -524,6 +564,11 @@ export interface MultiHeadAttentionOptions {
    * one fused projection C → (Hq + 2·Hkv)·D gives q, k, v side by side and q/k/v are unused.
    */
   names?: { q?: string; k?: string; v?: string; o?: string; qkv?: string } | undefined;
+  /**
+   * RMSNorms over each head's D channels of q and k, before rope (Qwen3, Gemma 3: children
+   * q_norm and k_norm, weight [D]); unitOffset scales by (1 + w) (Gemma)
+   */
+  qkNorm?: { eps: number; unitOffset?: boolean | undefined } | undefined;
 }
 
 /**
@@ -540,6 +585,8 @@ export class MultiHeadAttention extends Module {
   readonly core: AttentionCore;
   /** whether backward() computes dx */
   computeInputGrad = true;
+  /** whether q and k pass through per-head norms (children q_norm, k_norm) */
+  readonly qkNorm: boolean;
   private N = 0;
 
   constructor(hiddenSize: number, opts: MultiHeadAttentionOptions) {
@@ -564,6 +611,12 @@ export class MultiHeadAttention extends Module {
       this.registerModule(this.names.v, lin(hiddenSize, Hkv * D, bias));
     }
     this.registerModule(this.names.o, lin(Hq * D, hiddenSize, opts.oBias ?? bias));
+    this.qkNorm = opts.qkNorm !== undefined;
+    if (opts.qkNorm) {
+      const norm = (): RMSNorm => new RMSNorm(D, { eps: opts.qkNorm!.eps, unitOffset: opts.qkNorm!.unitOffset, dtype: opts.dtype ?? 'f32' });
+      this.registerModule('q_norm', norm());
+      this.registerModule('k_norm', norm());
+    }
     this.core = new AttentionCore({ nHeads: Hq, nKvHeads: Hkv, headDim: D, causal: opts.causal ?? true, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), rope: opts.rope ?? null, window: opts.window ?? 0 });
   }
 
@@ -583,6 +636,12 @@ export class MultiHeadAttention extends Module {
   get qkvProj(): RowLayer {
     if (!this.names.qkv) throw new Error('MultiHeadAttention.qkvProj: this layer has separate q, k, v projections');
     return childRowLayer(this, this.names.qkv, 'MultiHeadAttention');
+  }
+
+  /** the per-head q and k norms, or null */
+  get qkNorms(): { q: RMSNorm; k: RMSNorm } | null {
+    if (!this.qkNorm) return null;
+    return { q: this.getModule('q_norm') as RMSNorm, k: this.getModule('k_norm') as RMSNorm };
   }
 
   /** whether backward() reads the x of forward (see RowLayer.savesInput) */
@@ -609,10 +668,16 @@ export class MultiHeadAttention extends Module {
       splitColumns(qkv, N, [q, k, v], [qDim, kvDim, kvDim]);
     } else {
       // with rope the core rotates copies of q and k, so the projections' outputs are read once
-      const copied = this.core.rope !== null;
+      // (unless q/k norms read them again in backward)
+      const copied = this.core.rope !== null && !this.qkNorm;
       q = this.qProj.forward(x, N, copied);
       k = this.kProj.forward(x, N, copied);
       v = this.vProj.forward(x, N);
+    }
+    const norms = this.qkNorms;
+    if (norms) {
+      q = norms.q.forward(q, N * this.nHeads);
+      k = norms.k.forward(k, N * this.nKvHeads);
     }
     this.core.buffers = this.buffers;
     const att = this.core.forward(q, k, v, ctx);
@@ -627,13 +692,24 @@ export class MultiHeadAttention extends Module {
     if (N === 0) throw new Error('MultiHeadAttention.backward called before forward');
     if (dy.length !== N * C) throw new ShapeError(`MultiHeadAttention.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
     const inner = this.names.qkv ? [this.names.qkv] : [this.names.q, this.names.k, this.names.v];
+    if (this.qkNorm) inner.push('q_norm', 'k_norm');
     const innerTrainable = inner.some((n) => hasTrainable(this.getModule(n)));
     const o = this.oProj;
     o.computeInputGrad = this.computeInputGrad || innerTrainable;
     const datt = o.backward(dy);
     if (!datt) return null;
     this.core.buffers = this.buffers;
-    const { dq, dk, dv } = this.core.backward(datt);
+    const back = this.core.backward(datt);
+    const dv = back.dv;
+    let { dq, dk } = back;
+    const norms = this.qkNorms;
+    if (norms) {
+      // d(projection outputs) through the per-head norms
+      norms.q.computeInputGrad = true;
+      norms.k.computeInputGrad = true;
+      dq = norms.q.backward(dq)!;
+      dk = norms.k.backward(dk)!;
+    }
     if (this.names.qkv) {
       const qDim = this.nHeads * this.headDim;
       const kvDim = this.nKvHeads * this.headDim;

@@ -18,6 +18,8 @@ export const TINY_CONFIGS: Record<string, Record<string, unknown>> = {
   mistral: { model_type: 'mistral', vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, sliding_window: 5, initializer_range: 0.4 },
   qwen2: { model_type: 'qwen2', vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 1, max_position_embeddings: 64, tie_word_embeddings: true, use_sliding_window: true, sliding_window: 4, max_window_layers: 1, initializer_range: 0.4 },
   gpt2: { model_type: 'gpt2', vocab_size: 40, n_embd: 16, n_layer: 2, n_head: 4, n_positions: 32 },
+  gemma3_text: { model_type: 'gemma3_text', vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 6, sliding_window: 4, sliding_window_pattern: 3, query_pre_attn_scalar: 8, final_logit_softcapping: 3, initializer_range: 0.4 },
+  phi3: { model_type: 'phi3', vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, partial_rotary_factor: 0.5, sliding_window: 5, tie_word_embeddings: true, initializer_range: 0.4 },
 };
 
 function maxAbs(a: Float32Array, b: Float32Array): number {
