@@ -7,6 +7,8 @@
         "native/src/cpu.cc",
         "native/src/threadpool.cc",
         "native/src/gemm.cc",
+        "native/src/gemm_simd.cc",
+        "native/src/napi_gemm.cc",
         "native/src/gemm_avx2.cc",
         "native/src/ops.cc",
         "native/src/ops_attention.cc",

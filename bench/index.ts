@@ -16,7 +16,7 @@ interface Section {
   optIn?: boolean;
 }
 
-installNodePlatform();
+await installNodePlatform();
 
 const quick = process.argv.includes('--quick');
 

@@ -4,7 +4,7 @@
 // process.emitWarning). See docs/ARCHITECTURE.md §Platforms and entry points.
 import { installNodePlatform } from './platform.node.js';
 
-installNodePlatform();
+await installNodePlatform();
 
 export * from './core.js';
 export { installNodePlatform } from './platform.node.js';

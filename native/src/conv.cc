@@ -2,8 +2,6 @@
 // Letters: B batch, C channels, H, W image size, KH, KW kernel, SH, SW strides,
 // OH = (H - KH)/SH + 1, OW = (W - KW)/SW + 1 (floor). The shapes arrive as one
 // Float64Array [B, C, H, W, KH, KW, SH, SW]; the caller (src/backend/native) checked them.
-#include <node_api.h>
-
 #include <cstdint>
 #include <cstring>
 

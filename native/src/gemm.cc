@@ -12,8 +12,10 @@
 // Half operands are widened to f32 while packing, so half weights are read in place.
 // Small and thin products with an f32 A skip packing A (the "direct" path): A is read
 // as stored, and B is packed only when it has to be (half, transposed, or N % 8 != 0).
-// The instruction set is chosen at run time: AVX2+FMA (gemm_avx2.cc) or the portable
-// kernels below (auto-vectorised by the compiler for the baseline target).
+// The instruction set is chosen at run time on x86: AVX2+FMA (gemm_avx2.cc) or the kernels
+// written on the SIMD layer (gemm_simd.cc: NEON, SIMD128, SSE2 or scalar, chosen at build
+// time). This file has no N-API: the addon's glue is napi_gemm.cc, the WebAssembly
+// module's is native/wasm/exports.cc.
 // Letters and packed layouts: see gemm.h.
 #include "gemm.h"
 
@@ -21,7 +23,6 @@
 #include <cstring>
 #include <string>
 
-#include "napi_util.h"
 #include "threadpool.h"
 
 namespace lk {
@@ -53,36 +54,6 @@ void pack_b_scalar(float* dst, const Operand& b, int64_t k0, int64_t kc, int64_t
       }
     }
   }
-}
-
-namespace {
-
-constexpr int GMR = 4;   // portable micro-tile rows
-constexpr int GNR = 16;  // portable micro-tile columns
-
-void pack_a_generic(float* dst, const Operand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
-  pack_a_scalar(dst, a, i0, mc, k0, kc, GMR);
-}
-void pack_b_generic(float* dst, const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
-  pack_b_scalar(dst, b, k0, kc, j0, nc, GNR);
-}
-
-// a [kc][GMR], b [kc][GNR] -> C[0:mr, 0:nr]
-void micro_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, float alpha,
-                   bool beta) {
-  float acc[GMR][GNR] = {};
-  for (int64_t k = 0; k < kc; ++k, a += GMR, b += GNR)
-    for (int i = 0; i < GMR; ++i)
-      for (int j = 0; j < GNR; ++j) acc[i][j] += a[i] * b[j];
-  for (int i = 0; i < mr; ++i)
-    for (int j = 0; j < nr; ++j) c[i * ldc + j] = (beta ? c[i * ldc + j] : 0.f) + alpha * acc[i][j];
-}
-
-}  // namespace
-
-const Impl& generic_impl() {
-  static const Impl impl = {"generic", GMR, GNR, 0, pack_a_generic, pack_b_generic, micro_generic, nullptr, nullptr};
-  return impl;
 }
 
 // ---------- driver ----------
@@ -127,6 +98,8 @@ struct AlignedBuf {  // grows, 64-byte aligned, one per thread and use
 thread_local AlignedBuf t_apack, t_bpack;
 thread_local AlignedBuf t_bdirect;  // the direct path's packed B (filled by the calling thread)
 
+}  // namespace
+
 bool use_avx2() {
   static const bool yes = [] {
     if (!cpu_has_avx2_fma()) return false;
@@ -139,6 +112,8 @@ bool use_avx2() {
   }();
   return yes;
 }
+
+namespace {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -262,6 +237,15 @@ void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Opera
   }
 }
 
+}  // namespace
+
+const Impl& current_impl() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (use_avx2()) return avx2_impl();
+#endif
+  return simd_impl();
+}
+
 void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
          bool acc) {
   if (M <= 0 || N <= 0) return;
@@ -270,7 +254,7 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
       for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, static_cast<size_t>(N) * sizeof(float));
     return;
   }
-  const Impl& im = use_avx2() ? avx2_impl() : generic_impl();
+  const Impl& im = current_impl();
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const int nt = flops < static_cast<double>(g_min_parallel_flops) ? 1 : num_threads();
 
@@ -312,56 +296,6 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
   packed(im, C, ldc, A, B, M, N, K, alpha, acc, nt);
 }
 
-}  // namespace
 }  // namespace gemm
-
-namespace {
-
-// gemm(c, a, b, M, N, K, transA, transB, accumulate, alpha, aDtype, bDtype, lda, ldb, ldc)
-//   c: Float32Array holding C[M,N] with row stride ldc
-//   a: Float32Array (aDtype 0) or Uint16Array (1 f16, 2 bf16): A [M,K] (or [K,M] when transA), row stride lda
-//   b: likewise B [K,N] (or [N,K] when transB), row stride ldb
-// Shapes are checked at the op boundary (TypeScript); here only the array kinds.
-napi_value Gemm(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  float* c;
-  size_t nc;
-  View va, vb;
-  if (!get_f32(a, 0, c, nc, "gemm", "c") || !get_view(a, 1, va, "gemm", "a") || !get_view(a, 2, vb, "gemm", "b"))
-    return nullptr;
-  const int64_t M = get_int(a, 3), N = get_int(a, 4), K = get_int(a, 5);
-  const bool ta = get_bool(a, 6), tb = get_bool(a, 7), acc = get_bool(a, 8);
-  const float alpha = static_cast<float>(get_num(a, 9, 1.0));
-  const int adt = static_cast<int>(get_int(a, 10, 0)), bdt = static_cast<int>(get_int(a, 11, 0));
-  const int64_t lda = get_int(a, 12, ta ? M : K), ldb = get_int(a, 13, tb ? K : N), ldc = get_int(a, 14, N);
-  auto kind_ok = [](const View& v, int dt) {
-    return dt == F32 ? v.type == napi_float32_array : (dt == F16 || dt == BF16) && v.type == napi_uint16_array;
-  };
-  if (!kind_ok(va, adt)) {
-    throw_type(env, "gemm: argument a must be a Float32Array for dtype f32, a Uint16Array for f16/bf16");
-    return nullptr;
-  }
-  if (!kind_ok(vb, bdt)) {
-    throw_type(env, "gemm: argument b must be a Float32Array for dtype f32, a Uint16Array for f16/bf16");
-    return nullptr;
-  }
-  gemm::Operand A{va.data, adt, lda, ta}, B{vb.data, bdt, ldb, tb};
-  gemm::run(c, ldc, A, B, M, N, K, alpha, acc);
-  return undefined(env);
-}
-
-// gemmImpl(): the name of the kernel set gemm uses on this CPU ("avx2" or "generic").
-napi_value GemmImpl(napi_env env, napi_callback_info) {
-  napi_value s;
-  napi_create_string_utf8(env, gemm::use_avx2() ? "avx2" : "generic", NAPI_AUTO_LENGTH, &s);
-  return s;
-}
-
-}  // namespace
-
-void RegisterGemm(napi_env env, napi_value exports) {
-  export_fn(env, exports, "gemm", Gemm);
-  export_fn(env, exports, "gemmImpl", GemmImpl);
-}
-
 }  // namespace lk
+

@@ -1,5 +1,5 @@
 // Internal interface between the GEMM driver (gemm.cc) and its instruction-set specific
-// kernels (gemm_avx2.cc, and the portable ones in gemm.cc).
+// kernels (gemm_avx2.cc, and gemm_simd.cc on the SIMD layer).
 //
 // Letters: C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N].
 //   A is stored [M,K] (row i at A + i·lda) or, when transposed, [K,M] (row k at A + k·lda).
@@ -60,8 +60,14 @@ struct Impl {
 void acc_at_b_avx2(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc, int64_t m,
                    int64_t n);
 
-const Impl& generic_impl();  // gemm.cc
-const Impl& avx2_impl();     // gemm_avx2.cc (call only when the CPU has AVX2+FMA+F16C)
+const Impl& simd_impl();  // gemm_simd.cc (NEON, SIMD128, SSE2 or scalar: the build target's)
+const Impl& avx2_impl();  // gemm_avx2.cc, x86 only (call only when the CPU has AVX2+FMA+F16C)
+bool use_avx2();          // the CPU has AVX2+FMA+F16C and LORAKIT_NO_AVX2 is not set
+const Impl& current_impl();  // the kernels run() uses
+
+// C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N] on the thread pool (gemm.cc; shapes valid).
+void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
+         bool acc);
 
 // Scalar widening of half values (exact; NaN payloads kept).
 inline float bf16_to_f32(uint16_t h) {

@@ -7,6 +7,7 @@
 // shared inline function can leak into the rest of the addon.
 //
 // Letters and packed layouts: see gemm.h.
+#if defined(__x86_64__) || defined(__i386__)  // the whole file: x86 only
 #include <immintrin.h>
 
 #include <cstdint>
@@ -398,3 +399,5 @@ const Impl& avx2_impl() {
 
 }  // namespace gemm
 }  // namespace lk
+
+#endif  // x86

@@ -1,7 +1,13 @@
 // Small helpers for reading N-API arguments. Typed arrays cross without copies: we take
 // the pointer into the JavaScript ArrayBuffer and work on it in place, synchronously.
+// Without Node (LK_NAPI_SHIM: the WebAssembly module, the qemu kernel test) the same calls
+// come from napi_shim.h, so the kernel sources compile unchanged for every target.
 #pragma once
+#if defined(LK_NAPI_SHIM)
+#include "napi_shim.h"
+#else
 #include <node_api.h>
+#endif
 #include <cstddef>
 #include <cstdint>
 #include <string>

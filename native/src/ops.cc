@@ -28,6 +28,14 @@ void dispatch(const Body& body) {
   else body();
 }
 
+// avx2_call when the CPU has AVX2+FMA, else portable_call; off x86 the AVX2 functions do
+// not exist and only portable_call is compiled.
+#if LK_X86
+#define LK_AVX2_OR(avx2_call, portable_call) (avx2() ? (avx2_call) : (portable_call))
+#else
+#define LK_AVX2_OR(avx2_call, portable_call) (portable_call)
+#endif
+
 // ============================== elementwise ==============================
 
 // out[n] = a[n] + b[n] (out may alias a or b)
@@ -65,6 +73,7 @@ napi_value Scale(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+#if LK_X86
 LK_AVX2 double sum_squares_avx2(const float* x, int64_t n) {
   __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
   int64_t i = 0;
@@ -79,6 +88,7 @@ LK_AVX2 double sum_squares_avx2(const float* x, int64_t n) {
   return s;
 }
 
+#endif
 double sum_squares_portable(const float* x, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
@@ -97,7 +107,7 @@ napi_value SumSquares(napi_env env, napi_callback_info info) {
   const int64_t chunks = (static_cast<int64_t>(n) + per - 1) / per;
   run_tasks(chunks, [&](int task, int) {
     const int64_t b = task * per, e = std::min<int64_t>(b + per, static_cast<int64_t>(n));
-    part[static_cast<size_t>(task)] = avx2() ? sum_squares_avx2(x + b, e - b) : sum_squares_portable(x + b, e - b);
+    part[static_cast<size_t>(task)] = LK_AVX2_OR(sum_squares_avx2(x + b, e - b), sum_squares_portable(x + b, e - b));
   });
   double s = 0;
   for (int64_t t = 0; t < chunks; ++t) s += part[static_cast<size_t>(t)];
@@ -115,6 +125,7 @@ napi_value Widen(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+#if LK_X86
 LK_F16C void narrow_f16_f16c(uint16_t* dst, const float* src, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -129,6 +140,7 @@ LK_F16C void narrow_f16_f16c(uint16_t* dst, const float* src, int64_t n) {
   for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
+#endif
 // out[n] f16/bf16 = round-to-nearest-even(src[n])
 napi_value Narrow(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -140,8 +152,11 @@ napi_value Narrow(napi_env env, napi_callback_info info) {
   uint16_t* out = static_cast<uint16_t*>(vo.data);
   run_chunks(static_cast<int64_t>(vo.length), kGrain, [&](int64_t b, int64_t e, int) {
     if (dt == F16) {
+#if LK_X86
       if (f16c()) narrow_f16_f16c(out + b, src + b, e - b);
-      else for (int64_t i = b; i < e; ++i) out[i] = f32_to_f16(src[i]);
+      else
+#endif
+      for (int64_t i = b; i < e; ++i) out[i] = f32_to_f16(src[i]);
     } else {
       dispatch([&]() LK_INLINE { for (int64_t i = b; i < e; ++i) out[i] = f32_to_bf16(src[i]); });
     }
@@ -210,6 +225,7 @@ napi_value BiasBackward(napi_env env, napi_callback_info info) {
 // ============================== normalisation ==============================
 
 // Σ x[i]·y[i] and Σ x[i] over n, in f64
+#if LK_X86
 LK_AVX2 double dot_avx2(const float* x, const float* y, int64_t n) {
   __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
   int64_t i = 0;
@@ -249,6 +265,7 @@ LK_AVX2 double sq_dev_avx2(const float* x, float m, int64_t n) {
   return s;
 }
 
+#endif
 double dot_portable(const float* x, const float* y, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * y[i];
@@ -265,8 +282,8 @@ double sq_dev_portable(const float* x, double m, int64_t n) {
   return s;
 }
 
-double dot_any(const float* x, const float* y, int64_t n) { return avx2() ? dot_avx2(x, y, n) : dot_portable(x, y, n); }
-double sum_any(const float* x, int64_t n) { return avx2() ? sum_avx2(x, n) : sum_portable(x, n); }
+double dot_any(const float* x, const float* y, int64_t n) { return LK_AVX2_OR(dot_avx2(x, y, n), dot_portable(x, y, n)); }
+double sum_any(const float* x, int64_t n) { return LK_AVX2_OR(sum_avx2(x, n), sum_portable(x, n)); }
 
 // Per-thread [threads, C] float partial sums for parameter gradients, added into the
 // gradient buffer at the end.
@@ -307,7 +324,7 @@ napi_value RmsnormForward(napi_env env, napi_callback_info info) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* x = inp + r * C;
       float* o = out + r * C;
-      const double ss = avx2() ? sum_squares_avx2(x, C) : sum_squares_portable(x, C);
+      const double ss = LK_AVX2_OR(sum_squares_avx2(x, C), sum_squares_portable(x, C));
       const float rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
       dispatch([&]() LK_INLINE { for (int64_t c = 0; c < C; ++c) o[c] = x[c] * rs * wp[c]; });
       rstd[r] = rs;
@@ -374,7 +391,7 @@ napi_value LayernormForward(napi_env env, napi_callback_info info) {
       const float* x = inp + r * C;
       float* o = out + r * C;
       const double md = sum_any(x, C) / static_cast<double>(C);
-      const double var = (avx2() ? sq_dev_avx2(x, static_cast<float>(md), C) : sq_dev_portable(x, md, C)) / static_cast<double>(C);
+      const double var = LK_AVX2_OR(sq_dev_avx2(x, static_cast<float>(md), C), sq_dev_portable(x, md, C)) / static_cast<double>(C);
       const float m = static_cast<float>(md), rs = static_cast<float>(1.0 / std::sqrt(var + eps));
       if (bp) dispatch([&]() LK_INLINE { for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * wp[c] + bp[c]; });
       else dispatch([&]() LK_INLINE { for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * rs * wp[c]; });
@@ -430,6 +447,7 @@ napi_value LayernormBackward(napi_env env, napi_callback_info info) {
 
 // ============================== softmax / cross-entropy rows ==============================
 
+#if LK_X86
 LK_AVX2 float row_max_avx2(const float* x, int64_t n) {
   __m256 m = _mm256_set1_ps(-INFINITY);
   int64_t i = 0;
@@ -462,6 +480,7 @@ LK_AVX2 double sum_exp_avx2(float* out, const float* x, float max, int64_t n) {
   return s;
 }
 
+#endif
 float row_max_portable(const float* x, int64_t n) {
   float r = -INFINITY;
   for (int64_t i = 0; i < n; ++i) r = x[i] > r ? x[i] : r;
@@ -478,8 +497,8 @@ double sum_exp_portable(float* out, const float* x, float max, int64_t n) {
   return s;
 }
 
-float row_max(const float* x, int64_t n) { return avx2() ? row_max_avx2(x, n) : row_max_portable(x, n); }
-double sum_exp(float* out, const float* x, float max, int64_t n) { return avx2() ? sum_exp_avx2(out, x, max, n) : sum_exp_portable(out, x, max, n); }
+float row_max(const float* x, int64_t n) { return LK_AVX2_OR(row_max_avx2(x, n), row_max_portable(x, n)); }
+double sum_exp(float* out, const float* x, float max, int64_t n) { return LK_AVX2_OR(sum_exp_avx2(out, x, max, n), sum_exp_portable(out, x, max, n)); }
 
 // out[N,C] = softmax(inp) per row (out may alias inp; a row of all -inf gives zeros)
 napi_value Softmax(napi_env env, napi_callback_info info) {
@@ -590,6 +609,7 @@ constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 // e = exp(−x) is capped at e^88 (finite), so 1 − σ = e·σ never becomes ∞·0
 constexpr float kExpMax = 88.0f;
 
+#if LK_X86
 // mode: 0 forward (out = f(x)), 1 backward (out += f'(x)·dy)
 LK_AVX2 void gelu_avx2(float* out, const float* x, const float* dy, int64_t n, bool tanh_approx, bool backward) {
   const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
@@ -632,6 +652,7 @@ LK_AVX2 void gelu_avx2(float* out, const float* x, const float* dy, int64_t n, b
   }
 }
 
+#endif
 void gelu_portable(float* out, const float* x, const float* dy, int64_t n, bool tanh_approx, bool backward) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
@@ -661,8 +682,8 @@ napi_value GeluImpl(napi_env env, napi_callback_info info, bool backward) {
   if (backward && !get_f32(a, 2, dy, n2, fn, "dout")) return nullptr;
   const bool tanh_approx = get_int(a, backward ? 3 : 2, 0) == 1;
   run_chunks(static_cast<int64_t>(n), kGrain / 4, [&](int64_t b, int64_t e, int) {
-    if (avx2()) gelu_avx2(out + b, x + b, dy ? dy + b : nullptr, e - b, tanh_approx, backward);
-    else gelu_portable(out + b, x + b, dy ? dy + b : nullptr, e - b, tanh_approx, backward);
+    LK_AVX2_OR(gelu_avx2(out + b, x + b, dy ? dy + b : nullptr, e - b, tanh_approx, backward),
+               gelu_portable(out + b, x + b, dy ? dy + b : nullptr, e - b, tanh_approx, backward));
   });
   return undefined(env);
 }
@@ -672,6 +693,7 @@ napi_value GeluBackward(napi_env env, napi_callback_info info) { return GeluImpl
 // The silu family on n elements. kind: 0 silu forward (out = x·σ(x)), 1 silu backward
 // (out += dy·σ(1 + x(1 − σ))), 2 swiglu forward (out = x·σ(x)·u), 3 swiglu backward
 // (out += dy·u·silu'(x), out2 += dy·silu(x)), 4 the same written instead of added.
+#if LK_X86
 LK_AVX2 void silu_avx2(int kind, float* out, float* out2, const float* x, const float* u, const float* dy, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   int64_t i = 0;
@@ -710,6 +732,7 @@ LK_AVX2 void silu_avx2(int kind, float* out, float* out2, const float* x, const 
   if (i < n) step(i, n - i);
 }
 
+#endif
 void silu_portable(int kind, float* out, float* out2, const float* x, const float* u, const float* dy, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
@@ -735,8 +758,7 @@ void silu_run(int kind, float* out, float* out2, const float* x, const float* u,
     float* o2 = out2 ? out2 + b : nullptr;
     const float* up = u ? u + b : nullptr;
     const float* d = dy ? dy + b : nullptr;
-    if (avx2()) silu_avx2(kind, out + b, o2, x + b, up, d, e - b);
-    else silu_portable(kind, out + b, o2, x + b, up, d, e - b);
+    LK_AVX2_OR(silu_avx2(kind, out + b, o2, x + b, up, d, e - b), silu_portable(kind, out + b, o2, x + b, up, d, e - b));
   });
 }
 

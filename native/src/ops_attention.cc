@@ -43,6 +43,7 @@ struct Dims {
 
 // ---- vector-ops policies: dot, y += a·x, y *= a, exp over a tile, sum, max ----
 
+#if LK_X86
 struct Avx2Ops {
   // lane mask for the last D % 8 elements
   LK_AVX2 static inline __m256i tail_mask(int64_t r) {
@@ -314,6 +315,8 @@ struct Avx2Ops {
     return b[0];
   }
 };
+
+#endif  // LK_X86
 
 struct PortableOps {
   static inline float dot(const float* a, const float* b, int64_t n) {
@@ -693,16 +696,20 @@ inline __attribute__((always_inline)) void backward_block(const Dims& d, float* 
   }
 }
 
+#if LK_X86
 LK_AVX2 void forward_rows_avx2(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v, int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
   forward_rows<Avx2Ops>(d, out, lse, q, k, v, b, h, t0, t1, scratch);
 }
+#endif
 void forward_rows_portable(const Dims& d, float* out, float* lse, const float* q, const float* k, const float* v, int64_t b, int64_t h, int64_t t0, int64_t t1, float* scratch) {
   forward_rows<PortableOps>(d, out, lse, q, k, v, b, h, t0, t1, scratch);
 }
+#if LK_X86
 LK_AVX2 void backward_block_avx2(const Dims& d, float* dq, float* dkl, float* dvl, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse,
                                  int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, float* scratch) {
   backward_block<Avx2Ops>(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
 }
+#endif
 void backward_block_portable(const Dims& d, float* dq, float* dkl, float* dvl, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* lse,
                              int64_t b, int64_t h, int64_t t0, int64_t t1, int64_t k0, int64_t k1, bool want_q, bool want_kv, float* scratch) {
   backward_block<PortableOps>(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, scratch);
@@ -769,8 +776,11 @@ napi_value AttentionForward(napi_env env, napi_callback_info info) {
     const int64_t qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
     const int64_t t0 = qb * rows, t1 = std::min(t0 + rows, d.T);
     float* s = scratch + thread * per;
+#if LK_X86
     if (avx2()) forward_rows_avx2(d, out, lse, q, k, v, b, h, t0, t1, s);
-    else forward_rows_portable(d, out, lse, q, k, v, b, h, t0, t1, s);
+    else
+#endif
+      forward_rows_portable(d, out, lse, q, k, v, b, h, t0, t1, s);
   });
   return undefined(env);
 }
@@ -805,8 +815,11 @@ napi_value AttentionBackward(napi_env env, napi_callback_info info) {
     std::fill_n(dkl, nk * d.D, 0.f);
     std::fill_n(dvl, nk * d.D, 0.f);
     for (int64_t h = h0; h < h1; ++h) {
+#if LK_X86
       if (avx2()) backward_block_avx2(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
-      else backward_block_portable(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
+      else
+#endif
+        backward_block_portable(d, dq, dkl, dvl, dout, q, k, v, out, lse, b, h, t0, t1, k0, k1, want_q, want_kv, s);
     }
     for (int64_t r = 0; r < nk; ++r) {
       std::copy_n(dkl + r * d.D, d.D, dk + (b * d.S + k0 + r) * kvs + hk * d.D);

@@ -1,8 +1,15 @@
 // Shared pieces of the non-GEMM kernels: task splitting, run-time AVX2 dispatch, half
 // widening and narrowing, and AVX2 vector math (exp, erfc, horizontal sums).
-// Functions with the "avx2,fma" target are only called after avx2() said yes.
+// Functions with the "avx2,fma" target are only called after avx2() said yes; they exist on
+// x86 only (LK_X86). Elsewhere avx2() is constant false and the portable bodies run,
+// vectorised by the compiler for the build target (NEON on ARM64, SIMD128 in WebAssembly).
 #pragma once
+#if defined(__x86_64__) || defined(__i386__)
+#define LK_X86 1
 #include <immintrin.h>
+#else
+#define LK_X86 0
+#endif
 
 #include <cmath>
 #include <cstdint>
@@ -17,6 +24,7 @@ namespace lk {
 
 bool cpu_has_avx2_fma();  // cpu.cc
 
+#if LK_X86
 #define LK_AVX2 __attribute__((target("avx2,fma")))
 #define LK_F16C __attribute__((target("avx2,fma,f16c")))
 
@@ -25,6 +33,11 @@ inline bool avx2() {
   static const bool yes = cpu_has_avx2_fma();
   return yes;
 }
+#else
+#define LK_AVX2
+#define LK_F16C
+constexpr bool avx2() { return false; }
+#endif
 // F16C as well, for the f16 conversions (every AVX2 CPU we know of has it; checked anyway).
 inline bool f16c() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -130,6 +143,7 @@ inline uint16_t f32_to_f16(float x) {
   return static_cast<uint16_t>(sign | (static_cast<uint32_t>(e) << 10) | m);
 }
 
+#if LK_X86
 LK_F16C inline void widen_f16_f16c(float* dst, const uint16_t* src, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
@@ -144,6 +158,7 @@ LK_AVX2 inline void widen_bf16_avx2(float* dst, const uint16_t* src, int64_t n) 
   }
   for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
 }
+#endif
 
 // dst[n] = widen(src[off .. off+n)) for src of dtype dt (F32 copies).
 inline void widen_into(float* dst, const void* src, int dt, int64_t off, int64_t n) {
@@ -153,10 +168,14 @@ inline void widen_into(float* dst, const void* src, int dt, int64_t off, int64_t
   }
   const uint16_t* s = static_cast<const uint16_t*>(src) + off;
   if (dt == BF16) {
+#if LK_X86
     if (avx2()) { widen_bf16_avx2(dst, s, n); return; }
+#endif
     for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
   } else {
+#if LK_X86
     if (f16c()) { widen_f16_f16c(dst, s, n); return; }
+#endif
     for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
   }
 }
@@ -178,6 +197,7 @@ inline bool get_storage(Args& a, size_t i, int dt, const void*& p, size_t& n, co
 }
 
 // ---- AVX2 vector math ----
+#if LK_X86
 
 LK_AVX2 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -246,5 +266,6 @@ LK_AVX2 inline __m256 erfc_pos256(__m256 z) {
   const __m256 e = exp256(_mm256_sub_ps(h, z2));
   return _mm256_mul_ps(_mm256_mul_ps(t, e), _mm256_sub_ps(one, z2err));
 }
+#endif  // LK_X86
 
 }  // namespace lk

@@ -64,7 +64,7 @@ inline void backoff(int i) {
 thread_local bool t_in_pool = false;
 
 int usable_cores() {
-#ifdef CPU_COUNT
+#if defined(CPU_COUNT) && !defined(__EMSCRIPTEN__)
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
     int n = CPU_COUNT(&set);

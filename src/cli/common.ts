@@ -3,11 +3,59 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, type Command, type Option } from 'commander';
+import { checkOutputFolder, type InputPath } from '../io/paths.node.js';
 import type { InitLoraWeights } from '../lora/index.js';
+import type { Interrupt } from '../train/signals.node.js';
+import { previousRun } from '../train/trainer.node.js';
 
 /** A mistake in how the command was called: one line, exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+/**
+ * Refuses an output folder that is, by real path, one of the command's inputs (a symlink or
+ * `..` alias included): a usage error, exit code 2. Every command with an output folder calls it.
+ */
+export function checkOutput(outFlag: string, out: string, inputs: readonly InputPath[]): void {
+  try {
+    checkOutputFolder(outFlag, out, inputs);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/**
+ * --max-length within the model's positions: a model with learned positions (GPT-2) cannot run
+ * a longer row, so examples are cut at its limit; a warning when the flag (or config file)
+ * asked for more, silence when only the default did.
+ */
+export function clampMaxLength(cmd: Command | null, asked: number, limit: number, modelDir: string): number {
+  if (asked <= limit) return asked;
+  const source = cmd?.getOptionValueSource('maxLength');
+  if (source !== undefined && source !== 'default') warnLine(`--max-length ${asked} is more than the ${limit} positions of ${modelDir} (n_positions); using ${limit}`);
+  return limit;
+}
+
+/** `; N dropped (…): file:line, …` for a dataset that dropped examples with nothing to train, else ''. */
+export function droppedNote(ds: { file: string; dropped: number; droppedLines: readonly number[] }): string {
+  if (ds.dropped === 0) return '';
+  const lines = ds.droppedLines.slice(0, 5).map((l) => `${ds.file}:${l}`).join(', ');
+  return `; ${ds.dropped} dropped (nothing to train within --max-length: ${lines}${ds.dropped > 5 ? ', …' : ''})`;
+}
+
+/** A fresh run (no --resume) refuses a folder holding another run, before any loading. */
+export function refuseOtherRun(outDir: string, resume: string | undefined): void {
+  if (resume !== undefined) return;
+  const prev = previousRun(outDir);
+  if (prev.length) throw new UsageError(`--out ${outDir} holds another run (${prev.join(', ')}); continue it with --resume ${outDir}, or choose a new folder (or remove that one)`);
+}
+
+/** After a training command stopped by a signal: how to continue, and the signal's exit code. */
+export function interruptedLine(intr: Interrupt, outDir: string): void {
+  if (intr.exitCode === null) return;
+  console.log(`interrupted (${intr.signal}): the latest checkpoint and the result hold the steps done; continue with --resume ${outDir}`);
+  process.exitCode = intr.exitCode;
 }
 
 // ------------------------------------------------------------------ flag parsers

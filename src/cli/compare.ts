@@ -457,9 +457,9 @@ export function compareTable(r: CompareResult): string[] {
 
 // the child process: one mode, its result sent back over IPC
 if (process.argv[2] === CHILD_FLAG && typeof process.send === 'function' && path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {
-  installNodePlatform(); // a Node entry point of its own: the native backend, as in the parent
+  const ready = installNodePlatform(); // a Node entry point of its own: the native backend, as in the parent
   process.once('message', (m: ChildRequest) => {
-    runCompareMode(m.mode, m.opts).then(
+    ready.then(() => runCompareMode(m.mode, m.opts)).then(
       (result) => process.send!({ ok: true, result } satisfies ChildReply, () => process.exit(0)),
       (e: unknown) => process.send!({ ok: false, error: (e as Error).message.split('\n')[0] } satisfies ChildReply, () => process.exit(1)),
     );

@@ -46,7 +46,7 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
-  installNodePlatform();
+  await installNodePlatform();
   // library warnings (process.emitWarning) as one plain line, not Node's "(node:PID) Warning:"
   process.removeAllListeners('warning');
   process.on('warning', (w) => warnLine(w.message));

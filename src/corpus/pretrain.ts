@@ -404,6 +404,8 @@ async function main(argv: string[]): Promise<void> {
   });
   if (values.out === undefined) throw new Error('pretrain: --out <folder> is required (e.g. --out models/brown-llama --steps 1000 --run /tmp/brown-llama-run)');
   const opts: PretrainOptions = { out: values.out, runDir: values.run ?? values.resume ?? path.join(os.tmpdir(), `lorakit-pretrain-${path.basename(path.resolve(values.out))}`), progress: values['no-progress'] !== true };
+  // the default run folder is this script's scratch: a fresh run starts it empty (a run folder refuses another run's files)
+  if (values.run === undefined && values.resume === undefined) fs.rmSync(opts.runDir!, { recursive: true, force: true });
   const steps = positiveInt('--steps', values.steps);
   const bs = positiveInt('--batch-size', values['batch-size']);
   if (steps !== undefined) opts.steps = steps;

@@ -25,6 +25,8 @@ export interface DatasetOptions extends TokenizeOptions {
   truncate?: boolean;
   /** The loader stops after this many problems and throws them together. Default 20. */
   maxProblems?: number;
+  /** The model's vocabulary size: a token id at or past it (a tokenizer that does not match the model) is a problem naming the line. */
+  vocabSize?: number;
 }
 
 export interface Dataset {
@@ -35,6 +37,8 @@ export interface Dataset {
   truncated: number;
   /** examples left with no target at all after truncation (all of it was prompt): dropped */
   dropped: number;
+  /** the lines of the dropped examples */
+  droppedLines: number[];
 }
 
 export const DEFAULT_MAX_LENGTH = 2048;
@@ -94,6 +98,13 @@ function scan(content: string, file: string, tok: DataTokenizer, options: Datase
       report({ file, line: rec.line, message: err.message });
       continue;
     }
+    if (options.vocabSize !== undefined) {
+      const bad = t.ids.find((id) => id >= options.vocabSize!);
+      if (bad !== undefined) {
+        report({ file, line: rec.line, message: `token id ${bad} is outside the model's vocabulary of ${options.vocabSize} (vocab_size): the tokenizer does not match the model` });
+        continue;
+      }
+    }
     if (tooLongIsProblem && t.ids.length > maxLength) {
       // Reported, but kept for checkDataset's statistics (the loader throws on any problem).
       report({ file, line: rec.line, message: `too long: ${t.ids.length} tokens, more than maxLength ${maxLength} (turn truncation on, raise maxLength, or shorten the example)` });
@@ -116,12 +127,14 @@ export function datasetFromJsonl(content: string, file: string, tokenizer: DataT
   const examples: Example[] = [];
   let truncated = 0;
   let dropped = 0;
+  const droppedLines: number[] = [];
   for (const { rec, ids, targetMask } of s.tokenized) {
     const n = Math.min(ids.length, maxLength);
     if (ids.length > maxLength) truncated++;
     const ex: Example = { ids: Int32Array.from(ids.slice(0, n)), targetMask: targetMask.slice(0, n), file, line: rec.line, fullLength: ids.length };
     if (targetCount(ex) === 0) {
       dropped++;
+      droppedLines.push(rec.line);
       continue;
     }
     examples.push(ex);
@@ -129,7 +142,7 @@ export function datasetFromJsonl(content: string, file: string, tokenizer: DataT
   if (examples.length === 0) {
     throw new DataError([{ file, line: 0, message: `no examples left: all ${dropped} had no target tokens within maxLength ${maxLength}` }]);
   }
-  return { file, format: s.format!, examples, truncated, dropped };
+  return { file, format: s.format!, examples, truncated, dropped, droppedLines };
 }
 
 /**
@@ -148,8 +161,8 @@ export function splitDataset(ds: Dataset, fraction: number, seed = 0): { train: 
   const valid = pick(true);
   const countTruncated = (exs: Example[]): number => exs.filter((e) => e.fullLength > e.ids.length).length;
   return {
-    train: { ...ds, examples: train, truncated: countTruncated(train), dropped: 0 },
-    valid: { ...ds, examples: valid, truncated: countTruncated(valid), dropped: 0 },
+    train: { ...ds, examples: train, truncated: countTruncated(train) },
+    valid: { ...ds, examples: valid, truncated: countTruncated(valid), dropped: 0, droppedLines: [] },
   };
 }
 
@@ -208,10 +221,20 @@ export function checkJsonl(content: string, file: string, tokenizer: DataTokeniz
   let total = 0;
   let kept = 0;
   let noTargets = 0;
-  for (const { ids, targetMask } of s.tokenized) {
+  const problems = [...s.issues];
+  for (const { rec, ids, targetMask } of s.tokenized) {
     const n = truncate ? Math.min(ids.length, maxLength) : ids.length;
     const tc = targetCount({ targetMask: targetMask.subarray(0, n) });
-    if (tc === 0) noTargets++;
+    if (tc === 0) {
+      noTargets++;
+      // training drops such an example: name it
+      const all = targetCount({ targetMask });
+      problems.push({
+        file,
+        line: rec.line,
+        message: all > 0 ? `nothing to train within maxLength ${maxLength}: the prompt fills the first ${n} of its ${ids.length} tokens; training drops this example` : 'nothing to train: no target tokens (all of it is prompt or masked); training drops this example',
+      });
+    }
     trained += tc;
     kept += n;
     total += ids.length;
@@ -219,7 +242,7 @@ export function checkJsonl(content: string, file: string, tokenizer: DataTokeniz
   return {
     file,
     format: s.format,
-    problems: s.issues,
+    problems: problems.sort((a, b) => a.line - b.line),
     examples: s.tokenized.length,
     totalTokens: total,
     lengths: lengthStats(lengths),

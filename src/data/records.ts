@@ -10,12 +10,13 @@
 // have the same layout: a line of another layout is an error naming both lines. Other keys (an
 // "id", metadata) are ignored. Blank lines are skipped.
 
+import { CHAT_ROLES } from '../io/tokenizer.js';
 import { describeValue, type DataIssue } from './errors.js';
 import { jsonlObjects } from './jsonl.js';
 
 export type DataFormat = 'text' | 'completion' | 'chat';
 
-export const ROLES = ['system', 'user', 'assistant', 'tool'] as const;
+export const ROLES = CHAT_ROLES;
 export type Role = (typeof ROLES)[number];
 
 /** A chat message; other keys of the line's object (tool_calls, name…) are passed to the template. */

@@ -72,8 +72,11 @@ export function* generateSteps(model: CausalLM, prompts: readonly (readonly numb
   if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new RangeError(`generate: maxNewTokens must be an integer ≥ 0, got ${maxNew}`);
   if (prompts.length === 0) return [];
   const V = model.info.vocabSize;
+  // learned positions (GPT-2's n_positions) end somewhere: a row stops there ('length')
+  const positions = model.info.maxPositions;
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new RangeError(`generate: prompt ${i} is empty (it needs at least one token, e.g. BOS)`);
+    if (p.length > positions) throw new RangeError(`generate: prompt ${i} has ${p.length} tokens, more than the model's ${positions} positions (n_positions / max_position_embeddings)`);
     p.forEach((id, j) => {
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`generate: prompt ${i} token ${j} is ${id}, outside the vocabulary 0..${V - 1}`);
     });
@@ -125,7 +128,7 @@ export function* generateSteps(model: CausalLM, prompts: readonly (readonly numb
             r.finish = 'stop_string';
           }
         }
-        if (!r.finish && r.tokens.length >= maxNew) r.finish = 'length';
+        if (!r.finish && (r.tokens.length >= maxNew || r.prompt.length + r.tokens.length >= positions)) r.finish = 'length';
         if (r.finish && r.decoder && r.finish !== 'stop_string') r.text += r.decoder.flush();
         // stream what is settled: while running, hold back a tail that may begin a stop string
         const upTo = r.finish ? r.text.length : r.text.length - heldBack(r.text, stopStrings);

@@ -198,3 +198,51 @@ export async function writeDirAtomic(dir: string, files: FolderFiles, options: A
   await fsyncDir(parent);
   if (old !== undefined) await fsp.rm(old, { recursive: true, force: true });
 }
+
+const LEFTOVER = /^\.(.+)\.(tmp|new|old)-(\d+)-[0-9a-f]{12}$/;
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Cleans what a hard kill of writeFileAtomic / writeDirAtomic left in `dir` (only leftovers of
+ * processes no longer running): a `.<name>.old-*` folder whose target is missing means the
+ * kill fell between the two renames, so its `.<name>.new-*` sibling is complete and is renamed
+ * into place; every other leftover (half-written temp files and folders, old copies) is
+ * removed. Returns what was done, one line each.
+ */
+export function recoverAtomicWrites(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const done: string[] = [];
+  const left = names.map((n) => ({ n, m: LEFTOVER.exec(n) })).filter((x) => x.m && !alive(Number(x.m[3])));
+  for (const { m } of left) {
+    if (m![2] !== 'old') continue;
+    const target = path.join(dir, m![1]!);
+    const fresh = left.find((x) => x.m![1] === m![1] && x.m![2] === 'new' && x.m![3] === m![3]);
+    if (!fs.existsSync(target) && fresh) {
+      fs.renameSync(path.join(dir, fresh.n), target);
+      done.push(`${target}: completed an interrupted replacement (from ${fresh.n})`);
+    }
+  }
+  for (const { n } of left) {
+    const p = path.join(dir, n);
+    if (!fs.existsSync(p)) continue;
+    fs.rmSync(p, { recursive: true, force: true });
+    done.push(`${p}: removed a leftover of an interrupted write`);
+  }
+  if (done.length) fsyncDirSync(dir);
+  return done;
+}

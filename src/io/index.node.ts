@@ -1,5 +1,5 @@
 // The io layer's Node-only public API (files on disk); index.ts holds the platform-neutral rest.
-export { writeFileAtomic, writeFileAtomicSync, writeDirAtomic, fsyncDirSync } from './atomic.node.js';
+export { writeFileAtomic, writeFileAtomicSync, writeDirAtomic, fsyncDirSync, recoverAtomicWrites } from './atomic.node.js';
 export type { FolderFiles, AtomicWriteOptions } from './atomic.node.js';
 export { SafetensorsFile, readSafetensors, writeSafetensors, writeSafetensorsSync } from './safetensors.node.js';
 export { ShardedSafetensors, readShardIndex, writeShardedSafetensors, planShards, SINGLE_WEIGHTS_FILE, SHARD_INDEX_FILE } from './sharded.node.js';
@@ -7,4 +7,6 @@ export type { ShardIndex, WriteShardedOptions, WrittenWeights } from './sharded.
 export { loadModelFolder, openWeights, findWeights } from './model-folder.node.js';
 export type { ModelFolder, LoadModelFolderOptions, WeightFiles, SpecialTokens } from './model-folder.node.js';
 export { readTokenizerFiles, loadTokenizer } from './tokenizer.node.js';
+export { checkOutputFolder, realPathOf, OutputFolderError } from './paths.node.js';
+export type { InputPath } from './paths.node.js';
 export { GgufFile, writeGguf, isGgufPath } from './gguf.node.js';

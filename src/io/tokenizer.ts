@@ -18,6 +18,9 @@ export interface TokenizerFiles {
   chatTemplateFile?: string | JsonObject;
 }
 
+/** The chat roles lorakit knows: the data loader (data/records.ts) and the server (serve/validate.ts) accept these, and only these. */
+export const CHAT_ROLES = ['system', 'user', 'assistant', 'tool'] as const;
+
 export interface ChatMessage {
   role: string;
   content?: unknown;

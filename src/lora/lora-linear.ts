@@ -623,16 +623,26 @@ export class LoraLinear extends Module implements RowLayer {
       newBias = this.base.bias.value.toF32Array(true);
       for (let o = 0; o < newBias.length; o++) newBias[o] = newBias[o]! + a.scaling * a.bias.data[o]!;
     }
+    // the values as they will be stored: a half base rounds W + s·B·A to half here, and a
+    // finite f32 sum past the half range becomes Inf, so safe merge checks after the cast
+    const Wout = half ? Tensor.fromValues(w, W.shape, W.dtype) : Tensor.fromF32(w, W.shape);
+    const Bout = newBias && this.base.bias ? (this.base.bias.value.dtype === 'f32' ? Tensor.fromF32(newBias, this.base.bias.value.shape) : Tensor.fromValues(newBias, this.base.bias.value.shape, this.base.bias.value.dtype)) : null;
     if (safe) {
-      const bad = finiteCount(w) + (newBias ? finiteCount(newBias) : 0);
+      const bad = Wout.nonFiniteCount() + (Bout ? Bout.nonFiniteCount() : 0);
       if (bad > 0) {
         this.doraMergeNorms.delete(name);
         if (half && this.mergedNames.length === 0) this.stash = null;
-        throw new Error(`safe merge: adapter "${name}" gives ${bad} NaN/Inf value(s) in the merged weights of module ${this.path || '(this layer)'}; the weights were left unchanged`);
+        const finiteBefore = finiteCount(w) + (newBias ? finiteCount(newBias) : 0) === 0;
+        const why = finiteBefore ? ` (the sum is finite in f32 but exceeds the ${W.dtype} range when stored as ${W.dtype})` : '';
+        throw new Error(`safe merge: adapter "${name}" gives ${bad} NaN/Inf value(s) in the merged weights of module ${this.path || '(this layer)'}${why}; the weights were left unchanged`);
       }
     }
-    this.commitWeight(w);
-    if (newBias && this.base.bias) this.commitBias(newBias);
+    if (W.dtype === 'f32') W.f32.set(w);
+    else this.base.weight.value = Wout;
+    if (Bout && this.base.bias) {
+      if (this.base.bias.value.dtype === 'f32') this.base.bias.value.f32.set(newBias!);
+      else this.base.bias.value = Bout;
+    }
     this.mergedNames.push(name);
   }
 
@@ -700,18 +710,6 @@ export class LoraLinear extends Module implements RowLayer {
     for (let o = 0; o < O; o++) fs[o] = f(o);
     if (this.transposed) for (let i = 0; i < I; i++) for (let o = 0; o < O; o++) w[i * O + o] = w[i * O + o]! * fs[o]!;
     else for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) w[o * I + i] = w[o * I + i]! * fs[o]!;
-  }
-
-  private commitWeight(w: Float32Array): void {
-    const W = this.base.weight.value;
-    if (W.dtype === 'f32') W.f32.set(w);
-    else this.base.weight.value = Tensor.fromValues(w, W.shape, W.dtype);
-  }
-
-  private commitBias(b: Float32Array): void {
-    const p = this.base.bias!;
-    if (p.value.dtype === 'f32') p.value.f32.set(b);
-    else p.value = Tensor.fromValues(b, p.value.shape, p.value.dtype);
   }
 
   /** Assigns adapter tensors (shapes checked; the message names the tensor and both shapes). */

@@ -79,9 +79,12 @@ export function classifierFromWeights(config: JsonObject, src: TensorSource, whe
   for (const [key, p] of params) {
     if (fresh.includes(key)) continue;
     let t = src.tensor(names.get(key)!);
+    const bad = t.nonFiniteCount();
+    if (bad > 0) errs.push(`tensor ${names.get(key)!} holds ${bad} NaN/Inf value(s) of ${t.size}; the checkpoint is damaged`);
     if (opts.dtype === 'f32') t = t.toF32();
     p.assign(t, key);
   }
+  if (errs.length) throw new WeightsError(where.weights, errs);
   if (fresh.length) {
     initModules(model, rng, fresh);
     warn(`${where.folder}: the checkpoint has no trained ${[...new Set(fresh.map((k) => k.slice(0, k.lastIndexOf('.'))))].join(', ')} (a base model?); initialised new weights, train them (modules_to_save)`);

@@ -46,6 +46,8 @@ export interface ModelFamily<Cfg = unknown> {
   initStd(cfg: Cfg): number;
   /** config.json `architectures` (written by saveModel when the config has none) */
   readonly architecture: string;
+  /** the longest sequence the model can run where learned positions end (GPT-2's n_positions); absent: no limit (RoPE) */
+  positionLimit?(cfg: Cfg): number;
 }
 
 /** The sanitize of a family from its sanitizeKey. */

@@ -165,4 +165,5 @@ export const gpt2Family: ModelFamily<GPT2Config> = {
   sanitize: sanitizeWith((_cfg: GPT2Config, key: string) => sanitizeGPT2Key(key)),
   initStd: (cfg) => initializerRange(cfg.raw),
   architecture: 'GPT2LMHeadModel',
+  positionLimit: (cfg) => cfg.maxPositions,
 };

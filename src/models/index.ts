@@ -24,6 +24,8 @@ export { llamaFamily, mistralFamily, qwen2Family, llamaModuleShapes } from './ll
 export { gpt2Family, gpt2ModuleShapes } from './gpt2.js';
 export { Gemma3ForCausalLM, gemma3Family, gemma3ModuleShapes, parseGemma3Config, type Gemma3Config } from './gemma3.js';
 export { Phi3ForCausalLM, phi3Family, phi3ModuleShapes, parsePhi3Config, type Phi3Config } from './phi3.js';
+export { qwen3Family, parseQwen3Config } from './qwen3.js';
+export { smollm3Family, parseSmolLM3Config } from './smollm3.js';
 export { createModel, modelFromWeights, modelFolderContents, WeightsError } from './load.js';
 export type { LoadModelOptions, CreateModelOptions, SaveModelOptions, WeightsWhere } from './load.js';
 export { EncoderClassifier, EncoderLayer, labelsFromConfig, type SequenceClassifier, type EncoderInputs, type TextInputs, type ImageInputs, type ClassifierInfo, type EncoderFamily } from './encoder.js';

@@ -27,7 +27,8 @@ export const LLAMA_LIKE_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type LlamaLikeType = (typeof LLAMA_LIKE_TYPES)[number];
 
 export interface LlamaConfig {
-  modelType: LlamaLikeType;
+  /** llama, mistral, qwen2 (this file), qwen3 (qwen3.ts), smollm3 (smollm3.ts) */
+  modelType: string;
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -46,14 +47,23 @@ export interface LlamaConfig {
   tieWordEmbeddings: boolean;
   /** each layer's sliding window (0: full attention): Mistral's on every layer, Qwen2's from max_window_layers */
   layerWindows: number[];
+  /** RMSNorm over each head of q and k before RoPE (Qwen3's q_norm, k_norm) */
+  qkNorm: boolean;
+  /** whether each layer rotates q and k (SmolLM3's NoPE layers do not) */
+  layerRope: boolean[];
   /** the JSON the config came from */
   raw: JsonObject;
 }
 
-/** Reads and validates a llama / mistral / qwen2 config.json object; throws a ConfigError listing every problem. */
-export function parseLlamaConfig(json: JsonObject, where = 'config.json'): LlamaConfig {
-  const r = new ConfigReader(json, where);
-  const modelType = r.oneOf('model_type', LLAMA_LIKE_TYPES);
+/** What every family with LLaMA's architecture reads the same way. */
+export type LlamaCore = Pick<LlamaConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxPositions' | 'rmsNormEps' | 'rope'>;
+
+/**
+ * Reads the keys LLaMA-architecture configs share (sizes, heads, head_dim, positions, norm
+ * eps, rope, hidden_act, attention_dropout). `headDim`: the default head_dim (Qwen3's is 128;
+ * absent: hidden_size / num_attention_heads).
+ */
+export function readLlamaCore(r: ConfigReader, modelType: string, defaults: { maxPositions: number; theta: number; headDim?: number }): LlamaCore {
   const vocabSize = r.int('vocab_size');
   const hiddenSize = r.int('hidden_size');
   const intermediateSize = r.int('intermediate_size');
@@ -61,20 +71,31 @@ export function parseLlamaConfig(json: JsonObject, where = 'config.json'): Llama
   const numHeads = r.int('num_attention_heads');
   const numKvHeads = r.int('num_key_value_heads', numHeads);
   let headDim: number;
-  if (r.has('head_dim')) headDim = r.int('head_dim');
+  if (r.has('head_dim') || defaults.headDim !== undefined) headDim = r.int('head_dim', defaults.headDim);
   else {
     headDim = hiddenSize / numHeads;
     if (!Number.isInteger(headDim)) r.fail(`"hidden_size" (${hiddenSize}) must be divisible by "num_attention_heads" (${numHeads}) when "head_dim" is not given`);
   }
   if (numHeads % numKvHeads !== 0) r.fail(`"num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
   if (headDim % 2 !== 0) r.fail(`head size ${headDim} must be even for rotary embeddings ("head_dim" or hidden_size / num_attention_heads)`);
-  const maxPositions = r.int('max_position_embeddings', modelType === 'mistral' ? 32768 : 2048);
+  const maxPositions = r.int('max_position_embeddings', defaults.maxPositions);
   const rmsNormEps = r.number('rms_norm_eps', 1e-6);
-  const rope = parseRope(r, headDim, maxPositions, 10000);
+  const rope = parseRope(r, headDim, maxPositions, defaults.theta);
   const hiddenAct = r.string('hidden_act', 'silu');
   if (hiddenAct !== 'silu' && hiddenAct !== 'swish') r.fail(`"hidden_act" must be "silu" for ${modelType} (SwiGLU MLP), got ${JSON.stringify(hiddenAct)}`);
   const tp = r.int('pretraining_tp', 1);
   void tp; // tensor-parallel slicing at pretraining time; the math is the same
+  const attnDropout = r.number('attention_dropout', 0, false);
+  if (attnDropout !== 0) r.fail(`"attention_dropout" = ${attnDropout} is not supported; expected 0`);
+  return { vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, maxPositions, rmsNormEps, rope };
+}
+
+/** Reads and validates a llama / mistral / qwen2 config.json object; throws a ConfigError listing every problem. */
+export function parseLlamaConfig(json: JsonObject, where = 'config.json'): LlamaConfig {
+  const r = new ConfigReader(json, where);
+  const modelType = r.oneOf('model_type', LLAMA_LIKE_TYPES);
+  const core = readLlamaCore(r, modelType, { maxPositions: modelType === 'mistral' ? 32768 : 2048, theta: 10000 });
+  const numLayers = core.numLayers;
   let qkvBias: boolean;
   let oBias: boolean;
   let mlpBias = false;
@@ -95,13 +116,11 @@ export function parseLlamaConfig(json: JsonObject, where = 'config.json'): Llama
     }
   }
   const tieWordEmbeddings = r.bool('tie_word_embeddings', false);
-  const attnDropout = r.number('attention_dropout', 0, false);
-  if (attnDropout !== 0) r.fail(`"attention_dropout" = ${attnDropout} is not supported; expected 0`);
   r.done();
   warnUnknownKeys(r);
   return {
-    modelType, vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, maxPositions,
-    rmsNormEps, rope, qkvBias, oBias, mlpBias, tieWordEmbeddings, layerWindows, raw: json,
+    modelType, ...core, qkvBias, oBias, mlpBias, tieWordEmbeddings, layerWindows,
+    qkNorm: false, layerRope: new Array<boolean>(numLayers).fill(true), raw: json,
   };
 }
 
@@ -155,6 +174,7 @@ export class LlamaForCausalLM extends DecoderLM {
     const dtype = opts.dtype ?? 'f32';
     const C = cfg.hiddenSize;
     this.info = { modelType: cfg.modelType, vocabSize: cfg.vocabSize, hiddenSize: C, numLayers: cfg.numLayers, maxPositions: Infinity };
+    if (cfg.layerWindows.length !== cfg.numLayers || cfg.layerRope.length !== cfg.numLayers) throw new RangeError(`LlamaForCausalLM: layerWindows and layerRope need one entry per layer (${cfg.numLayers})`);
     this.rope = new Rope(cfg.headDim, { invFreq: ropeInvFreq(cfg.rope), layout: 'half' });
     this.ropeSeqLen = cfg.rope.originalMaxPositions ?? 0;
 
@@ -170,8 +190,9 @@ export class LlamaForCausalLM extends DecoderLM {
         causal: true,
         bias: cfg.qkvBias,
         oBias: cfg.oBias,
-        rope: this.rope,
+        rope: cfg.layerRope[i] ? this.rope : null,
         window: cfg.layerWindows[i]!,
+        ...(cfg.qkNorm ? { qkNorm: { eps: cfg.rmsNormEps } } : {}),
         dtype,
       });
       const block = new DecoderBlock(C, { norm1: 'input_layernorm', attn: 'self_attn', norm2: 'post_attention_layernorm', mlp: 'mlp' }, {
@@ -214,7 +235,7 @@ export class LlamaForCausalLM extends DecoderLM {
     if (want === this.ropeSeqLen) return;
     this.ropeSeqLen = want;
     this.rope = new Rope(this.cfg.headDim, { invFreq: ropeInvFreq(spec, want), layout: 'half' });
-    for (const blk of this.layers) blk.attn.core.rope = this.rope;
+    for (const [i, blk] of [...this.layers].entries()) if (this.cfg.layerRope[i]) blk.attn.core.rope = this.rope;
   }
 }
 
@@ -240,6 +261,7 @@ export function llamaModuleShapes(cfg: LlamaConfig): ModuleShape[] {
       linearShape(`${p}.self_attn.k_proj`, C, KV * D, cfg.qkvBias),
       linearShape(`${p}.self_attn.v_proj`, C, KV * D, cfg.qkvBias),
       linearShape(`${p}.self_attn.o_proj`, H * D, C, cfg.oBias),
+      ...(cfg.qkNorm ? [otherShape(`${p}.self_attn.q_norm`, [['weight', D]]), otherShape(`${p}.self_attn.k_norm`, [['weight', D]])] : []),
       otherShape(`${p}.post_attention_layernorm`, [['weight', C]]),
       linearShape(`${p}.mlp.gate_proj`, C, F, cfg.mlpBias),
       linearShape(`${p}.mlp.up_proj`, C, F, cfg.mlpBias),
@@ -251,12 +273,12 @@ export function llamaModuleShapes(cfg: LlamaConfig): ModuleShape[] {
   return withContainers(mods);
 }
 
-/** A family with LLaMA's architecture (this file), for one model_type. */
-function llamaLike(name: LlamaLikeType, architecture: string, defaultTargets: readonly string[] | null): ModelFamily<LlamaConfig> {
+/** A family with LLaMA's architecture for one model_type, its config read by `parse` (default parseLlamaConfig). */
+export function llamaLike(name: string, architecture: string, defaultTargets: readonly string[] | null, parse: (json: JsonObject, where?: string) => LlamaConfig = parseLlamaConfig): ModelFamily<LlamaConfig> {
   return {
     name,
     parseConfig: (json, where) => {
-      const cfg = parseLlamaConfig(json, where);
+      const cfg = parse(json, where);
       if (cfg.modelType !== name) throw new Error(`${where ?? 'config.json'}: "model_type" is ${JSON.stringify(cfg.modelType)}, expected ${JSON.stringify(name)}`);
       return cfg;
     },

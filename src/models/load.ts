@@ -86,11 +86,26 @@ export function modelFromWeights(config: JsonObject, src: TensorSource, where: W
   if (problems.length) throw new WeightsError(where.weights, problems);
   for (const [key, p] of params) {
     let t = src.tensor(names.get(key)!);
+    // non-finite base weights give NaN losses that look like a bad learning rate or bad data
+    const bad = t.nonFiniteCount();
+    if (bad > 0) problems.push(`tensor ${names.get(key)!} holds ${bad} NaN/Inf value(s) of ${t.size}; the checkpoint is damaged`);
     if (opts.dtype === 'f32') t = t.toF32();
     p.assign(t, key);
   }
+  if (problems.length) throw new WeightsError(where.weights, problems);
   model.eval();
   return model;
+}
+
+/**
+ * What config.json says of the ids and sequences a model takes, without building it: its
+ * vocabulary size and its position limit (learned positions: GPT-2's n_positions; Infinity
+ * with RoPE). For checks before anything is loaded (lorakit data check, --max-length).
+ */
+export function modelLimits(config: JsonObject, where = 'config.json'): { vocabSize: number; maxPositions: number } {
+  const fam = getModelFamily(config['model_type'], where);
+  const cfg = fam.parseConfig(config, where) as { vocabSize: number };
+  return { vocabSize: cfg.vocabSize, maxPositions: fam.positionLimit?.(cfg) ?? Infinity };
 }
 
 export interface CreateModelOptions {
@@ -141,11 +156,20 @@ const TORCH_DTYPE: Record<DType, string> = { f32: 'float32', f16: 'float16', bf1
 export function modelFolderContents(state: Map<string, Tensor>, config: Readonly<JsonObject>, architecture: string | null, opts: { dtype?: DType } = {}): { tensors: Map<string, Tensor>; config: JsonObject } {
   const tensors = new Map<string, Tensor>();
   let stored: DType | null = null;
+  const problems: string[] = [];
   for (const [k, t] of state) {
     const out = opts.dtype ? t.to(opts.dtype) : t;
+    // the one finiteness check after the final cast (docs/ARCHITECTURE.md §Files written and
+    // signals): a finite f32 weight past the half range would be written as Inf
+    const bad = out.nonFiniteCount();
+    if (bad > 0) {
+      const was = out === t ? 0 : t.nonFiniteCount();
+      problems.push(`${k}: ${bad} NaN/Inf value(s)${was === 0 && out !== t ? ` after the cast from ${t.dtype} to ${out.dtype} (finite values past the ${out.dtype} range)` : ''}`);
+    }
     stored ??= out.dtype;
     tensors.set(k, out);
   }
+  if (problems.length) throw new ProblemsError(formatProblems('the model cannot be saved: weights would hold NaN/Inf', problems, 'tensors'), problems);
   const cfg: JsonObject = { ...config, torch_dtype: TORCH_DTYPE[stored ?? 'f32'] };
   if (cfg['architectures'] === undefined && architecture) cfg['architectures'] = [architecture];
   return { tensors, config: sortKeys(cfg) };

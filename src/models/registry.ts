@@ -7,6 +7,8 @@ import { gemma3Family } from './gemma3.js';
 import { gpt2Family } from './gpt2.js';
 import { llamaFamily, mistralFamily, qwen2Family } from './llama.js';
 import { phi3Family } from './phi3.js';
+import { qwen3Family } from './qwen3.js';
+import { smollm3Family } from './smollm3.js';
 import { robertaFamily } from './roberta.js';
 import { vitFamily } from './vit.js';
 
@@ -17,6 +19,8 @@ export const MODEL_FAMILIES: ReadonlyMap<string, ModelFamily> = new Map<string, 
   ['llama', llamaFamily as ModelFamily],
   ['mistral', mistralFamily as ModelFamily],
   ['qwen2', qwen2Family as ModelFamily],
+  ['qwen3', qwen3Family as ModelFamily],
+  ['smollm3', smollm3Family as ModelFamily],
   ['gpt2', gpt2Family as ModelFamily],
   ['gemma3_text', gemma3Family as ModelFamily],
   ['phi3', phi3Family as ModelFamily],

@@ -556,6 +556,11 @@ export interface MultiHeadAttentionOptions {
   rope?: Rope | null | undefined;
   /** sliding window (AttentionCoreOptions.window) */
   window?: number | undefined;
+  /**
+   * RMSNorm over each head of q and of k (D values, weight [D]) after the projections and
+   * before RoPE: Qwen3's q_norm and k_norm (children of those names)
+   */
+  qkNorm?: { eps: number; unitOffset?: boolean | undefined } | undefined;
   /** projection weights stored [in, out] (GPT-2 Conv1D) */
   transposed?: boolean | undefined;
   dtype?: Tensor['dtype'] | undefined;
@@ -564,11 +569,6 @@ export interface MultiHeadAttentionOptions {
    * one fused projection C → (Hq + 2·Hkv)·D gives q, k, v side by side and q/k/v are unused.
    */
   names?: { q?: string; k?: string; v?: string; o?: string; qkv?: string } | undefined;
-  /**
-   * RMSNorms over each head's D channels of q and k, before rope (Qwen3, Gemma 3: children
-   * q_norm and k_norm, weight [D]); unitOffset scales by (1 + w) (Gemma)
-   */
-  qkNorm?: { eps: number; unitOffset?: boolean | undefined } | undefined;
 }
 
 /**
@@ -580,13 +580,11 @@ export class MultiHeadAttention extends Module {
   readonly nHeads: number;
   readonly nKvHeads: number;
   readonly headDim: number;
-  readonly names: { q: string; k: string; v: string; o: string; qkv: string | null };
+  readonly names: { q: string; k: string; v: string; o: string; qkv: string | null; qNorm: string | null; kNorm: string | null };
   /** the parameter-free attention (not a registered child: it shares this module's buffers) */
   readonly core: AttentionCore;
   /** whether backward() computes dx */
   computeInputGrad = true;
-  /** whether q and k pass through per-head norms (children q_norm, k_norm) */
-  readonly qkNorm: boolean;
   private N = 0;
 
   constructor(hiddenSize: number, opts: MultiHeadAttentionOptions) {
@@ -600,7 +598,9 @@ export class MultiHeadAttention extends Module {
     this.nKvHeads = Hkv;
     this.headDim = D;
     const n = opts.names ?? {};
-    this.names = { q: n.q ?? 'q_proj', k: n.k ?? 'k_proj', v: n.v ?? 'v_proj', o: n.o ?? 'o_proj', qkv: n.qkv ?? null };
+    const qkNorm = opts.qkNorm ?? null;
+    this.names = { q: n.q ?? 'q_proj', k: n.k ?? 'k_proj', v: n.v ?? 'v_proj', o: n.o ?? 'o_proj', qkv: n.qkv ?? null, qNorm: qkNorm ? 'q_norm' : null, kNorm: qkNorm ? 'k_norm' : null };
+    if (qkNorm && this.names.qkv) throw new Error('MultiHeadAttention: qkNorm needs separate q, k, v projections');
     const bias = opts.bias ?? false;
     const lin = (i: number, o: number, b: boolean): Linear => new Linear(i, o, { bias: b, transposed: opts.transposed ?? false, dtype: opts.dtype ?? 'f32' });
     if (this.names.qkv) {
@@ -611,11 +611,9 @@ export class MultiHeadAttention extends Module {
       this.registerModule(this.names.v, lin(hiddenSize, Hkv * D, bias));
     }
     this.registerModule(this.names.o, lin(Hq * D, hiddenSize, opts.oBias ?? bias));
-    this.qkNorm = opts.qkNorm !== undefined;
-    if (opts.qkNorm) {
-      const norm = (): RMSNorm => new RMSNorm(D, { eps: opts.qkNorm!.eps, unitOffset: opts.qkNorm!.unitOffset, dtype: opts.dtype ?? 'f32' });
-      this.registerModule('q_norm', norm());
-      this.registerModule('k_norm', norm());
+    if (qkNorm) {
+      this.registerModule('q_norm', new RMSNorm(D, { eps: qkNorm.eps, unitOffset: qkNorm.unitOffset, dtype: opts.dtype ?? 'f32' }));
+      this.registerModule('k_norm', new RMSNorm(D, { eps: qkNorm.eps, unitOffset: qkNorm.unitOffset, dtype: opts.dtype ?? 'f32' }));
     }
     this.core = new AttentionCore({ nHeads: Hq, nKvHeads: Hkv, headDim: D, causal: opts.causal ?? true, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), rope: opts.rope ?? null, window: opts.window ?? 0 });
   }
@@ -632,16 +630,17 @@ export class MultiHeadAttention extends Module {
   get oProj(): RowLayer {
     return childRowLayer(this, this.names.o, 'MultiHeadAttention');
   }
+  /** Qwen3's per-head norms (only with qkNorm) */
+  get qNorm(): RMSNorm {
+    return this.getModule(this.names.qNorm ?? 'q_norm') as RMSNorm;
+  }
+  get kNorm(): RMSNorm {
+    return this.getModule(this.names.kNorm ?? 'k_norm') as RMSNorm;
+  }
   /** the fused projection (only with names.qkv) */
   get qkvProj(): RowLayer {
     if (!this.names.qkv) throw new Error('MultiHeadAttention.qkvProj: this layer has separate q, k, v projections');
     return childRowLayer(this, this.names.qkv, 'MultiHeadAttention');
-  }
-
-  /** the per-head q and k norms, or null */
-  get qkNorms(): { q: RMSNorm; k: RMSNorm } | null {
-    if (!this.qkNorm) return null;
-    return { q: this.getModule('q_norm') as RMSNorm, k: this.getModule('k_norm') as RMSNorm };
   }
 
   /** whether backward() reads the x of forward (see RowLayer.savesInput) */
@@ -666,18 +665,17 @@ export class MultiHeadAttention extends Module {
       k = this.buffers.get('k', N * kvDim);
       v = this.buffers.get('v', N * kvDim);
       splitColumns(qkv, N, [q, k, v], [qDim, kvDim, kvDim]);
+    } else if (this.names.qNorm) {
+      // the norms keep the projections' outputs for their backward; rope rotates copies of theirs
+      q = this.qNorm.forward(this.qProj.forward(x, N), N * this.nHeads);
+      k = this.kNorm.forward(this.kProj.forward(x, N), N * this.nKvHeads);
+      v = this.vProj.forward(x, N);
     } else {
       // with rope the core rotates copies of q and k, so the projections' outputs are read once
-      // (unless q/k norms read them again in backward)
-      const copied = this.core.rope !== null && !this.qkNorm;
+      const copied = this.core.rope !== null;
       q = this.qProj.forward(x, N, copied);
       k = this.kProj.forward(x, N, copied);
       v = this.vProj.forward(x, N);
-    }
-    const norms = this.qkNorms;
-    if (norms) {
-      q = norms.q.forward(q, N * this.nHeads);
-      k = norms.k.forward(k, N * this.nKvHeads);
     }
     this.core.buffers = this.buffers;
     const att = this.core.forward(q, k, v, ctx);
@@ -691,25 +689,14 @@ export class MultiHeadAttention extends Module {
     const C = this.hiddenSize;
     if (N === 0) throw new Error('MultiHeadAttention.backward called before forward');
     if (dy.length !== N * C) throw new ShapeError(`MultiHeadAttention.backward: dy has ${dy.length} elements, expected [${N}, ${C}] = ${N * C}`);
-    const inner = this.names.qkv ? [this.names.qkv] : [this.names.q, this.names.k, this.names.v];
-    if (this.qkNorm) inner.push('q_norm', 'k_norm');
+    const inner = this.names.qkv ? [this.names.qkv] : [this.names.q, this.names.k, this.names.v, ...(this.names.qNorm ? [this.names.qNorm, this.names.kNorm!] : [])];
     const innerTrainable = inner.some((n) => hasTrainable(this.getModule(n)));
     const o = this.oProj;
     o.computeInputGrad = this.computeInputGrad || innerTrainable;
     const datt = o.backward(dy);
     if (!datt) return null;
     this.core.buffers = this.buffers;
-    const back = this.core.backward(datt);
-    const dv = back.dv;
-    let { dq, dk } = back;
-    const norms = this.qkNorms;
-    if (norms) {
-      // d(projection outputs) through the per-head norms
-      norms.q.computeInputGrad = true;
-      norms.k.computeInputGrad = true;
-      dq = norms.q.backward(dq)!;
-      dk = norms.k.backward(dk)!;
-    }
+    const { dq, dk, dv } = this.core.backward(datt);
     if (this.names.qkv) {
       const qDim = this.nHeads * this.headDim;
       const kvDim = this.nKvHeads * this.headDim;
@@ -721,12 +708,23 @@ export class MultiHeadAttention extends Module {
     }
     // dx = q's dx, with k's and v's added into it
     const layers = [this.qProj, this.kProj, this.vProj];
-    const grads = [dq, dk, dv];
+    const grads: (Float32Array | null)[] = [dq, dk, dv];
+    if (this.names.qNorm) {
+      // through the per-head norms first: d(projection output) from d(normed q), d(normed k)
+      const norms = [this.qNorm, this.kNorm];
+      for (let i = 0; i < 2; i++) {
+        const nm = norms[i]!;
+        nm.computeInputGrad = this.computeInputGrad || hasTrainable(layers[i]! as unknown as Module);
+        grads[i] = nm.backward(grads[i]!);
+      }
+    }
     let dx: Float32Array | null = null;
     for (let i = 0; i < 3; i++) {
       const l = layers[i]!;
+      const g = grads[i];
+      if (!g) continue; // a norm gave no gradient: nothing below it learns or needs one
       l.computeInputGrad = this.computeInputGrad;
-      const d = addInputGrad(l, grads[i]!, dx ?? undefined);
+      const d = addInputGrad(l, g, dx ?? undefined);
       if (this.computeInputGrad) dx = d;
     }
     return dx;

@@ -127,6 +127,16 @@ export function createServer(opts: ServeOptions, loaded?: LoadedParts): LorakitS
     handle(req, res).catch((err: unknown) => sendError(res, toApiError(err)));
   });
   server.keepAliveTimeout = 5_000;
+  // `Expect: 100-continue`: a body declared past the cap gets its 413 before the client sends
+  // it (Node would otherwise answer 100 Continue to anything)
+  server.on('checkContinue', (req, res) => {
+    if (Number(req.headers['content-length'] ?? 0) > maxBodyBytes) {
+      sendError(res, new ApiError(413, `the request body is larger than ${maxBodyBytes} bytes`, { code: 'request_too_large', headers: { Connection: 'close' } }));
+      return;
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const route = (req.url ?? '/').split('?')[0]!;

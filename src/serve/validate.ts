@@ -4,7 +4,7 @@
 // inert values (logprobs off, no penalties, echo false), so a client never silently gets
 // something other than what it asked for. Unknown fields are ignored, as OpenAI does.
 import type { SamplingOptions } from '../generate/sampling.js';
-import type { ChatMessage, Tokenizer } from '../io/tokenizer.js';
+import { CHAT_ROLES, type ChatMessage, type Tokenizer } from '../io/tokenizer.js';
 import type { AdapterEntry, AdapterRegistry } from './adapters.js';
 import { ApiError, badRequest } from './errors.js';
 
@@ -115,6 +115,10 @@ function parsePrompt(b: Body, ctx: ValidationContext): number[][] {
   };
   if (typeof v === 'string') return [encode(v)];
   if (!Array.isArray(v) || v.length === 0) throw bad();
+  // the cheap check first: a long array of prompts is refused before any is tokenized
+  if (v.length > ctx.maxSequences && !v.every((x) => typeof x === 'number')) {
+    throw badRequest(`${v.length} prompts is more than the ${ctx.maxSequences} sequences one request may ask for`, 'prompt');
+  }
   const single = parseTokens(v, ctx.vocabSize);
   if (single) return [single];
   if (v.every((x) => typeof x === 'string')) return (v as string[]).map(encode);
@@ -152,7 +156,9 @@ function parseMessages(b: Body, ctx: ValidationContext): number[] {
   const messages: ChatMessage[] = v.map((x, i) => {
     if (typeof x !== 'object' || x === null || Array.isArray(x)) throw badRequest(`messages[${i}] must be an object {role, content}`, `messages[${i}]`);
     const m = x as Body;
-    if (typeof m['role'] !== 'string' || m['role'] === '') throw badRequest(`messages[${i}].role must be a non-empty string`, `messages[${i}].role`);
+    if (typeof m['role'] !== 'string' || !(CHAT_ROLES as readonly string[]).includes(m['role'])) {
+      throw badRequest(`messages[${i}].role must be one of ${CHAT_ROLES.join(', ')}, got ${JSON.stringify(m['role'])}`, `messages[${i}].role`);
+    }
     return { role: m['role'], content: messageText(m, i) };
   });
   if (!ctx.tokenizer.hasChatTemplate) throw badRequest('this model\'s tokenizer has no chat template; use /v1/completions', 'messages', 'no_chat_template');

@@ -307,6 +307,8 @@ export interface TrainClassifierOptions {
   callbacks?: TrainCallbacks | undefined;
   /** warnings (label changes); default process.emitWarning */
   warn?: ((message: string) => void) | undefined;
+  /** stop request (TrainOptions.stop): a checkpoint and the adapter of the steps done are written */
+  stop?: { readonly aborted: boolean } | undefined;
 }
 
 export interface TrainClassifierResult {
@@ -361,8 +363,9 @@ export async function trainClassifier(opts: TrainClassifierOptions): Promise<Tra
     objective: classificationObjective(model),
     callbacks: { exportFiles, ...(opts.callbacks ?? {}) },
     rngs: { lora: { state: () => peft.rng.state(), setState: (s: never) => peft.rng.setState(s) }, dropout: { state: () => model.rng.state(), setState: (s: never) => model.rng.setState(s) } },
+    ...(opts.stop ? { stop: opts.stop } : {}),
   });
-  const metrics = validBatches ? evaluateClassifier(model, validBatches) : null;
+  const metrics = validBatches && !result.interrupted ? evaluateClassifier(model, validBatches) : null;
   let adapterDir: string | null = null;
   if (opts.args.outDir) {
     adapterDir = path.join(opts.args.outDir, 'adapter');

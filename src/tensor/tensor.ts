@@ -113,6 +113,23 @@ export class Tensor {
     return out;
   }
 
+  /**
+   * How many stored values are NaN or ±Inf, read from the storage itself (for half types the
+   * exponent bits), so it checks what is written, after any cast (docs/ARCHITECTURE.md §Files
+   * written and signals).
+   */
+  nonFiniteCount(): number {
+    const d = this.data;
+    let bad = 0;
+    if (d instanceof Float32Array) {
+      for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) bad++;
+    } else {
+      const exp = this.dtype === 'bf16' ? 0x7f80 : 0x7c00;
+      for (let i = 0; i < d.length; i++) if ((d[i]! & exp) === exp) bad++;
+    }
+    return bad;
+  }
+
   toF32(): Tensor {
     return this.dtype === 'f32' ? this : new Tensor('f32', this.shape, this.toF32Array());
   }

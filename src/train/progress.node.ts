@@ -56,8 +56,10 @@ export function createProgress(totalSteps: number, opts: ProgressOptions = {}): 
       });
     },
     log(line) {
-      // clear the bar's line, print, and let the next update redraw it
-      stream.write('\r\x1b[2K' + line + '\n');
+      // clear the bar's line, print, and let the next update redraw it. cli-progress restores
+      // the cursor it saved at start when it stops; saving it again below the printed line
+      // (ESC 7) keeps the final bar from being drawn over the lines printed while it ran
+      stream.write('\r\x1b[2K' + line + '\n\x1b7');
     },
     stop() {
       bar.stop();

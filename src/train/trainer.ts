@@ -148,6 +148,12 @@ export interface TrainHost {
   progress?(totalSteps: number, enabled: boolean): Progress;
   /** peak memory in bytes, for the report (default 0: unknown) */
   peakMemoryBytes?(): number;
+  /**
+   * Awaited between steps when TrainOptions.stop is given: one turn of the platform's event
+   * loop, so that a signal (Node's SIGINT handler) can set the stop request during a run whose
+   * steps are synchronous (Node: setImmediate)
+   */
+  yieldEvents?(): Promise<void>;
 }
 
 export interface TrainOptions<B extends BatchCounts = Batch> {
@@ -162,6 +168,12 @@ export interface TrainOptions<B extends BatchCounts = Batch> {
   rngs?: Record<string, Stateful>;
   /** the run folder and the rest the platform supplies (lorakit's Node entry fills it from args) */
   host?: TrainHost;
+  /**
+   * Stop request (an AbortSignal fits): once aborted the loop finishes the step under way,
+   * writes a checkpoint of it (with a run folder) and returns with `interrupted` set, so a
+   * resume continues exactly there (docs/ARCHITECTURE.md §Files written and signals).
+   */
+  stop?: { readonly aborted: boolean };
 }
 
 export interface StepRow {
@@ -191,6 +203,8 @@ export interface TrainResult {
   bestValidLoss: number | null;
   finalValidLoss: number | null;
   stoppedEarly: boolean;
+  /** stopped by TrainOptions.stop before the last step (a checkpoint of the last step done was written) */
+  interrupted: boolean;
   skippedSteps: number;
   seconds: number;
   tokensPerSecond: number;
@@ -318,9 +332,21 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
   let skipped = 0;
   let windowStart = Date.now();
   let windowTokens = 0;
+  let interrupted = false;
+  let savedStep = args.resume ? step : -1;
   model.train(true);
 
   while (step < totalSteps) {
+    if (opts.stop && host.yieldEvents) await host.yieldEvents();
+    if (opts.stop?.aborted) {
+      interrupted = true;
+      if (runFolder && step > 0 && savedStep !== step) {
+        log(`step ${step}: stopping on request; writing a checkpoint`);
+        await saveCheckpoint(`checkpoints/step-${String(step).padStart(7, '0')}`);
+        runFolder.pruneCheckpoints(args.keepCheckpoints ?? 2);
+      }
+      break;
+    }
     const lr = schedule(step);
     optimizer.lr = lr;
     const batches: B[] = [];
@@ -385,6 +411,7 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
     if (runFolder && ((args.saveEvery && step % args.saveEvery === 0) || last || stoppedEarly)) {
       await saveCheckpoint(`checkpoints/step-${String(step).padStart(7, '0')}`);
       runFolder.pruneCheckpoints(args.keepCheckpoints ?? 2);
+      savedStep = step;
     }
     if (stoppedEarly) break;
   }
@@ -397,6 +424,7 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
     bestValidLoss,
     finalValidLoss: finalValid,
     stoppedEarly,
+    interrupted,
     skippedSteps: skipped,
     seconds,
     tokensPerSecond: tokensSeen / Math.max(1e-9, seconds),
@@ -432,7 +460,7 @@ export function runReport(r: TrainResult, args: TrainArgs): Map<string, string> 
     '',
     '| | |',
     '|---|---|',
-    `| steps | ${r.steps}${r.stoppedEarly ? ' (stopped early)' : ''} |`,
+    `| steps | ${r.steps}${r.stoppedEarly ? ' (stopped early)' : ''}${r.interrupted ? ' (interrupted; resume continues from here)' : ''} |`,
     `| time | ${r.seconds.toFixed(1)} s |`,
     `| throughput | ${r.tokensPerSecond.toFixed(0)} tokens/s |`,
     `| peak memory (RSS) | ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB |`,

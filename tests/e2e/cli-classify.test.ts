@@ -166,7 +166,8 @@ describe('lorakit train/eval/predict: image classification (tiny ViT)', () => {
     const ev = ok(lorakit(['eval', '--model', vit, '--adapter', adapter, '--data', join(tmp, 'shapes-test'), '--verbose']));
     assert.match(ev, /: 9 examples, 3 labels$/m);
     const m = metrics(ev);
-    assert.ok(m.accuracy >= 0 && m.accuracy <= 1 && m.macroF1 >= 0 && m.macroF1 <= 1);
+    // training helped: better than chance on three balanced classes (loss ln 3, accuracy 1/3), which a fresh head gives
+    assert.ok(m.loss < Math.log(3) - 0.1 && m.accuracy > 1 / 3 && m.macroF1 > 1 / 3, `after 6 steps: ${JSON.stringify(m)}`);
     for (const l of ['circle', 'square', 'triangle']) assert.match(ev, new RegExp(`^${l}\\s+[\\d.]+\\s+[\\d.]+\\s+[\\d.]+\\s+3$`, 'm'));
     // the same images listed in a JSONL (paths relative to it): the same metrics
     writeJsonl(join(tmp, 'shapes-test', 'list.jsonl'), ['circle', 'square', 'triangle'].flatMap((s) => [0, 1, 2].map((i) => ({ image: `${s}/${i}.png`, label: s }))));

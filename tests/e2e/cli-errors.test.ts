@@ -142,7 +142,7 @@ describe('lorakit errors: one line, non-zero exit', () => {
     fails(lorakit([...trainArgs(), '--epochs', '2']), 2, 'lorakit: give --epochs or --steps, not both');
     fails(lorakit([...trainArgs(), '--valid', data.valid, '--valid-split', '0.2']), 2, 'lorakit: give --valid or --valid-split, not both');
     fails(lorakit(['merge', '--model', model, '--out', join(tmp, 'm')]), 2, 'lorakit: missing --adapter DIR (give the flag, or set it in the --config file)');
-    fails(lorakit(['merge', '--model', model, '--adapter', other, '--out', model]), 2, `lorakit: --out ${model} is an input folder; choose another folder`);
+    fails(lorakit(['merge', '--model', model, '--adapter', other, '--out', model]), 2, `lorakit: --out ${model} is the --model folder; writing there would overwrite it; choose another folder`);
   });
 
   it('bad values in a config file name the file and the key', () => {

@@ -1,7 +1,7 @@
 // A bounded load test on loopback: 16 concurrent clients send 320 short requests, mixing the
 // base model and two adapters (a quarter of them streamed). Every request must succeed and
-// equal offline greedy generation with its adapter, decoding steps must really be shared,
-// and the whole run must finish within a time bound.
+// equal offline greedy generation with its adapter, and decoding steps must really be shared.
+// The wall time is logged, not asserted (timings belong in benchmarks: a busy machine skews them).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
@@ -71,7 +71,6 @@ describe('serve: load', () => {
     console.log(`  load: ${jobs.length} requests in ${wall} ms, ${st.generatedTokens} tokens, mean batch ${meanBatch.toFixed(1)}, ${st.inPlaceJoins} in-place joins, ${st.cacheRebuilds} rebuilds, p50 ${latencies[latencies.length >> 1]} ms, p99 ${latencies[Math.floor(latencies.length * 0.99)]} ms`);
     assert.ok(meanBatch > 4, `steps should carry many rows under load, mean ${meanBatch}`);
     assert.ok(st.inPlaceJoins > 0 && st.cacheRebuilds > 0, 'both ways of joining the batch should have been used');
-    assert.ok(wall < 30_000, `the load test took ${wall} ms`);
     assert.equal((await fetch(`${srv.url}/health`)).status, 200);
     assert.equal(st.running, 0);
     assert.equal(st.queued, 0);

@@ -4,4 +4,4 @@
 // §Platforms and entry points.
 import { installNodePlatform } from '../../src/platform.node.js';
 
-installNodePlatform();
+await installNodePlatform();

@@ -1,5 +1,5 @@
 // A training run in its own process, for the kill-and-resume tests.
-// Usage: node train-worker.js RUN_DIR STEPS SAVE_EVERY [--resume | --resume-into DIR] [--kill-after-step N] [--kill-during-save N]
+// Usage: node train-worker.js RUN_DIR STEPS SAVE_EVERY [--resume | --resume-into DIR] [--kill-after-step N] [--kill-during-save N [--kill-chunk C]]
 import { join } from 'node:path';
 import './node-platform.js';
 import { createOptimizer } from '../../src/train/optimizer.js';
@@ -13,6 +13,7 @@ const flag = (name: string): number | null => {
 };
 const killAfter = flag('--kill-after-step');
 const killDuringSave = flag('--kill-during-save');
+const killChunk = flag('--kill-chunk') ?? 32;
 const fx = makeFixture(join(runDir!, 'fixture'));
 const params = fx.model.trainableParameters();
 const optimizer = createOptimizer(params, { lr: 5e-3 });
@@ -43,7 +44,7 @@ await train({
       // a large extra file streamed in chunks, so a kill can land in the middle of the write
       async function* big(): AsyncGenerator<Uint8Array> {
         for (let i = 0; i < 64; i++) {
-          if (killDuringSave !== null && currentStep === killDuringSave && i === 32) process.kill(process.pid, 'SIGKILL');
+          if (killDuringSave !== null && currentStep === killDuringSave && i === killChunk) process.kill(process.pid, 'SIGKILL');
           yield new Uint8Array(64 * 1024).fill(i);
         }
       }

@@ -1,7 +1,7 @@
 // LoRA / DoRA parity against the PyTorch fixtures of tests/reference (PEFT-layout adapters
 // with non-zero B on the tiny llama and GPT-2): logits, loss, the gradient of every lora_A,
-// lora_B and DoRA magnitude, and merged weights; on every backend. When /usr/bin/python3
-// has torch, an adapter written by lorakit is also read back by the reference script.
+// lora_B and DoRA magnitude, and merged weights; on every backend. Adapters written by lorakit,
+// as PyTorch read them (tests/fixtures/readback; live too where /usr/bin/python3 has torch).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -176,11 +176,25 @@ for (const be of backends) {
   });
 }
 
-// ---- an adapter written by lorakit, read by the reference script (only where torch exists)
+// ---- adapters written by lorakit, read by PyTorch. tests/fixtures/readback/<name> holds the
+// adapter files lorakit wrote and the logits tests/reference/check_adapter.py computed from them
+// (PEFT's way, in torch), so the check runs everywhere, CI included, without Python: lorakit
+// must write the same bytes, and its logits must equal torch's. Where /usr/bin/python3 has
+// torch, the script also reads the adapter written now and must agree with the fixture;
+// LORAKIT_WRITE_READBACK=1 (with torch) rewrites the fixture.
 const PY = '/usr/bin/python3';
 const hasTorch = fs.existsSync(PY) && spawnSync(PY, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+const READBACK = path.join(ROOT, 'tests/fixtures/readback');
+const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors'];
 
-describe('the reference script reads adapters lorakit writes', { skip: hasTorch ? false : 'no /usr/bin/python3 with torch' }, () => {
+function torchReads(adapter: string, name: string, dump: string): Float32Array {
+  const r = spawnSync(PY, [path.join(ROOT, 'tests/reference/check_adapter.py'), adapter, '--inputs', path.join(ADAPTERS, name, 'reference.json'), '--reference', path.join(ADAPTERS, name, 'reference.safetensors'), '--tol', '1e9', '--dump', dump], { cwd: ROOT, encoding: 'utf8' });
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  assert.ok(!/keys PEFT 0.14 does not know/.test(r.stdout), r.stdout);
+  return readSafetensors(dump).tensors.get('logits')!.toF32Array();
+}
+
+describe('PyTorch reads the adapters lorakit writes', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-lora-parity-'));
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
   for (const name of NAMES) {
@@ -197,14 +211,23 @@ describe('the reference script reads adapters lorakit writes', { skip: hasTorch 
       const logits = model.forward(flatI32(ref.input_ids), B, T, { attentionMask: mask }).slice();
       const out = path.join(tmp, `lorakit-${name}`);
       saveAdapter(peft, out, { baseModelNameOrPath: ref.base_model_path });
-      const dump = path.join(tmp, `${name}-torch.safetensors`);
-      const r = spawnSync(PY, [path.join(ROOT, 'tests/reference/check_adapter.py'), out, '--inputs', path.join(ADAPTERS, name, 'reference.json'), '--reference', path.join(ADAPTERS, name, 'reference.safetensors'), '--tol', '1e9', '--dump', dump], { cwd: ROOT, encoding: 'utf8' });
-      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-      assert.ok(!/keys PEFT 0.14 does not know/.test(r.stdout), r.stdout);
-      const torchLogits = readSafetensors(dump).tensors.get('logits')!.toF32Array();
+      const fixture = path.join(READBACK, name);
+      if (process.env.LORAKIT_WRITE_READBACK === '1') {
+        assert.ok(hasTorch, 'LORAKIT_WRITE_READBACK=1 needs /usr/bin/python3 with torch');
+        fs.mkdirSync(fixture, { recursive: true });
+        for (const f of ADAPTER_FILES) fs.copyFileSync(path.join(out, f), path.join(fixture, f));
+        torchReads(fixture, name, path.join(fixture, 'torch-logits.safetensors'));
+      }
+      // the bytes lorakit writes are the bytes torch read
+      for (const f of ADAPTER_FILES) assert.ok(fs.readFileSync(path.join(out, f)).equals(fs.readFileSync(path.join(fixture, f))), `${name}/${f} differs from the bytes PyTorch read (tests/fixtures/readback)`);
+      const torchLogits = readSafetensors(path.join(fixture, 'torch-logits.safetensors')).tensors.get('logits')!.toF32Array();
       const d = maxAbsDiff(logits, torchLogits, V, mask);
-      report.push(`python reads lorakit's ${name}: logits ${d.toExponential(2)}`);
+      report.push(`torch reads lorakit's ${name}: logits ${d.toExponential(2)}`);
       assert.ok(d <= 1e-4, `torch logits of lorakit's adapter differ by ${d}`);
+      if (hasTorch) {
+        const live = torchReads(out, name, path.join(tmp, `${name}-torch.safetensors`));
+        assert.ok(maxAbsDiff(live, torchLogits, V, mask) <= 1e-6, 'the live torch read-back differs from tests/fixtures/readback');
+      }
     });
   }
 });

@@ -21,6 +21,7 @@ import models as M  # noqa: E402
 import st  # noqa: E402
 
 TRANSFORMERS_VERSION = "4.46.3"
+NEW_FAMILIES_TRANSFORMERS_VERSION = "4.56.1"  # qwen3 and smollm3 configs (added after 4.46)
 VOCAB = 128
 HIDDEN = 32
 LAYERS = 2
@@ -100,6 +101,53 @@ def llama_like_config(model_type, *, heads, kv_heads, head_dim, inter, eps, thet
     return common, spec
 
 
+def qwen3_smollm3_config(model_type, *, heads, kv_heads, head_dim, inter, eps, theta, tie, bias, windows,
+                         layer_rope, extra):
+    """Qwen3 / SmolLM3 configs with the attributes their transformers configs serialise, plus the
+    reference spec (per-layer windows and RoPE, q/k norms)."""
+    cfg = {
+        "attention_bias": bias,
+        "attention_dropout": 0.0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "hidden_act": "silu",
+        "hidden_size": HIDDEN,
+        "initializer_range": 0.02,
+        "intermediate_size": inter,
+        "max_position_embeddings": 256,
+        "model_type": model_type,
+        "num_attention_heads": heads,
+        "num_hidden_layers": LAYERS,
+        "num_key_value_heads": kv_heads,
+        "rms_norm_eps": eps,
+        "rope_scaling": None,
+        "rope_theta": theta,
+        "tie_word_embeddings": tie,
+        "torch_dtype": "float32",
+        "transformers_version": NEW_FAMILIES_TRANSFORMERS_VERSION,
+        "use_cache": True,
+        "vocab_size": VOCAB,
+    }
+    cfg.update(extra)
+    spec = {
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "num_hidden_layers": LAYERS,
+        "rms_norm_eps": eps,
+        "rope_theta": theta,
+        "rope_scaling": None,
+        "tie_word_embeddings": tie,
+        "qkv_bias": bias,
+        "o_bias": bias,
+        "qk_norm": model_type == "qwen3",
+        "intermediate_size": inter,
+        "layer_windows": windows,
+        "layer_rope": layer_rope,
+    }
+    return cfg, spec
+
+
 def llama_param_shapes(spec):
     C, I = HIDDEN, spec["intermediate_size"]
     H, KV, hd = spec["num_attention_heads"], spec["num_key_value_heads"], spec["head_dim"]
@@ -118,6 +166,11 @@ def llama_param_shapes(spec):
             shapes[pre + "self_attn.q_proj.bias"] = (H * hd,)
             shapes[pre + "self_attn.k_proj.bias"] = (KV * hd,)
             shapes[pre + "self_attn.v_proj.bias"] = (KV * hd,)
+        if spec.get("o_bias"):
+            shapes[pre + "self_attn.o_proj.bias"] = (C,)
+        if spec.get("qk_norm"):
+            shapes[pre + "self_attn.q_norm.weight"] = (hd,)
+            shapes[pre + "self_attn.k_norm.weight"] = (hd,)
         shapes[pre + "mlp.gate_proj.weight"] = (I, C)
         shapes[pre + "mlp.up_proj.weight"] = (I, C)
         shapes[pre + "mlp.down_proj.weight"] = (C, I)
@@ -345,6 +398,23 @@ def define_models():
     cfg, spec = llama_like_config("llama", heads=4, kv_heads=2, head_dim=8, inter=64, eps=1e-5,
                                   theta=500000.0, tie=False, dtype="bfloat16")
     defs.append(("llama-bf16", cfg, spec, 106, torch.bfloat16))
+    # Qwen3: head_dim 12 (not hidden / heads = 8), q_norm/k_norm, attention_bias on q, k, v, o, tied
+    # embeddings, layer 0 sliding with a window of 5 (shorter than the 12-token batch and the
+    # 32-token generations), layer 1 full
+    cfg, spec = qwen3_smollm3_config(
+        "qwen3", heads=4, kv_heads=2, head_dim=12, inter=64, eps=1e-6, theta=1000000.0, tie=True, bias=True,
+        windows=[5, 0], layer_rope=[True, True],
+        extra={"architectures": ["Qwen3ForCausalLM"], "head_dim": 12, "layer_types": ["sliding_attention", "full_attention"],
+               "max_window_layers": 28, "sliding_window": 5, "use_sliding_window": True})
+    defs.append(("qwen3-sliding", cfg, spec, 107, torch.float32))
+    # SmolLM3: no RoPE on layer 1 (no_rope_layers [1, 0]), GQA 4/1, tied embeddings
+    cfg, spec = qwen3_smollm3_config(
+        "smollm3", heads=4, kv_heads=1, head_dim=8, inter=48, eps=1e-6, theta=2000000.0, tie=True, bias=False,
+        windows=[0, 0], layer_rope=[True, False],
+        extra={"architectures": ["SmolLM3ForCausalLM"], "layer_types": ["full_attention", "full_attention"],
+               "max_window_layers": 28, "mlp_bias": False, "no_rope_layer_interval": 4, "no_rope_layers": [1, 0],
+               "pad_token_id": None, "pretraining_tp": 1, "sliding_window": None, "use_sliding_window": False})
+    defs.append(("smollm3-nope", cfg, spec, 108, torch.float32))
     cfg, spec = gemma3_config()
     defs.append(("gemma3", cfg, spec, 107, torch.float32))
     cfg, spec = phi3_config()
@@ -545,6 +615,19 @@ def define_adapters():
             "config": L.peft_lora_config(base + "llama-gqa-llama3rope", 4, 8, ["q_proj", "v_proj", "down_proj"],
                                          use_dora=True),
             "seed": 203,
+        },
+        {
+            "name": "qwen3-all",
+            "base": "qwen3-sliding",
+            "config": L.peft_lora_config(base + "qwen3-sliding", 4, 8,
+                                         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+            "seed": 205,
+        },
+        {
+            "name": "smollm3-qkvo",
+            "base": "smollm3-nope",
+            "config": L.peft_lora_config(base + "smollm3-nope", 4, 16, ["q_proj", "k_proj", "v_proj", "o_proj"]),
+            "seed": 206,
         },
         {
             "name": "gpt2-c_attn",

@@ -1,7 +1,10 @@
 """Plain-PyTorch re-implementations of the Hugging Face causal LMs the fixtures use.
 
 Written from the architecture definitions of transformers' modeling_llama.py / modeling_qwen2.py /
-modeling_mistral.py / modeling_gpt2.py (eager attention path), in float32. Parameters live in a flat
+modeling_mistral.py / modeling_qwen3.py / modeling_smollm3.py / modeling_gpt2.py (eager attention
+path), in float32. Qwen3: an RMSNorm over each head of q and k (q_norm, k_norm) before RoPE; SmolLM3:
+no RoPE on the layers no_rope_layers marks 0; both: sliding-window layers (a key is hidden when it
+is `sliding_window` or more cache slots before the query, as masking_utils' sliding_window_overlay). Parameters live in a flat
 dict keyed by the exact checkpoint key (e.g. "model.layers.0.self_attn.q_proj.weight"), so what is
 computed here is what a `model.safetensors` with those keys means.
 
@@ -37,15 +40,18 @@ def proj(p, path, x, adapters=None, conv1d=False):
     return y
 
 
-def build_attn_mask(key_mask, q_len, past_len):
+def build_attn_mask(key_mask, q_len, past_len, window=0):
     """Additive mask [B, 1, q_len, past_len + q_len]: 0 where query t (absolute index past+t)
-    may attend key s (s <= past+t and key_mask[b, s] == 1), float32 min elsewhere.
+    may attend key s (s <= past+t and key_mask[b, s] == 1, and with a sliding window
+    s > past+t - window), float32 min elsewhere.
     Padded query rows (fully masked) become uniform: finite garbage that no real position reads."""
     B, S = key_mask.shape
     assert S == past_len + q_len
     q_idx = torch.arange(past_len, past_len + q_len).view(1, q_len, 1)
     k_idx = torch.arange(S).view(1, 1, S)
     allowed = (k_idx <= q_idx) & key_mask.bool().view(B, 1, S)
+    if window:
+        allowed = allowed & (k_idx > q_idx - window)
     m = torch.zeros(B, 1, q_len, S, dtype=torch.float32)
     m.masked_fill_(~allowed.view(B, 1, q_len, S), NEG)
     return m
@@ -117,15 +123,22 @@ def rms_norm(x, w, eps):
 def llama_attention(spec, p, pre, x, cos, sin, add_mask, adapters, cache, layer, naive=False, key_mask=None):
     B, T, _ = x.shape
     H, KV, hd = spec["num_attention_heads"], spec["num_key_value_heads"], spec["head_dim"]
-    q = proj(p, pre + "q_proj", x, adapters).view(B, T, H, hd).transpose(1, 2)
-    k = proj(p, pre + "k_proj", x, adapters).view(B, T, KV, hd).transpose(1, 2)
+    q = proj(p, pre + "q_proj", x, adapters).view(B, T, H, hd)
+    k = proj(p, pre + "k_proj", x, adapters).view(B, T, KV, hd)
+    if spec.get("qk_norm"):  # Qwen3: RMSNorm over each head (weight [hd]) before RoPE
+        q = rms_norm(q, p[pre + "q_norm.weight"], spec["rms_norm_eps"])
+        k = rms_norm(k, p[pre + "k_norm.weight"], spec["rms_norm_eps"])
+    q = q.transpose(1, 2)
+    k = k.transpose(1, 2)
     v = proj(p, pre + "v_proj", x, adapters).view(B, T, KV, hd).transpose(1, 2)
+    use_rope = layer_rope(spec, layer)
     if naive:
-        out = naive_llama_attention(spec, q, k, v, cos, sin, key_mask)
+        out = naive_llama_attention(spec, q, k, v, cos, sin, key_mask, use_rope, layer_window(spec, layer))
     else:
-        c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-        q = q * c + rotate_half(q) * s
-        k = k * c + rotate_half(k) * s
+        if use_rope:
+            c, s = cos.unsqueeze(1), sin.unsqueeze(1)
+            q = q * c + rotate_half(q) * s
+            k = k * c + rotate_half(k) * s
         if cache is not None:
             if len(cache) > layer:
                 pk, pv = cache[layer]
@@ -144,14 +157,28 @@ def llama_attention(spec, p, pre, x, cos, sin, add_mask, adapters, cache, layer,
     return proj(p, pre + "o_proj", out, adapters)
 
 
-def naive_llama_attention(spec, q, k, v, cos, sin, key_mask):
+def layer_rope(spec, i):
+    """whether layer i rotates q and k (SmolLM3's NoPE layers do not)"""
+    lr = spec.get("layer_rope")
+    return True if lr is None else bool(lr[i])
+
+
+def layer_window(spec, i):
+    """layer i's sliding window (0: full attention)"""
+    lw = spec.get("layer_windows")
+    return 0 if lw is None else lw[i]
+
+
+def naive_llama_attention(spec, q, k, v, cos, sin, key_mask, use_rope=True, window=0):
     """Loop-based check: rotation written pairwise, kv head = h // (H/KV), softmax over the allowed
-    keys only. Padded query rows give zeros. No cache."""
+    keys only (within the sliding window, if any). Padded query rows give zeros. No cache."""
     B, H, T, hd = q.shape
     KV = spec["num_key_value_heads"]
     half = hd // 2
 
     def rot(x, b, t):  # x [hd]
+        if not use_rope:
+            return x
         c, s = cos[b, t, :half], sin[b, t, :half]
         x1, x2 = x[:half], x[half:]
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s])
@@ -165,7 +192,7 @@ def naive_llama_attention(spec, q, k, v, cos, sin, key_mask):
                 if not key_mask[b, t]:
                     continue
                 qt = rot(q[b, h, t], b, t)
-                idx = [s for s in range(t + 1) if key_mask[b, s]]
+                idx = [s for s in range(t + 1) if key_mask[b, s] and (not window or t - s < window)]
                 sc = torch.stack([(qt * keys[s]).sum() / math.sqrt(hd) for s in idx])
                 pr = torch.exp(sc - sc.max())
                 pr = pr / pr.sum()
@@ -184,14 +211,17 @@ def llama_forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None
     if position_ids is None:
         position_ids = torch.arange(past, past + T).view(1, T).expand(B, T)
     cos, sin = rope_cos_sin(rope_inv_freq(spec), position_ids)
-    add_mask = build_attn_mask(key_mask, T, past)
+    masks = {}  # by window
     eps = spec["rms_norm_eps"]
     if collect is not None:
         collect["embeddings"] = h
     for i in range(spec["num_hidden_layers"]):
         pre = f"model.layers.{i}."
         x = rms_norm(h, p[pre + "input_layernorm.weight"], eps)
-        h = h + llama_attention(spec, p, pre + "self_attn.", x, cos, sin, add_mask, adapters, cache, i,
+        w = layer_window(spec, i)
+        if w not in masks:
+            masks[w] = build_attn_mask(key_mask, T, past, w)
+        h = h + llama_attention(spec, p, pre + "self_attn.", x, cos, sin, masks[w], adapters, cache, i,
                                 naive=naive, key_mask=key_mask)
         x = rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
         m = F.silu(proj(p, pre + "mlp.gate_proj", x, adapters)) * proj(p, pre + "mlp.up_proj", x, adapters)
@@ -376,20 +406,41 @@ def spec_from_config(cfg):
                 "n_inner": cfg.get("n_inner") or 4 * C}
     if _family(mt) is not None:
         return _family(mt).spec_from_config(cfg)
-    if mt not in ("llama", "mistral", "qwen2"):
+    if mt not in ("llama", "mistral", "qwen2", "qwen3", "smollm3"):
         raise ValueError(f"unsupported model_type {mt}")
     H = cfg["num_attention_heads"]
-    return {
+    L = cfg["num_hidden_layers"]
+    spec = {
         "num_attention_heads": H,
         "num_key_value_heads": cfg.get("num_key_value_heads") or H,
-        "head_dim": cfg.get("head_dim") or cfg["hidden_size"] // H,
-        "num_hidden_layers": cfg["num_hidden_layers"],
+        "head_dim": cfg.get("head_dim") or (128 if mt == "qwen3" else cfg["hidden_size"] // H),
+        "num_hidden_layers": L,
         "rms_norm_eps": cfg["rms_norm_eps"],
-        "rope_theta": cfg.get("rope_theta", 10000.0),
+        "rope_theta": cfg.get("rope_theta", 2000000.0 if mt == "smollm3" else 10000.0),
         "rope_scaling": cfg.get("rope_scaling"),
-        "tie_word_embeddings": cfg.get("tie_word_embeddings", False),
+        "tie_word_embeddings": cfg.get("tie_word_embeddings", mt == "smollm3"),
         "intermediate_size": cfg["intermediate_size"],
+        "qk_norm": mt == "qwen3",
     }
+    layer_rope = [True] * L
+    if mt == "smollm3":
+        nr = cfg.get("no_rope_layers")
+        layer_rope = [bool(x) for x in nr[:L]] if nr is not None else \
+            [(i + 1) % cfg.get("no_rope_layer_interval", 4) != 0 for i in range(L)]
+    spec["layer_rope"] = layer_rope
+    windows = [0] * L
+    sw = cfg.get("sliding_window")
+    if mt == "mistral" and sw:
+        windows = [sw] * L
+    elif mt in ("qwen2", "qwen3") and cfg.get("use_sliding_window") and sw:
+        types = cfg.get("layer_types") or ["sliding_attention" if i >= cfg.get("max_window_layers", 28) else
+                                           "full_attention" for i in range(L)]
+        windows = [sw if t == "sliding_attention" else 0 for t in types]
+    elif mt == "smollm3" and cfg.get("use_sliding_window") and sw:
+        types = cfg.get("layer_types") or ["full_attention" if layer_rope[i] else "sliding_attention" for i in range(L)]
+        windows = [sw if t == "sliding_attention" else 0 for t in types]
+    spec["layer_windows"] = windows
+    return spec
 
 
 def load_model_folder(path):

@@ -78,8 +78,10 @@ test('a quick demo run trains both adapters, writes PEFT folders that load back,
   const r = await runDemo({ quick: true, out, progress: false, log: (l) => lines.push(l) });
   assert.ok(lines.some((l) => l.includes('most-frequent-tag baseline')));
   assert.ok(r.pos.baseline > 0.8 && r.pos.baseline <= 1);
-  assert.ok(r.pos.after.total > 0 && r.pos.after.accuracy >= 0 && r.pos.after.accuracy <= 1);
-  assert.ok(Number.isFinite(r.genre.baseLoss) && Number.isFinite(r.genre.adapterLoss));
+  // training helped, even in a quick run: more tags right than before it, a lower loss on the genre's held-out text
+  assert.ok(r.pos.after.total > 0 && r.pos.after.total === r.pos.before.total);
+  assert.ok(r.pos.after.accuracy > r.pos.before.accuracy, `tagging accuracy ${r.pos.before.accuracy} before, ${r.pos.after.accuracy} after`);
+  assert.ok(r.genre.adapterLoss < r.genre.baseLoss, `genre loss ${r.genre.baseLoss} before, ${r.genre.adapterLoss} after`);
   for (const name of ['pos', 'genre'] as const) {
     const dir = r.adapters[name]!;
     assert.ok(fs.existsSync(path.join(dir, 'adapter_config.json')), dir);

@@ -20,6 +20,9 @@ export const TINY_CONFIGS: Record<string, Record<string, unknown>> = {
   gpt2: { model_type: 'gpt2', vocab_size: 40, n_embd: 16, n_layer: 2, n_head: 4, n_positions: 32 },
   gemma3_text: { model_type: 'gemma3_text', vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 6, sliding_window: 4, sliding_window_pattern: 3, query_pre_attn_scalar: 8, final_logit_softcapping: 3, initializer_range: 0.4 },
   phi3: { model_type: 'phi3', vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, partial_rotary_factor: 0.5, sliding_window: 5, tie_word_embeddings: true, initializer_range: 0.4 },
+  // head_dim 8 with hidden 16 and 4 heads: q is 32 wide (head_dim comes from the config)
+  qwen3: { model_type: 'qwen3', vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, max_position_embeddings: 64, attention_bias: true, tie_word_embeddings: true, use_sliding_window: true, sliding_window: 4, layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'], initializer_range: 0.4 },
+  smollm3: { model_type: 'smollm3', vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, no_rope_layer_interval: 2, use_sliding_window: true, sliding_window: 5, initializer_range: 0.4 },
 };
 
 function maxAbs(a: Float32Array, b: Float32Array): number {
@@ -51,6 +54,9 @@ describe('model families', () => {
     assert.deepEqual(defaultTargetModules('llama'), ['q_proj', 'v_proj']);
     assert.deepEqual(defaultTargetModules('gpt2'), ['c_attn']);
     assert.deepEqual(defaultTargetModules('bert'), ['query', 'value']);
+    assert.deepEqual(defaultTargetModules('qwen3'), ['q_proj', 'v_proj']);
+    assert.equal(defaultTargetModules('smollm3'), null, "PEFT's table has no smollm3");
+    assert.throws(() => getPeftModel(createModel(TINY_CONFIGS.smollm3!), { r: 2 }), /PEFT has no default for model type "smollm3".*--targets.*model\.layers\.<i>\.self_attn\.q_proj/);
     assert.equal(defaultTargetModules('no-such-type'), null);
     const { config } = parseLoraConfig({ r: 2 });
     const mods = [{ name: 'model.layers.0.self_attn.qkv_proj', linear: true }];
@@ -58,9 +64,9 @@ describe('model families', () => {
   });
 
   it('countLoraParameters derives its count from the family (mistral with a window, qwen2 with sliding layers and tied embeddings)', () => {
-    for (const type of ['mistral', 'qwen2']) {
+    for (const type of ['mistral', 'qwen2', 'qwen3', 'smollm3']) {
       const hf = TINY_CONFIGS[type]!;
-      for (const lc of [{ r: 2 }, { r: 3, target_modules: 'all-linear' }]) {
+      for (const lc of [...(type === 'smollm3' ? [] : [{ r: 2 }]), { r: 3, target_modules: 'all-linear' }, { r: 2, target_modules: ['k_proj', 'up_proj'], modules_to_save: ['lm_head'] }]) {
         const counted = countLoraParameters(hf, lc);
         const model = createModel(hf);
         let base = 0;
@@ -75,7 +81,7 @@ describe('model families', () => {
   });
 
   it('sliding layers: decoding token by token through the cache equals the full forward; a sliding layer keeps only its window', () => {
-    for (const type of ['mistral', 'qwen2']) {
+    for (const type of ['mistral', 'qwen2', 'qwen3', 'smollm3']) {
       const json = TINY_CONFIGS[type]!;
       const m = createModel(json, { seed: 3 });
       const V = 40;
@@ -96,6 +102,11 @@ describe('model families', () => {
         else assert.equal(l.held, T, `${type} layer ${i} (full attention) holds every slot`);
       });
       if (type === 'qwen2') assert.deepEqual(windows, [0, 4, 4], 'qwen2: layers from max_window_layers on slide');
+      if (type === 'qwen3') assert.deepEqual(windows, [4, 0, 4], 'qwen3: the layers layer_types names slide');
+      if (type === 'smollm3') {
+        assert.deepEqual(windows, [0, 5, 0, 5], 'smollm3: by default the NoPE layers slide');
+        assert.deepEqual([...m.layers].map((b) => b.attn.core.rope !== null), [true, false, true, false], 'smollm3: every 2nd layer has no RoPE');
+      }
     }
   });
 });

@@ -24,6 +24,28 @@ function two(x: Float32Array): [Float32Array, Float32Array] {
 
 export function registerComparisons(nat: Backend, label: string): void {
   describe(`${label} kernels match ref`, () => {
+    it('gemm: odd shapes, both transposes, f16/bf16 operands, strides, alpha, accumulate', () => {
+      const r = rng(5);
+      const shapes: [number, number, number][] = [[1, 1, 1], [3, 5, 7], [17, 33, 9], [64, 8, 96], [70, 130, 257], [5, 300, 40]];
+      let i = 0;
+      for (const [M, N, K] of shapes)
+        for (const transA of [false, true])
+          for (const transB of [false, true]) {
+            const aDtype = DTYPES[i % 3]!;
+            const bDtype = DTYPES[(i + 1) % 3]!;
+            const accumulate = i % 2 === 1;
+            const alpha = i % 3 === 2 ? -0.5 : 1;
+            i++;
+            const lda = (transA ? M : K) + (i % 2), ldb = (transB ? K : N) + 3, ldc = N + 1;
+            const a = param(randn(r, (transA ? K : M) * lda), aDtype);
+            const b = param(randn(r, (transB ? N : K) * ldb), bDtype);
+            const [c1, c2] = two(randn(r, M * ldc));
+            const g = { M, N, K, transA, transB, accumulate, alpha, aDtype, bDtype, lda, ldb, ldc };
+            nat.gemm(c1, a, b, g);
+            ref.gemm(c2, a, b, g);
+            assertClose(c1, c2, `gemm ${M}x${N}x${K} ${JSON.stringify({ transA, transB, aDtype, bDtype, accumulate, alpha })}`, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
+          }
+    });
     it('add (also aliased), axpy, scale, sumSquares', () => {
       const r = rng(11);
       for (const n of SIZES) {

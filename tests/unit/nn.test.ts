@@ -696,6 +696,31 @@ for (const bname of backends) {
       });
     }
 
+    it('MultiHeadAttention gradients with per-head q/k norms (Qwen3) and a sliding window; a frozen q_proj under a learning q_norm', () => {
+      const rng = new Rng(29);
+      const B = 2;
+      const T = 7;
+      const C = 8;
+      const mha = new MultiHeadAttention(C, { nHeads: 4, nKvHeads: 2, headDim: 6, bias: true, rope: new Rope(6, { theta: 500 }), qkNorm: { eps: 1e-6 }, window: 3 }).requiresGrad(true);
+      assert.deepEqual(mha.namedParameters().map(([n]) => n).filter((n) => n.includes('norm')), ['q_norm.weight', 'k_norm.weight']);
+      initParams(mha, rng);
+      const x = rand(rng, B * T * C);
+      const ctx: AttnContext = { B, T };
+      let dx = new Float32Array(0);
+      gradCheck('MHA qk-norm', () => mha.forward(x, ctx), (dy) => void (dx = mha.backward(dy)!.slice()), [{ name: 'x', data: x, grad: () => dx }, ...allParamTargets(mha)], {
+        zeroGrad: () => mha.zeroGrad(),
+        maxPerTarget: 40,
+      });
+      // only the norms learn and no input gradient is wanted: they still get theirs
+      mha.requiresGrad(false);
+      mha.qNorm.weight.requiresGrad = true;
+      mha.qNorm.weight.grad = new Float32Array(6);
+      mha.computeInputGrad = false;
+      mha.forward(x, ctx);
+      assert.equal(mha.backward(rand(rng, B * T * C)), null);
+      assert.ok(mha.qNorm.weight.grad.some((g) => g !== 0), 'q_norm learns');
+    });
+
     it('MultiHeadAttention: fused qkv gives the same result as split projections with the same weights', () => {
       const rng = new Rng(20);
       const C = 8;

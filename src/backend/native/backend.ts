@@ -10,7 +10,8 @@ export interface NativeBackend extends Backend {
   readonly avx2fma: boolean;
 }
 
-export function createNativeBackend(addon: NativeAddon, fallback: Backend): NativeBackend {
+/** The backend over an addon object: the N-API addon, or the WebAssembly module's (name 'wasm'). */
+export function createNativeBackend(addon: NativeAddon, fallback: Backend, name = 'native'): NativeBackend {
   const kernels = {
     gemm(c: Float32Array, a: Storage, b: Storage, g: GemmArgs): void {
       addon.gemm(c, a, b, g.M, g.N, g.K, g.transA ?? false, g.transB ?? false, g.accumulate ?? false, g.alpha ?? 1, DTYPE_CODE[g.aDtype ?? 'f32'], DTYPE_CODE[g.bDtype ?? 'f32'], g.lda ?? (g.transA ? g.M : g.K), g.ldb ?? (g.transB ? g.K : g.N), g.ldc ?? g.N);
@@ -30,7 +31,7 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend): Nati
     }
   }
   return Object.assign(backend, {
-    name: 'native',
+    name,
     get threads() {
       return addon.threads();
     },

@@ -13,7 +13,7 @@ export type NativeAddon = Record<string, (...args: unknown[]) => unknown> & {
 
 export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
 
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const pj = join(dir, 'package.json');

@@ -1,11 +1,17 @@
-// Node's backend choice (docs/ARCHITECTURE.md §Platforms and entry points): the native addon
-// when it loads, else the reference backend with a single clear warning. LORAKIT_BACKEND=ref
-// forces the reference backend. lorakit's Node entry installs these defaults.
+// Node's backend choice (docs/ARCHITECTURE.md §Platforms and entry points), a fallback chain:
+// the native addon when it loads, else the WebAssembly module (native/wasm), else the
+// reference backend, with one line saying which and why. LORAKIT_BACKEND=native|wasm|ref
+// forces one. lorakit's Node entry installs these defaults; the wasm module loads
+// asynchronously, so entry points await prepareNodeBackend() before the first kernel.
 import { refBackend, setBackend as setCoreBackend, setBackendDefaults, type Backend } from '../index.js';
+import { loadWasm, wasmLoaded } from '../wasm/load.node.js';
 import { createNativeBackend, type NativeBackend } from './backend.js';
 import { loadAddon } from './index.js';
 
+export type BackendName = 'native' | 'wasm' | 'ref';
+
 let native: NativeBackend | null | undefined;
+let wasm: NativeBackend | null | undefined;
 let warned = false;
 
 /** The native backend, or null (with the reason from nativeError()) when the addon is unavailable. */
@@ -21,27 +27,89 @@ export function nativeError(): string | null {
   return loadAddon().error;
 }
 
-/** Chooses the backend: 'native', 'ref', or a Backend object. */
-export function setBackend(b: 'native' | 'ref' | Backend): Backend {
-  if (b !== 'native') return setCoreBackend(b);
-  const n = nativeBackend();
-  if (!n) throw new Error(`the native backend is not available: ${nativeError()}`);
-  return setCoreBackend(n);
+/** The wasm backend once its module has loaded (await prepareNodeBackend() or loadWasmBackend()), else null. */
+export function wasmBackend(): NativeBackend | null {
+  if (wasm) return wasm;
+  const w = wasmLoaded();
+  if (!w?.heap) return null;
+  wasm = createNativeBackend(w.heap.addon(), refBackend, 'wasm');
+  return wasm;
 }
 
-/** The backend Node uses until one is set: `backend` ('ref' forces the reference backend), else native with a fallback. */
-export function chooseNodeBackend(backend: string | undefined): Backend {
-  if (backend === 'ref') return refBackend;
-  const n = nativeBackend();
-  if (n) return n;
-  if (!warned) {
-    warned = true;
-    process.emitWarning(`lorakit is running on the slow TypeScript backend: ${nativeError()}`, { code: 'LORAKIT_NO_NATIVE' });
+/** Loads the wasm module (once) and returns its backend, or null (see wasmError()). */
+export async function loadWasmBackend(): Promise<NativeBackend | null> {
+  await loadWasm();
+  return wasmBackend();
+}
+
+/** why the wasm backend is not available: null when it is, or when it has not been loaded */
+export function wasmError(): string | null {
+  return wasmLoaded()?.error ?? null;
+}
+
+/** 'simd128-relaxed' or 'simd128' once loaded */
+export function wasmVariant(): string | null {
+  return wasmLoaded()?.variant ?? null;
+}
+
+function parseName(v: string | undefined): BackendName | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (v === 'native' || v === 'wasm' || v === 'ref') return v;
+  throw new Error(`LORAKIT_BACKEND must be native, wasm or ref (got "${v}")`);
+}
+
+/** Loads what the backend choice needs before the first kernel runs: the wasm module when
+ *  LORAKIT_BACKEND=wasm or the native addon does not load. Entry points await it. */
+export async function prepareNodeBackend(backend = process.env.LORAKIT_BACKEND): Promise<void> {
+  const want = parseName(backend);
+  if (want === 'ref' || (want !== 'wasm' && nativeBackend())) return;
+  await loadWasm();
+}
+
+/** Chooses the backend: 'native', 'wasm' (loaded), 'ref', or a Backend object. */
+export function setBackend(b: BackendName | Backend): Backend {
+  if (b === 'native') {
+    const n = nativeBackend();
+    if (!n) throw new Error(`the native backend is not available: ${nativeError()}`);
+    return setCoreBackend(n);
   }
-  return refBackend;
+  if (b === 'wasm') {
+    const w = wasmBackend();
+    if (!w) throw new Error(`the wasm backend is not available: ${wasmError() ?? 'its module has not been loaded (await loadWasmBackend() first)'}`);
+    return setCoreBackend(w);
+  }
+  return setCoreBackend(b);
 }
 
-/** Installs Node's defaults: the backend named by LORAKIT_BACKEND or the native one, and cache-line alignment from the addon. */
+/** Which backend Node uses and why, one line (the notice printed when it is not native, and `lorakit backend`). */
+export function backendReason(b: Backend, requested: string | undefined = process.env.LORAKIT_BACKEND): string {
+  if (requested && b.name === requested) return `LORAKIT_BACKEND=${requested}`;
+  if (b.name === 'native') return 'the native addon loaded';
+  const whyNative = nativeError() ?? 'not requested';
+  if (b.name === 'wasm') return `the native addon is unavailable (${whyNative})`;
+  return `the native addon is unavailable (${whyNative}) and so is the wasm module (${wasmError() ?? 'not loaded'})`;
+}
+
+/** The backend Node uses until one is set: `backend` (LORAKIT_BACKEND) forces one; else native, wasm, ref in turn. */
+export function chooseNodeBackend(backend: string | undefined): Backend {
+  const want = parseName(backend);
+  if (want === 'ref') return refBackend;
+  if (want === 'native') return setBackend('native');
+  if (want === 'wasm') {
+    const w = wasmBackend();
+    if (w) return w;
+    throw new Error(`LORAKIT_BACKEND=wasm but the wasm backend is not available: ${wasmError() ?? 'its module has not been loaded (the entry point must await prepareNodeBackend())'}`);
+  }
+  const chosen = nativeBackend() ?? wasmBackend() ?? refBackend;
+  if (chosen.name !== 'native' && !warned) {
+    warned = true;
+    const what = chosen.name === 'wasm' ? `the WebAssembly backend (${wasmVariant()}, ${chosen.threads} threads)` : 'the slow TypeScript backend';
+    process.emitWarning(`lorakit is running on ${what}: ${backendReason(chosen, backend)}`, { code: 'LORAKIT_NO_NATIVE' });
+  }
+  return chosen;
+}
+
+/** Installs Node's defaults: the backend named by LORAKIT_BACKEND or the fallback chain, and cache-line alignment from the addon. */
 export function installNodeBackend(): void {
   setBackendDefaults({
     choose: () => chooseNodeBackend(process.env.LORAKIT_BACKEND),

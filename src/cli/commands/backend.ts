@@ -1,15 +1,19 @@
-// lorakit backend: which compute backend is in use and why.
+// lorakit backend: which compute backend is in use and why (the fallback chain native,
+// wasm, ref; LORAKIT_BACKEND forces one: docs/ARCHITECTURE.md §Platforms and entry points).
 import { Command } from 'commander';
 import { getBackend } from '../../backend/index.js';
-import { nativeBackend, nativeError } from '../../backend/native/select.js';
+import { backendReason, loadWasmBackend, nativeBackend, nativeError, wasmError, wasmVariant } from '../../backend/native/select.js';
 
 export function backendCommand(): Command {
-  return new Command('backend').description('show which compute backend lorakit uses and why').action(() => {
+  return new Command('backend').description('show which compute backend lorakit uses and why').action(async () => {
     const b = getBackend();
     const n = nativeBackend();
-    console.log(`backend: ${b.name}`);
+    console.log(`backend: ${b.name} (${backendReason(b)})`);
     console.log(`threads: ${b.threads}`);
-    if (n) console.log(`cpu: ${n.avx2fma ? 'AVX2+FMA kernels' : 'portable kernels (no AVX2/FMA)'}`);
+    if (n) console.log(`native addon: ${n.avx2fma ? 'AVX2+FMA kernels' : 'portable kernels (no AVX2/FMA)'}`);
     else console.log(`native addon: unavailable (${nativeError()})`);
+    const w = await loadWasmBackend();
+    if (w) console.log(`wasm module: ${wasmVariant()}, ${w.threads} threads`);
+    else console.log(`wasm module: unavailable (${wasmError()})`);
   });
 }

@@ -3,7 +3,7 @@
 // before/after metrics, PEFT adapter folders, and one base model switching between them.
 import { Command } from 'commander';
 import { runDemo } from '../../demo/demo.js';
-import { parsePositiveInt, requireModelFolder } from '../common.js';
+import { checkOutput, parsePositiveInt, requireModelFolder } from '../common.js';
 
 export function demoCommand(): Command {
   return new Command('demo')
@@ -17,6 +17,7 @@ export function demoCommand(): Command {
     .option('--no-progress', 'plain log lines instead of progress bars')
     .action(async (o: { model?: string; out: string; quick: boolean; posSteps?: number; genreSteps?: number; seed?: number; progress: boolean }) => {
       if (o.model) requireModelFolder(o.model);
+      if (o.model) checkOutput('--out', o.out, [{ flag: '--model', path: o.model }]);
       await runDemo({
         out: o.out,
         quick: o.quick,

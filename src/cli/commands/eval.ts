@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { BatchIterator, padIdFor } from '../../data/index.js';
 import { loadDataset } from '../../data/index.node.js';
 import { causalLmObjective } from '../../train/trainer.js';
-import { collect, parseChoice, parsePositiveInt, required, requireFile } from '../common.js';
+import { clampMaxLength, collect, droppedNote, parseChoice, parsePositiveInt, required, requireFile } from '../common.js';
 import { attachAdapters, openModel, parseAdapterSpecs } from '../load.js';
 import { TASKS, resolveTask } from '../task.js';
 import { runEvalClassify } from './eval-classify.js';
@@ -30,11 +30,11 @@ export function evalCommand(): Command {
       const o = this.opts<EvalFlags>();
       const modelDir = required(o.model, '--model DIR');
       if (resolveTask(modelDir, o.task) === 'classify') await runEvalClassify(this, modelDir);
-      else await runEval(o);
+      else await runEval(o, this);
     });
 }
 
-async function runEval(o: EvalFlags): Promise<void> {
+async function runEval(o: EvalFlags, cmd: Command): Promise<void> {
   const modelDir = required(o.model, '--model DIR');
   const dataFile = required(o.data, '--data FILE');
   requireFile(dataFile, 'data file');
@@ -42,7 +42,9 @@ async function runEval(o: EvalFlags): Promise<void> {
   const names = o.adapterName?.split(',').map((s) => s.trim()).filter((s) => s);
   attachAdapters(loaded, parseAdapterSpecs(o.adapter), names);
   const { model, tokenizer } = loaded;
-  const ds = await loadDataset(dataFile, tokenizer, { maxLength: o.maxLength, maskPrompt: o.maskPrompt ?? true });
+  // a model with learned positions scores examples cut at its limit (it cannot run longer rows)
+  const maxLength = clampMaxLength(cmd, o.maxLength, model.info.maxPositions, modelDir);
+  const ds = await loadDataset(dataFile, tokenizer, { maxLength, maskPrompt: o.maskPrompt ?? true, vocabSize: model.info.vocabSize });
   const it = new BatchIterator(ds.examples, { batchSize: o.batchSize, order: 'sequential', padId: padIdFor(tokenizer) });
   const objective = causalLmObjective(model);
   model.eval();
@@ -64,6 +66,6 @@ async function runEval(o: EvalFlags): Promise<void> {
     return;
   }
   const what = o.adapter?.length ? `${modelDir} + adapter ${o.adapter.join(', ')}` : modelDir;
-  console.log(`${what} on ${dataFile}: ${ds.examples.length} examples, ${count} target tokens${ds.truncated ? ` (${ds.truncated} examples cut at ${o.maxLength} tokens)` : ''}`);
+  console.log(`${what} on ${dataFile}: ${ds.examples.length} examples, ${count} target tokens${ds.truncated ? ` (${ds.truncated} examples cut at ${maxLength} tokens)` : ''}${droppedNote(ds)}`);
   console.log(`loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(3)} (${seconds.toFixed(1)} s, ${(tokens / Math.max(seconds, 1e-3)).toFixed(0)} tokens/s)`);
 }

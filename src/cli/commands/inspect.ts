@@ -11,6 +11,7 @@ import { dtypeByteSize } from '../../io/safetensors.js';
 import { SafetensorsFile } from '../../io/safetensors.node.js';
 import { countLoraParameters, modulesFromConfig, parseLoraConfig } from '../../lora/index.js';
 import { defaultLogitsBlock } from '../../models/decoder.js';
+import { getModelFamily } from '../../models/registry.js';
 import { UsageError, bytes, commas, parseNumber, parsePositiveInt, parseTargets, warnLine } from '../common.js';
 
 interface InspectFlags {
@@ -182,8 +183,18 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   if (C === undefined || L === undefined || V === undefined || H === undefined || F === undefined) return;
   const B = o.batchSize;
   const T = o.maxLength;
-  const D = num(cfg, 'head_dim') ?? C / H;
-  const perTokenLayer = 2 * C + 2 * H * D + 2 * (KV ?? H) * D + (gpt2 ? 1 : 2) * F + H;
+  // the family's reading of the config where it has one: head_dim (Qwen3's default is 128, not
+  // C / H) and per-head q/k norms (their outputs are kept besides the projections')
+  let parsed: { headDim?: unknown; qkNorm?: unknown } | null = null;
+  try {
+    const fam = getModelFamily(type);
+    parsed = fam.parseConfig(cfg) as { headDim?: unknown; qkNorm?: unknown };
+  } catch {
+    parsed = null;
+  }
+  const D = typeof parsed?.headDim === 'number' ? parsed.headDim : (num(cfg, 'head_dim') ?? C / H);
+  const qkNorm = parsed?.qkNorm === true ? (H + (KV ?? H)) * D : 0;
+  const perTokenLayer = 2 * C + 2 * H * D + 2 * (KV ?? H) * D + (gpt2 ? 1 : 2) * F + H + qkNorm;
   const layersKept = o.gradCheckpoint ? 1 : L;
   const scratchPerToken = 3 * F + 8 * C;
   const activations = 4 * B * T * (perTokenLayer * layersKept + scratchPerToken + (o.gradCheckpoint ? L * C : 0));

@@ -1,12 +1,12 @@
 // lorakit merge: W += s·B·A for an adapter, written as a plain Hugging Face model folder
 // (config.json, model.safetensors, tokenizer files, generation_config.json).
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { copyModelSideFiles } from '../../io/model-files.node.js';
 import { saveModel } from '../../models/load.node.js';
 import type { DType } from '../../tensor/tensor.js';
-import { UsageError, bytes, collect, commas, parseChoice, required } from '../common.js';
+import { UsageError, bytes, checkOutput, collect, commas, parseChoice, required } from '../common.js';
 import { attachAdapters, openModel, parseAdapterSpecs } from '../load.js';
 
 const DTYPES = ['keep', 'f32', 'bf16', 'f16'] as const;
@@ -40,9 +40,7 @@ async function runMerge(o: MergeFlags): Promise<void> {
   const outDir = required(o.out, '--out DIR');
   const specs = parseAdapterSpecs(o.adapter);
   if (specs.length === 0) throw new UsageError('missing --adapter DIR (give the flag, or set it in the --config file)');
-  for (const p of [modelDir, ...specs.map((s) => s.dir)]) {
-    if (resolve(p) === resolve(outDir)) throw new UsageError(`--out ${outDir} is an input folder; choose another folder`);
-  }
+  checkOutput('--out', outDir, [{ flag: '--model', path: modelDir }, ...specs.map((s) => ({ flag: '--adapter', path: s.dir }))]);
   if (existsSync(outDir) && readdirSync(outDir).some((f) => f.endsWith('.safetensors')) && existsSync(join(outDir, 'model.safetensors.index.json'))) {
     throw new UsageError(`--out ${outDir} holds a sharded model already; choose an empty folder`);
   }

@@ -2,13 +2,14 @@
 // text JSONL (single texts or pairs) or images, through trainClassifier. The classifier head is
 // trained in full (modules_to_save); the run folder gets adapter/ (PEFT files + labels.json).
 import { existsSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { LoraConfigInput } from '../../lora/index.js';
 import { trainClassifier } from '../../tasks/classify.js';
 import type { StepRow } from '../../train/trainer.js';
 import { describeModelFolder, metricsLine, requirePath } from '../classify.js';
-import { UsageError, bytes, exclusive, given, parseTargets, required, warnLine } from '../common.js';
+import { onInterrupt } from '../../train/signals.node.js';
+import { UsageError, bytes, checkOutput, exclusive, given, interruptedLine, refuseOtherRun, parseTargets, required, warnLine } from '../common.js';
 import { trainArgsFromFlags, type TrainOpts } from './train-flags.js';
 
 /** Flags of the causal trainer that mean nothing for a classifier. */
@@ -31,7 +32,8 @@ export async function runTrainClassify(cmd: Command, modelDir: string): Promise<
   requirePath(dataPath, 'data');
   if (o.valid !== undefined) requirePath(o.valid, 'validation data');
   if (o.resume !== undefined && !existsSync(o.resume)) throw new UsageError(`--resume ${o.resume} does not exist`);
-  if (resolve(outDir) === resolve(modelDir)) throw new UsageError(`--out ${outDir} is the model folder; choose another folder`);
+  checkOutput('--out', outDir, [{ flag: '--model', path: modelDir }]);
+  refuseOtherRun(outDir, o.resume);
   if (o.evalEvery !== undefined && o.valid === undefined) warnLine('--eval-every has no effect without --valid');
 
   // the family's defaults (query,value; classifier in modules_to_save; SEQ_CLS) unless a flag says otherwise
@@ -53,6 +55,8 @@ export async function runTrainClassify(cmd: Command, modelDir: string): Promise<
   const args = trainArgsFromFlags(o, outDir, resolved, steps, epochs);
   console.log(`model ${modelDir}: ${info}`);
   console.log(`data ${dataPath}${o.valid !== undefined ? `, validation ${o.valid}` : ', no validation set'}`);
+  // the handlers stay until the adapter is written (trainClassifier writes it)
+  const intr = onInterrupt();
   const r = await trainClassifier({
     model: modelDir,
     train: dataPath,
@@ -64,7 +68,8 @@ export async function runTrainClassify(cmd: Command, modelDir: string): Promise<
     ...(o.weightDecay !== undefined ? { optimizer: { weightDecay: o.weightDecay } } : {}),
     ...(given(cmd, 'maxLength') ? { data: { maxLength: o.maxLength } } : {}),
     warn: warnLine,
-  });
+    stop: intr.stop,
+  }).finally(() => intr.dispose());
 
   const c = r.peft.config('default');
   const targets = Array.isArray(c.target_modules) ? c.target_modules.join(',') : String(c.target_modules);
@@ -85,4 +90,5 @@ export async function runTrainClassify(cmd: Command, modelDir: string): Promise<
     console.log(`checkpoints: ${ckpts} (latest ${list[list.length - 1] ?? '–'})${existsSync(join(outDir, 'best')) ? `, best: ${join(outDir, 'best')}` : ''}`);
   }
   console.log(`report: ${join(outDir, 'report.md')}, metrics: ${join(outDir, 'metrics.jsonl')}${r.metrics ? `, eval: ${join(outDir, 'eval.json')}` : ''}`);
+  interruptedLine(intr, outDir);
 }

@@ -1,7 +1,7 @@
 // lorakit train: LoRA (or full) fine-tuning of a model folder on a JSONL file.
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BatchIterator, padIdFor, type Batch } from '../../data/index.js';
 import { loadTrainValid } from '../../data/index.node.js';
@@ -12,10 +12,16 @@ import type { DecoderLM } from '../../models/decoder.js';
 import { saveModel } from '../../models/load.node.js';
 import { createOptimizer } from '../../train/optimizer.js';
 import { SCHEDULE_KINDS } from '../../train/schedule.js';
+import { onInterrupt } from '../../train/signals.node.js';
 import { train } from '../../train/trainer.node.js';
 import type { EvalRow, StepRow } from '../../train/trainer.js';
 import {
   UsageError,
+  checkOutput,
+  clampMaxLength,
+  droppedNote,
+  interruptedLine,
+  refuseOtherRun,
   bytes,
   commas,
   exclusive,
@@ -102,19 +108,22 @@ async function runTrain(cmd: Command): Promise<void> {
   requireFile(dataFile, 'data file');
   if (val === 'a') requireFile(o.valid!, 'validation file');
   if (o.resume !== undefined && !existsSync(o.resume)) throw new UsageError(`--resume ${o.resume} does not exist`);
-  if (resolve(outDir) === resolve(modelDir)) throw new UsageError(`--out ${outDir} is the model folder; choose another folder`);
+  checkOutput('--out', outDir, [{ flag: '--model', path: modelDir }]);
   const maskPrompt = o.maskPrompt ?? true;
   if (o.full) {
     const loraFlags = ['rank', 'alpha', 'dropout', 'targets', 'rslora', 'dora', 'init'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
     if (loraFlags.length) throw new UsageError(`--full trains every weight; LoRA flags do not apply (${loraFlags.map((k) => `--${k}`).join(', ')})`);
   }
+  refuseOtherRun(outDir, o.resume);
   if (o.evalEvery !== undefined && val === null) warnLine('--eval-every has no effect without --valid or --valid-split');
 
   const loaded = openModel(modelDir);
   const { model, tokenizer } = loaded;
   const dtype = model.parameters()[0]?.value.dtype ?? 'f32';
+  const maxLength = clampMaxLength(cmd, o.maxLength, model.info.maxPositions, modelDir);
   const data = await loadTrainValid(dataFile, tokenizer, {
-    maxLength: o.maxLength,
+    maxLength,
+    vocabSize: model.info.vocabSize,
     maskPrompt,
     seed: o.seed,
     ...(val === 'a' ? { valid: o.valid! } : {}),
@@ -144,7 +153,7 @@ async function runTrain(cmd: Command): Promise<void> {
   const named = model.trainableParameters();
   const optimizer = createOptimizer(named, { lr: o.lr, ...(o.weightDecay !== undefined ? { weightDecay: o.weightDecay } : {}) });
   const padId = padIdFor(tokenizer);
-  const trainIt = new BatchIterator(data.train.examples, { batchSize: o.batchSize, seed: o.seed, order: 'shuffle', pack: o.pack, maxLength: o.maxLength, padId });
+  const trainIt = new BatchIterator(data.train.examples, { batchSize: o.batchSize, seed: o.seed, order: 'shuffle', pack: o.pack, maxLength, padId });
   let validBatches: Batch[] | null = null;
   if (data.valid) validBatches = [...new BatchIterator(data.valid.examples, { batchSize: o.batchSize, order: 'sequential', padId }).epochIterator(0)];
 
@@ -155,7 +164,8 @@ async function runTrain(cmd: Command): Promise<void> {
   console.log(
     `data ${dataFile}: ${data.train.examples.length} training examples (${data.train.format})` +
       (data.valid ? `, ${data.valid.examples.length} validation examples` : ', no validation set') +
-      (data.train.truncated ? `; ${data.train.truncated} cut at ${o.maxLength} tokens` : ''),
+      (data.train.truncated ? `; ${data.train.truncated} cut at ${maxLength} tokens` : '') +
+      droppedNote(data.train),
   );
   if (peft) {
     const c = peft.config('default');
@@ -171,44 +181,56 @@ async function runTrain(cmd: Command): Promise<void> {
   const resolved: Record<string, unknown> = { ...o, maskPrompt, ...(loraConfig ? { lora: loraConfig } : {}) };
   delete resolved.config;
   const args = trainArgsFromFlags(o, outDir, resolved, steps, epochs);
-  const result = await train({
-    model,
-    optimizer,
-    data: { train: trainIt, valid: validBatches },
-    args,
-    callbacks: peft ? { exportFiles: () => adapterFiles(peft!, modelDir) } : {},
-    rngs: peft ? { lora: peft.rng } : {},
-  });
+  // the one signal path: the handlers stay until the result is written
+  const intr = onInterrupt();
+  try {
+    await trainAndSave();
+  } finally {
+    intr.dispose();
+  }
+  interruptedLine(intr, outDir);
 
-  // the result
-  let saved: string;
-  if (peft) {
-    saved = join(outDir, 'adapter');
-    saveAdapter(peft, saved, { baseModelNameOrPath: modelDir });
-  } else {
-    saved = join(outDir, 'model');
-    model.requiresGrad(false);
-    await saveModel(model, saved, { dtype });
-    copyModelSideFiles(modelDir, saved);
-  }
+  async function trainAndSave(): Promise<void> {
+    const result = await train({
+      model,
+      optimizer,
+      data: { train: trainIt, valid: validBatches },
+      args,
+      callbacks: peft ? { exportFiles: () => adapterFiles(peft!, modelDir) } : {},
+      rngs: peft ? { lora: peft.rng } : {},
+      stop: intr.stop,
+    });
 
-  const trainRows = result.history.filter((h): h is StepRow => h.type === 'train' && !h.skipped);
-  const evalRows = result.history.filter((h): h is EvalRow => h.type === 'eval');
-  const f = (x: number | null | undefined): string => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(4));
-  console.log(`done: ${result.steps} steps in ${result.seconds.toFixed(1)} s, ${result.tokensPerSecond.toFixed(0)} tokens/s, peak memory ${bytes(result.peakRssBytes)}${result.stoppedEarly ? ' (stopped early)' : ''}`);
-  console.log(`train loss: first ${f(trainRows[0]?.loss)}, final ${f(result.finalLoss)} (perplexity ${Number.isFinite(result.finalLoss) ? Math.exp(result.finalLoss).toFixed(2) : '–'})`);
-  if (evalRows.length) {
-    const first = evalRows[0]!;
-    console.log(`validation loss: ${f(result.finalValidLoss)} (perplexity ${result.finalValidLoss === null ? '–' : Math.exp(result.finalValidLoss).toFixed(2)}), best ${f(result.bestValidLoss)}, first ${f(first.loss)} at step ${first.step}`);
+    // the result
+    let saved: string;
+    if (peft) {
+      saved = join(outDir, 'adapter');
+      saveAdapter(peft, saved, { baseModelNameOrPath: modelDir });
+    } else {
+      saved = join(outDir, 'model');
+      model.requiresGrad(false);
+      await saveModel(model, saved, { dtype });
+      copyModelSideFiles(modelDir, saved);
+    }
+
+    const trainRows = result.history.filter((h): h is StepRow => h.type === 'train' && !h.skipped);
+    const evalRows = result.history.filter((h): h is EvalRow => h.type === 'eval');
+    const f = (x: number | null | undefined): string => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(4));
+    console.log(`done: ${result.steps} steps in ${result.seconds.toFixed(1)} s, ${result.tokensPerSecond.toFixed(0)} tokens/s, peak memory ${bytes(result.peakRssBytes)}${result.stoppedEarly ? ' (stopped early)' : ''}`);
+    console.log(`train loss: first ${f(trainRows[0]?.loss)}, final ${f(result.finalLoss)} (perplexity ${Number.isFinite(result.finalLoss) ? Math.exp(result.finalLoss).toFixed(2) : '–'})`);
+    if (evalRows.length) {
+      const first = evalRows[0]!;
+      console.log(`validation loss: ${f(result.finalValidLoss)} (perplexity ${result.finalValidLoss === null ? '–' : Math.exp(result.finalValidLoss).toFixed(2)}), best ${f(result.bestValidLoss)}, first ${f(first.loss)} at step ${first.step}`);
+    }
+    if (result.skippedSteps) console.log(`skipped steps (non-finite loss or gradient): ${result.skippedSteps}`);
+    console.log(`${peft ? 'adapter' : 'model'}: ${saved}`);
+    const ckpts = join(outDir, 'checkpoints');
+    if (existsSync(ckpts)) {
+      const list = readdirSync(ckpts).sort();
+      console.log(`checkpoints: ${ckpts} (latest ${list[list.length - 1] ?? '–'})${existsSync(join(outDir, 'best')) ? `, best: ${join(outDir, 'best')}` : ''}`);
+    }
+    console.log(`report: ${join(outDir, 'report.md')}, metrics: ${join(outDir, 'metrics.jsonl')}, loss curve: ${join(outDir, 'loss.svg')}`);
   }
-  if (result.skippedSteps) console.log(`skipped steps (non-finite loss or gradient): ${result.skippedSteps}`);
-  console.log(`${peft ? 'adapter' : 'model'}: ${saved}`);
-  const ckpts = join(outDir, 'checkpoints');
-  if (existsSync(ckpts)) {
-    const list = readdirSync(ckpts).sort();
-    console.log(`checkpoints: ${ckpts} (latest ${list[list.length - 1] ?? '–'})${existsSync(join(outDir, 'best')) ? `, best: ${join(outDir, 'best')}` : ''}`);
-  }
-  console.log(`report: ${join(outDir, 'report.md')}, metrics: ${join(outDir, 'metrics.jsonl')}, loss curve: ${join(outDir, 'loss.svg')}`);
 }
 
 /** The PEFT adapter files as saveAdapter writes them, for each checkpoint folder. */
