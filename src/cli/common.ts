@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, type Command, type Option } from 'commander';
+import { isGgufPath } from '../io/gguf.node.js';
 import { checkOutputFolder, type InputPath } from '../io/paths.node.js';
 import type { InitLoraWeights } from '../lora/index.js';
 import type { Interrupt } from '../train/signals.node.js';
@@ -155,7 +156,10 @@ export function requireDir(p: string, what: string): void {
 /** A Hugging Face model folder (config.json, weights): "not a model folder: …" otherwise. */
 export function requireModelFolder(p: string): void {
   if (!existsSync(p)) throw new UsageError(`model folder ${p} does not exist`);
-  if (!statSync(p).isDirectory()) throw new UsageError(`not a model folder: ${p} is a file`);
+  if (!statSync(p).isDirectory()) {
+    if (isGgufPath(p)) return; // a GGUF model file (docs/ARCHITECTURE.md §GGUF)
+    throw new UsageError(`not a model folder: ${p} is a file`);
+  }
   if (!existsSync(join(p, 'config.json'))) {
     const hint = existsSync(join(p, 'adapter_config.json')) ? ' (it is an adapter folder: pass it as --adapter)' : '';
     throw new UsageError(`not a model folder: ${p} has no config.json${hint}`);

@@ -14,7 +14,7 @@ export interface Example {
   /** where it came from */
   file: string;
   line: number;
-  /** length before truncation */
+  /** length before truncation (a line longer than maxLength by far is encoded from its head: then at least maxLength + 64) */
   fullLength: number;
 }
 
@@ -122,7 +122,9 @@ function scan(content: string, file: string, tok: DataTokenizer, options: Datase
  */
 export function datasetFromJsonl(content: string, file: string, tokenizer: DataTokenizer, options: DatasetOptions = {}): Dataset {
   const { maxLength, truncate, maxProblems } = checkOptions(options);
-  const s = scan(content, file, tokenizer, options, maxProblems, !truncate, maxLength);
+  // cut examples need only their first maxLength tokens: a huge line is encoded from a prefix
+  // (tokenize.ts encodeHead); checkJsonl encodes whole lines for exact statistics
+  const s = scan(content, file, tokenizer, truncate ? { ...options, maxTokens: maxLength } : options, maxProblems, !truncate, maxLength);
   if (s.issues.length > 0) throw new DataError(s.issues, s.stopped);
   const examples: Example[] = [];
   let truncated = 0;

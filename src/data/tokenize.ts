@@ -57,6 +57,32 @@ export interface TokenizeOptions {
   maskPrompt?: boolean;
   /** Render prompt/completion pairs as a user/assistant chat with the template (mlx-lm). Default false. */
   completionsAsChat?: boolean;
+  /**
+   * Tokens past this many are cut anyway (the dataset's maxLength): a long text or
+   * prompt/completion is encoded from a prefix (encodeHead), so a 50 MB line costs what its
+   * first tokens cost. The ids kept are those of the whole text; the length past them is not
+   * counted.
+   */
+  maxTokens?: number;
+}
+
+/** Slack tokens encoded past the ones kept: a prefix's encoding can differ from the whole text's only near its cut. */
+const HEAD_MARGIN = 64;
+
+/**
+ * The first `need` tokens of encode(text) without encoding all of a long text: prefixes of
+ * growing length (16 characters per token needed, then ×4) until one gives `need` + 64 tokens,
+ * which are kept (tokens near a prefix's cut can differ from the whole text's; 64 tokens
+ * before it cannot, since pre-tokenizers split locally). Short texts are encoded whole.
+ */
+export function encodeHead(tok: DataTokenizer, text: string, addSpecialTokens: boolean, need: number | undefined): number[] {
+  if (need !== undefined) {
+    for (let chars = Math.max(4096, (need + HEAD_MARGIN) * 16); chars < text.length; chars *= 4) {
+      const ids = tok.encode(text.slice(0, chars), { addSpecialTokens });
+      if (ids.length >= need + 2 * HEAD_MARGIN) return ids.slice(0, need + HEAD_MARGIN);
+    }
+  }
+  return tok.encode(text, { addSpecialTokens });
 }
 
 export interface TokenizedRecord {
@@ -82,7 +108,7 @@ export function tokenizeRecord(rec: DataRecord, tok: DataTokenizer, options: Tok
   const mask = options.maskPrompt ?? true;
   switch (rec.format) {
     case 'text': {
-      const ids = tok.encode(rec.text, { addSpecialTokens: true });
+      const ids = encodeHead(tok, rec.text, true, options.maxTokens);
       const targets = ids.map(() => 1);
       appendEos(ids, targets, tok, 1);
       return { ids, targetMask: Uint8Array.from(targets) };
@@ -95,8 +121,8 @@ export function tokenizeRecord(rec: DataRecord, tok: DataTokenizer, options: Tok
         ];
         return tokenizeChat({ format: 'chat', line: rec.line, messages }, tok, mask);
       }
-      const p = tok.encode(rec.prompt, { addSpecialTokens: true });
-      const c = tok.encode(rec.completion, { addSpecialTokens: false });
+      const p = encodeHead(tok, rec.prompt, true, options.maxTokens);
+      const c = encodeHead(tok, rec.completion, false, options.maxTokens === undefined ? undefined : Math.max(0, options.maxTokens - p.length));
       const ids = [...p, ...c];
       const targets = [...p.map(() => (mask ? 0 : 1)), ...c.map(() => 1)];
       appendEos(ids, targets, tok, 1);

@@ -78,27 +78,46 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * A system error (ENOSPC, EIO, EDQUOT, …) names no file ("ENOSPC: no space left on device,
+ * write"): the message gets the file being written, the code stays.
+ */
+function naming(err: unknown, target: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (e instanceof Error && typeof e.code === 'string' && !e.message.includes(target)) e.message = `${e.message} (writing ${target})`;
+  return err;
+}
+
 /** Writes data to a new file at `file` (no rename, no temp): creates it exclusively, fsyncs it. */
 async function writeNewFile(file: string, data: FileData, mode: number, target: string): Promise<void> {
-  const handle = await fsp.open(file, 'wx', mode);
+  const handle = await fsp.open(file, 'wx', mode).catch((err: unknown) => Promise.reject(naming(err, target)));
   try {
     if (typeof data === 'string') await writeAll(handle, Buffer.from(data, 'utf8'));
     else if (data instanceof Uint8Array) await writeAll(handle, data);
     else if (isAsyncIterable(data)) for await (const c of data) await writeAll(handle, checkChunk(c, target));
     else for (const c of data) await writeAll(handle, checkChunk(c, target));
     await handle.sync();
+  } catch (err) {
+    throw naming(err, target);
   } finally {
     await handle.close();
   }
 }
 
 function writeNewFileSync(file: string, data: FileDataSync, mode: number, target: string): void {
-  const fd = fs.openSync(file, 'wx', mode);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'wx', mode);
+  } catch (err) {
+    throw naming(err, target);
+  }
   try {
     if (typeof data === 'string') writeAllSync(fd, Buffer.from(data, 'utf8'));
     else if (data instanceof Uint8Array) writeAllSync(fd, data);
     else for (const c of data) writeAllSync(fd, checkChunk(c, target));
     fs.fsyncSync(fd);
+  } catch (err) {
+    throw naming(err, target);
   } finally {
     fs.closeSync(fd);
   }
@@ -117,7 +136,7 @@ export async function writeFileAtomic(file: string, data: FileData, options: Ato
     await fsp.rename(tmp, target);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
-    throw err;
+    throw naming(err, target);
   }
   await fsyncDir(path.dirname(target));
 }
@@ -131,7 +150,7 @@ export function writeFileAtomicSync(file: string, data: FileDataSync, options: A
     fs.renameSync(tmp, target);
   } catch (err) {
     fs.rmSync(tmp, { force: true });
-    throw err;
+    throw naming(err, target);
   }
   fsyncDirSync(path.dirname(target));
 }
@@ -193,7 +212,7 @@ export async function writeDirAtomic(dir: string, files: FolderFiles, options: A
     // Put the old folder back if it had been moved aside and the new one is not in place.
     if (old !== undefined && !fs.existsSync(target)) await fsp.rename(old, target).catch(() => undefined);
     await fsp.rm(tmp, { recursive: true, force: true });
-    throw err;
+    throw naming(err, target);
   }
   await fsyncDir(parent);
   if (old !== undefined) await fsp.rm(old, { recursive: true, force: true });

@@ -6,7 +6,7 @@ export { ShardedSafetensors, readShardIndex, writeShardedSafetensors, planShards
 export type { ShardIndex, WriteShardedOptions, WrittenWeights } from './sharded.node.js';
 export { loadModelFolder, openWeights, findWeights } from './model-folder.node.js';
 export type { ModelFolder, LoadModelFolderOptions, WeightFiles, SpecialTokens } from './model-folder.node.js';
-export { readTokenizerFiles, loadTokenizer } from './tokenizer.node.js';
+export { readTokenizerFiles, loadTokenizer, ggufTokenizerFilesOf } from './tokenizer.node.js';
 export { checkOutputFolder, realPathOf, OutputFolderError } from './paths.node.js';
 export type { InputPath } from './paths.node.js';
 export { GgufFile, writeGguf, isGgufPath } from './gguf.node.js';

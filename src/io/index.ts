@@ -20,5 +20,6 @@ export { parseJsonObject } from './json.js';
 export type { JsonObject } from './json.js';
 export { parseGgufHeader, parseGguf, serializeGguf, ggufChunks, GgufMetadata, GgufNeedMore, GGUF_VALUE, GGUF_MAGIC, kv as ggufKV } from './gguf.js';
 export type { GgufHeader, GgufKV, GgufTensorInfo, GgufOut, GgufTensorOut, GgufScalar, GgufValueType } from './gguf.js';
+export { ggufTokenizerFiles } from './gguf-tokenizer.js';
 export { GGML_TYPE, blockSpec, blockSpecOf, ggmlTypeName, dequantize, dequantizeInto, quantize, typeBytes, READABLE_TYPES } from './gguf-blocks.js';
 export type { BlockSpec, GgmlTypeName } from './gguf-blocks.js';

@@ -4,6 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomicSync } from './atomic.node.js';
+import { isGgufPath } from './gguf.node.js';
+import { ggufTokenizerFilesOf } from './tokenizer.node.js';
 
 /** Files copied with a model (those present are copied; none is required). */
 export const MODEL_SIDE_FILES: readonly string[] = [
@@ -25,6 +27,15 @@ export const MODEL_SIDE_FILES: readonly string[] = [
  */
 export function copyModelSideFiles(src: string, dst: string): string[] {
   fs.mkdirSync(dst, { recursive: true });
+  if (isGgufPath(src)) {
+    // a GGUF model carries its tokenizer in its metadata: write it out as tokenizer files
+    const files = ggufTokenizerFilesOf(src);
+    writeFileAtomicSync(path.join(dst, 'tokenizer.json'), JSON.stringify(files.tokenizerJson) + '\n');
+    writeFileAtomicSync(path.join(dst, 'tokenizer_config.json'), JSON.stringify(files.tokenizerConfig ?? {}, null, 2) + '\n');
+    if (!files.generationConfig) return ['tokenizer.json', 'tokenizer_config.json'];
+    writeFileAtomicSync(path.join(dst, 'generation_config.json'), JSON.stringify(files.generationConfig, null, 2) + '\n');
+    return ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
+  }
   const copied: string[] = [];
   for (const name of MODEL_SIDE_FILES) {
     const from = path.join(src, name);

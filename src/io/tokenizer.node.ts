@@ -1,11 +1,14 @@
 // Tokenizer files from a model folder (Node): tokenizer.json and its companions, parsed.
 import * as path from 'node:path';
 import { Problems } from './errors.js';
+import { GgufFile, isGgufPath } from './gguf.node.js';
+import { ggufTokenizerFiles } from './gguf-tokenizer.js';
 import { readJsonObject, readTextFile } from './json.node.js';
 import { Tokenizer, type TokenizerFiles } from './tokenizer.js';
 
 /** Reads tokenizer.json (required) and the optional companion files from a folder. */
 export function readTokenizerFiles(dir: string, problems?: Problems): TokenizerFiles | undefined {
+  if (isGgufPath(dir)) return ggufTokenizerFilesOf(dir);
   const p = problems ?? new Problems('tokenizer', dir);
   const tokenizerJson = readJsonObject(path.join(dir, 'tokenizer.json'), p, true);
   const files: TokenizerFiles = { source: dir, tokenizerJson: tokenizerJson ?? {} };
@@ -28,4 +31,14 @@ export function readTokenizerFiles(dir: string, problems?: Problems): TokenizerF
 /** Loads tokenizer.json and its companion files from a folder. */
 export function loadTokenizer(dir: string): Tokenizer {
   return new Tokenizer(readTokenizerFiles(dir)!);
+}
+
+/** The tokenizer files of a GGUF model file, made from its tokenizer.ggml.* metadata (gguf-tokenizer.ts). */
+export function ggufTokenizerFilesOf(file: string): TokenizerFiles {
+  const g = GgufFile.open(file);
+  try {
+    return ggufTokenizerFiles(g.metadata, file);
+  } finally {
+    g.close();
+  }
 }

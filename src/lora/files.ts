@@ -107,12 +107,48 @@ export interface SaveAdapterOptions {
   adapterNames?: readonly string[];
   /** written as base_model_name_or_path (default: the adapter config's value) */
   baseModelNameOrPath?: string;
+  /**
+   * A PiSSA adapter saved as a plain LoRA on the original base weights (PEFT's
+   * path_initial_model_for_weight_conversion): ΔW = s·(B·A − B₀·A₀) as lora_A = [A; A₀],
+   * lora_B = [B, −B₀], rank 2r and alpha scaled to keep s, init_lora_weights true. Portable:
+   * loading it re-runs no SVD. Other adapters are saved as they are.
+   */
+  pissaAsLora?: boolean;
+}
+
+/** ΔW = s·(B·A − B₀·A₀) of a PiSSA adapter as a rank-2r LoRA: its config and tensors (see SaveAdapterOptions.pissaAsLora). */
+function pissaAsLora(peft: PeftModel, name: string, cfg: LoraConfig, tensors: Map<string, Tensor>): LoraConfig {
+  if (cfg.use_dora) throw new Error(`saveAdapter: adapter "${name}" is PiSSA with DoRA; it cannot be saved as a plain LoRA`);
+  for (const [p, l] of peft.loraLayers) {
+    if (!l.hasAdapter(name)) continue;
+    const a = l.adapter(name);
+    if (!a.pissaInitial) throw new Error(`saveAdapter: module ${p} of adapter "${name}" has no PiSSA starting factors (it was not initialised by PiSSA in this process)`);
+    const [r, I] = a.A.shape as [number, number];
+    const O = a.B.shape[0]!;
+    const A2 = new Float32Array(2 * r * I);
+    A2.set(a.A.data);
+    A2.set(a.pissaInitial.A, r * I);
+    const B2 = new Float32Array(O * 2 * r);
+    for (let o = 0; o < O; o++) {
+      for (let k = 0; k < r; k++) {
+        B2[o * 2 * r + k] = a.B.data[o * r + k]!;
+        B2[o * 2 * r + r + k] = -a.pissaInitial.B[o * r + k]!;
+      }
+    }
+    tensors.set(`${PEFT_PREFIX}${p}.lora_A.weight`, Tensor.fromF32(A2, [2 * r, I]));
+    tensors.set(`${PEFT_PREFIX}${p}.lora_B.weight`, Tensor.fromF32(B2, [O, 2 * r]));
+  }
+  // rank 2r: alpha/r (rsLoRA alpha/√r) must stay the same
+  const f = cfg.use_rslora ? Math.SQRT2 : 2;
+  const double = (m: Record<string, number>, g: number): Record<string, number> => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v * g]));
+  return { ...cfg, r: 2 * cfg.r, lora_alpha: cfg.lora_alpha * f, rank_pattern: double(cfg.rank_pattern, 2), alpha_pattern: double(cfg.alpha_pattern, f), init_lora_weights: true };
 }
 
 /** The files of adapter `name` as PEFT's save_pretrained writes them: adapter_model.safetensors and adapter_config.json. */
 export function adapterFiles(peft: PeftModel, name: string, opts: SaveAdapterOptions = {}): Map<string, Uint8Array | string> {
-  const cfg = peft.config(name);
+  let cfg = peft.config(name);
   const tensors = adapterStateDict(peft, name);
+  if (opts.pissaAsLora && typeof cfg.init_lora_weights === 'string' && cfg.init_lora_weights.startsWith('pissa')) cfg = pissaAsLora(peft, name, cfg, tensors);
   // PEFT's save_pretrained writes inference_mode = true
   const json = adapterConfigJson({ ...cfg, inference_mode: true, base_model_name_or_path: opts.baseModelNameOrPath ?? cfg.base_model_name_or_path });
   return new Map<string, Uint8Array | string>([

@@ -77,6 +77,11 @@ export class LoraAdapter {
   readonly dropout: Dropout;
   /** activations of the last forward */
   readonly buffers = new Buffers();
+  /**
+   * PiSSA: the factors the adapter started from (the base holds W − s·B₀·A₀), kept so the
+   * adapter can be saved as a plain LoRA delta on the original W (files.ts, pissaAsLora)
+   */
+  pissaInitial: { A: Float32Array; B: Float32Array } | null = null;
 
   constructor(name: string, r: number, alpha: number, useRslora: boolean, A: Parameter, B: Parameter, bias: Parameter | null, magnitude: Parameter | null, dropout: Dropout) {
     this.name = name;
@@ -243,6 +248,7 @@ export class LoraLinear extends Module implements RowLayer {
     const dropout = new Dropout(opts.dropout ?? 0, rng);
     const magnitude = opts.useDora ? new Parameter(Tensor.fromValues(this.doraWeightNorm({ A, B, r, scaling }), [O]), true) : null;
     const a = new LoraAdapter(name, r, alpha, useRslora, A, B, bias, magnitude, dropout);
+    if (init === 'pissa' || (typeof init === 'string' && init.startsWith('pissa_niter_'))) a.pissaInitial = { A: A.data.slice(), B: B.data.slice() };
     this.adapters.set(name, a);
     return a;
   }

@@ -18,11 +18,12 @@
 // a LoRA adapter's lora_b rows (lora_a's rows are the rank, untouched). qwen2 uses NEOX rope in
 // llama.cpp (halves, like Hugging Face) and is not permuted.
 import { FormatError } from '../io/errors.js';
-import { GGML_TYPE, blockSpec, quantize, type GgmlTypeName } from '../io/gguf-blocks.js';
-import { kv, type GgufKV, type GgufOut, type GgufTensorOut } from '../io/gguf.js';
+import { GGML_TYPE, blockSpec, dequantize, quantize, type GgmlTypeName } from '../io/gguf-blocks.js';
+import { kv, type GgufKV, type GgufMetadata, type GgufOut, type GgufTensorInfo, type GgufTensorOut } from '../io/gguf.js';
+import { safetensorsDTypeOf, type TensorInfo, type TensorSource } from '../io/safetensors.js';
 import { Tokenizer, type TokenizerFiles } from '../io/tokenizer.js';
 import type { JsonObject } from '../io/json.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor, type DType } from '../tensor/tensor.js';
 import { parseLlamaConfig, type LlamaConfig } from './llama.js';
 
 /** The weight formats a model can be exported in. */
@@ -229,6 +230,8 @@ export function tokenizerMetadata(files: TokenizerFiles, vocabSize: number): [st
   ];
   if (tok.bosTokenId !== undefined) meta.push(['tokenizer.ggml.bos_token_id', kv.u32(tok.bosTokenId)]);
   if (tok.eosTokenIds[0] !== undefined) meta.push(['tokenizer.ggml.eos_token_id', kv.u32(tok.eosTokenIds[0])]);
+  // a second end id (generation_config's eos_token_id list, e.g. <|im_end|>) is llama.cpp's end-of-turn token
+  if (tok.eosTokenIds[1] !== undefined) meta.push(['tokenizer.ggml.eot_token_id', kv.u32(tok.eosTokenIds[1])]);
   if (tok.unkTokenId !== undefined) meta.push(['tokenizer.ggml.unknown_token_id', kv.u32(tok.unkTokenId)]);
   if (tok.padTokenId !== undefined) meta.push(['tokenizer.ggml.padding_token_id', kv.u32(tok.padTokenId)]);
   // whether encoding adds BOS / EOS, as the Hugging Face tokenizer does it
@@ -302,5 +305,124 @@ export function adapterToGguf(config: JsonObject, pairs: readonly LoraPair[], op
       ['adapter.lora.alpha', kv.f32(alpha)],
     ],
     tensors,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import: a GGUF model as a config.json object and a TensorSource under Hugging Face keys
+
+const ARCH_MODEL_TYPE: Record<string, string> = { llama: 'llama', qwen2: 'qwen2' };
+
+/** What import needs of a GGUF file: its metadata, its tensor list and each tensor's bytes (GgufFile). */
+export interface GgufReader {
+  readonly path: string;
+  readonly metadata: GgufMetadata;
+  readonly tensors: readonly GgufTensorInfo[];
+  bytes(name: string): Uint8Array;
+}
+
+/**
+ * A config.json object for a GGUF model, from llama.cpp's metadata (the reverse of modelToGguf):
+ * model_type from general.architecture, sizes from <arch>.*, tie_word_embeddings when there is
+ * no output.weight, attention biases when blk.0.attn_q.bias exists.
+ */
+export function ggufConfig(g: GgufReader): JsonObject {
+  const m = g.metadata;
+  const arch = m.string('general.architecture');
+  const type = m.string('general.type', true);
+  if (type !== undefined && type !== 'model') throw new FormatError('GGUF file', g.path, [`general.type is "${type}": this is not a model (an adapter? pass it as --adapter after converting, or use a model file)`]);
+  const modelType = ARCH_MODEL_TYPE[arch];
+  if (!modelType) throw new FormatError('GGUF file', g.path, [`general.architecture "${arch}" is not supported (lorakit reads ${Object.keys(ARCH_MODEL_TYPE).join(', ')})`]);
+  const names = new Set(g.tensors.map((t) => t.name));
+  const heads = m.number(`${arch}.attention.head_count`);
+  const hidden = m.number(`${arch}.embedding_length`);
+  const tokens = m.strings('tokenizer.ggml.tokens', true);
+  const embd = g.tensors.find((t) => t.name === 'token_embd.weight');
+  const cfg: JsonObject = {
+    architectures: [modelType === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'],
+    model_type: modelType,
+    vocab_size: m.number(`${arch}.vocab_size`, true) ?? embd?.shape[0] ?? tokens?.length ?? 0,
+    hidden_size: hidden,
+    intermediate_size: m.number(`${arch}.feed_forward_length`),
+    num_hidden_layers: m.number(`${arch}.block_count`),
+    num_attention_heads: heads,
+    num_key_value_heads: m.number(`${arch}.attention.head_count_kv`, true) ?? heads,
+    max_position_embeddings: m.number(`${arch}.context_length`),
+    rms_norm_eps: m.number(`${arch}.attention.layer_norm_rms_epsilon`),
+    rope_theta: m.number(`${arch}.rope.freq_base`, true) ?? 10000,
+    hidden_act: 'silu',
+    tie_word_embeddings: !names.has('output.weight'),
+    torch_dtype: 'float32',
+  };
+  const keyLength = m.number(`${arch}.attention.key_length`, true);
+  if (keyLength !== undefined && keyLength * heads !== hidden) cfg['head_dim'] = keyLength;
+  const ropeDim = m.number(`${arch}.rope.dimension_count`, true);
+  const headDim = keyLength ?? hidden / heads;
+  if (ropeDim !== undefined && ropeDim !== headDim) throw new FormatError('GGUF file', g.path, [`${arch}.rope.dimension_count ${ropeDim} differs from the head size ${headDim} (partial rotary embeddings are not supported)`]);
+  const scaling = m.string(`${arch}.rope.scaling.type`, true);
+  if (scaling === 'linear') cfg['rope_scaling'] = { rope_type: 'linear', factor: m.number(`${arch}.rope.scaling.factor`) };
+  else if (scaling !== undefined && scaling !== 'none') throw new FormatError('GGUF file', g.path, [`${arch}.rope.scaling.type "${scaling}" is not supported (none and linear are)`]);
+  if (names.has('rope_freqs.weight')) throw new FormatError('GGUF file', g.path, ['rope_freqs.weight (llama 3.1 rope scaling) is not supported yet']);
+  if (modelType === 'llama' && names.has('blk.0.attn_q.bias')) cfg['attention_bias'] = true;
+  const bos = m.number('tokenizer.ggml.bos_token_id', true);
+  const eos = m.number('tokenizer.ggml.eos_token_id', true);
+  if (bos !== undefined) cfg['bos_token_id'] = bos;
+  if (eos !== undefined) cfg['eos_token_id'] = eos;
+  return cfg;
+}
+
+const TO_DTYPE: Partial<Record<GgmlTypeName, DType>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+
+/**
+ * The weights of a GGUF model as a TensorSource under Hugging Face keys, in one dtype: f16 or
+ * bf16 when every matrix is stored so, else f32 (quantized blocks are dequantized). llama.cpp's
+ * Q/K row permutation is undone for the llama architecture.
+ */
+export function ggufTensorSource(g: GgufReader, config: JsonObject): TensorSource {
+  const cfg = parseLlamaConfig(config, `GGUF file ${g.path}`);
+  const { permute } = ggufArch(cfg);
+  const byKey = new Map<string, GgufTensorInfo>();
+  const problems: string[] = [];
+  for (const t of g.tensors) {
+    const key = hfName(t.name);
+    if (key === undefined) problems.push(`tensor "${t.name}" has no lorakit name`);
+    else byKey.set(key, t);
+  }
+  if (problems.length) throw new FormatError('GGUF file', g.path, problems);
+  const matrixTypes = new Set(g.tensors.filter((t) => t.shape.length > 1).map((t) => t.spec.name));
+  const only = matrixTypes.size === 1 ? TO_DTYPE[[...matrixTypes][0]!] : undefined;
+  const dtype: DType = only ?? 'f32';
+  const sfDtype = safetensorsDTypeOf(dtype);
+  const info = (key: string): TensorInfo => {
+    const t = byKey.get(key);
+    if (!t) throw new FormatError('GGUF file', g.path, [`no tensor for ${key}`]);
+    return { name: key, dtype: sfDtype, shape: t.shape, file: g.path, offset: t.offset, byteLength: t.byteLength };
+  };
+  const tensor = (key: string): Tensor => {
+    const t = byKey.get(key);
+    if (!t) throw new FormatError('GGUF file', g.path, [`no tensor for ${key}`]);
+    const bytes = g.bytes(t.name);
+    const heads = permute ? permuteHeads(cfg, key) : 0;
+    if (!heads && TO_DTYPE[t.spec.name] === dtype && dtype !== 'f32') {
+      return new Tensor(dtype, t.shape, new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2));
+    }
+    let v = dequantize(t.spec, bytes, t.shape.reduce((a, b) => a * b, 1));
+    if (heads) v = permuteQK(v, t.shape[0]!, t.shape.length > 1 ? t.shape[1]! : 1, heads, true);
+    return Tensor.fromValues(v, t.shape, dtype);
+  };
+  const names = (): string[] => [...byKey.keys()].sort();
+  return {
+    names,
+    has: (key) => byKey.has(key),
+    info,
+    tensor,
+    raw: (key) => {
+      const t = tensor(key);
+      return { dtype: sfDtype, shape: t.shape, data: t.data };
+    },
+    *tensors() {
+      for (const k of names()) yield [k, tensor(k)] as [string, Tensor];
+    },
+    close: () => undefined,
   };
 }

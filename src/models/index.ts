@@ -34,5 +34,5 @@ export { parseRobertaConfig } from './roberta.js';
 export { ViTForImageClassification, PatchConv, parseViTConfig, type ViTConfig } from './vit.js';
 export { createClassifier, classifierFromWeights, type LoadClassifierOptions, type CreateClassifierOptions } from './encoder-load.js';
 export { ENCODER_FAMILIES, getEncoderFamily } from './registry.js';
-export { modelToGguf, adapterToGguf, tokenizerMetadata, ggufName, hfName, permuteQK, ggufArch, GGUF_EXPORT_TYPES } from './gguf.js';
-export type { GgufExportType, ModelGgufInput, LoraPair } from './gguf.js';
+export { ggufConfig, ggufTensorSource, modelToGguf, adapterToGguf, tokenizerMetadata, ggufName, hfName, permuteQK, ggufArch, GGUF_EXPORT_TYPES } from './gguf.js';
+export type { GgufExportType, ModelGgufInput, LoraPair, GgufReader } from './gguf.js';

@@ -3,6 +3,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.node.js';
+import { GgufFile, isGgufPath } from '../io/gguf.node.js';
+import { ggufConfig, ggufTensorSource } from './gguf.js';
 import { loadModelFolder } from '../io/model-folder.node.js';
 import { writeShardedSafetensors } from '../io/sharded.node.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -18,6 +20,7 @@ import { getModelFamily } from './registry.js';
  * and in eval mode.
  */
 export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderLM {
+  if (isGgufPath(dir)) return loadGgufModel(dir, opts);
   const folder = loadModelFolder(dir);
   try {
     const wfile = path.relative(dir, folder.weightFiles.path) || folder.weightFiles.path;
@@ -48,4 +51,19 @@ export async function writeModelFolder(dir: string, state: Map<string, Tensor>, 
   const { tensors, config: cfg } = modelFolderContents(state, config, architecture, opts.dtype ? { dtype: opts.dtype } : {});
   await writeShardedSafetensors(dir, tensors, { metadata: { format: 'pt' }, ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}) });
   await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+}
+
+/**
+ * Loads a GGUF model file (llama.cpp's llama and qwen2 architectures): the config from its
+ * metadata, the weights under Hugging Face keys (models/gguf.ts). docs/ARCHITECTURE.md §GGUF.
+ */
+export function loadGgufModel(file: string, opts: LoadModelOptions = {}): DecoderLM {
+  const g = GgufFile.open(file);
+  try {
+    const config = ggufConfig(g);
+    const where = { config: `GGUF file ${file} (metadata)`, weights: `GGUF file ${file} (model_type ${String(config['model_type'])})` };
+    return modelFromWeights(config, ggufTensorSource(g, config), where, opts);
+  } finally {
+    g.close();
+  }
 }

@@ -47,6 +47,38 @@ export function scanCheckpoint(src: { names(): Iterable<string>; info(name: stri
   return { names, dtype };
 }
 
+/**
+ * What would stop a folder loading, found from config.json and the weights' headers alone
+ * (nothing read, nothing allocated: the family's moduleShapes): a config its family rejects,
+ * missing or unexpected tensors, element counts the model does not expect, dtypes it cannot
+ * hold. For `lorakit inspect`, which must not say a folder is fine when loading it fails.
+ */
+export function weightProblems(config: JsonObject, src: { names(): Iterable<string>; info(name: string): { dtype: SafetensorsDType; shape: readonly number[] } }, whereConfig: string): string[] {
+  const fam = getModelFamily(config['model_type'], whereConfig);
+  let cfg: unknown;
+  try {
+    cfg = fam.parseConfig(config, whereConfig);
+  } catch (e) {
+    return [(e as Error).message];
+  }
+  const { names } = scanCheckpoint(src, (n) => fam.sanitizeKey(cfg, n), true);
+  const params = new Map(fam.moduleShapes(cfg).flatMap((m) => m.params.map((p) => [p.name, p.size] as const)));
+  const problems: string[] = [];
+  for (const [key, size] of params) {
+    const name = names.get(key);
+    if (name === undefined) {
+      problems.push(`missing tensor ${key}`);
+      continue;
+    }
+    const info = src.info(name);
+    if (!tensorDTypeOf(info.dtype)) problems.push(`tensor ${name} has dtype ${info.dtype}; expected F32, F16 or BF16`);
+    const n = info.shape.reduce((a, b) => a * b, 1);
+    if (n !== size) problems.push(`tensor ${name} has shape ${formatShape(info.shape)} (${n} values); the model expects ${size}`);
+  }
+  for (const [key, name] of names) if (!params.has(key)) problems.push(`unexpected tensor ${name}${name === key ? '' : ` (as ${key})`}`);
+  return problems;
+}
+
 /** Where a model's config and weights came from, as error messages name them. */
 export interface WeightsWhere {
   /** the config (e.g. a config.json path) */

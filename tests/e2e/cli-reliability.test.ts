@@ -237,3 +237,36 @@ describe('dropped examples and ids past the vocabulary are named', () => {
     assert.match(check.stdout, new RegExp(`^${data.valid}:1: token id \\d+ is outside the model's vocabulary of 260 \\(vocab_size\\): the tokenizer does not match the model$`, 'm'));
   });
 });
+
+describe('inspect on a folder that does not load', () => {
+  it('describes it, then says why it does not load and exits 1', () => {
+    const broken = join(tmp, 'model-missing-tensor');
+    mkdirSync(broken);
+    for (const f of readdirSync(model)) copyFileSync(join(model, f), join(broken, f));
+    const tensors = new Map(readSafetensors(join(model, 'model.safetensors')).tensors);
+    tensors.delete('model.norm.weight');
+    writeSafetensorsSync(join(broken, 'model.safetensors'), tensors);
+    const r = lorakit(['inspect', broken]);
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^parameters:/m);
+    assert.match(r.stderr, new RegExp(`^lorakit: ${broken} does not load: missing tensor model\\.norm\\.weight$`, 'm'));
+    assert.equal(lorakit(['inspect', model]).status, 0);
+  });
+});
+
+describe('PiSSA adapters are written portable too', () => {
+  it('train --init pissa writes adapter-lora/ (plain LoRA, rank 2r) that scores as the PiSSA adapter', () => {
+    const out = join(tmp, 'run-pissa');
+    const tr = lorakit(['train', '--model', model, '--data', data.train, '--out', out, '--steps', '3', '--rank', '4', '--init', 'pissa', '--no-progress']);
+    assert.equal(tr.status, 0, tr.stderr);
+    assert.match(tr.stdout, /plain LoRA on the original weights \(rank 8, portable: no SVD at load\)/);
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter-lora', 'adapter_config.json'), 'utf8')) as { r: number; init_lora_weights: unknown };
+    assert.deepEqual([cfg.r, cfg.init_lora_weights], [8, true]);
+    const loss = (adapter: string): number => {
+      const r = lorakit(['eval', '--model', model, '--data', data.valid, '--adapter', adapter, '--json']);
+      assert.equal(r.status, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { loss: number }).loss;
+    };
+    assert.ok(Math.abs(loss(join(out, 'adapter')) - loss(join(out, 'adapter-lora'))) < 1e-4);
+  });
+});

@@ -22,7 +22,7 @@ const env = { ...process.env, LORAKIT_THREADS: '1' };
 const STEPS = 12;
 const SAVE_EVERY = 2;
 /** faults to inject (the run then goes to the end); the seed fixes where they land */
-const FAULTS = 6;
+const FAULTS = Number(process.env.LORAKIT_FAULTS ?? 6); // a longer campaign: LORAKIT_FAULTS=30
 const SEED = 25;
 
 function losses(run: string): Map<number, number> {

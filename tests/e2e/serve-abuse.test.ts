@@ -16,7 +16,7 @@ let fx: ServeFixture;
 let srv: LorakitServer;
 const BASE = 'tiny-llama';
 const MAX_BODY = 64 * 1024;
-const ROUNDS = 6;
+const ROUNDS = Number(process.env.LORAKIT_ABUSE_ROUNDS ?? 6); // a longer run: LORAKIT_ABUSE_ROUNDS=40
 
 before(async () => {
   fx = await makeServeFixture();

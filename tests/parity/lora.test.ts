@@ -13,6 +13,7 @@ import { nativeBackend, setBackend } from '../../src/backend/native/select.js';
 import { SafetensorsFile, readSafetensors } from '../../src/io/safetensors.node.js';
 import { causalLMLoss, causalLMLossBackward, lossAndBackward, type DecoderLM } from '../../src/models/index.js';
 import { loadModel } from '../../src/models/index.node.js';
+import { generate } from '../../src/generate/index.js';
 import type { Module } from '../../src/nn/module.js';
 import { Rng } from '../../src/tensor/rng.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
@@ -26,6 +27,8 @@ const NAMES = fs.existsSync(ADAPTERS) ? fs.readdirSync(ADAPTERS).filter((n) => f
 
 interface Reference {
   base_model_path: string;
+  /** greedy continuations with the adapter active (make_fixtures.py; no near-ties: min_top2_margin > 1e-3) */
+  generation: { prompt: number[]; max_new_tokens: number; new_tokens: number[] }[];
   input_ids: number[][];
   attention_mask: number[][];
   labels: number[][];
@@ -147,6 +150,19 @@ for (const be of backends) {
           // the head never held more than one block of logits
           const headBytes = (model.lmHead as unknown as Module).buffers.bytes;
           assert.ok(headBytes <= 4 * 3 * (model.info.vocabSize + model.info.hiddenSize), `the head holds ${headBytes} bytes, more than 3 rows of logits and of dx`);
+        });
+
+        it('greedy generation with the adapter equals PyTorch\'s, with and without the KV cache, one by one and batched', () => {
+          const { model, ref } = setup(name, false);
+          assert.ok(ref.generation.length > 0);
+          for (const useCache of [true, false]) {
+            for (const g of ref.generation) {
+              const [res] = generate(model, [g.prompt], { maxNewTokens: g.max_new_tokens, useCache, stopTokenIds: [] });
+              assert.deepEqual(res!.tokens, g.new_tokens, `prompt of ${g.prompt.length} tokens${useCache ? '' : ', no cache'}`);
+            }
+          }
+          const rows = generate(model, ref.generation.map((g) => g.prompt), { maxNewTokens: ref.generation[0]!.max_new_tokens, stopTokenIds: [] });
+          ref.generation.forEach((g, i) => assert.deepEqual(rows[i]!.tokens, g.new_tokens, `batched row ${i}`));
         });
 
         it('merged weights, and merged logits equal the adapter logits', () => {

@@ -17,8 +17,10 @@ import { SafetensorsFile } from '../../src/io/safetensors.node.js';
 import { Tensor, numel } from '../../src/tensor/tensor.js';
 import { tmpDir, rawSafetensors } from '../helpers/io-tmp.js';
 
-const SEED = 2025;
-export const RUNS = { bytes: 10_000, headers: 10_000, file: 1000, ggufBytes: 10_000, ggufFields: 5000, ggufFile: 1000 };
+const SEED = Number(process.env.LORAKIT_FUZZ_SEED ?? 2025);
+/** inputs per property; LORAKIT_FUZZ_SCALE=10 (and LORAKIT_FUZZ_SEED) for a longer campaign */
+const SCALE = Number(process.env.LORAKIT_FUZZ_SCALE ?? 1);
+export const RUNS = Object.fromEntries(Object.entries({ bytes: 10_000, headers: 10_000, file: 500, ggufBytes: 10_000, ggufFields: 5000, ggufFile: 500 }).map(([k, n]) => [k, Math.round(n * SCALE)])) as Record<'bytes' | 'headers' | 'file' | 'ggufBytes' | 'ggufFields' | 'ggufFile', number>;
 
 /** A valid file: three tensors of three dtypes, metadata. */
 function validFile(): Uint8Array {

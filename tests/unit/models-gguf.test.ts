@@ -82,3 +82,27 @@ test('adapterToGguf: lora_a ne [in, r], lora_b ne [r, out] with q/k rows permute
   assert.deepEqual(values(h, bytes, 'blk.1.attn_v.weight.lora_b'), Bv.map((v) => v / 2), 'v: scaling 2 = alpha 8 / r 2 · 1/2');
   assert.throws(() => adapterToGguf(model.config as never, [{ path: 'score', A, B: Bv, r, inFeatures: 256, outFeatures: 128, scaling: 1 }]), /score has no llama.cpp name/);
 });
+
+test('a GGUF export loads back (--model file.gguf): f32 logits equal the folder\'s, the tokenizer encodes and renders chats the same', async () => {
+  const { writeGguf } = await import('../../src/io/index.node.js');
+  const { loadTokenizer } = await import('../../src/io/index.node.js');
+  const { tmpDir } = await import('../helpers/io-tmp.js');
+  const path = await import('node:path');
+  const model = loadModel(BUNDLED, { dtype: 'f32' });
+  const file = path.join(tmpDir(), 'b.gguf');
+  await writeGguf(file, modelToGguf({ config: model.config as never, state: model.stateDict(), tokenizer: readTokenizerFiles(BUNDLED)!, type: 'f32' }));
+  const back = loadModel(file);
+  assert.equal(back.config['model_type'], 'llama');
+  assert.equal(back.config['tie_word_embeddings'], true);
+  const ids = Int32Array.from([460, 465, 560, 327, 13, 1, 2]);
+  const a = model.forward(ids, 1, ids.length).slice();
+  const b = back.forward(ids, 1, ids.length);
+  assert.deepEqual(b, a);
+  const t0 = loadTokenizer(BUNDLED), t1 = loadTokenizer(file);
+  const text = 'It was a cold morning, 1961; "Yes," she said.\n\n<|im_start|>user  ünïcode  x<|im_end|>';
+  assert.deepEqual(t1.encode(text), t0.encode(text));
+  assert.equal(t1.decode(t0.encode(text)), text);
+  assert.deepEqual([t1.bosTokenId, t1.eosTokenIds, t1.vocabSize], [t0.bosTokenId, t0.eosTokenIds, t0.vocabSize]);
+  const chat = [{ role: 'user', content: 'hi' }];
+  assert.equal(t1.applyChatTemplate(chat, { addGenerationPrompt: true }), t0.applyChatTemplate(chat, { addGenerationPrompt: true }));
+});

@@ -6,16 +6,22 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { recoverAtomicWrites } from '../../src/io/atomic.node.js';
+import { recoverAtomicWrites, writeDirAtomic, writeFileAtomic, writeFileAtomicSync, type FileData } from '../../src/io/atomic.node.js';
 import { checkOutputFolder, realPathOf } from '../../src/io/paths.node.js';
 import { LoraLinear } from '../../src/lora/lora-linear.js';
-import { modelFolderContents } from '../../src/models/load.js';
+import { getPeftModel } from '../../src/lora/peft-model.js';
+import { loadPeftModel, saveAdapter } from '../../src/lora/files.node.js';
+import { Rng } from '../../src/tensor/rng.js';
+import { createModel, modelFolderContents, weightProblems } from '../../src/models/load.js';
 import { Linear } from '../../src/nn/linear.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { createOptimizer } from '../../src/train/optimizer.js';
 import { createProgress } from '../../src/train/progress.node.js';
 import { metricsRowsUpTo, train } from '../../src/train/trainer.node.js';
+import { datasetFromJsonl } from '../../src/data/dataset.js';
+import { loadTokenizer } from '../../src/io/tokenizer.node.js';
 import { tmpDir } from '../helpers/io-tmp.js';
+import { writeByteLevelBpeTokenizer } from '../helpers/tokenizers.js';
 import { batches, makeFixture } from '../helpers/train-fixture.js';
 
 const deadPid = (): number => spawnSync(process.execPath, ['-e', '0']).pid!;
@@ -195,5 +201,101 @@ describe('the progress bar keeps the lines printed while it ran', () => {
     assert.equal(text[1], 'step 4: validation loss 1.2500, perplexity 3.49', text.join('\n'));
     assert.match(text[2]!, /step 4\/4/);
     assert.equal(text[3], 'done: 4 steps');
+  });
+});
+
+describe('write errors name the file', () => {
+  it('a full disk (ENOSPC) during an atomic write names the file, and nothing is left behind', async () => {
+    const dir = tmpDir();
+    const target = join(dir, 'adapter_model.safetensors');
+    writeFileSync(target, 'old');
+    // what the file system throws when the disk fills mid-write: an errno error that names no file
+    function* full(): Generator<Uint8Array> {
+      yield new Uint8Array(1024);
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    }
+    await assert.rejects(writeFileAtomic(target, full()), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC' && e.message === `ENOSPC: no space left on device, write (writing ${target})`);
+    assert.throws(() => writeFileAtomicSync(target, full()), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC' && e.message.endsWith(`(writing ${target})`));
+    await assert.rejects(writeDirAtomic(join(dir, 'ckpt'), new Map<string, FileData>([['a.bin', 'x'], ['b.bin', full()]])), (e: Error) => e.message.endsWith(`(writing ${join(dir, 'ckpt', 'b.bin')})`));
+    assert.equal(readFileSync(target, 'utf8'), 'old');
+    assert.deepEqual(readdirSync(dir), ['adapter_model.safetensors']);
+  });
+});
+
+describe('inspect says when a folder does not load', () => {
+  it('weightProblems: missing, unexpected and mis-sized tensors from the headers alone', () => {
+    const config = { model_type: 'llama', vocab_size: 16, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 32 };
+    const model = createModel(config);
+    const infos = new Map([...model.stateDict()].map(([k, t]) => [k, { dtype: 'F32' as const, shape: t.shape }]));
+    const src = (m: Map<string, { dtype: 'F32' | 'I64'; shape: readonly number[] }>) => ({ names: () => m.keys(), info: (n: string) => m.get(n)! });
+    assert.deepEqual(weightProblems(config, src(infos), 'config.json'), []);
+    const broken = new Map<string, { dtype: 'F32' | 'I64'; shape: readonly number[] }>(infos);
+    broken.delete('model.norm.weight');
+    broken.set('model.layers.0.mlp.up_proj.weight', { dtype: 'F32', shape: [16, 4] });
+    broken.set('model.layers.0.mlp.down_proj.weight', { dtype: 'I64', shape: [8, 16] });
+    broken.set('extra.weight', { dtype: 'F32', shape: [2] });
+    assert.deepEqual(weightProblems(config, src(broken), 'config.json').sort(), [
+      'missing tensor model.norm.weight',
+      'tensor model.layers.0.mlp.down_proj.weight has dtype I64; expected F32, F16 or BF16',
+      'tensor model.layers.0.mlp.up_proj.weight has shape [16, 4] (64 values); the model expects 128',
+      'unexpected tensor extra.weight',
+    ]);
+  });
+});
+
+describe('PiSSA adapters saved as a plain LoRA (portable)', () => {
+  it('pissaAsLora: on the original base, the rank-2r LoRA gives the PiSSA model\'s logits; no SVD at load', () => {
+    const config = { model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32 };
+    const peft = getPeftModel(createModel(config, { seed: 5 }), { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj', 'down_proj'], init_lora_weights: 'pissa' });
+    // "training": move A and B off their PiSSA start
+    const rng = new Rng(3);
+    for (const [, p] of peft.trainableParameters()) for (let i = 0; i < p.data.length; i++) p.data[i] = p.data[i]! + 0.05 * rng.normal();
+    const ids = Int32Array.from({ length: 12 }, (_, i) => (i * 7) % 32);
+    const pos = Int32Array.from({ length: 12 }, (_, i) => i % 6);
+    const want = peft.model.forward(ids, 2, 6, { positionIds: pos }).slice();
+    const dir = tmpDir();
+    saveAdapter(peft, join(dir, 'pissa'));
+    saveAdapter(peft, join(dir, 'lora'), { pissaAsLora: true });
+    const cfg = JSON.parse(readFileSync(join(dir, 'lora', 'adapter_config.json'), 'utf8')) as { r: number; lora_alpha: number; init_lora_weights: unknown };
+    assert.deepEqual([cfg.r, cfg.lora_alpha, cfg.init_lora_weights], [8, 16, true]);
+    // the original base (createModel with the same seed), the converted adapter: the same logits
+    const fresh = loadPeftModel(createModel(config, { seed: 5 }), join(dir, 'lora'));
+    const got = fresh.model.forward(ids, 2, 6, { positionIds: pos });
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+    assert.ok(worst < 1e-4, `logits differ by ${worst}`);
+    // merged into the original weights too
+    fresh.mergeAndUnload({ safeMerge: true });
+    const merged = fresh.model.forward(ids, 2, 6, { positionIds: pos });
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(merged[i]! - want[i]!));
+    assert.ok(worst < 1e-4, `merged logits differ by ${worst}`);
+  });
+});
+
+describe('a huge JSONL line costs what its first tokens cost', () => {
+  it('the loader encodes a prefix of a 300 KB text or completion, and keeps exactly the whole text\'s first tokens', () => {
+    const dir = tmpDir();
+    writeByteLevelBpeTokenizer(dir, { extraWords: [' cat', ' sits', ' the', ' dog', ' runs'] });
+    const tok = loadTokenizer(dir);
+    let seen = 0;
+    const counting = new Proxy(tok, {
+      get(t, k) {
+        if (k === 'encode') return (text: string, o?: { addSpecialTokens?: boolean }) => ((seen += text.length), t.encode(text, o));
+        const v = Reflect.get(t, k, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const words = ['the', 'cat', 'sits', 'dog', 'runs', 'and', 'then', 'a'];
+    let huge = '';
+    for (let i = 0; huge.length < 300_000; i++) huge += words[(i * 7 + (i >> 3)) % words.length] + (i % 11 === 10 ? '. ' : ' ');
+    const ds = datasetFromJsonl(JSON.stringify({ text: huge }) + '\n', 'huge.jsonl', counting, { maxLength: 64 });
+    const dc = datasetFromJsonl(JSON.stringify({ prompt: 'the cat', completion: huge }) + '\n', 'huge-completion.jsonl', counting, { maxLength: 64 });
+    assert.ok(seen < huge.length / 20, `the tokenizer saw ${seen} characters of two ${huge.length}-character lines`);
+    const whole = tok.encode(huge, { addSpecialTokens: true });
+    assert.deepEqual(Array.from(ds.examples[0]!.ids), whole.slice(0, 64));
+    const p = tok.encode('the cat', { addSpecialTokens: true });
+    const c = tok.encode(huge, { addSpecialTokens: false });
+    assert.deepEqual(Array.from(dc.examples[0]!.ids), [...p, ...c].slice(0, 64));
+    assert.equal(ds.truncated + dc.truncated, 2);
   });
 });

@@ -4,10 +4,14 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Command } from 'commander';
-import { Problems } from '../../io/errors.js';
+import { Problems, formatProblems } from '../../io/errors.js';
+import { weightProblems } from '../../models/load.js';
+import { MODEL_FAMILIES } from '../../models/registry.js';
 import { readJsonObject } from '../../io/json.node.js';
 import { findWeights, openWeights } from '../../io/model-folder.node.js';
+import { GgufFile, isGgufPath } from '../../io/gguf.node.js';
 import { dtypeByteSize } from '../../io/safetensors.js';
+import { ggufConfig } from '../../models/gguf.js';
 import { SafetensorsFile } from '../../io/safetensors.node.js';
 import { countLoraParameters, modulesFromConfig, parseLoraConfig } from '../../lora/index.js';
 import { defaultLogitsBlock } from '../../models/decoder.js';
@@ -67,6 +71,24 @@ function runInspect(path: string | undefined, o: InspectFlags): void {
       describeConfig(readConfig(path), path, o, null);
       return;
     }
+    if (isGgufPath(path)) {
+      const g = GgufFile.open(path);
+      let cfg: Record<string, unknown>;
+      const dtypes = new Map<string, number>();
+      let params = 0;
+      try {
+        cfg = ggufConfig(g);
+        for (const t of g.tensors) {
+          const n = t.shape.reduce((a, b) => a * b, 1);
+          params += n;
+          dtypes.set(t.spec.name, (dtypes.get(t.spec.name) ?? 0) + n);
+        }
+      } finally {
+        g.close();
+      }
+      describeConfig(cfg, path, o, { params, dtypes, files: [basename(path)], bytes: statSync(path).size, gguf: true });
+      return;
+    }
     throw new UsageError(`not a model folder: ${path} is a file`);
   }
   if (existsSync(join(path, 'adapter_config.json'))) {
@@ -77,6 +99,17 @@ function runInspect(path: string | undefined, o: InspectFlags): void {
   if (!existsSync(join(path, 'config.json'))) throw new UsageError(`not a model folder: ${path} has no config.json (nor adapter_config.json)`);
   const cfg = readConfig(join(path, 'config.json'));
   describeConfig(cfg, path, o, weightsOf(path));
+  // the description comes from headers; say so (exit 1) when the folder would not load
+  if (MODEL_FAMILIES.has(String(cfg['model_type']))) {
+    const src = openWeights(path);
+    let problems: string[];
+    try {
+      problems = weightProblems(cfg, src, join(path, 'config.json'));
+    } finally {
+      src.close();
+    }
+    if (problems.length) throw new Error(formatProblems(`${path} does not load`, problems));
+  }
 }
 
 interface WeightsSummary {
@@ -84,7 +117,12 @@ interface WeightsSummary {
   dtypes: Map<string, number>;
   files: string[];
   bytes: number;
+  /** a GGUF file: dtypes are GGML types; quantized ones are dequantized to f32 when loaded */
+  gguf?: boolean;
 }
+
+/** Bytes per parameter of each weight format (blocks with their scales), for the memory estimate. */
+const FORMAT_BYTES: [string, number][] = [['f32', 4], ['bf16', 2], ['q8_0', 34 / 32], ['q4_0', 18 / 32], ['q4_k', 144 / 256]];
 
 function weightsOf(dir: string): WeightsSummary {
   const src = openWeights(dir);
@@ -133,7 +171,7 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   const P = num(cfg, 'max_position_embeddings', 'n_positions');
   const arch = Array.isArray(cfg.architectures) ? cfg.architectures.join(', ') : '–';
   const s = (x: number | undefined): string => (x === undefined ? '–' : commas(x));
-  line(weights ? 'model folder' : 'config', where);
+  line(weights?.gguf ? 'GGUF model' : weights ? 'model folder' : 'config', where);
   line('architecture', arch);
   line('model_type', type);
   line('layers', s(L));
@@ -155,7 +193,11 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
     const dt = [...weights.dtypes].sort((a, b) => b[1] - a[1]);
     line('dtype', dt.map(([d, n]) => (dt.length > 1 ? `${d} (${commas(n)})` : d)).join(', '));
     line('size on disk', `${bytes(weights.bytes)} (${weights.files.join(', ')})`);
-    weightBytesPerParam = dtypeByteSize(dt[0]![0] as Parameters<typeof dtypeByteSize>[0]);
+    if (weights.gguf) {
+      // F16/BF16 files load as stored; any other mix (F32, quantized blocks) loads as f32
+      const only = dt.length === 1 || dt.every(([d]) => d === 'F32' || d === dt[0]![0]) ? dt[0]![0] : 'F32';
+      weightBytesPerParam = only === 'F16' || only === 'BF16' ? 2 : 4;
+    } else weightBytesPerParam = dtypeByteSize(dt[0]![0] as Parameters<typeof dtypeByteSize>[0]);
   } else {
     line('parameters', counted === null ? '–' : `${commas(counted)} (from config.json)`);
     line('dtype', typeof cfg.torch_dtype === 'string' ? `${cfg.torch_dtype} (torch_dtype)` : '–');
@@ -207,6 +249,7 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   const total = weightMem + optimizer + activations + logits;
   line('training memory', `~${bytes(total)} (estimate, batch ${B} × ${T} tokens${o.gradCheckpoint ? ', gradient checkpointing' : ''})`);
   line('  base weights', bytes(weightMem));
+  line('  by weight format', FORMAT_BYTES.map(([f, b]) => `${f} ${bytes(base * b)}`).join(', '));
   line('  adapter + AdamW', `${bytes(optimizer)} (value, gradient, 2 moments in f32)`);
   line('  activations', bytes(activations));
   line('  logits', bytes(logits));

@@ -181,6 +181,7 @@ async function runTrain(cmd: Command): Promise<void> {
   const resolved: Record<string, unknown> = { ...o, maskPrompt, ...(loraConfig ? { lora: loraConfig } : {}) };
   delete resolved.config;
   const args = trainArgsFromFlags(o, outDir, resolved, steps, epochs);
+  const pissa = peft !== null && typeof o.init === 'string' && o.init.startsWith('pissa');
   // the one signal path: the handlers stay until the result is written
   const intr = onInterrupt();
   try {
@@ -206,6 +207,9 @@ async function runTrain(cmd: Command): Promise<void> {
     if (peft) {
       saved = join(outDir, 'adapter');
       saveAdapter(peft, saved, { baseModelNameOrPath: modelDir });
+      // a PiSSA adapter is relative to lorakit's SVD of the base; adapter-lora/ is the same
+      // change as a plain LoRA on the original weights, which any PEFT loader reads exactly
+      if (pissa) saveAdapter(peft, join(outDir, 'adapter-lora'), { baseModelNameOrPath: modelDir, pissaAsLora: true });
     } else {
       saved = join(outDir, 'model');
       model.requiresGrad(false);
@@ -224,6 +228,7 @@ async function runTrain(cmd: Command): Promise<void> {
     }
     if (result.skippedSteps) console.log(`skipped steps (non-finite loss or gradient): ${result.skippedSteps}`);
     console.log(`${peft ? 'adapter' : 'model'}: ${saved}`);
+    if (pissa) console.log(`the same as a plain LoRA on the original weights (rank ${2 * o.rank}, portable: no SVD at load): ${join(outDir, 'adapter-lora')}`);
     const ckpts = join(outDir, 'checkpoints');
     if (existsSync(ckpts)) {
       const list = readdirSync(ckpts).sort();
