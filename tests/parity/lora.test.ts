@@ -242,7 +242,10 @@ describe('PyTorch reads the adapters lorakit writes', () => {
       assert.ok(d <= 1e-4, `torch logits of lorakit's adapter differ by ${d}`);
       if (hasTorch) {
         const live = torchReads(out, name, path.join(tmp, `${name}-torch.safetensors`));
-        assert.ok(maxAbsDiff(live, torchLogits, V, mask) <= 1e-6, 'the live torch read-back differs from tests/fixtures/readback');
+        // torch runs of the same file in different processes differ in the last float32 digits
+        // (3e-6 seen on logits of size ~5: oneDNN's kernel choice), so not bit for bit
+        const dl = maxAbsDiff(live, torchLogits, V, mask);
+        assert.ok(dl <= 1e-5, `the live torch read-back differs from tests/fixtures/readback by ${dl}`);
       }
     });
   }
