@@ -20,6 +20,8 @@ const ALLOWED = {
   tasks: ['train', 'models', 'lora', 'data', 'nn', 'io', 'backend', 'tensor'],
   // pretraining a model on the Brown corpus (the bundled model's recipe)
   corpus: ['train', 'generate', 'models', 'lora', 'data', 'nn', 'io', 'backend', 'tensor'],
+  // the browser: the training worker, its client, models from URLs or picked files (it uses web APIs only)
+  web: ['train', 'generate', 'models', 'lora', 'data', 'nn', 'io', 'backend', 'tensor'],
   demo: ['corpus', 'tasks', 'train', 'generate', 'models', 'lora', 'data', 'nn', 'io', 'backend', 'tensor'],
 };
 const CORE = ['tensor', 'backend', 'io', 'nn', 'models', 'lora', 'data', 'train', 'generate'];
@@ -39,8 +41,8 @@ module.exports = {
       name: 'entries-not-imported',
       comment: 'the entry points (index.ts, core.ts) are imported by nothing inside src: a layer imports the layer it needs',
       severity: 'error',
-      from: { path: '^src/', pathNot: '^src/index\\.ts$' },
-      to: { path: '^src/(index|core)\\.ts$' },
+      from: { path: '^src/', pathNot: '^src/(index|browser)\\.ts$' },
+      to: { path: '^src/(index|core|browser)\\.ts$' },
     },
     {
       name: 'cli-imported-by-nothing',
@@ -53,7 +55,7 @@ module.exports = {
       name: 'entries-only-public-api',
       comment: "the entry points re-export each layer's public API (its index.ts / index.node.ts), nothing deeper",
       severity: 'error',
-      from: { path: '^src/(index|core)\\.ts$' },
+      from: { path: '^src/(index|core|browser)\\.ts$' },
       to: { path: '^src/', pathNot: '^src/([a-z]+/index(\\.node)?\\.ts|core\\.ts|platform\\.node\\.ts|backend/native/select\\.ts|tasks/classify\\.ts)$' },
     },
     {
@@ -61,6 +63,13 @@ module.exports = {
       comment: 'src/core.ts (lorakit/core) builds for a browser: it imports no Node-only file',
       severity: 'error',
       from: { path: '^src/core\\.ts$' },
+      to: { path: NODE_ONLY },
+    },
+    {
+      name: 'browser-entry-no-node',
+      comment: 'src/browser.ts (lorakit/browser) and the web layer run in a browser: no Node-only file',
+      severity: 'error',
+      from: { path: '^src/(browser\\.ts$|web/)', pathNot: NODE_ONLY },
       to: { path: NODE_ONLY },
     },
     {

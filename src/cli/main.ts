@@ -15,6 +15,7 @@ import { mergeCommand } from './commands/merge.js';
 import { predictCommand } from './commands/predict.js';
 import { serveCommand } from './commands/serve.js';
 import { trainCommand } from './commands/train.js';
+import { webCommand } from './commands/web.js';
 import { installNodePlatform } from '../platform.node.js';
 import { UsageError, applyConfigFile, oneLine, stdoutClosed, warnLine } from './common.js';
 
@@ -36,7 +37,7 @@ function configure(cmd: Command): void {
 
 export function buildProgram(): Command {
   const program = new Command('lorakit').description('LoRA fine-tuning for TypeScript').version(packageVersion());
-  for (const c of [trainCommand(), generateCommand(), chatCommand(), evalCommand(), predictCommand(), mergeCommand(), exportCommand(), inspectCommand(), dataCommand(), serveCommand(), demoCommand(), compareCommand(), backendCommand()]) program.addCommand(c);
+  for (const c of [trainCommand(), generateCommand(), chatCommand(), evalCommand(), predictCommand(), mergeCommand(), exportCommand(), inspectCommand(), dataCommand(), serveCommand(), webCommand(), demoCommand(), compareCommand(), backendCommand()]) program.addCommand(c);
   // --config FILE (YAML or JSON) fills the options no flag gave; inspect's --config is a model config.json
   program.hook('preAction', async (_root, action) => {
     if (action.name() !== 'inspect' && action.options.some((o) => o.long === '--config')) await applyConfigFile(action, warnLine);

@@ -172,6 +172,24 @@ export function generate(model: CausalLM, prompts: readonly (readonly number[])[
  * Streams token events as an async iterator, giving the event loop a turn between tokens
  * (so a server can flush each one). The results are available from `result` once done.
  */
+/**
+ * Resolves on the next macrotask, so that other work (I/O, messages) runs between tokens:
+ * setImmediate where it exists (Node), else a MessageChannel message (a browser, a worker;
+ * setTimeout(0) is clamped to 4 ms there).
+ */
+function nextTask(): Promise<void> {
+  const g = globalThis as { setImmediate?: (f: () => void) => unknown };
+  if (typeof g.setImmediate === 'function') return new Promise<void>((res) => g.setImmediate!(res));
+  return new Promise<void>((res) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => {
+      ch.port1.close();
+      res();
+    };
+    ch.port2.postMessage(null);
+  });
+}
+
 export function streamGenerate(model: CausalLM, prompts: readonly (readonly number[])[], opts: GenerateOptions = {}): AsyncIterable<TokenEvent> & { result: Promise<GenerationResult[]> } {
   let resolve!: (r: GenerationResult[]) => void;
   let reject!: (e: unknown) => void;
@@ -190,7 +208,7 @@ export function streamGenerate(model: CausalLM, prompts: readonly (readonly numb
           return;
         }
         yield r.value;
-        await new Promise<void>((res) => setImmediate(res));
+        await nextTask();
       }
     } catch (e) {
       reject(e);

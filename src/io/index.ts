@@ -16,6 +16,7 @@ export type {
 } from './safetensors.js';
 export { Tokenizer, StreamDecoder, ChatTemplateError, specialTokenContent, parseChatTemplates } from './tokenizer.js';
 export type { TokenizerFiles, ChatMessage, EncodeOptions, DecodeOptions, ChatTemplateOptions } from './tokenizer.js';
+export { MemoryWeights, parseShardIndexText } from './memory-weights.js';
 export { parseJsonObject } from './json.js';
 export type { JsonObject } from './json.js';
 export { parseGgufHeader, parseGguf, serializeGguf, ggufChunks, GgufMetadata, GgufNeedMore, GGUF_VALUE, GGUF_MAGIC, kv as ggufKV } from './gguf.js';

@@ -109,7 +109,12 @@ export interface TrainArgs {
 }
 
 export interface TrainCallbacks {
-  onStep?(row: StepRow): void;
+  /**
+   * After each step. A returned promise is awaited before the next step: a browser worker
+   * yields there to take pause and cancel messages (docs/ARCHITECTURE.md §Browser); throwing
+   * (or rejecting) ends the run with that error.
+   */
+  onStep?(row: StepRow): void | Promise<void>;
   onEval?(row: EvalRow): void;
   /** files of the trained result to put in each checkpoint folder (e.g. the PEFT adapter) */
   exportFiles?(): Promise<Map<string, FileData>> | Map<string, FileData>;
@@ -385,7 +390,7 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
       lastLoss = loss;
     }
     record(row);
-    opts.callbacks?.onStep?.(row);
+    await opts.callbacks?.onStep?.(row);
     progress.update({ step, totalSteps, loss, lr, tokensPerSecond: tps });
 
     const last = step === totalSteps;

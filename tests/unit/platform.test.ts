@@ -5,6 +5,7 @@
 // browser to fail on at run time. See docs/ARCHITECTURE.md §Platforms and entry points.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -31,9 +32,23 @@ describe('the core entry builds for a browser', () => {
     const nodeGlobals: string[] = [];
     for (const f of inputs.filter((f) => f.startsWith('src/'))) {
       const code = fs.readFileSync(path.join(ROOT, f), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
-      for (const m of code.matchAll(/\b(process\.\w+|Buffer\.\w+|__dirname|__filename|require\()/g)) nodeGlobals.push(`${f}: ${m[1]}`);
+      for (const m of code.matchAll(/\b(process\.\w+|Buffer\.\w+|__dirname|__filename|require\(|(?<![.\w])setImmediate\()/g)) nodeGlobals.push(`${f}: ${m[1]}`);
     }
     assert.deepEqual(nodeGlobals, []);
+  });
+
+  it('the browser entry, its worker and the page (scripts/build-browser.mjs) build with no Node built-in and no Node-only file', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-bundle-'));
+    try {
+      const { buildBrowser } = (await import(path.join(ROOT, 'scripts/build-browser.mjs'))) as { buildBrowser(out: string): Promise<esbuild.Metafile> };
+      const meta = await buildBrowser(out);
+      const inputs = Object.keys(meta.inputs);
+      assert.ok(inputs.includes('src/browser.ts') && inputs.includes('src/web/worker.ts') && inputs.includes('src/web/page/app.ts'));
+      assert.deepEqual(inputs.filter((f) => f.startsWith('node:') || /\.node\.ts$|^src\/backend\/native\/|^src\/(cli|serve|demo|corpus|tasks)\//.test(f)), []);
+      assert.deepEqual(fs.readdirSync(out).filter((f) => !f.endsWith('.map')).sort(), ['app.js', 'index.html', 'lorakit.js', 'style.css', 'worker.js']);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
   });
 
   it('a Node-only import in the core fails the browser build (the check can fail)', async () => {

@@ -13,3 +13,20 @@ export function reader(data: Storage, dtype: DType = 'f32'): Reader {
   if (dtype === 'f16') return (i) => f16ToF32(data[i]!);
   throw new TypeError('reader: Uint16Array storage needs dtype f16 or bf16');
 }
+
+/**
+ * The values as one Float32Array (the storage itself when it is f32; a widened copy of half
+ * storage): loops then read plain array elements instead of calling a reader per element.
+ * The values are the same as reader()'s, so results do not change.
+ */
+export function widen(data: Storage, dtype: DType = 'f32'): Float32Array {
+  if (data instanceof Float32Array) {
+    if (dtype !== 'f32') throw new TypeError(`widen: Float32Array storage given with dtype ${dtype}`);
+    return data;
+  }
+  if (dtype !== 'bf16' && dtype !== 'f16') throw new TypeError('widen: Uint16Array storage needs dtype f16 or bf16');
+  const f = dtype === 'bf16' ? bf16ToF32 : f16ToF32;
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = f(data[i]!);
+  return out;
+}
