@@ -330,7 +330,7 @@ export function ggufConfig(g: GgufReader): JsonObject {
   const m = g.metadata;
   const arch = m.string('general.architecture');
   const type = m.string('general.type', true);
-  if (type !== undefined && type !== 'model') throw new FormatError('GGUF file', g.path, [`general.type is "${type}": this is not a model (an adapter? pass it as --adapter after converting, or use a model file)`]);
+  if (type !== undefined && type !== 'model') throw new FormatError('GGUF file', g.path, [`general.type is "${type}": this is not a model (lorakit reads adapters as PEFT folders, and writes GGUF adapters with lorakit export --adapter)`]);
   const modelType = ARCH_MODEL_TYPE[arch];
   if (!modelType) throw new FormatError('GGUF file', g.path, [`general.architecture "${arch}" is not supported (lorakit reads ${Object.keys(ARCH_MODEL_TYPE).join(', ')})`]);
   const names = new Set(g.tensors.map((t) => t.name));
