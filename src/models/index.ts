@@ -22,6 +22,8 @@ export type { ModelFamily, ModuleShape } from './family.js';
 export { linearShape, otherShape, withContainers } from './family.js';
 export { llamaFamily, mistralFamily, qwen2Family, llamaModuleShapes } from './llama.js';
 export { gpt2Family, gpt2ModuleShapes } from './gpt2.js';
+export { Gemma3ForCausalLM, gemma3Family, gemma3ModuleShapes, parseGemma3Config, type Gemma3Config } from './gemma3.js';
+export { Phi3ForCausalLM, phi3Family, phi3ModuleShapes, parsePhi3Config, type Phi3Config } from './phi3.js';
 export { qwen3Family, parseQwen3Config } from './qwen3.js';
 export { smollm3Family, parseSmolLM3Config } from './smollm3.js';
 export { createModel, modelFromWeights, modelFolderContents, WeightsError } from './load.js';

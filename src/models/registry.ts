@@ -3,8 +3,10 @@ import type { Tensor } from '../tensor/tensor.js';
 import { bertFamily } from './bert.js';
 import type { EncoderFamily } from './encoder.js';
 import type { ModelFamily } from './family.js';
+import { gemma3Family } from './gemma3.js';
 import { gpt2Family } from './gpt2.js';
 import { llamaFamily, mistralFamily, qwen2Family } from './llama.js';
+import { phi3Family } from './phi3.js';
 import { qwen3Family } from './qwen3.js';
 import { smollm3Family } from './smollm3.js';
 import { robertaFamily } from './roberta.js';
@@ -20,6 +22,8 @@ export const MODEL_FAMILIES: ReadonlyMap<string, ModelFamily> = new Map<string, 
   ['qwen3', qwen3Family as ModelFamily],
   ['smollm3', smollm3Family as ModelFamily],
   ['gpt2', gpt2Family as ModelFamily],
+  ['gemma3_text', gemma3Family as ModelFamily],
+  ['phi3', phi3Family as ModelFamily],
 ]);
 
 /** model_type → classification (encoder) family: loaded with loadClassifier (src/models/encoder-load.ts). */

@@ -47,12 +47,19 @@ export interface RopeOptions {
   attentionScaling?: number | undefined;
   /** table rows to build up front; more are added on demand */
   maxPositions?: number | undefined;
+  /**
+   * the head size when only its first `headDim` channels rotate (partial rotary, Phi-3's
+   * partial_rotary_factor); default headDim. The other channels pass through.
+   */
+  headSize?: number | undefined;
 }
 
 /** Rotary position embedding with cos/sin tables [P, D/2], grown on demand. */
 export class Rope {
   /** D: the rotated head size */
   readonly headDim: number;
+  /** the head size (≥ headDim; larger with partial rotary) */
+  readonly headSize: number;
   readonly layout: RopeLayout;
   readonly invFreq: Float32Array;
   private scaling: number;
@@ -64,6 +71,8 @@ export class Rope {
   constructor(headDim: number, opts: RopeOptions = {}) {
     if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0) throw new RangeError(`Rope: head size must be a positive even integer, got ${headDim}`);
     this.headDim = headDim;
+    this.headSize = opts.headSize ?? headDim;
+    if (!Number.isInteger(this.headSize) || this.headSize < headDim) throw new RangeError(`Rope: head size ${this.headSize} must be an integer ≥ the rotated size ${headDim}`);
     this.layout = opts.layout ?? 'half';
     this.invFreq = opts.invFreq ?? ropeInvFreq(headDim, opts.theta ?? 10000);
     if (this.invFreq.length !== headDim / 2) throw new ShapeError(`Rope: invFreq has ${this.invFreq.length} elements, expected D/2 = ${headDim / 2}`);
@@ -118,9 +127,15 @@ export class Rope {
 
   /**
    * Rotates x[B, T, H·D] in place by the angles of positions[B·T] (by −angle when inverse),
-   * or, given src of the same shape, writes src rotated into x.
+   * or, given src of the same shape, writes src rotated into x. With partial rotary, D is
+   * headSize and only each head's first headDim channels rotate: they are gathered into
+   * rows of headDim, rotated by the kernel and put back.
    */
   apply(x: Float32Array, positions: Int32Array, B: number, T: number, H: number, inverse = false, src?: Float32Array): void {
+    if (this.headSize !== this.headDim) {
+      this.applyPartial(x, positions, B, T, H, inverse, src);
+      return;
+    }
     let max = -1;
     for (let i = 0; i < positions.length; i++) {
       const p = positions[i]!;
@@ -130,6 +145,30 @@ export class Rope {
     this.ensure(max + 1);
     if (src && src.length !== x.length) throw new ShapeError(`Rope.apply: src has ${src.length} elements, x has ${x.length}`);
     getBackend().rope(x, this.cos, this.sin, positions, B, T, H, this.headDim, this.layout === 'interleaved', inverse, src);
+  }
+
+  private partialRows = new Float32Array(0);
+
+  private applyPartial(x: Float32Array, positions: Int32Array, B: number, T: number, H: number, inverse: boolean, src?: Float32Array): void {
+    const Dr = this.headDim;
+    const D = this.headSize;
+    const rows = B * T * H;
+    if (x.length !== rows * D) throw new ShapeError(`Rope.apply: x has ${x.length} elements, expected [${B}, ${T}, ${H}·${D}] = ${rows * D}`);
+    if (src && src.length !== x.length) throw new ShapeError(`Rope.apply: src has ${src.length} elements, x has ${x.length}`);
+    if (this.partialRows.length < rows * Dr) this.partialRows = new Float32Array(rows * Dr);
+    const r = this.partialRows.subarray(0, rows * Dr);
+    const from = src ?? x;
+    if (src) x.set(src);
+    for (let i = 0; i < rows; i++) r.set(from.subarray(i * D, i * D + Dr), i * Dr);
+    let max = -1;
+    for (let i = 0; i < positions.length; i++) {
+      const p = positions[i]!;
+      if (p < 0) throw new RangeError(`Rope.apply: positions[${i}] = ${p} is negative`);
+      if (p > max) max = p;
+    }
+    this.ensure(max + 1);
+    getBackend().rope(r, this.cos, this.sin, positions, B, T, H, Dr, this.layout === 'interleaved', inverse);
+    for (let i = 0; i < rows; i++) x.set(r.subarray(i * Dr, (i + 1) * Dr), i * D);
   }
 }
 
@@ -403,7 +442,7 @@ export class AttentionCore extends Module {
     const Hq = opts.nHeads;
     const Hkv = opts.nKvHeads ?? Hq;
     if (!(Hq > 0 && Hkv > 0 && Hq % Hkv === 0)) throw new RangeError(`AttentionCore: nHeads ${Hq} must be a positive multiple of nKvHeads ${Hkv}`);
-    if (opts.rope && opts.rope.headDim !== opts.headDim) throw new RangeError(`AttentionCore: rope head size ${opts.rope.headDim} differs from headDim ${opts.headDim}`);
+    if (opts.rope && opts.rope.headSize !== opts.headDim) throw new RangeError(`AttentionCore: rope head size ${opts.rope.headSize} differs from headDim ${opts.headDim}`);
     this.nHeads = Hq;
     this.nKvHeads = Hkv;
     this.headDim = opts.headDim;
@@ -527,7 +566,7 @@ export interface MultiHeadAttentionOptions {
    * RMSNorm over each head of q and of k (D values, weight [D]) after the projections and
    * before RoPE: Qwen3's q_norm and k_norm (children of those names)
    */
-  qkNorm?: { eps: number } | undefined;
+  qkNorm?: { eps: number; unitOffset?: boolean | undefined } | undefined;
   /** projection weights stored [in, out] (GPT-2 Conv1D) */
   transposed?: boolean | undefined;
   dtype?: Tensor['dtype'] | undefined;
@@ -579,8 +618,8 @@ export class MultiHeadAttention extends Module {
     }
     this.registerModule(this.names.o, lin(Hq * D, hiddenSize, opts.oBias ?? bias));
     if (qkNorm) {
-      this.registerModule('q_norm', new RMSNorm(D, { eps: qkNorm.eps, dtype: opts.dtype ?? 'f32' }));
-      this.registerModule('k_norm', new RMSNorm(D, { eps: qkNorm.eps, dtype: opts.dtype ?? 'f32' }));
+      this.registerModule('q_norm', new RMSNorm(D, { eps: qkNorm.eps, unitOffset: qkNorm.unitOffset, dtype: opts.dtype ?? 'f32' }));
+      this.registerModule('k_norm', new RMSNorm(D, { eps: qkNorm.eps, unitOffset: qkNorm.unitOffset, dtype: opts.dtype ?? 'f32' }));
     }
     this.core = new AttentionCore({ nHeads: Hq, nKvHeads: Hkv, headDim: D, causal: opts.causal ?? true, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), rope: opts.rope ?? null, window: opts.window ?? 0 });
   }

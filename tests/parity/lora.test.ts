@@ -247,7 +247,8 @@ describe('PyTorch reads the adapters lorakit writes', () => {
       assert.ok(d <= 1e-4, `torch logits of lorakit's adapter differ by ${d}`);
       if (hasTorch) {
         const live = torchReads(out, name, path.join(tmp, `${name}-torch.safetensors`));
-        // the same bytes read by the same script: only torch's float32 summation order may differ (|logits| < 10)
+        // torch runs of the same file in different processes differ in the last float32 digits
+        // (3e-6 seen on logits of size ~5: oneDNN's kernel choice), so not bit for bit
         const dl = maxAbsDiff(live, torchLogits, V, mask);
         assert.ok(dl <= 1e-5, `the live torch read-back differs from tests/fixtures/readback by ${dl}`);
       }

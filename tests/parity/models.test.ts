@@ -10,14 +10,15 @@ import { fileURLToPath } from 'node:url';
 import { nativeBackend, setBackend } from '../../src/backend/native/select.js';
 import { SafetensorsFile, writeSafetensorsSync } from '../../src/io/safetensors.node.js';
 import { generate } from '../../src/generate/index.js';
-import { causalLMLoss, causalLMLossBackward, LlamaForCausalLM, positionsFromMask, normalizeMask, ropeInvFreq, type DecoderLM } from '../../src/models/index.js';
+import { causalLMLoss, causalLMLossBackward, Gemma3ForCausalLM, LlamaForCausalLM, Phi3ForCausalLM, positionsFromMask, normalizeMask, ropeInvFreq, type DecoderLM } from '../../src/models/index.js';
+import { ropeInvFreq as defaultInvFreq } from '../../src/nn/attention.js';
 import { loadModel } from '../../src/models/index.node.js';
 import { supportedModelTypes } from '../../src/models/registry.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const FIXTURES = path.join(ROOT, 'tests/fixtures/models');
-const MODELS = ['llama-gqa-llama3rope', 'llama-tied', 'qwen2-bias', 'mistral', 'gpt2', 'llama-bf16', 'qwen3-sliding', 'smollm3-nope'];
+const MODELS = ['llama-gqa-llama3rope', 'llama-tied', 'qwen2-bias', 'mistral', 'gpt2', 'llama-bf16', 'qwen3-sliding', 'smollm3-nope', 'gemma3', 'phi3-longrope'];
 
 interface Generation {
   prompt: number[];
@@ -95,7 +96,41 @@ for (const be of backends) {
           for (const [k, p] of f32.namedParameters()) assert.equal(p.value.dtype, 'f32', `${k} dtype with dtype: 'f32'`);
         });
 
-        if (name !== 'gpt2') {
+        if (name === 'gemma3') {
+          it('rope inv_freq of the full and the sliding layers equal the reference; layer windows', () => {
+            const cfg = (model as Gemma3ForCausalLM).cfg;
+            const full = ropeInvFreq(cfg.rope);
+            const local = defaultInvFreq(cfg.headDim, cfg.localRopeTheta);
+            for (const [got, key] of [[full, 'rope_inv_freq.full_attention'], [local, 'rope_inv_freq.sliding_attention']] as const) {
+              const want = tensors.get(key)!.toF32Array();
+              assert.ok(maxAbsDiff(got, want, want.length) <= 1e-7 * Math.max(...want), key);
+            }
+            assert.deepEqual([...model.layers].map((b) => b.attn.core.window), [4, 0]);
+            assert.ok(4 < ref.input_ids[0]!.length, 'the window is shorter than the batch');
+          });
+        }
+        if (name === 'phi3-longrope') {
+          it('longrope: short and long inv_freq equal the reference, and a 40-token sequence (past original_max_position_embeddings) gives its logits', () => {
+            const cfg = (model as Phi3ForCausalLM).cfg;
+            for (const [seq, key] of [[32, 'rope_inv_freq.short'], [33, 'rope_inv_freq.long']] as const) {
+              const want = tensors.get(key)!.toF32Array();
+              assert.ok(maxAbsDiff(ropeInvFreq(cfg.rope, seq), want, want.length) <= 1e-7 * Math.max(...want), key);
+            }
+            const f = SafetensorsFile.open(path.join(FIXTURES, name, 'reference.safetensors'));
+            const longIds = Int32Array.from(f.raw('long.input_ids').data as BigInt64Array, (x) => Number(x));
+            f.close();
+            assert.equal(longIds.length, 40);
+            const logits = model.forward(longIds, 1, longIds.length);
+            const d = maxAbsDiff(logits, tensors.get('long.logits')!.toF32Array(), model.info.vocabSize);
+            report.push(`${be} ${name} long-sequence logits: ${d.toExponential(2)}`);
+            assert.ok(d <= 1e-4, `long logits max abs diff ${d}`);
+            // back within original_max_position_embeddings the short factors return
+            const short = model.forward(flatI32(ref.input_ids), ref.input_ids.length, ref.input_ids[0]!.length, { attentionMask: Uint8Array.from(ref.attention_mask.flat()) });
+            const ds = maxAbsDiff(short, tensors.get('logits')!.toF32Array(), model.info.vocabSize, Uint8Array.from(ref.attention_mask.flat()));
+            assert.ok(ds <= 1e-4, `logits after a long sequence: max abs diff ${ds}`);
+          });
+        }
+        if (!['gpt2', 'gemma3', 'phi3-longrope'].includes(name)) {
           it('rope inv_freq equals the reference', () => {
             const want = tensors.get('rope_inv_freq')!.toF32Array();
             const got = ropeInvFreq((model as LlamaForCausalLM).cfg.rope);

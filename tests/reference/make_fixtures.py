@@ -236,22 +236,138 @@ def gpt2_param_shapes(spec):
     return shapes
 
 
-def init_params(shapes, seed, gpt2=False, tied=False):
-    """Scales chosen so that logits are O(1..3) and greedy decoding has clear winners."""
+def gemma3_config():
+    """A tiny Gemma3ForCausalLM: head_dim 12 (not hidden / heads), a sliding layer (window 4, shorter
+    than the batch's 12 tokens) then a full one, query_pre_attn_scalar 16 (not head_dim), linear rope
+    scaling on the full layer only, final logit softcapping 5."""
+    cfg = {
+        "architectures": ["Gemma3ForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "attn_logit_softcapping": None,
+        "bos_token_id": 2,
+        "cache_implementation": "hybrid",
+        "eos_token_id": 1,
+        "final_logit_softcapping": 5.0,
+        "head_dim": 12,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "hidden_size": HIDDEN,
+        "initializer_range": 0.02,
+        "intermediate_size": 64,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "max_position_embeddings": 256,
+        "model_type": "gemma3_text",
+        "num_attention_heads": 4,
+        "num_hidden_layers": LAYERS,
+        "num_key_value_heads": 2,
+        "pad_token_id": 0,
+        "query_pre_attn_scalar": 16,
+        "rms_norm_eps": 1e-06,
+        "rope_local_base_freq": 10000.0,
+        "rope_scaling": {"factor": 2.0, "rope_type": "linear"},
+        "rope_theta": 1000000.0,
+        "sliding_window": 4,
+        "sliding_window_pattern": 2,
+        "torch_dtype": "float32",
+        "transformers_version": "4.53.0",
+        "use_cache": True,
+        "vocab_size": VOCAB,
+    }
+    import gemma3
+    return cfg, gemma3.spec_from_config(cfg)
+
+
+def gemma3_param_shapes(spec):
+    C, I = HIDDEN, spec["intermediate_size"]
+    H, KV, hd = spec["num_attention_heads"], spec["num_key_value_heads"], spec["head_dim"]
+    shapes = {"model.embed_tokens.weight": (VOCAB, C), "model.norm.weight": (C,)}
+    for i in range(LAYERS):
+        pre = f"model.layers.{i}."
+        for n in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"):
+            shapes[pre + n + ".weight"] = (C,)
+        shapes[pre + "self_attn.q_proj.weight"] = (H * hd, C)
+        shapes[pre + "self_attn.k_proj.weight"] = (KV * hd, C)
+        shapes[pre + "self_attn.v_proj.weight"] = (KV * hd, C)
+        shapes[pre + "self_attn.o_proj.weight"] = (C, H * hd)
+        shapes[pre + "self_attn.q_norm.weight"] = (hd,)
+        shapes[pre + "self_attn.k_norm.weight"] = (hd,)
+        shapes[pre + "mlp.gate_proj.weight"] = (I, C)
+        shapes[pre + "mlp.up_proj.weight"] = (I, C)
+        shapes[pre + "mlp.down_proj.weight"] = (C, I)
+    return shapes
+
+
+def phi3_config():
+    """A tiny Phi3ForCausalLM: fused qkv_proj and gate_up_proj, partial_rotary_factor 0.75 (6 of 8
+    channels rotated), longrope with original_max_position_embeddings 32 of 128 (attention factor
+    sqrt(1 + ln 4 / ln 32)), a sliding window of 8 on every layer."""
+    cfg = {
+        "architectures": ["Phi3ForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 1,
+        "embd_pdrop": 0.0,
+        "eos_token_id": 2,
+        "hidden_act": "silu",
+        "hidden_size": HIDDEN,
+        "initializer_range": 0.02,
+        "intermediate_size": 48,
+        "max_position_embeddings": 128,
+        "model_type": "phi3",
+        "num_attention_heads": 4,
+        "num_hidden_layers": LAYERS,
+        "num_key_value_heads": 2,
+        "original_max_position_embeddings": 32,
+        "pad_token_id": 0,
+        "partial_rotary_factor": 0.75,
+        "resid_pdrop": 0.0,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": {"long_factor": [1.25, 3.5, 9.0], "short_factor": [1.0, 1.5, 2.25], "type": "longrope"},
+        "rope_theta": 10000.0,
+        "sliding_window": 8,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+        "transformers_version": TRANSFORMERS_VERSION,
+        "use_cache": True,
+        "vocab_size": VOCAB,
+    }
+    import phi3
+    return cfg, phi3.spec_from_config(cfg)
+
+
+def phi3_param_shapes(spec):
+    C, I = HIDDEN, spec["intermediate_size"]
+    H, KV, hd = spec["num_attention_heads"], spec["num_key_value_heads"], spec["head_dim"]
+    shapes = {"model.embed_tokens.weight": (VOCAB, C), "model.norm.weight": (C,), "lm_head.weight": (VOCAB, C)}
+    for i in range(LAYERS):
+        pre = f"model.layers.{i}."
+        shapes[pre + "input_layernorm.weight"] = (C,)
+        shapes[pre + "post_attention_layernorm.weight"] = (C,)
+        shapes[pre + "self_attn.qkv_proj.weight"] = ((H + 2 * KV) * hd, C)
+        shapes[pre + "self_attn.o_proj.weight"] = (C, H * hd)
+        shapes[pre + "mlp.gate_up_proj.weight"] = (2 * I, C)
+        shapes[pre + "mlp.down_proj.weight"] = (C, I)
+    return shapes
+
+
+def init_params(shapes, seed, gpt2=False, tied=False, unit_offset_norms=False):
+    """Scales chosen so that logits are O(1..3) and greedy decoding has clear winners.
+    unit_offset_norms: norm weights w scale by (1 + w) (Gemma), so they are drawn around 0."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for k in sorted(shapes):
         shp = shapes[k]
         n = torch.randn(shp, generator=g, dtype=torch.float32)
         if k.endswith(("embed_tokens.weight", "wte.weight")):
-            # a tied embedding is also the output head: keep it at the lm_head scale
-            t = n * (2.0 / HIDDEN ** 0.5) if tied else n
+            # a tied embedding is also the output head: keep it at the lm_head scale (Gemma's, scaled
+            # by sqrt(hidden) on the way in, smaller so that the layers outweigh the input token)
+            t = n * ((0.5 if unit_offset_norms else 2.0) / HIDDEN ** 0.5) if tied else n
         elif k.endswith("wpe.weight"):
             t = 0.2 * n
         elif k.endswith("lm_head.weight"):
             t = n * (2.0 / HIDDEN ** 0.5)
         elif len(shp) == 1 and ("norm" in k or ".ln_" in k):
-            t = (1.0 + 0.1 * n) if k.endswith(".weight") else 0.1 * n
+            t = (1.0 + 0.1 * n) if k.endswith(".weight") and not unit_offset_norms else 0.1 * n
         elif len(shp) == 1:  # projection biases
             t = 0.2 * n
         else:
@@ -299,13 +415,18 @@ def define_models():
                "max_window_layers": 28, "mlp_bias": False, "no_rope_layer_interval": 4, "no_rope_layers": [1, 0],
                "pad_token_id": None, "pretraining_tp": 1, "sliding_window": None, "use_sliding_window": False})
     defs.append(("smollm3-nope", cfg, spec, 108, torch.float32))
+    cfg, spec = gemma3_config()
+    defs.append(("gemma3", cfg, spec, 107, torch.float32))
+    cfg, spec = phi3_config()
+    defs.append(("phi3-longrope", cfg, spec, 108, torch.float32))
 
+    shape_fns = {"gpt2": gpt2_param_shapes, "gemma3_text": gemma3_param_shapes, "phi3": phi3_param_shapes}
     models = []
     for name, cfg, spec, seed, dtype in defs:
         gpt2 = cfg["model_type"] == "gpt2"
-        shapes = gpt2_param_shapes(spec) if gpt2 else llama_param_shapes(spec)
+        shapes = shape_fns.get(cfg["model_type"], llama_param_shapes)(spec)
         tied = gpt2 or spec["tie_word_embeddings"]
-        params = init_params(shapes, seed, gpt2=gpt2, tied=tied)
+        params = init_params(shapes, seed, gpt2=gpt2, tied=tied, unit_offset_norms=cfg["model_type"] == "gemma3_text")
         params = {k: v.to(dtype) for k, v in params.items()}
         models.append(M.Model(name, cfg, spec, params))
     return models
@@ -347,7 +468,7 @@ def pad_id_for(model):
 # reference computations
 # --------------------------------------------------------------------------------------------
 def forward_loss(model, p, ids, mask, pos, labels, adapters=None, collect=None, naive=False):
-    emb = p[model.embed_key()][ids].detach().clone().requires_grad_(True)
+    emb = model.embed(p, ids).detach().clone().requires_grad_(True)
     logits = model.forward(p, inputs_embeds=emb, position_ids=pos, key_mask=mask, adapters=adapters,
                            collect=collect, naive=naive)
     loss = M.causal_lm_loss(logits, labels)
@@ -356,6 +477,25 @@ def forward_loss(model, p, ids, mask, pos, labels, adapters=None, collect=None, 
 
 def zero_pad(t, mask):
     return (t * mask.to(t.dtype).view(mask.shape + (1,) * (t.dim() - 2))).detach().contiguous()
+
+
+def family_tensors(model, p):
+    """The rope frequencies of gemma3 (per layer kind) and phi3 (short and long), and for phi3 the
+    logits of one 40-token sequence, past original_max_position_embeddings (32): the long factors."""
+    out = {}
+    if model.config["model_type"] == "gemma3_text":
+        for kind in ("full_attention", "sliding_attention"):
+            out["rope_inv_freq." + kind] = model.family.inv_freq(model.spec, kind).contiguous()
+        return out
+    omax = model.spec["original_max_position_embeddings"]
+    out["rope_inv_freq.short"] = model.family.rope(model.spec, omax)[0].contiguous()
+    out["rope_inv_freq.long"] = model.family.rope(model.spec, omax + 1)[0].contiguous()
+    g = torch.Generator().manual_seed(PROMPT_SEED + 1)
+    ids = torch.tensor([[1] + torch.randint(3, VOCAB - 1, (39,), generator=g).tolist()], dtype=torch.long)
+    with torch.no_grad():
+        out["long.logits"] = model.forward(p, input_ids=ids).contiguous()
+    out["long.input_ids"] = ids
+    return out
 
 
 def generations(model, p, prompts, adapters=None):
@@ -390,7 +530,7 @@ def model_reference(model, prompts, naive_check):
             single = model.forward(p, input_ids=torch.tensor([pr]))[0]
         check_close(f"{model.name} row {b} padded vs unpadded", logits[b][real[b]], single, 2e-5)
     # check 2: loop-based attention (pairwise rotation, explicit GQA head map, masked softmax)
-    if naive_check:
+    if naive_check and model.family is None:
         with torch.no_grad():
             naive = model.forward(p, input_ids=ids, position_ids=pos, key_mask=mask, naive=True)
         check_close(f"{model.name} naive attention", naive[real], logits[real], 2e-5)
@@ -414,7 +554,9 @@ def model_reference(model, prompts, naive_check):
     }
     for k, v in collect.items():
         tensors["hidden." + k] = zero_pad(v, mask)
-    if not model.is_gpt2:
+    if model.family is not None:
+        tensors.update(family_tensors(model, p))
+    elif not model.is_gpt2:
         inv = M.rope_inv_freq(model.spec)
         rs = model.spec["rope_scaling"]
         if rs is not None:  # llama3: the three regimes are all present at this size
@@ -492,6 +634,18 @@ def define_adapters():
             "base": "gpt2",
             "config": L.peft_lora_config(base + "gpt2", 4, 8, ["c_attn"], fan_in_fan_out=True),
             "seed": 204,
+        },
+        {
+            "name": "gemma3-attn-mlp",
+            "base": "gemma3",
+            "config": L.peft_lora_config(base + "gemma3", 4, 8, ["q_proj", "v_proj", "o_proj", "gate_proj", "down_proj"]),
+            "seed": 205,
+        },
+        {
+            "name": "phi3-fused",
+            "base": "phi3-longrope",
+            "config": L.peft_lora_config(base + "phi3-longrope", 4, 8, ["qkv_proj", "o_proj", "gate_up_proj"]),
+            "seed": 210,
         },
     ]
 

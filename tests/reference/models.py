@@ -314,6 +314,17 @@ def gpt2_forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None,
 # --------------------------------------------------------------------------------------------
 # dispatch
 # --------------------------------------------------------------------------------------------
+def _family(model_type):
+    """The module of a family written in its own file (gemma3.py, phi3.py), or None for this file's."""
+    if model_type == "gemma3_text":
+        import gemma3
+        return gemma3
+    if model_type == "phi3":
+        import phi3
+        return phi3
+    return None
+
+
 class Model:
     def __init__(self, name, config, spec, params):
         self.name = name
@@ -321,6 +332,7 @@ class Model:
         self.spec = spec  # the numbers the math needs
         self.params = params  # {checkpoint key: tensor in storage dtype}
         self.is_gpt2 = config["model_type"] == "gpt2"
+        self.family = _family(config["model_type"])
 
     def compute_params(self):
         """float32 copies of the parameters (bf16/f16 storage upcast exactly)."""
@@ -329,7 +341,17 @@ class Model:
     def embed_key(self):
         return "transformer.wte.weight" if self.is_gpt2 else "model.embed_tokens.weight"
 
+    def embed(self, p, ids):
+        """What the model's embedding layer outputs for ids (the inputs_embeds it is equivalent to)."""
+        if self.config["model_type"] == "gemma3_text":
+            return self.family.embed(self.spec, p, ids, self.params["model.embed_tokens.weight"].dtype)
+        return p[self.embed_key()][ids]
+
     def forward(self, p, **kw):
+        if self.family is not None:
+            if self.config["model_type"] == "gemma3_text":
+                kw["dtype"] = self.params["model.embed_tokens.weight"].dtype
+            return self.family.forward(self.spec, p, **kw)
         fn = gpt2_forward if self.is_gpt2 else llama_forward
         return fn(self.spec, p, **kw)
 
@@ -341,9 +363,11 @@ class Model:
                 for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
                     out.append((f"transformer.h.{i}.{n}", True))
         else:
+            names = self.family.LINEAR if self.family is not None else (
+                "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
             for i in range(self.spec["num_hidden_layers"]):
-                for n in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                          "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+                for n in names:
                     out.append((f"model.layers.{i}.{n}", False))
         return out
 
@@ -380,6 +404,8 @@ def spec_from_config(cfg):
         C = cfg["n_embd"]
         return {"n_head": cfg["n_head"], "n_layer": cfg["n_layer"], "layer_norm_epsilon": cfg["layer_norm_epsilon"],
                 "n_inner": cfg.get("n_inner") or 4 * C}
+    if _family(mt) is not None:
+        return _family(mt).spec_from_config(cfg)
     if mt not in ("llama", "mistral", "qwen2", "qwen3", "smollm3"):
         raise ValueError(f"unsupported model_type {mt}")
     H = cfg["num_attention_heads"]

@@ -236,7 +236,10 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   }
   const D = typeof parsed?.headDim === 'number' ? parsed.headDim : (num(cfg, 'head_dim') ?? C / H);
   const qkNorm = parsed?.qkNorm === true ? (H + (KV ?? H)) * D : 0;
-  const perTokenLayer = 2 * C + 2 * H * D + 2 * (KV ?? H) * D + (gpt2 ? 1 : 2) * F + H + qkNorm;
+  // Gemma 3 also keeps the inputs of its post-norms and q/k norms; Phi-3 the copies split off
+  // its fused q|k|v and gate|up outputs
+  const familyExtra = type === 'gemma3_text' ? 2 * C + (H + (KV ?? H)) * D : type === 'phi3' ? (H + 2 * (KV ?? H)) * D + 2 * F : 0;
+  const perTokenLayer = 2 * C + 2 * H * D + 2 * (KV ?? H) * D + (gpt2 ? 1 : 2) * F + H + qkNorm + familyExtra;
   const layersKept = o.gradCheckpoint ? 1 : L;
   const scratchPerToken = 3 * F + 8 * C;
   const activations = 4 * B * T * (perTokenLayer * layersKept + scratchPerToken + (o.gradCheckpoint ? L * C : 0));
