@@ -498,24 +498,19 @@ export abstract class DecoderLM extends Module implements CausalLM {
 
 /**
  * Softcapping z[n] ← c·tanh(z[n] / c) in place, keeping t[n] = tanh(z[n] / c) for the backward;
- * f32 steps as torch takes them (divide, tanh, multiply).
+ * three kernels (scale, tanh, scale): the division is a multiplication by 1/c, which may differ
+ * from torch's z / c in the last bit.
  */
 function softcapForward(z: Float32Array, t: Float32Array, c: number): void {
-  const f = Math.fround;
-  const cf = f(c);
-  for (let i = 0; i < z.length; i++) {
-    const ti = f(Math.tanh(f(z[i]! / cf)));
-    t[i] = ti;
-    z[i] = ti * cf;
-  }
+  const be = getBackend();
+  be.scale(t, z, 1 / c);
+  be.tanhForward(t, t);
+  be.scale(z, t, c);
 }
 
 /** dz[n] = dy[n] · (1 − t[n]²) (dz may alias dy) */
 function softcapBackward(dz: Float32Array, dy: Float32Array, t: Float32Array): void {
-  for (let i = 0; i < dz.length; i++) {
-    const ti = t[i]!;
-    dz[i] = dy[i]! * (1 - ti * ti);
-  }
+  getBackend().tanhBackward(dz, t, dy);
 }
 
 /**

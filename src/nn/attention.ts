@@ -158,8 +158,10 @@ export class Rope {
     if (this.partialRows.length < rows * Dr) this.partialRows = new Float32Array(rows * Dr);
     const r = this.partialRows.subarray(0, rows * Dr);
     const from = src ?? x;
-    if (src) x.set(src);
-    for (let i = 0; i < rows; i++) r.set(from.subarray(i * D, i * D + Dr), i * Dr);
+    const be = getBackend();
+    if (src) be.copy2d(x, src, { rows: 1, cols: x.length });
+    // the rotated part of each row out, rotated, and back in place (copy2d: strided rows)
+    be.copy2d(r, from, { rows, cols: Dr, srcStride: D });
     let max = -1;
     for (let i = 0; i < positions.length; i++) {
       const p = positions[i]!;
@@ -167,8 +169,8 @@ export class Rope {
       if (p > max) max = p;
     }
     this.ensure(max + 1);
-    getBackend().rope(r, this.cos, this.sin, positions, B, T, H, Dr, this.layout === 'interleaved', inverse);
-    for (let i = 0; i < rows; i++) x.set(r.subarray(i * Dr, (i + 1) * Dr), i * D);
+    be.rope(r, this.cos, this.sin, positions, B, T, H, Dr, this.layout === 'interleaved', inverse);
+    be.copy2d(x, r, { rows, cols: Dr, dstStride: D });
   }
 }
 

@@ -147,19 +147,20 @@ export class GatedMLP extends Module {
 
 /** h[n] = gelu_tanh(g[n]) · u[n] (GeGLU) */
 function gegluForward(h: Float32Array, g: Float32Array, u: Float32Array): void {
-  getBackend().geluForward(h, g, 'tanh');
-  for (let i = 0; i < h.length; i++) h[i] = h[i]! * u[i]!;
+  const be = getBackend();
+  be.geluForward(h, g, 'tanh');
+  be.mul(h, h, u);
 }
 
 /** writes dg[n] = dh[n] · u[n] · gelu_tanh'(g[n]), du[n] = dh[n] · gelu_tanh(g[n]) */
 function gegluBackward(dg: Float32Array, du: Float32Array, dh: Float32Array, g: Float32Array, u: Float32Array): void {
   const be = getBackend();
   // du holds dh · u for a moment: the gelu backward adds gelu'(g) times it into the zeroed dg
-  for (let i = 0; i < du.length; i++) du[i] = dh[i]! * u[i]!;
+  be.mul(du, dh, u);
   dg.fill(0);
   be.geluBackward(dg, g, du, 'tanh');
   be.geluForward(du, g, 'tanh');
-  for (let i = 0; i < du.length; i++) du[i] = du[i]! * dh[i]!;
+  be.mul(du, du, dh);
 }
 
 export interface GeluMLPOptions {
