@@ -293,12 +293,25 @@ export abstract class DecoderLM extends Module implements CausalLM {
     return retainedBytes(this, this.scratch, this.ckpt);
   }
 
-  /** h[N, C] (owned by the model) for this call's input; positions[N] are absolute. */
-  protected abstract embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null, positions: Int32Array, B: number, T: number): Float32Array;
+  /** whether this call's h came from token ids (the embedding's gradient is then owed) */
+  protected embeddedFromIds = false;
+
+  /**
+   * h[N, C] (owned by the model) for this call's input; positions[N] are absolute. The default
+   * is the token embedding alone (llama, phi3); families with more (positions, a scale) override.
+   */
+  protected embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null, _positions: Int32Array, _B: number, _T: number): Float32Array {
+    this.embeddedFromIds = inputsEmbeds === null;
+    return inputsEmbeds ?? this.embedTokens.forward(ids!);
+  }
   /** Backward of embed(): parameter gradients += …; dh is also d(inputs embeds). */
-  protected abstract embedBackward(dh: Float32Array): void;
+  protected embedBackward(dh: Float32Array): void {
+    if (this.embeddedFromIds) this.embedTokens.backward(dh);
+  }
   /** whether embed() has trainable parameters */
-  protected abstract embedTrainable(): boolean;
+  protected embedTrainable(): boolean {
+    return this.embedTokens.weight.requiresGrad;
+  }
   /** Called before the stack runs with the largest position of this call (dynamic rope). */
   protected prepare(maxPosition: number): void {
     void maxPosition;

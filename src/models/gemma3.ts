@@ -119,7 +119,6 @@ export function parseGemma3Config(json: JsonObject, where = 'config.json'): Gemm
 export class Gemma3ForCausalLM extends DecoderLM {
   readonly info: CausalLMInfo;
   readonly cfg: Gemma3Config;
-  private embeddedFromIds = false;
   /** the embedding scale in the embedding's dtype */
   private embedScale = 1;
 
@@ -171,7 +170,7 @@ export class Gemma3ForCausalLM extends DecoderLM {
   }
 
   /** h[N, C] = embed_tokens[ids] · √C, rounded to the embedding's dtype as Gemma does; given embeddings are used as they are */
-  protected embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null): Float32Array {
+  protected override embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null): Float32Array {
     this.embeddedFromIds = inputsEmbeds === null;
     if (inputsEmbeds) return inputsEmbeds;
     const e = this.embedTokens.forward(ids!);
@@ -184,14 +183,14 @@ export class Gemma3ForCausalLM extends DecoderLM {
     return h;
   }
 
-  protected embedBackward(dh: Float32Array): void {
+  protected override embedBackward(dh: Float32Array): void {
     if (!this.embeddedFromIds || !this.embedTokens.weight.requiresGrad) return;
     const d = this.buffers.get('dembed', dh.length);
     for (let i = 0; i < dh.length; i++) d[i] = dh[i]! * this.embedScale;
     this.embedTokens.backward(d);
   }
 
-  protected embedTrainable(): boolean {
+  protected override embedTrainable(): boolean {
     return this.embedTokens.weight.requiresGrad;
   }
 }

@@ -71,7 +71,6 @@ export function parseGPT2Config(json: JsonObject, where = 'config.json'): GPT2Co
 export class GPT2LMHeadModel extends DecoderLM {
   readonly info: CausalLMInfo;
   readonly cfg: GPT2Config;
-  private embeddedFromIds = false;
   private positions: Int32Array | null = null;
 
   constructor(cfg: GPT2Config, opts: { dtype?: DType } = {}) {
@@ -102,7 +101,7 @@ export class GPT2LMHeadModel extends DecoderLM {
   }
 
   /** h[N, C] = wte[ids] (or the given embeddings) + wpe[positions] */
-  protected embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null, positions: Int32Array, B: number, T: number): Float32Array {
+  protected override embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null, positions: Int32Array, B: number, T: number): Float32Array {
     const C = this.cfg.hiddenSize;
     this.embeddedFromIds = inputsEmbeds === null;
     const tok = inputsEmbeds ?? this.embedTokens.forward(ids!);
@@ -113,12 +112,12 @@ export class GPT2LMHeadModel extends DecoderLM {
     return h;
   }
 
-  protected embedBackward(dh: Float32Array): void {
+  protected override embedBackward(dh: Float32Array): void {
     if (this.embeddedFromIds) this.embedTokens.backward(dh);
     if (this.positions) this.wpe.backward(dh);
   }
 
-  protected embedTrainable(): boolean {
+  protected override embedTrainable(): boolean {
     return this.embedTokens.weight.requiresGrad || this.wpe.weight.requiresGrad;
   }
 }

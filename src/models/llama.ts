@@ -208,22 +208,6 @@ export class LlamaForCausalLM extends DecoderLM {
     this.registerModule('lm_head', cfg.tieWordEmbeddings ? new TiedLMHead(embed) : new Linear(C, cfg.vocabSize, { bias: false, dtype }));
   }
 
-  private embeddedFromIds = false;
-
-  /** h[N, C] = embed_tokens[ids] (or the given embeddings) */
-  protected embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null): Float32Array {
-    this.embeddedFromIds = inputsEmbeds === null;
-    return inputsEmbeds ?? this.embedTokens.forward(ids!);
-  }
-
-  protected embedBackward(dh: Float32Array): void {
-    if (this.embeddedFromIds) this.embedTokens.backward(dh);
-  }
-
-  protected embedTrainable(): boolean {
-    return this.embedTokens.weight.requiresGrad;
-  }
-
   /** dynamic NTK rope: rebuild the tables when a sequence passes the length they were made for */
   protected override prepare(maxPosition: number): void {
     const spec = this.cfg.rope;

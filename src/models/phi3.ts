@@ -98,7 +98,6 @@ export class Phi3ForCausalLM extends DecoderLM {
   private rope: Rope;
   /** longrope: whether the current tables use the long factors */
   private longRope = false;
-  private embeddedFromIds = false;
 
   constructor(cfg: Phi3Config, opts: { dtype?: DType } = {}) {
     super(cfg.raw, { backbone: 'model', embed: 'embed_tokens', layers: 'layers', norm: 'norm', head: 'lm_head' });
@@ -152,19 +151,6 @@ export class Phi3ForCausalLM extends DecoderLM {
     this.longRope = long;
     this.rope = this.makeRope(maxPosition + 1);
     for (const blk of this.layers) blk.attn.core.rope = this.rope;
-  }
-
-  protected embed(ids: Int32Array | null, inputsEmbeds: Float32Array | null): Float32Array {
-    this.embeddedFromIds = inputsEmbeds === null;
-    return inputsEmbeds ?? this.embedTokens.forward(ids!);
-  }
-
-  protected embedBackward(dh: Float32Array): void {
-    if (this.embeddedFromIds) this.embedTokens.backward(dh);
-  }
-
-  protected embedTrainable(): boolean {
-    return this.embedTokens.weight.requiresGrad;
   }
 }
 
