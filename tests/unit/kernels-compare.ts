@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { refBackend as ref } from '../../src/backend/ref/index.js';
-import type { AttentionArgs, Backend } from '../../src/backend/types.js';
+import type { AttentionArgs } from '../../src/backend/types.js';
+import type { KernelsUnderTest } from '../helpers/device-as-host.js';
 import { bf16ToF32, f16ToF32 } from '../../src/tensor/half.js';
 import { registerRowComparisons } from './kernels-rows-compare.js';
 import { assertClose, randInts, randn, rng, toHalf } from './kernels-util.js';
@@ -23,10 +24,10 @@ function two(x: Float32Array): [Float32Array, Float32Array] {
   return [x.slice(), x.slice()];
 }
 
-export function registerComparisons(nat: Backend, label: string): void {
+export function registerComparisons(nat: KernelsUnderTest, label: string): void {
   registerRowComparisons(nat, label);
   describe(`${label} kernels match ref`, () => {
-    it('gemm: odd shapes, both transposes, f16/bf16 operands, strides, alpha, accumulate', () => {
+    it('gemm: odd shapes, both transposes, f16/bf16 operands, strides, alpha, accumulate', async () => {
       const r = rng(5);
       const shapes: [number, number, number][] = [[1, 1, 1], [3, 5, 7], [17, 33, 9], [64, 8, 96], [70, 130, 257], [5, 300, 40]];
       let i = 0;
@@ -43,43 +44,43 @@ export function registerComparisons(nat: Backend, label: string): void {
             const b = param(randn(r, (transB ? N : K) * ldb), bDtype);
             const [c1, c2] = two(randn(r, M * ldc));
             const g = { M, N, K, transA, transB, accumulate, alpha, aDtype, bDtype, lda, ldb, ldc };
-            nat.gemm(c1, a, b, g);
+            await nat.gemm(c1, a, b, g);
             ref.gemm(c2, a, b, g);
             assertClose(c1, c2, `gemm ${M}x${N}x${K} ${JSON.stringify({ transA, transB, aDtype, bDtype, accumulate, alpha })}`, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
           }
     });
-    it('add (also aliased), axpy, scale, sumSquares', () => {
+    it('add (also aliased), axpy, scale, sumSquares', async () => {
       const r = rng(11);
       for (const n of SIZES) {
         const a = randn(r, n);
         const b = randn(r, n);
         const [o1, o2] = two(new Float32Array(n));
-        nat.add(o1, a, b);
+        await nat.add(o1, a, b);
         ref.add(o2, a, b);
         assertClose(o1, o2, `add n=${n}`, 0, 0);
         const [x1, x2] = two(a);
-        nat.add(x1, x1, b);
+        await nat.add(x1, x1, b);
         ref.add(x2, x2, b);
         assertClose(x1, x2, `add aliased n=${n}`, 0, 0);
         const [y1, y2] = two(b);
-        nat.axpy(y1, a, -0.75);
+        await nat.axpy(y1, a, -0.75);
         ref.axpy(y2, a, -0.75);
         assertClose(y1, y2, `axpy n=${n}`, 1e-6, 1e-7);
-        nat.scale(x1, x1, 1.5);
+        await nat.scale(x1, x1, 1.5);
         ref.scale(x2, x2, 1.5);
         assertClose(x1, x2, `scale aliased n=${n}`, 0, 0);
-        const ss = nat.sumSquares(a);
+        const ss = await nat.sumSquares(a);
         const want = ref.sumSquares(a);
         assert.ok(Math.abs(ss - want) <= 1e-12 * want + 1e-300, `sumSquares n=${n}: ${ss} vs ${want}`);
       }
     });
 
-    it('widen and narrow: every half bit pattern, and f32 values with ties, subnormals, overflow', () => {
+    it('widen and narrow: every half bit pattern, and f32 values with ties, subnormals, overflow', async () => {
       const all = new Uint16Array(65536);
       for (let i = 0; i < all.length; i++) all[i] = i;
       for (const dt of HALF) {
         const w1 = new Float32Array(all.length);
-        nat.widen(w1, all, dt);
+        await nat.widen(w1, all, dt);
         const w2 = new Float32Array(all.length);
         ref.widen(w2, all, dt);
         assertClose(w1, w2, `widen ${dt}`, 0, 0);
@@ -96,31 +97,31 @@ export function registerComparisons(nat: Backend, label: string): void {
       for (const dt of HALF) {
         const h1 = new Uint16Array(src.length);
         const h2 = new Uint16Array(src.length);
-        nat.narrow(h1, src, dt);
+        await nat.narrow(h1, src, dt);
         ref.narrow(h2, src, dt);
         for (let i = 0; i < src.length; i++) assert.equal(h1[i], h2[i], `narrow ${dt} of ${src[i]}: 0x${h1[i]!.toString(16)} vs 0x${h2[i]!.toString(16)}`);
       }
     });
 
-    it('biasAdd (f32, f16, bf16 bias) and biasBackward (adds into a filled buffer)', () => {
+    it('biasAdd (f32, f16, bf16 bias) and biasBackward (adds into a filled buffer)', async () => {
       const r = rng(13);
       for (const [M, N] of [[1, 1], [3, 17], [65, 127], [300, 65]] as const) {
         for (const dt of DTYPES) {
           const bias = param(randn(r, N), dt);
           const [o1, o2] = two(randn(r, M * N));
-          nat.biasAdd(o1, bias, M, N, dt);
+          await nat.biasAdd(o1, bias, M, N, dt);
           ref.biasAdd(o2, bias, M, N, dt);
           assertClose(o1, o2, `biasAdd ${dt} ${M}x${N}`, 0, 0);
         }
         const dout = randn(r, M * N);
         const [d1, d2] = two(randn(r, N));
-        nat.biasBackward(d1, dout, M, N);
+        await nat.biasBackward(d1, dout, M, N);
         ref.biasBackward(d2, dout, M, N);
         assertClose(d1, d2, `biasBackward ${M}x${N}`, 1e-5, 1e-5);
       }
     });
 
-    it('rmsnorm forward and backward (f32, f16, bf16 weight; null grads; accumulation)', () => {
+    it('rmsnorm forward and backward (f32, f16, bf16 weight; null grads; accumulation)', async () => {
       const r = rng(14);
       for (const [N, C] of [[1, 1], [3, 17], [65, 127], [5, 1000], [200, 64]] as const) {
         for (const dt of DTYPES) {
@@ -128,30 +129,30 @@ export function registerComparisons(nat: Backend, label: string): void {
           const w = param(randn(r, C, 0.5, 1.5), dt);
           const [o1, o2] = two(new Float32Array(N * C));
           const [s1, s2] = two(new Float32Array(N));
-          nat.rmsnormForward(o1, s1, x, w, N, C, 1e-6, dt);
+          await nat.rmsnormForward(o1, s1, x, w, N, C, 1e-6, dt);
           ref.rmsnormForward(o2, s2, x, w, N, C, 1e-6, dt);
           assertClose(o1, o2, `rmsnorm out ${dt} ${N}x${C}`);
           assertClose(s1, s2, `rmsnorm rstd ${dt} ${N}x${C}`);
           const dout = randn(r, N * C);
           const [dx1, dx2] = two(randn(r, N * C));
           const [dw1, dw2] = two(randn(r, C));
-          nat.rmsnormBackward(dx1, dw1, dout, x, w, s2, N, C, dt);
+          await nat.rmsnormBackward(dx1, dw1, dout, x, w, s2, N, C, dt);
           ref.rmsnormBackward(dx2, dw2, dout, x, w, s2, N, C, dt);
           assertClose(dx1, dx2, `rmsnorm dinp ${dt} ${N}x${C}`, 1e-5, 1e-5);
           assertClose(dw1, dw2, `rmsnorm dweight ${dt} ${N}x${C}`, 1e-5, 1e-5);
           const [dy1, dy2] = two(dx1);
-          nat.rmsnormBackward(dy1, null, dout, x, w, s2, N, C, dt);
+          await nat.rmsnormBackward(dy1, null, dout, x, w, s2, N, C, dt);
           ref.rmsnormBackward(dy2, null, dout, x, w, s2, N, C, dt);
           assertClose(dy1, dy2, `rmsnorm dinp only ${dt}`, 1e-5, 1e-5);
           const [dz1, dz2] = two(dw1);
-          nat.rmsnormBackward(null, dz1, dout, x, w, s2, N, C, dt);
+          await nat.rmsnormBackward(null, dz1, dout, x, w, s2, N, C, dt);
           ref.rmsnormBackward(null, dz2, dout, x, w, s2, N, C, dt);
           assertClose(dz1, dz2, `rmsnorm dweight only ${dt}`, 1e-5, 1e-5);
         }
       }
     });
 
-    it('layernorm forward and backward (f32, f16, bf16 params; no bias; null grads; accumulation)', () => {
+    it('layernorm forward and backward (f32, f16, bf16 params; no bias; null grads; accumulation)', async () => {
       const r = rng(15);
       for (const [N, C] of [[1, 1], [3, 17], [65, 127], [5, 1000], [200, 64]] as const) {
         for (const dt of DTYPES) {
@@ -163,7 +164,7 @@ export function registerComparisons(nat: Backend, label: string): void {
             const [o1, o2] = two(new Float32Array(N * C));
             const [m1, m2] = two(new Float32Array(N));
             const [s1, s2] = two(new Float32Array(N));
-            nat.layernormForward(o1, m1, s1, x, w, bias, N, C, 1e-5, dt);
+            await nat.layernormForward(o1, m1, s1, x, w, bias, N, C, 1e-5, dt);
             ref.layernormForward(o2, m2, s2, x, w, bias, N, C, 1e-5, dt);
             assertClose(o1, o2, `layernorm out ${dt} ${N}x${C} bias=${bias !== null}`, 1e-5, 1e-5);
             assertClose(m1, m2, `layernorm mean ${dt} ${N}x${C}`);
@@ -176,41 +177,41 @@ export function registerComparisons(nat: Backend, label: string): void {
           const [dx1, dx2] = two(randn(r, N * C));
           const [dw1, dw2] = two(randn(r, C));
           const [db1, db2] = two(randn(r, C));
-          nat.layernormBackward(dx1, dw1, db1, dout, x, w, m, s, N, C, dt);
+          await nat.layernormBackward(dx1, dw1, db1, dout, x, w, m, s, N, C, dt);
           ref.layernormBackward(dx2, dw2, db2, dout, x, w, m, s, N, C, dt);
           assertClose(dx1, dx2, `layernorm dinp ${dt} ${N}x${C}`, 1e-4, 1e-5);
           assertClose(dw1, dw2, `layernorm dweight ${dt} ${N}x${C}`, 1e-5, 1e-5);
           assertClose(db1, db2, `layernorm dbias ${dt} ${N}x${C}`, 1e-5, 1e-5);
           const [dy1, dy2] = two(dx1);
-          nat.layernormBackward(dy1, null, null, dout, x, w, m, s, N, C, dt);
+          await nat.layernormBackward(dy1, null, null, dout, x, w, m, s, N, C, dt);
           ref.layernormBackward(dy2, null, null, dout, x, w, m, s, N, C, dt);
           assertClose(dy1, dy2, `layernorm dinp only ${dt}`, 1e-4, 1e-5);
           const [dv1, dv2] = two(dw1);
-          nat.layernormBackward(null, dv1, null, dout, x, w, m, s, N, C, dt);
+          await nat.layernormBackward(null, dv1, null, dout, x, w, m, s, N, C, dt);
           ref.layernormBackward(null, dv2, null, dout, x, w, m, s, N, C, dt);
           assertClose(dv1, dv2, `layernorm dweight only ${dt}`, 1e-5, 1e-5);
         }
       }
     });
 
-    it('softmax (rows with -Infinity, a fully hidden row, aliased)', () => {
+    it('softmax (rows with -Infinity, a fully hidden row, aliased)', async () => {
       const r = rng(16);
       for (const [N, C] of [[1, 1], [3, 17], [65, 127], [4, 5000]] as const) {
         const x = randn(r, N * C, -20, 20);
         x[0] = -Infinity;
         if (N > 1) x.fill(-Infinity, C, 2 * C);
         const [o1, o2] = two(new Float32Array(N * C));
-        nat.softmax(o1, x, N, C);
+        await nat.softmax(o1, x, N, C);
         ref.softmax(o2, x, N, C);
         assertClose(o1, o2, `softmax ${N}x${C}`, 1e-5, 1e-7);
         const [a1, a2] = two(x);
-        nat.softmax(a1, a1, N, C);
+        await nat.softmax(a1, a1, N, C);
         ref.softmax(a2, a2, N, C);
         assertClose(a1, a2, `softmax aliased ${N}x${C}`, 1e-5, 1e-7);
       }
     });
 
-    it('gelu (exact, tanh), silu, swiglu: forward and accumulating backward', () => {
+    it('gelu (exact, tanh), silu, swiglu: forward and accumulating backward', async () => {
       const r = rng(17);
       for (const n of SIZES) {
         const x = randn(r, n, -12, 12);
@@ -220,33 +221,33 @@ export function registerComparisons(nat: Backend, label: string): void {
         // backward kernels add into buffers of O(1) values: rounding those sums alone is ~1e-7
         for (const approx of ['none', 'tanh'] as const) {
           const [o1, o2] = two(new Float32Array(n));
-          nat.geluForward(o1, x, approx);
+          await nat.geluForward(o1, x, approx);
           ref.geluForward(o2, x, approx);
           assertClose(o1, o2, `gelu ${approx} n=${n}`, 2e-6, 1e-7);
           const [d1, d2] = two(randn(r, n));
-          nat.geluBackward(d1, x, dout, approx);
+          await nat.geluBackward(d1, x, dout, approx);
           ref.geluBackward(d2, x, dout, approx);
           assertClose(d1, d2, `gelu backward ${approx} n=${n}`, 2e-6, 1e-6);
           const [a1, a2] = two(x);
-          nat.geluForward(a1, a1, approx);
+          await nat.geluForward(a1, a1, approx);
           ref.geluForward(a2, a2, approx);
           assertClose(a1, a2, `gelu aliased ${approx} n=${n}`, 2e-6, 1e-7);
         }
         const [s1, s2] = two(new Float32Array(n));
-        nat.siluForward(s1, x);
+        await nat.siluForward(s1, x);
         ref.siluForward(s2, x);
         assertClose(s1, s2, `silu n=${n}`, 2e-6, 1e-7);
         const [ds1, ds2] = two(randn(r, n));
-        nat.siluBackward(ds1, x, dout);
+        await nat.siluBackward(ds1, x, dout);
         ref.siluBackward(ds2, x, dout);
         assertClose(ds1, ds2, `silu backward n=${n}`, 2e-6, 1e-6);
         const [w1, w2] = two(new Float32Array(n));
-        nat.swigluForward(w1, x, up);
+        await nat.swigluForward(w1, x, up);
         ref.swigluForward(w2, x, up);
         assertClose(w1, w2, `swiglu n=${n}`, 2e-6, 1e-7);
         const [g1, g2] = two(randn(r, n));
         const [u1, u2] = two(randn(r, n));
-        nat.swigluBackward(g1, u1, dout, x, up);
+        await nat.swigluBackward(g1, u1, dout, x, up);
         ref.swigluBackward(g2, u2, dout, x, up);
         assertClose(g1, g2, `swiglu dgate n=${n}`, 2e-6, 1e-6);
         assertClose(u1, u2, `swiglu dup n=${n}`, 2e-6, 1e-6);
@@ -254,38 +255,38 @@ export function registerComparisons(nat: Backend, label: string): void {
         // zeros (exactly: only the sign of a zero may differ, −0 written where 0 + −0 gave +0)
         const [z1, z2] = two(new Float32Array(n));
         const [zu1, zu2] = two(new Float32Array(n));
-        nat.swigluBackward(z1, zu1, dout, x, up);
+        await nat.swigluBackward(z1, zu1, dout, x, up);
         ref.swigluBackward(z2, zu2, dout, x, up);
         for (const [be, want, wantU] of [[nat, z1, zu1], [ref, z2, zu2]] as const) {
           const dg = new Float32Array(n).fill(Number.NaN);
           const du = new Float32Array(n).fill(Number.NaN);
-          be.swigluBackward(dg, du, dout, x, up, false);
+          await be.swigluBackward(dg, du, dout, x, up, false);
           assertClose(dg, want, `${be.name} swiglu dgate written, n=${n}`, 0, 0);
           assertClose(du, wantU, `${be.name} swiglu dup written, n=${n}`, 0, 0);
         }
       }
     });
 
-    it('embedding forward (f32, f16, bf16 table) and backward (repeated ids accumulate)', () => {
+    it('embedding forward (f32, f16, bf16 table) and backward (repeated ids accumulate)', async () => {
       const r = rng(18);
       for (const [V, C, N] of [[1, 1, 1], [5, 3, 17], [127, 65, 300], [50, 1000, 9]] as const) {
         const ids = randInts(r, N, V);
         for (const dt of DTYPES) {
           const table = param(randn(r, V * C), dt);
           const [o1, o2] = two(new Float32Array(N * C));
-          nat.embeddingForward(o1, ids, table, N, C, dt);
+          await nat.embeddingForward(o1, ids, table, N, C, dt);
           ref.embeddingForward(o2, ids, table, N, C, dt);
           assertClose(o1, o2, `embedding ${dt} V=${V} C=${C} N=${N}`, 0, 0);
         }
         const dout = randn(r, N * C);
         const [d1, d2] = two(randn(r, V * C));
-        nat.embeddingBackward(d1, dout, ids, N, C);
+        await nat.embeddingBackward(d1, dout, ids, N, C);
         ref.embeddingBackward(d2, dout, ids, N, C);
         assertClose(d1, d2, `embedding backward V=${V} C=${C} N=${N}`, 1e-6, 1e-6);
       }
     });
 
-    it('rope: both layouts, forward and inverse; inverse(rope(x)) == x', () => {
+    it('rope: both layouts, forward and inverse; inverse(rope(x)) == x', async () => {
       const r = rng(19);
       for (const [B, T, H, D] of [[1, 1, 1, 2], [2, 3, 3, 6], [2, 17, 6, 64], [1, 5, 2, 34]] as const) {
         const P = 40;
@@ -304,22 +305,22 @@ export function registerComparisons(nat: Backend, label: string): void {
         for (const interleaved of [false, true]) {
           for (const inverse of [false, true]) {
             const [a1, a2] = two(x);
-            nat.rope(a1, cos, sin, pos, B, T, H, D, interleaved, inverse);
+            await nat.rope(a1, cos, sin, pos, B, T, H, D, interleaved, inverse);
             ref.rope(a2, cos, sin, pos, B, T, H, D, interleaved, inverse);
             assertClose(a1, a2, `rope ${interleaved ? 'interleaved' : 'half-split'} inverse=${inverse} ${B}x${T}x${H}x${D}`, 1e-6, 1e-6);
             // from a source array: the same values, the source untouched
             for (const be of [nat, ref]) {
               const src = x.slice();
               const out = new Float32Array(x.length).fill(Number.NaN);
-              be.rope(out, cos, sin, pos, B, T, H, D, interleaved, inverse, src);
+              await be.rope(out, cos, sin, pos, B, T, H, D, interleaved, inverse, src);
               assert.deepEqual(src, x, `${be.name} rope left src as it was`);
               assert.deepEqual(out, be === nat ? a1 : a2, `${be.name} rope from src equals rope in place`);
             }
           }
           const y = x.slice();
-          nat.rope(y, cos, sin, pos, B, T, H, D, interleaved, false);
+          await nat.rope(y, cos, sin, pos, B, T, H, D, interleaved, false);
           assert.ok(y.some((v, i) => Math.abs(v - x[i]!) > 1e-3) || D === 2, 'rope changed something');
-          nat.rope(y, cos, sin, pos, B, T, H, D, interleaved, true);
+          await nat.rope(y, cos, sin, pos, B, T, H, D, interleaved, true);
           assertClose(y, x, `inverse(rope(x)) ${interleaved ? 'interleaved' : 'half-split'}`, 1e-5, 1e-6);
         }
       }
@@ -349,7 +350,7 @@ export function registerComparisons(nat: Backend, label: string): void {
       { name: 'window 32, decode step T = 1, S = 127, MQA', a: { B: 3, T: 1, S: 127, Hq: 4, Hkv: 1, D: 8, causal: true, window: 32 }, mask: 'none' },
     ];
     for (const c of cases) {
-      it(`attention: ${c.name}`, () => {
+      it(`attention: ${c.name}`, async () => {
         const r = rng(20);
         const { B, T, S, Hq, Hkv, D } = c.a;
         let mask: Float32Array | null = null;
@@ -369,7 +370,7 @@ export function registerComparisons(nat: Backend, label: string): void {
         const v = randn(r, B * S * Hkv * D);
         const [o1, o2] = two(new Float32Array(B * T * Hq * D));
         const [l1, l2] = two(new Float32Array(B * Hq * T));
-        nat.attentionForward(o1, l1, q, k, v, args);
+        await nat.attentionForward(o1, l1, q, k, v, args);
         ref.attentionForward(o2, l2, q, k, v, args);
         assertClose(o1, o2, 'attention out', 1e-5, 2e-6);
         assertClose(l1, l2, 'attention lse', 1e-5, 2e-6);
@@ -379,7 +380,7 @@ export function registerComparisons(nat: Backend, label: string): void {
         const [dq1, dq2] = two(randn(r, q.length)); // garbage: the kernels write dq, dk, dv
         const [dk1, dk2] = two(randn(r, k.length));
         const [dv1, dv2] = two(randn(r, v.length));
-        nat.attentionBackward(dq1, dk1, dv1, dout, q, k, v, o2, l2, args);
+        await nat.attentionBackward(dq1, dk1, dv1, dout, q, k, v, o2, l2, args);
         ref.attentionBackward(dq2, dk2, dv2, dout, q, k, v, o2, l2, args);
         assertClose(dq1, dq2, 'attention dq', 1e-4, 1e-5);
         assertClose(dk1, dk2, 'attention dk', 1e-4, 1e-5);
@@ -399,42 +400,42 @@ export function registerComparisons(nat: Backend, label: string): void {
         for (const be of [nat, ref]) {
           const o = new Float32Array(o1.length);
           const l = new Float32Array(l1.length);
-          be.attentionForward(o, l, q, k, v, dargs);
+          await be.attentionForward(o, l, q, k, v, dargs);
           assertClose(o, o2, `${be.name}: window ${c.a.window} equals the dense mask (out)`, 1e-5, 2e-6);
           const dq = new Float32Array(q.length);
           const dk = new Float32Array(k.length);
           const dv = new Float32Array(v.length);
-          be.attentionBackward(dq, dk, dv, dout, q, k, v, o2, l2, dargs);
+          await be.attentionBackward(dq, dk, dv, dout, q, k, v, o2, l2, dargs);
           assertClose(dq, dq2, `${be.name}: window equals the dense mask (dq)`, 1e-4, 1e-5);
           assertClose(dk, dk2, `${be.name}: window equals the dense mask (dk)`, 1e-4, 1e-5);
         }
       });
     }
 
-    it('cross-entropy forward and backward (ignore index, gradient scale, aliased dlogits)', () => {
+    it('cross-entropy forward and backward (ignore index, gradient scale, aliased dlogits)', async () => {
       const r = rng(21);
       for (const [N, V] of [[1, 1], [3, 17], [65, 127], [7, 5003]] as const) {
         const logits = randn(r, N * V, -15, 15);
         const targets = randInts(r, N, V);
         if (N > 1) targets[1] = -100;
         const [l1, l2] = two(new Float32Array(N));
-        nat.crossEntropyForward(l1, logits, targets, N, V, -100);
+        await nat.crossEntropyForward(l1, logits, targets, N, V, -100);
         ref.crossEntropyForward(l2, logits, targets, N, V, -100);
         assertClose(l1, l2, `cross-entropy losses ${N}x${V}`, 1e-5, 1e-5);
         if (N > 1) assert.equal(l1[1], 0, 'ignored row has loss 0');
         const [d1, d2] = two(randn(r, N * V)); // garbage: the kernel writes
-        nat.crossEntropyBackward(d1, logits, targets, N, V, 0.25, -100);
+        await nat.crossEntropyBackward(d1, logits, targets, N, V, 0.25, -100);
         ref.crossEntropyBackward(d2, logits, targets, N, V, 0.25, -100);
         assertClose(d1, d2, `cross-entropy dlogits ${N}x${V}`, 1e-5, 1e-7);
         const [a1, a2] = two(logits);
-        nat.crossEntropyBackward(a1, a1, targets, N, V, 0.25, -100);
+        await nat.crossEntropyBackward(a1, a1, targets, N, V, 0.25, -100);
         ref.crossEntropyBackward(a2, a2, targets, N, V, 0.25, -100);
         assertClose(a1, a2, `cross-entropy dlogits aliased ${N}x${V}`, 1e-5, 1e-7);
         // the fused call: the same losses and dlogits as the pair above, bit for bit on the
         // native side, written in place over the logits as a training step does
         const [fl1, fl2] = two(new Float32Array(N).fill(NaN));
         const [f1, f2] = two(logits);
-        nat.crossEntropyLossGrad(fl1, f1, f1, targets, N, V, 0.25, -100);
+        await nat.crossEntropyLossGrad(fl1, f1, f1, targets, N, V, 0.25, -100);
         ref.crossEntropyLossGrad(fl2, f2, f2, targets, N, V, 0.25, -100);
         assert.deepEqual(fl1, l1, `fused cross-entropy losses ${N}x${V} equal the forward's`);
         assert.deepEqual(f1, a1, `fused cross-entropy dlogits ${N}x${V} equal the backward's`);
@@ -442,13 +443,13 @@ export function registerComparisons(nat: Backend, label: string): void {
         assertClose(f2, a2, `fused cross-entropy dlogits (ref) ${N}x${V}`, 0, 0);
         const g1 = randn(r, N * V); // a separate dlogits buffer leaves the logits alone
         const kept = logits.slice();
-        nat.crossEntropyLossGrad(fl1, g1, kept, targets, N, V, 0.25, -100);
+        await nat.crossEntropyLossGrad(fl1, g1, kept, targets, N, V, 0.25, -100);
         assert.deepEqual(kept, logits, 'fused cross-entropy: logits untouched when dlogits is another buffer');
         assert.deepEqual(g1, d1, `fused cross-entropy dlogits ${N}x${V} (separate buffer) equal the backward's`);
       }
     });
 
-    it('adamw over several steps (weight decay, bias correction)', () => {
+    it('adamw over several steps (weight decay, bias correction)', async () => {
       const r = rng(22);
       for (const n of SIZES) {
         const [p1, p2] = two(randn(r, n));
@@ -457,7 +458,7 @@ export function registerComparisons(nat: Backend, label: string): void {
         for (let step = 1; step <= 3; step++) {
           const g = randn(r, n, -0.1, 0.1);
           const o = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step };
-          nat.adamw(p1, g, m1, v1, o);
+          await nat.adamw(p1, g, m1, v1, o);
           ref.adamw(p2, g, m2, v2, o);
         }
         assertClose(p1, p2, `adamw param n=${n}`, 1e-5, 1e-6);
