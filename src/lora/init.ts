@@ -5,6 +5,7 @@
 //               own fan-in): the adapter is not a no-op (for tests)
 //   'pissa'     A, B from the top-r singular triplets of W; W is replaced by the residual
 //               W − s·B·A so the layer's output is unchanged
+import { getBackend } from '../backend/index.js';
 import type { Rng } from '../tensor/rng.js';
 import { svd, svdLowRank, type SVD } from './svd.js';
 
@@ -15,10 +16,16 @@ export function kaimingUniformBound(fanIn: number, a = Math.sqrt(5)): number {
   return Math.sqrt(3) * std;
 }
 
-/** Fills w [rows, fanIn] from U(−bound, bound), bound as kaiming_uniform_(a = √5). */
+/**
+ * Fills w [rows, fanIn] from U(−bound, bound), bound as kaiming_uniform_(a = √5). The values
+ * are drawn on the host and written through the backend's memory (w is a handle, which may
+ * live on a device: docs/ARCHITECTURE.md §Backend memory).
+ */
 export function kaimingUniform(w: Float32Array, fanIn: number, rng: Rng): void {
   const b = kaimingUniformBound(fanIn);
-  for (let i = 0; i < w.length; i++) w[i] = rng.uniform(-b, b);
+  const v = new Float32Array(w.length);
+  for (let i = 0; i < v.length; i++) v[i] = rng.uniform(-b, b);
+  getBackend().memory.write(w, v);
 }
 
 export interface PissaFactors {

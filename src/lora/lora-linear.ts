@@ -156,8 +156,9 @@ export class LoraLinear extends Module implements RowLayer, AdapterLayer {
       kaimingUniform(B.data, r, rng);
       if (bias) kaimingUniform(bias.data, r, rng); // nn.Linear's bias default: U(±1/√fan_in)
     } else if (init === 'gaussian') {
-      const a = A.data;
+      const a = new Float32Array(A.value.size);
       for (let i = 0; i < a.length; i++) a[i] = rng.normal(0, 1 / r);
+      A.value.set(a); // through the backend's memory: A may live on a device
     } else if (init === 'pissa' || init.startsWith('pissa_niter_')) {
       if (this.mergeState.names.length) throw new Error(`LoraLinear${this.where()}: cannot add a PiSSA adapter while adapters are merged`);
       const niter = init === 'pissa' ? null : Number(init.slice('pissa_niter_'.length));

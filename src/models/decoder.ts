@@ -389,7 +389,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
       if (!backward) continue;
       if (capT) softcapBackward(logits, logits, capT);
       const d = head.backward(logits);
-      if (dhn && d) dhn.set(d, r0 * C);
+      if (dhn && d) be.copy2d(dhn, d, { rows: 1, cols: d.length, dstOffset: r0 * C });
     }
     const inputGrad = dhn ? this.backwardStack(dhn) : null;
     return { lossSum: acc ? 0 : sums[0]!, count, inputGrad };

@@ -202,16 +202,16 @@ export class GradientCheckpointing {
     this.attach(block);
     let st = this.states.get(block);
     if (!st || st.x.length !== x.length) {
-      st = { x: new Float32Array(x.length), ctx, rngs: [] };
+      st = { x: getBackend().memory.alloc(x.length), ctx, rngs: [] };
       this.states.set(block, st);
     }
-    st.x.set(x); // before the block runs: x may live in the arena or be the last output
+    copyAll(st.x, x); // before the block runs: x may live in the arena or be the last output
     st.ctx = ctx;
     st.rngs = blockRngs(block).map((r) => [r, r.state()]);
     this.slots.release(); // a block that never releases its stages still takes each slot once per call
     const y = block.forward(st.x, ctx);
     const out = this.io.get('out', y.length);
-    out.set(y);
+    copyAll(out, y);
     return out;
   }
 
@@ -221,7 +221,7 @@ export class GradientCheckpointing {
     const st = this.states.get(block);
     if (!st) throw new Error('GradientCheckpointing.backward: this block has no saved input (was its forward run through the same GradientCheckpointing?)');
     const dyCopy = this.io.get('dy', dy.length);
-    if (dy !== dyCopy) dyCopy.set(dy); // the recompute overwrites the arena, where dy may live
+    if (dy !== dyCopy) copyAll(dyCopy, dy); // the recompute overwrites the arena, where dy may live
     this.attach(block);
     const now = st.rngs.map(([r]) => r.state());
     for (const [r, s] of st.rngs) r.setState(s);
@@ -233,7 +233,7 @@ export class GradientCheckpointing {
     if (!dx) return null;
     if (dx.length !== st.x.length) throw new ShapeError(`GradientCheckpointing.backward: the block returned dx with ${dx.length} elements, its input had ${st.x.length}`);
     const out = this.io.get('dx', dx.length);
-    out.set(dx);
+    copyAll(out, dx);
     return out;
   }
 
@@ -347,4 +347,9 @@ export function retainedBytes(root: Module, ...extra: { bytes: number }[]): numb
   }
   for (const e of extra) n += e.bytes;
   return n;
+}
+
+/** dst[0, n) = src (n = src.length): a backend copy, since handles may live on a device (docs/ARCHITECTURE.md §Backend memory) */
+function copyAll(dst: Float32Array, src: Float32Array): void {
+  getBackend().copy2d(dst, src, { rows: 1, cols: src.length });
 }

@@ -117,7 +117,10 @@ export class Tensor {
       return;
     }
     const conv = this.dtype === 'bf16' ? f32ToBf16 : f32ToF16;
-    for (let i = 0; i < values.length; i++) d[offset + i] = conv(values[i]!);
+    // converted on the host, then written with set(): storage may be a device handle (docs/ARCHITECTURE.md §Backend memory)
+    const h = new Uint16Array(values.length);
+    for (let i = 0; i < values.length; i++) h[i] = conv(values[i]!);
+    d.set(h, offset);
   }
 
   /** Reads storage widened to f32 (a copy for half types, the storage itself for f32 unless copy is asked). */

@@ -10,6 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { getBackend } from '../../src/backend/index.js';
+import { runTrainCase, type TrainCaseArgs, type TrainCaseResult } from '../helpers/train-case.js';
 import { launchWebGpuPage } from '../helpers/webgpu-page.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -30,11 +32,35 @@ it('webgpu backend in chromium: kernels match ref, training matches', { skip }, 
     console.log(`# adapter: ${info.adapter}${info.fallback ? ' (fallback adapter: correctness only)' : ''}`);
     const results = await page.run(process.env.LORAKIT_WEBGPU_FILTER ?? '');
     assert.ok(results.length > 0, 'the page registered no tests');
+    const slow = [...results].sort((a, b) => b.ms - a.ms).slice(0, 5);
+    console.log(`# page time ${(results.reduce((s, r) => s + r.ms, 0) / 1000).toFixed(1)} s; slowest: ${slow.map((r) => `${r.name.split(' > ').pop()!.slice(0, 40)} ${(r.ms / 1000).toFixed(1)} s`).join('; ')}`);
     for (const r of results) {
       await t.test(r.name, r.skip ? { skip: r.skip } : {}, () => {
         if (!r.ok) assert.fail(r.error);
       });
     }
+    // the same LoRA run, 20 steps with one seed, on WebGPU (the page) and on this process's
+    // backend (native): losses to 1e-3 relative; every adapter entry within 1e-3 of the
+    // largest entry of its tensor (the sums run in other orders, and AdamW's first steps
+    // amplify last-bit differences of small gradients)
+    await t.test(`20 steps on webgpu match the ${getBackend().name} backend (same seed)`, async () => {
+      const args: TrainCaseArgs = { steps: 20, seed: 11, lr: 2e-2 };
+      const gpu = await page.call<TrainCaseResult>('lorakitTrainCase', args);
+      const cpu = await runTrainCase(args);
+      assert.equal(gpu.backend, 'webgpu');
+      assert.equal(gpu.losses.length, 20);
+      gpu.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu.losses[i]!) <= 1e-3 * Math.abs(cpu.losses[i]!), `step ${i + 1}: loss ${l} on webgpu, ${cpu.losses[i]} on ${cpu.backend}`));
+      let worst = 0;
+      for (const [name, w] of Object.entries(cpu.adapter)) {
+        const g = gpu.adapter[name];
+        assert.ok(g && g.length === w.length, `${name}: missing or of another size on webgpu`);
+        const scale = Math.max(...w.map(Math.abs));
+        const diff = Math.max(...w.map((x, i) => Math.abs(x - g[i]!)));
+        worst = Math.max(worst, diff / scale);
+        assert.ok(diff <= 1e-3 * scale, `${name}: differs by ${diff} (largest entry ${scale})`);
+      }
+      console.log(`# 20 steps: last loss ${gpu.losses[19]!.toFixed(6)} (webgpu) vs ${cpu.losses[19]!.toFixed(6)} (${cpu.backend}); adapters differ by at most ${worst.toExponential(2)} of each tensor's largest entry`);
+    });
     assert.deepEqual(page.errors, [], 'console errors in the page');
   } finally {
     await page.close();

@@ -2,13 +2,14 @@
 // (backend/ref/attention.ts): causal, grouped-query (head h reads key/value head
 // h / (Hq/Hkv)), sliding window, an optional [B,S] or [B,T,S] additive mask.
 //
-// Forward: one workgroup of 64 per (b, h, t). It walks the visible keys in chunks of 64 (one
-// score per invocation), keeps the running max and sum (online softmax) and the output row
-// spread over the invocations (d = lid + 64j, D ≤ 256), and writes out and lse once.
+// Forward: one workgroup of WG (64; 16 on a fallback adapter) per (b, h, t). It walks the
+// visible keys in chunks of WG (one score per invocation), keeps the running max and sum
+// (online softmax) and the output row spread over the invocations (d = lid + WG·j, D ≤ 256),
+// and writes out and lse once.
 // Backward, three passes: (0) lse and Δ_t = dout_t·out_t side by side in a scratch buffer;
 // (1) one workgroup per (b, h, t) writes dq_t = scale·Σ_s ds_s·k_s over key chunks;
 // (2) one workgroup per (b, hkv, s) writes dk_s and dv_s summing over the query heads of its
-// group and the queries that see key s, in chunks of 64. No atomics: every output row has one
+// group and the queries that see key s, in chunks of WG. No atomics: every output row has one
 // writer, so results do not depend on scheduling.
 import type { AttentionArgs, Backend } from '../types.js';
 import type { GpuContext } from './device.js';
@@ -65,15 +66,18 @@ const RANGE = /* wgsl */ `
 const MASK = (b: string, t: string, s: string): string =>
   `select(0.0, select(mask_(${b} * S + ${s}), mask_((${b} * T + ${t}) * S + ${s}), maskMode == 2u), maskMode != 0u)`;
 
-export function attentionKernels(ctx: GpuContext): Pick<Backend, 'attentionForward' | 'attentionBackward'> {
+export function attentionKernels(ctx: GpuContext, small: boolean): Pick<Backend, 'attentionForward' | 'attentionBackward'> {
+  // invocations per workgroup (keys or queries per chunk); each keeps D/WG ≤ 256/WG output lanes.
+  // 16 on a fallback adapter, whose barriers are costly (SwiftShader runs invocations as fibers)
+  const WG = small ? 16 : 64;
   const K = new Kernels(ctx);
   const check = (a: AttentionArgs): void => {
     if (a.D > 256) throw new Error(`webgpu attention: head size D = ${a.D} is above the kernel's 256`);
   };
-  const fwd = K.get('attentionForward', '', () => ({
+  const fwd = K.get('attentionForward', `${WG}`, () => ({
     ops: [['out', 'f32'], ['lse', 'f32'], ['q', 'f32'], ['k', 'f32'], ['v', 'f32'], ['mask', 'f32']],
     params: PARAMS,
-    wg: 64,
+    wg: WG,
     decls: COMMON,
     body: /* wgsl */ `
   let t = wg % T;
@@ -86,8 +90,8 @@ export function attentionKernels(ctx: GpuContext): Pick<Backend, 'attentionForwa
 ${RANGE}
   var m = LOWEST; // the running max: LOWEST until a key is seen (uniform, unlike a loaded −∞)
   var l = 0.0;
-  var acc: array<f32, 4>;
-  for (var j = 0u; j < 4u; j++) { acc[j] = 0.0; }
+  var acc: array<f32, ${256 / WG}>;
+  for (var j = 0u; j < ${256 / WG}u; j++) { acc[j] = 0.0; }
   for (var s0 = lo; s0 < hi; s0 += WG) {
     let s = s0 + lid;
     var sc = ninf();
@@ -106,7 +110,7 @@ ${RANGE}
     ps[lid] = p;
     l = l * corr + wsum(lid, p);
     let cnt = min(WG, hi - s0);
-    for (var j = 0u; j < 4u; j++) {
+    for (var j = 0u; j < ${256 / WG}u; j++) {
       let d = lid + j * WG;
       if (d < D) {
         var a = acc[j] * corr;
@@ -120,7 +124,7 @@ ${RANGE}
     m = mn;
     workgroupBarrier();
   }
-  for (var j = 0u; j < 4u; j++) {
+  for (var j = 0u; j < ${256 / WG}u; j++) {
     let d = lid + j * WG;
     if (d < D) { out_w(qo + d, select(acc[j] / l, 0.0, is_ninf(m))); }
   }
@@ -128,10 +132,10 @@ ${RANGE}
   }));
 
   // pass 0: ld[0, n) = lse, ld[n, 2n) = Δ = dout·out per (b, h, t), n = B·Hq·T
-  const delta = K.get('attentionDelta', '', () => ({
+  const delta = K.get('attentionDelta', `${WG}`, () => ({
     ops: [['ld', 'f32'], ['lse', 'f32'], ['dout', 'f32'], ['out', 'f32']],
     params: PARAMS,
-    wg: 64,
+    wg: WG,
     decls: COMMON,
     body: /* wgsl */ `
   let t = wg % T;
@@ -146,10 +150,10 @@ ${RANGE}
   }));
 
   // pass 1: dq per (b, h, t)
-  const dqK = K.get('attentionBackwardQ', '', () => ({
+  const dqK = K.get('attentionBackwardQ', `${WG}`, () => ({
     ops: [['dq', 'f32'], ['dout', 'f32'], ['q', 'f32'], ['k', 'f32'], ['v', 'f32'], ['ld', 'f32'], ['mask', 'f32']],
     params: PARAMS,
-    wg: 64,
+    wg: WG,
     decls: COMMON,
     body: /* wgsl */ `
   let t = wg % T;
@@ -162,8 +166,8 @@ ${RANGE}
   let L = ld_(wg);
   let dlt = ld_(B * Hq * T + wg);
 ${RANGE}
-  var acc: array<f32, 4>;
-  for (var j = 0u; j < 4u; j++) { acc[j] = 0.0; }
+  var acc: array<f32, ${256 / WG}>;
+  for (var j = 0u; j < ${256 / WG}u; j++) { acc[j] = 0.0; }
   {
     for (var s0 = lo; s0 < hi; s0 += WG) {
       let s = s0 + lid;
@@ -179,7 +183,7 @@ ${RANGE}
       ds[lid] = g;
       workgroupBarrier();
       let cnt = min(WG, hi - s0);
-      for (var j = 0u; j < 4u; j++) {
+      for (var j = 0u; j < ${256 / WG}u; j++) {
         let d = lid + j * WG;
         if (d < D) {
           var a = acc[j];
@@ -193,17 +197,17 @@ ${RANGE}
       workgroupBarrier();
     }
   }
-  for (var j = 0u; j < 4u; j++) {
+  for (var j = 0u; j < ${256 / WG}u; j++) {
     let d = lid + j * WG;
     if (d < D) { dq_w(qo + d, acc[j]); }
   }`,
   }));
 
   // pass 2: dk, dv per (b, hkv, s)
-  const dkvK = K.get('attentionBackwardKV', '', () => ({
+  const dkvK = K.get('attentionBackwardKV', `${WG}`, () => ({
     ops: [['dk', 'f32'], ['dv', 'f32'], ['dout', 'f32'], ['q', 'f32'], ['k', 'f32'], ['v', 'f32'], ['ld', 'f32'], ['mask', 'f32']],
     params: PARAMS,
-    wg: 64,
+    wg: WG,
     decls: COMMON,
     body: /* wgsl */ `
   let s = wg % S;
@@ -219,9 +223,9 @@ ${RANGE}
   if (window > 0u) { t1 = min(T, max(t0, s + T + window - S)); if (s + T + window <= S) { t1 = 0u; } }
   let G = Hq / Hkv;
   let n = B * Hq * T;
-  var ak: array<f32, 4>;
-  var av: array<f32, 4>;
-  for (var j = 0u; j < 4u; j++) { ak[j] = 0.0; av[j] = 0.0; }
+  var ak: array<f32, ${256 / WG}>;
+  var av: array<f32, ${256 / WG}>;
+  for (var j = 0u; j < ${256 / WG}u; j++) { ak[j] = 0.0; av[j] = 0.0; }
   for (var h = hk * G; h < hk * G + G; h++) {
     for (var u0 = t0; u0 < t1; u0 += WG) {
       let t = u0 + lid;
@@ -243,7 +247,7 @@ ${RANGE}
       ds[lid] = g;
       workgroupBarrier();
       let cnt = min(WG, t1 - u0);
-      for (var j = 0u; j < 4u; j++) {
+      for (var j = 0u; j < ${256 / WG}u; j++) {
         let d = lid + j * WG;
         if (d < D) {
           var a = ak[j];
@@ -260,7 +264,7 @@ ${RANGE}
       workgroupBarrier();
     }
   }
-  for (var j = 0u; j < 4u; j++) {
+  for (var j = 0u; j < ${256 / WG}u; j++) {
     let d = lid + j * WG;
     if (d < D) { dk_w(ko + d, ak[j]); dv_w(ko + d, av[j]); }
   }`,

@@ -46,8 +46,10 @@ export class GpuF32 extends Float32Array {
     this.ctx.fill(this, value, b, e - b);
     return this;
   }
+  /** an upload of host values, or a device copy when src is a handle of this context */
   override set(src: ArrayLike<number>, offset = 0): void {
-    this.ctx.writeF32(this, src, offset);
+    if (src instanceof GpuF32) this.ctx.copy(this.subarray(offset, offset + src.n), src);
+    else this.ctx.writeF32(this, src, offset);
   }
   override slice(start = 0, end?: number): GpuF32 {
     const [b, e] = range(this.n, start, end);
@@ -124,6 +126,8 @@ export class GpuContext {
   private readonly dummy: GPUBuffer;
   // timestamp queries (bench): two per pass, resolved at each flush
   private timing: { set: GPUQuerySet; resolve: GPUBuffer; names: string[]; cap: number; pending: Promise<void>[]; times: KernelTimes } | null = null;
+  /** counts since creation: passes recorded, submits, readbacks, host arrays uploaded for a pass */
+  readonly stats = { passes: 0, submits: 0, readbacks: 0, uploads: 0 };
   /** the error a device loss or a validation error left (thrown at the next readback) */
   private failure: Error | null = null;
 
@@ -201,6 +205,7 @@ export class GpuContext {
     const start = byteOffset - (byteOffset % 4);
     const size = Math.ceil((byteOffset + byteLength - start) / 4) * 4;
     const staging = this.device.createBuffer({ size, usage: MAP_READ | COPY_DST });
+    this.stats.readbacks++;
     this.enc().copyBufferToBuffer(gpu, start, staging, 0, size);
     this.flush();
     await staging.mapAsync(1 /* GPUMapMode.READ */);
@@ -218,11 +223,16 @@ export class GpuContext {
   }
 
   copy(dst: GpuF32, src: GpuF32): void {
-    this.enc().copyBufferToBuffer(src.gpu, src.off * 4, dst.gpu, dst.off * 4, src.n * 4);
+    // a buffer cannot be copied into itself by the queue: regions of one buffer go through a kernel
+    if (dst.gpu === src.gpu) this.copyKernel(dst, src);
+    else if (src.n) this.enc().copyBufferToBuffer(src.gpu, src.off * 4, dst.gpu, dst.off * 4, src.n * 4);
   }
 
   /** set by the kernels module: a pass that copies 16-bit regions, and one that fills f32 ones */
   copyHalf: (dst: GpuU16, src: GpuU16) => void = () => {
+    throw new Error('webgpu: kernels not installed');
+  };
+  copyKernel: (dst: GpuF32, src: GpuF32) => void = () => {
     throw new Error('webgpu: kernels not installed');
   };
   fillKernel: (h: GpuF32, value: number) => void = () => {
@@ -245,25 +255,30 @@ export class GpuContext {
   flush(): void {
     if (!this.encoder) return;
     const t = this.timing;
+    let mapTimes: (() => void) | null = null;
     if (t && t.names.length) {
       this.encoder.resolveQuerySet(t.set, 0, t.names.length * 2, t.resolve, 0);
       const names = t.names.splice(0);
       const staging = this.device.createBuffer({ size: names.length * 16, usage: MAP_READ | COPY_DST });
       this.encoder.copyBufferToBuffer(t.resolve, 0, staging, 0, names.length * 16);
-      t.pending.push(
-        staging.mapAsync(1).then(() => {
-          const ts = new BigUint64Array(staging.getMappedRange());
-          names.forEach((name, i) => {
-            const e = t.times.totals.get(name) ?? [0, 0];
-            e[0]++;
-            e[1] += Number(ts[2 * i + 1]! - ts[2 * i]!);
-            t.times.totals.set(name, e);
-          });
-          staging.destroy();
-        }),
-      );
+      // mapped once submitted (a buffer mapped at submit is an error)
+      mapTimes = () =>
+        t.pending.push(
+          staging.mapAsync(1).then(() => {
+            const ts = new BigUint64Array(staging.getMappedRange());
+            names.forEach((name, i) => {
+              const e = t.times.totals.get(name) ?? [0, 0];
+              e[0]++;
+              e[1] += Number(ts[2 * i + 1]! - ts[2 * i]!);
+              t.times.totals.set(name, e);
+            });
+            staging.destroy();
+          }),
+        );
     }
     this.device.queue.submit([this.encoder.finish()]);
+    this.stats.submits++;
+    mapTimes?.();
     this.encoder = null;
     this.passes = 0;
     for (const b of this.temps) b.destroy();
@@ -343,6 +358,7 @@ export class GpuContext {
     const x = Math.min(groups, 65535);
     pass.dispatchWorkgroups(x, Math.ceil(groups / x));
     pass.end();
+    this.stats.passes++;
     if (++this.passes >= FLUSH_PASSES || (t && t.names.length >= t.cap)) this.flush();
   }
 
@@ -350,6 +366,7 @@ export class GpuContext {
     if (op === null) return this.dummy;
     if (op instanceof GpuF32 || op instanceof GpuU16 || op instanceof GpuAcc) return op.gpu;
     // a host array read by the pass: uploaded for it
+    this.stats.uploads++;
     const bytes = op.byteLength;
     const b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: STORAGE, mappedAtCreation: true });
     const src = op instanceof Float64Array ? Float32Array.from(op) : op;

@@ -8,7 +8,8 @@
 import type { Backend, GeluApprox, HalfDType } from '../types.js';
 import type { DType, Storage } from '../../tensor/tensor.js';
 import { GpuContext, type GpuF32, type GpuU16, type Operand } from './device.js';
-import { groupsFor, type KernelSpec, Kernels, type OpKind } from './wgsl.js';
+import { dtypeCode, groupsFor, type KernelSpec, Kernels, type OpKind } from './wgsl.js';
+
 
 const REDUCE = /* wgsl */ `
 var<workgroup> red: array<f32, WG>;
@@ -114,22 +115,28 @@ fn to_f16(bits: u32) -> u32 {
 }
 `;
 
-const dt = (d: DType | undefined): OpKind => (d === 'f16' || d === 'bf16' ? d : 'f32');
+/** the dtype code of a Storage operand given with its dtype (see wgsl.ts `any`) */
+const dt = (x: Storage | null, d: DType | undefined): number => dtypeCode(d, x instanceof Uint16Array);
 
 /** Kernel methods of the backend over a context (gemm and attention come from their own files). */
-export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'threads' | 'memory' | 'gemm' | 'attentionForward' | 'attentionBackward'> {
+export function elementwiseKernels(ctx: GpuContext, small: boolean): Omit<Backend, 'name' | 'threads' | 'memory' | 'gemm' | 'attentionForward' | 'attentionBackward'> {
+  // invocations per workgroup of the row kernels (one row each: norms, softmax, cross-entropy):
+  // 64 keeps a row's tree sum short; 16 on a fallback adapter (SwiftShader runs a workgroup's
+  // invocations as fibers, and its barriers are costly)
+  const ROW_WG = small ? 16 : 64;
   const K = new Kernels(ctx);
   const map = (name: string, ops: [string, OpKind][], params: string[], body: string, variant = '', decls = ''): ((o: Operand[], p: number[], n: number) => void) => {
     const k = K.get(name, variant, (): KernelSpec => ({ ops, params: ['n', ...params], decls: MATH + decls, body: `  if (gid >= n) { return; }\n  let i = gid;\n${body}` }));
     return (o, p, n) => k.run(o, [n, ...p], groupsFor(n));
   };
   const perRow = (name: string, ops: [string, OpKind][], params: string[], body: string, variant = ''): ((o: Operand[], p: number[], rows: number) => void) => {
-    const k = K.get(name, variant, (): KernelSpec => ({ ops, params, decls: REDUCE + MATH, body: `  let row = wg;\n${body}` }));
+    const k = K.get(name, `${variant}/${ROW_WG}`, (): KernelSpec => ({ ops, params, wg: ROW_WG, decls: REDUCE + MATH, body: `  let row = wg;\n${body}` }));
     return (o, p, rows) => k.run(o, p, rows);
   };
 
   const fill = map('fill', [['out', 'f32']], ['v:f'], '  out_w(i, v);');
   ctx.fillKernel = (h, v) => fill([h], [v], h.length);
+  ctx.copyKernel = (dst, src) => copy2dK([dst, src], [src.length, 0, 0, src.length, src.length, 0], src.length); // copy2dK is defined below, called later
   ctx.copyHalf = (dst: GpuU16, src: GpuU16) => {
     // one invocation per 32-bit word of dst, so no two write one word
     const k = K.get('copyHalf', '', () => ({
@@ -200,17 +207,16 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
   B_out[word] = w;`,
     }));
 
-  const biasAddK = (d: OpKind) => map('biasAdd', [['out', 'f32'], ['bias', d]], ['N'], '  out_w(i, out_(i) + bias_(i % N));', d);
+  const biasAddK = map('biasAdd', [['out', 'f32'], ['bias', 'any']], ['N', 'biasDt'], '  out_w(i, out_(i) + bias_(i % N));');
   // one invocation per column, rows in order
   const colK = (name: string, ops: [string, OpKind][], params: string[], body: string, variant = '') =>
     K.get(name, variant, () => ({ ops, params: ['N', 'C', ...params], decls: REDUCE + MATH, body: `  if (gid >= C) { return; }\n  let c = gid;\n${body}` }));
   const biasBwd = colK('biasBackward', [['dbias', 'f32'], ['dout', 'f32']], [], '  var s = 0.0;\n  for (var r = 0u; r < N; r++) { s = s + dout_(r * C + c); }\n  dbias_w(c, dbias_(c) + s);');
 
-  const rmsF = (d: OpKind) =>
-    perRow(
+  const rmsF = perRow(
       'rmsnormForward',
-      [['out', 'f32'], ['rstd', 'f32'], ['inp', 'f32'], ['w', d]],
-      ['C', 'eps:f'],
+      [['out', 'f32'], ['rstd', 'f32'], ['inp', 'f32'], ['w', 'any']],
+      ['C', 'eps:f', 'wDt'],
       `  let x = row * C;
   var ss = 0.0;
   for (var c = lid; c < C; c += WG) { let v = inp_(x + c); ss = ss + v * v; }
@@ -218,13 +224,11 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
   let r = 1.0 / sqrt(ss / f32(C) + eps);
   for (var c = lid; c < C; c += WG) { out_w(x + c, inp_(x + c) * r * w_(c)); }
   if (lid == 0u) { rstd_w(row, r); }`,
-      d,
     );
-  const rmsBx = (d: OpKind) =>
-    perRow(
+  const rmsBx = perRow(
       'rmsnormBackward',
-      [['dinp', 'f32'], ['dout', 'f32'], ['inp', 'f32'], ['w', d], ['rstd', 'f32']],
-      ['C'],
+      [['dinp', 'f32'], ['dout', 'f32'], ['inp', 'f32'], ['w', 'any'], ['rstd', 'f32']],
+      ['C', 'wDt'],
       `  let x = row * C;
   let r = rstd_(row);
   var dot = 0.0;
@@ -232,15 +236,13 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
   dot = wsum(lid, dot);
   let k = dot * r * r * r / f32(C);
   for (var c = lid; c < C; c += WG) { dinp_w(x + c, dinp_(x + c) + r * w_(c) * dout_(x + c) - inp_(x + c) * k); }`,
-      d,
     );
   const rmsBw = colK('rmsnormBackwardWeight', [['dw', 'f32'], ['dout', 'f32'], ['inp', 'f32'], ['rstd', 'f32']], [], '  var s = 0.0;\n  for (var r = 0u; r < N; r++) { s = s + dout_(r * C + c) * inp_(r * C + c) * rstd_(r); }\n  dw_w(c, dw_(c) + s);');
 
-  const lnF = (d: OpKind) =>
-    perRow(
+  const lnF = perRow(
       'layernormForward',
-      [['out', 'f32'], ['mean', 'f32'], ['rstd', 'f32'], ['inp', 'f32'], ['w', d], ['b', d]],
-      ['C', 'eps:f', 'hasBias'],
+      [['out', 'f32'], ['mean', 'f32'], ['rstd', 'f32'], ['inp', 'f32'], ['w', 'any'], ['b', 'any']],
+      ['C', 'eps:f', 'hasBias', 'wDt', 'bDt'],
       `  let x = row * C;
   var s = 0.0;
   for (var c = lid; c < C; c += WG) { s = s + inp_(x + c); }
@@ -254,13 +256,11 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
     out_w(x + c, y);
   }
   if (lid == 0u) { mean_w(row, m); rstd_w(row, r); }`,
-      d,
     );
-  const lnBx = (d: OpKind) =>
-    perRow(
+  const lnBx = perRow(
       'layernormBackward',
-      [['dinp', 'f32'], ['dout', 'f32'], ['inp', 'f32'], ['w', d], ['mean', 'f32'], ['rstd', 'f32']],
-      ['C'],
+      [['dinp', 'f32'], ['dout', 'f32'], ['inp', 'f32'], ['w', 'any'], ['mean', 'f32'], ['rstd', 'f32']],
+      ['C', 'wDt'],
       `  let x = row * C;
   let m = mean_(row);
   let r = rstd_(row);
@@ -277,7 +277,6 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
     let xhat = (inp_(x + c) - m) * r;
     dinp_w(x + c, dinp_(x + c) + r * (dout_(x + c) * w_(c) - gs - xhat * gx));
   }`,
-      d,
     );
   const lnBw = colK(
     'layernormBackwardParams',
@@ -310,7 +309,7 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
   }`,
   );
 
-  const embF = (d: OpKind) => map('embeddingForward', [['out', 'f32'], ['ids', 'i32'], ['table', d]], ['C'], '  let r = u32(ids_(i / C));\n  out_w(i, table_(r * C + i % C));', d);
+  const embF = map('embeddingForward', [['out', 'f32'], ['ids', 'i32'], ['table', 'any']], ['C', 'tableDt'], '  let r = u32(ids_(i / C));\n  out_w(i, table_(r * C + i % C));');
   const embB = colK('embeddingBackward', [['dtable', 'f32'], ['dout', 'f32'], ['ids', 'i32']], [], '  for (var r = 0u; r < N; r++) {\n    let t = u32(ids_(r)) * C + c;\n    dtable_w(t, dtable_(t) + dout_(r * C + c));\n  }');
 
   const ropeK = map(
@@ -493,11 +492,10 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
   for (var r = 0u; r < N; r++) { s = df_add(s, two_prod(a_(r * C + c), b_(r * C + c))); }
   out_w(c, out_(c) + (s.x + s.y) / d_(c));`,
   );
-  const doraK = (d: OpKind) =>
-    map(
+  const doraK = map(
       'doraCombine',
-      [['out', 'f32'], ['P', 'f32'], ['wx', 'f32'], ['g', 'f32'], ['bias', d]],
-      ['O', 'hasWx', 'hasBias'],
+      [['out', 'f32'], ['P', 'f32'], ['wx', 'f32'], ['g', 'f32'], ['bias', 'any']],
+      ['O', 'hasWx', 'hasBias', 'biasDt'],
       `  let o = i % O;
   if (hasWx == 1u) {
     let p = P_(i) + wx_(i);
@@ -510,12 +508,10 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
     P_w(i, p);
     out_w(i, g_(o) * p + bo);
   }`,
-      d,
     );
-  const rowNormsK = (d: OpKind) =>
-    K.get('weightRowNorms', d, () => ({
-      ops: [['out', 'f32'], ['w', d], ['delta', 'f32']],
-      params: ['rows', 'o0', 'O', 'I', 'trans', 'hasDelta'],
+  const rowNormsK = K.get('weightRowNorms', '', () => ({
+      ops: [['out', 'f32'], ['w', 'any'], ['delta', 'f32']],
+      params: ['rows', 'o0', 'O', 'I', 'trans', 'hasDelta', 'wDt'],
       body: `  if (gid >= rows) { return; }
   let o = o0 + gid;
   var s = vec2<f32>(0.0, 0.0);
@@ -556,16 +552,16 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
       const nw = o.n ? ((o.off + o.n - 1) >> 1) - w0 + 1 : 0;
       if (nw) narrowK(d).run([out, src], [o.n, w0, nw], groupsFor(nw));
     },
-    biasAdd: (out, bias, M, N, d) => biasAddK(dt(d))([out, bias], [N], M * N),
+    biasAdd: (out, bias, M, N, d) => biasAddK([out, bias], [N, dt(bias, d)], M * N),
     biasBackward: (dbias, dout, M, N) => biasBwd.run([dbias, dout], [M, N], groupsFor(N)),
-    rmsnormForward: (out, rstd, inp, w, N, C, eps, d) => rmsF(dt(d))([out, rstd, inp, w], [C, eps], N),
+    rmsnormForward: (out, rstd, inp, w, N, C, eps, d) => rmsF([out, rstd, inp, w], [C, eps, dt(w, d)], N),
     rmsnormBackward(dinp, dweight, dout, inp, w, rstd, N, C, d) {
-      if (dinp) rmsBx(dt(d))([dinp, dout, inp, w, rstd], [C], N);
+      if (dinp) rmsBx([dinp, dout, inp, w, rstd], [C, dt(w, d)], N);
       if (dweight) rmsBw.run([dweight, dout, inp, rstd], [N, C], groupsFor(C));
     },
-    layernormForward: (out, mean, rstd, inp, w, bias, N, C, eps, d) => lnF(dt(d))([out, mean, rstd, inp, w, bias], [C, eps, bias ? 1 : 0], N),
+    layernormForward: (out, mean, rstd, inp, w, bias, N, C, eps, d) => lnF([out, mean, rstd, inp, w, bias], [C, eps, bias ? 1 : 0, dt(w, d), dt(bias, d)], N),
     layernormBackward(dinp, dweight, dbias, dout, inp, w, mean, rstd, N, C, d) {
-      if (dinp) lnBx(dt(d))([dinp, dout, inp, w, mean, rstd], [C], N);
+      if (dinp) lnBx([dinp, dout, inp, w, mean, rstd], [C, dt(w, d)], N);
       if (dweight || dbias) lnBw.run([dweight, dbias, dout, inp, mean, rstd], [N, C, dweight ? 1 : 0, dbias ? 1 : 0], groupsFor(C));
     },
     softmax: (out, inp, N, C) => softmaxK([out, inp], [C], N),
@@ -575,7 +571,7 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
     siluBackward: (dinp, inp, dout) => siluB([dinp, inp, dout], [], dinp.length),
     swigluForward: (out, gate, up) => swigluF([out, gate, up], [], out.length),
     swigluBackward: (dgate, dup, dout, gate, up, accumulate = true) => swigluB([dgate, dup, dout, gate, up], [accumulate ? 1 : 0], dout.length),
-    embeddingForward: (out, ids, table, N, C, d) => embF(dt(d))([out, ids, table], [C], N * C),
+    embeddingForward: (out, ids, table, N, C, d) => embF([out, ids, table], [C, dt(table, d)], N * C),
     embeddingBackward: (dtable, dout, ids, N, C) => embB.run([dtable, dout, ids], [N, C], groupsFor(C)),
     rope: (x, cos, sin, positions, B, T, H, D, interleaved, inverse, src) => ropeK([x, cos, sin, positions, src ?? null], [H, D, interleaved ? 1 : 0, inverse ? 1 : 0, src ? 1 : 0], (B * T * H * D) / 2),
     crossEntropyForward: (losses, logits, targets, N, V, ignore) => ceK([losses, null, logits, targets], [V, 0, ignore, 1], N),
@@ -601,8 +597,8 @@ export function elementwiseKernels(ctx: GpuContext): Omit<Backend, 'name' | 'thr
     scaleColumns: (out, x, v, shift, N, C) => scaleColumnsK([out, x, v], [C, shift], N * C),
     columnSums: (out, x, v, shift, alpha, N, C) => columnSumsK.run([out, x, v], [N, C, shift, alpha, v ? 1 : 0], groupsFor(C)),
     columnDots: (out, a, b, d, N, C) => columnDotsK.run([out, a, b, d], [N, C], groupsFor(C)),
-    doraCombine: (out, P, wx, g, bias, N, O, d) => doraK(dt(d))([out, P, wx, g, bias], [O, wx ? 1 : 0, bias ? 1 : 0], N * O),
-    weightRowNorms: (out, w, wDtype, transposed, delta, o0, rows, O, I) => rowNormsK(dt(wDtype)).run([out, w, delta], [rows, o0, O, I, transposed ? 1 : 0, delta ? 1 : 0], groupsFor(rows)),
+    doraCombine: (out, P, wx, g, bias, N, O, d) => doraK([out, P, wx, g, bias], [O, wx ? 1 : 0, bias ? 1 : 0, dt(bias, d)], N * O),
+    weightRowNorms: (out, w, wDtype, transposed, delta, o0, rows, O, I) => rowNormsK.run([out, w, delta], [rows, o0, O, I, transposed ? 1 : 0, delta ? 1 : 0, dt(w, wDtype)], groupsFor(rows)),
     scaleWeightRows: (w, num, den, transposed, O, I) => scaleRowsK([w, num, den], [O, I, transposed ? 1 : 0], O * I),
     additiveMask: (out, mask, B, S) => additiveMaskK([out, mask], [], B * S),
     addMasks: (out, bias, own, B, T, S) => addMasksK([out, bias, own], [T, S, own.length === B * T * S ? 1 : 0], B * T * S),

@@ -26,9 +26,9 @@ export function createWebGpuBackend(device: GPUDevice, adapter = '', fallback = 
     context,
     adapter,
     fallback,
-    gemm: gemmKernel(context),
-    ...elementwiseKernels(context),
-    ...attentionKernels(context),
+    gemm: gemmKernel(context, fallback),
+    ...elementwiseKernels(context, fallback),
+    ...attentionKernels(context, fallback),
   };
 }
 

@@ -7,10 +7,17 @@
 import { GpuAcc, GpuF32, GpuU16, type GpuContext, type Operand } from './device.js';
 
 /**
- * f32: float data; f16/bf16: 16-bit data widened on read; bits: f32 data read and written as
- * u32 bits (exact, no denormal flush); i32: integer tables; u8: bytes; acc: an accumulator.
+ * f32: float data; f16/bf16: 16-bit data widened on read; any: f32, f16 or bf16 told at run
+ * time by the parameter `<name>Dt` (0, 1, 2: one pipeline for every dtype, see dtypeCode);
+ * bits: f32 data read and written as u32 bits (exact, no denormal flush); i32: integer
+ * tables; u8: bytes; acc: an accumulator.
  */
-export type OpKind = 'f32' | 'f16' | 'bf16' | 'bits' | 'i32' | 'u8' | 'acc';
+export type OpKind = 'f32' | 'f16' | 'bf16' | 'any' | 'bits' | 'i32' | 'u8' | 'acc';
+
+/** the run-time dtype code of an `any` operand */
+export function dtypeCode(d: string | undefined, isHalf: boolean): number {
+  return !isHalf ? 0 : d === 'f16' ? 1 : 2;
+}
 
 export interface KernelSpec {
   ops: [string, OpKind][];
@@ -89,10 +96,10 @@ fn div_rn(a: f32, b: f32) -> f32 {
  * range in a pass, so aliased operands share a binding), or none for a null operand (reads
  * give 0, writes do nothing).
  */
-function accessor(name: string, kind: OpKind, slot: number, bound: { name: string; kind: OpKind } | null): string {
+function accessor(name: string, kind: OpKind, slot: number, bound: { name: string; kind: OpKind } | null, dtSlot: number): string {
   const own = elemType(kind);
   if (!bound) {
-    const rt = kind === 'acc' ? 'vec2<f32>' : kind === 'f16' || kind === 'bf16' ? 'f32' : own;
+    const rt = kind === 'acc' ? 'vec2<f32>' : kind === 'f16' || kind === 'bf16' || kind === 'any' ? 'f32' : own;
     const zero = rt === 'vec2<f32>' ? 'vec2<f32>(0.0, 0.0)' : rt === 'f32' ? '0.0' : rt === 'i32' ? '0i' : '0u';
     return `fn ${name}_(i: u32) -> ${rt} { return ${zero}; }\nfn ${name}_h(i: u32) -> u32 { return 0u; }\nfn ${name}_w(i: u32, v: ${rt}) {}`;
   }
@@ -109,6 +116,14 @@ function accessor(name: string, kind: OpKind, slot: number, bound: { name: strin
     case 'f16':
     case 'bf16':
       return `fn ${name}_h(i: u32) -> u32 { let j = ${o} + i; return half_at(${ld('j >> 1u')}, j); }\nfn ${name}_(i: u32) -> f32 { return widen_${kind}(${name}_h(i)); }`;
+    case 'any':
+      return `fn ${name}_h(i: u32) -> u32 { let j = ${o} + i; return half_at(${ld('j >> 1u')}, j); }
+fn ${name}_(i: u32) -> f32 {
+  let dt = pu(${dtSlot}u);
+  if (dt == 0u) { return bitcast<f32>(${ld(`${o} + i`)}); }
+  if (dt == 1u) { return widen_f16(${name}_h(i)); }
+  return widen_bf16(${name}_h(i));
+}`;
     case 'i32':
       return `fn ${name}_(i: u32) -> i32 { return ${ld(`${o} + i`)}; }`;
     case 'u8':
@@ -137,9 +152,10 @@ export function shaderSource(spec: KernelSpec, pattern: readonly number[]): stri
   lines.push(`@group(0) @binding(${nOps}) var<uniform> P: array<vec4<u32>, ${Math.max(1, Math.ceil(nWords / 4))}>;`);
   lines.push('fn pu(i: u32) -> u32 { return P[i / 4u][i % 4u]; }');
   spec.ops.forEach(([name, kind], i) => {
+    if (kind === 'any' && !spec.params.some((q) => q.split(':')[0] === `${name}Dt`)) throw new Error(`webgpu kernel: operand ${name} of kind any needs a parameter ${name}Dt`);
     const p = pattern[i]!;
     const target = p === -2 ? null : p === -1 ? { name, kind } : { name: spec.ops[p]![0], kind: spec.ops[p]![1] };
-    lines.push(accessor(name, kind, i, target));
+    lines.push(accessor(name, kind, i, target, nOps + spec.params.findIndex((q) => q.split(':')[0] === `${name}Dt`)));
   });
   lines.push(`const WG: u32 = ${wg}u;`);
   if (spec.decls) lines.push(spec.decls);
