@@ -9,6 +9,7 @@ import { runModelBench } from './models.js';
 import { runServeBench } from './serve.js';
 import { runTrainBench } from './train.js';
 import { runWasmGemmBench, runWasmTrainBench } from './wasm.js';
+import { runWebGpuTrainBench } from './webgpu.js';
 
 interface Section {
   name: string;
@@ -20,16 +21,19 @@ interface Section {
 await installNodePlatform();
 
 const quick = process.argv.includes('--quick');
-// --backend wasm: the gemm and train sections time the wasm backend next to the native one
+// --backend wasm: the gemm and train sections time the wasm backend next to the native one;
+// --backend webgpu --browser: the train section times WebGPU in Chromium next to native (bench/webgpu.ts)
 const backendArg = process.argv.indexOf('--backend');
 const backend = backendArg >= 0 ? process.argv[backendArg + 1] : undefined;
-if (backend !== undefined && backend !== 'wasm' && backend !== 'native') throw new Error(`--backend must be native or wasm (got "${backend}")`);
+if (backend !== undefined && backend !== 'wasm' && backend !== 'native' && backend !== 'webgpu') throw new Error(`--backend must be native, wasm or webgpu (got "${backend}")`);
 const withWasm = backend === 'wasm';
+const withWebGpu = backend === 'webgpu';
+if (withWebGpu && !process.argv.includes('--browser')) throw new Error('--backend webgpu runs in Chromium: add --browser (Node has no WebGPU)');
 
 const sections: Section[] = [
   { name: 'gemm', run: withWasm ? runWasmGemmBench : runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
-  { name: 'train', run: async () => void (withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
+  { name: 'train', run: async () => void (withWebGpu ? await runWebGpuTrainBench({ quick }) : withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },

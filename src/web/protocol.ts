@@ -4,7 +4,7 @@
 import type { ModelSource } from './model-files.js';
 import type { LoraSettings } from './recipe.js';
 
-export type BackendChoice = 'auto' | 'ref' | 'wasm';
+export type BackendChoice = 'auto' | 'ref' | 'wasm' | 'webgpu';
 
 export type Request =
   | { type: 'init'; backend: BackendChoice }

@@ -14,6 +14,7 @@ import { loadModelFiles } from './model-files.js';
 import type { Control, ModelInfo, Request, TrainSummary, WorkerMessage } from './protocol.js';
 import { adapterBytes, prepareLoraRun } from './recipe.js';
 import { loadBrowserWasm } from './wasm.js';
+import { requestWebGpuBackend } from '../backend/webgpu/index.js';
 import { adapterSource } from './zip.js';
 
 interface Scope {
@@ -56,6 +57,9 @@ async function handle(id: number, req: Request): Promise<unknown> {
       // the WebAssembly module the build puts next to this worker (dist/browser/wasm/)
       const here = (globalThis as unknown as { location: { href: string } }).location.href;
       registerBrowserBackend('wasm', () => loadBrowserWasm(new URL('wasm/', here)));
+      // WebGPU (docs/ARCHITECTURE.md §WebGPU) when asked for: not in 'auto' yet, since saving
+      // the adapter and generating still read tensors on the host (§Backend memory)
+      registerBrowserBackend('webgpu', () => requestWebGpuBackend({ allowFallback: req.backend === 'webgpu' }), false);
       return installBrowserBackend(req.backend);
     }
     case 'loadModel': {

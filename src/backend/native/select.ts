@@ -58,7 +58,9 @@ export function wasmVariant(): string | null {
 function parseName(v: string | undefined): BackendName | undefined {
   if (v === undefined || v === '') return undefined;
   if (v === 'native' || v === 'wasm' || v === 'ref') return v;
-  throw new Error(`LORAKIT_BACKEND must be native, wasm or ref (got "${v}")`);
+  // the WebGPU backend (docs/ARCHITECTURE.md §WebGPU) needs navigator.gpu, which Node has not
+  if (v === 'webgpu') throw new Error('LORAKIT_BACKEND=webgpu: Node has no WebGPU (no navigator.gpu); the WebGPU backend runs in a browser (`lorakit/browser`, requestWebGpuBackend)');
+  throw new Error(`LORAKIT_BACKEND must be native, wasm or ref (got "${v}"; webgpu runs in a browser)`);
 }
 
 /** Loads what the backend choice needs before the first kernel runs: the wasm module when

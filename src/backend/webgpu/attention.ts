@@ -13,35 +13,9 @@
 // writer, so results do not depend on scheduling.
 import type { AttentionArgs, Backend } from '../types.js';
 import type { GpuContext } from './device.js';
-import { groupsFor, Kernels } from './wgsl.js';
+import { groupsFor, Kernels, REDUCE_WGSL } from './wgsl.js';
 
-const COMMON = /* wgsl */ `
-// −∞ (a constant expression may not be infinite in WGSL, so it is made at run time)
-var<private> NEG_INF_BITS: u32 = 0xff800000u;
-fn ninf() -> f32 { return bitcast<f32>(NEG_INF_BITS); }
-var<workgroup> red: array<f32, WG>;
-fn wsum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&red[0]);
-  workgroupBarrier();
-  return r;
-}
-fn wmax(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&red[0]);
-  workgroupBarrier();
-  return r;
-}
+const COMMON = REDUCE_WGSL + /* wgsl */ `
 var<workgroup> row: array<f32, 256>;
 var<workgroup> row2: array<f32, 256>;
 var<workgroup> ps: array<f32, WG>;

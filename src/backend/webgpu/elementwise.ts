@@ -8,37 +8,10 @@
 import type { Backend, GeluApprox, HalfDType } from '../types.js';
 import type { DType, Storage } from '../../tensor/tensor.js';
 import { GpuContext, type GpuF32, type GpuU16, type Operand } from './device.js';
-import { dtypeCode, groupsFor, type KernelSpec, Kernels, type OpKind } from './wgsl.js';
+import { dtypeCode, groupsFor, type KernelSpec, Kernels, type OpKind, REDUCE_WGSL } from './wgsl.js';
 
 
-const REDUCE = /* wgsl */ `
-var<workgroup> red: array<f32, WG>;
-fn wsum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&red[0]);
-  workgroupBarrier();
-  return r;
-}
-fn wmax(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&red[0]);
-  workgroupBarrier();
-  return r;
-}
-// −∞ (a constant expression may not be infinite in WGSL, so it is made at run time)
-var<private> NEG_INF_BITS: u32 = 0xff800000u;
-fn ninf() -> f32 { return bitcast<f32>(NEG_INF_BITS); }
-`;
+const REDUCE = REDUCE_WGSL;
 
 const MATH = /* wgsl */ `
 fn sigm(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }

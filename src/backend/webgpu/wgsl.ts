@@ -96,6 +96,40 @@ fn div_rn(a: f32, b: f32) -> f32 {
  * range in a pass, so aliased operands share a binding), or none for a null operand (reads
  * give 0, writes do nothing).
  */
+/**
+ * Workgroup sums and maxima of one value per invocation (a tree in workgroup memory; the
+ * result is uniform, read with workgroupUniformLoad) and −∞ made at run time (a WGSL
+ * constant may not be infinite). For kernels with decls; uses WG.
+ */
+export const REDUCE_WGSL = /* wgsl */ `
+var<workgroup> red: array<f32, WG>;
+fn wsum(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&red[0]);
+  workgroupBarrier();
+  return r;
+}
+fn wmax(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&red[0]);
+  workgroupBarrier();
+  return r;
+}
+// −∞ (a constant expression may not be infinite in WGSL, so it is made at run time)
+var<private> NEG_INF_BITS: u32 = 0xff800000u;
+fn ninf() -> f32 { return bitcast<f32>(NEG_INF_BITS); }
+`;
+
 function accessor(name: string, kind: OpKind, slot: number, bound: { name: string; kind: OpKind } | null, dtSlot: number): string {
   const own = elemType(kind);
   if (!bound) {
