@@ -49,15 +49,14 @@ napi_value GemmImpl(napi_env env, napi_callback_info) {
   return s;
 }
 
-// quantTypes(): the dtype codes of quantized B operands gemm and embeddingForward read (quant.h).
+// quantTypes(): the dtype codes of the quantized B operands gemm and embeddingForward read
+// (quant.h), as a bit mask (bit c set: code c is read).
 napi_value QuantTypes(napi_env env, napi_callback_info) {
-  napi_value arr, v;
-  napi_create_array(env, &arr);
-  for (int dt = quant::Q8_0; dt <= quant::Q6_K; ++dt) {
-    napi_create_int32(env, dt, &v);
-    napi_set_element(env, arr, static_cast<uint32_t>(dt - quant::Q8_0), v);
-  }
-  return arr;
+  uint32_t mask = 0;
+  for (int dt = quant::Q8_0; dt <= quant::Q6_K; ++dt) mask |= 1u << dt;
+  napi_value v;
+  napi_create_uint32(env, mask, &v);
+  return v;
 }
 
 }  // namespace

@@ -46,9 +46,10 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
       missing.push(key);
     }
   }
-  // the quantized B operands the addon's gemm reads (native/src/quant.h); none for a module without them
-  const codes = typeof addon['quantTypes'] === 'function' ? (addon['quantTypes']() as number[]) : [];
-  const quantTypes = (Object.keys(DTYPE_CODE) as TensorDType[]).filter((d): d is QuantDType => isQuantDType(d) && codes.includes(DTYPE_CODE[d]));
+  // the quantized B operands the addon's gemm reads (native/src/quant.h: a bit mask of dtype
+  // codes); none for a module built without them (then models dequantize on load)
+  const mask = typeof addon['quantTypes'] === 'function' ? (addon['quantTypes']() as number) : 0;
+  const quantTypes = (Object.keys(DTYPE_CODE) as TensorDType[]).filter((d): d is QuantDType => isQuantDType(d) && ((mask >>> DTYPE_CODE[d]) & 1) === 1);
   return Object.assign(backend, {
     name,
     memory: hostMemory,
