@@ -53,8 +53,9 @@ export function registerComparisons(nat: Backend, label: string): void {
     // quantized B (docs/ARCHITECTURE.md §Quantized weights): the forward x·Wᵀ (transB, W [N, K])
     // and the input gradient dy·W (W [K, N]), on the direct path (small), the packed path with
     // K split into blocks that cut GGML blocks (K 768 → 2 × 384 against 256-value blocks), and
-    // column groups that start inside a block; against the reference and, bit for bit, against
-    // this backend's own product on the dequantized f32 matrix
+    // column groups that start inside a block; against the reference and, tightly (the same
+    // values packed; only the path the driver picks for an f32 B can order the sums otherwise),
+    // against this backend's own product on the dequantized f32 matrix
     it('gemm: quantized B (q8_0, q4_0, q4_k, q6_k), both layouts, strides, accumulate', { skip: nat.quantTypes?.length ? false : `${label} reads no quantized weights (models dequantize on load)` }, () => {
       const r = rng(23);
       const SPEC: Record<QuantDType, Parameters<typeof blockSpec>[0]> = { q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K', q6_k: 'Q6_K' };
@@ -80,7 +81,7 @@ export function registerComparisons(nat: Backend, label: string): void {
           nat.gemm(c3, a, deq, g);
           const what = `gemm ${dtype} ${M}x${N}x${K} ${JSON.stringify({ transB, accumulate, ldb })}`;
           assertClose(c1, c2, what, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
-          assert.deepEqual(c1, c3, `${what}: equals the product on the dequantized matrix`);
+          assertClose(c1, c3, `${what}: the product on the dequantized matrix`, 1e-6, 2e-7 * K);
           i++;
         }
       }

@@ -1,7 +1,7 @@
 // Quantized bases (docs/ARCHITECTURE.md §Quantized weights): a GGUF model's Q4_0 / Q6_K / Q8_0
 // matrices stay blocks in memory, the model's forward and a LoRA step on them equal the same
-// model with the blocks dequantized to f32 (bit for bit on the backend under test: its GEMM packs
-// the same values), merging dequantizes with the merged weight in f32 and unmerge restores the
+// model with the blocks dequantized to f32 (to f32 rounding: the GEMM packs the same values, and
+// only the path it takes for an f32 weight may order sums otherwise), merging dequantizes with the merged weight in f32 and unmerge restores the
 // blocks, and the quantized tensor refuses what it cannot do with a message that says why.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -21,6 +21,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { dequantizeAll, quantNonFinite } from '../../src/tensor/quant.js';
 import { causalLmObjective } from '../../src/train/trainer.js';
 import { tmpDir } from '../helpers/io-tmp.js';
+import { assertClose } from './kernels-util.js';
 
 const BUNDLED = 'models/brown-llama';
 const quantOk = (getBackend().quantTypes ?? []).includes('q4_0');
@@ -60,7 +61,7 @@ test('a Q4_0 GGUF base stays quantized in memory: its matrices are blocks, no f3
   assert.equal(q.size, 256 * 256);
 });
 
-test('forward and a LoRA step on the quantized base equal the dequantized f32 base exactly', { skip: quantOk ? false : `backend ${getBackend().name} dequantizes on load` }, async () => {
+test('forward and a LoRA step on the quantized base equal the dequantized f32 base', { skip: quantOk ? false : `backend ${getBackend().name} dequantizes on load` }, async () => {
   const f = await q4File();
   const quant = loadModel(f);
   const deq = loadModel(f, { dtype: 'f32' });
@@ -69,9 +70,12 @@ test('forward and a LoRA step on the quantized base equal the dequantized f32 ba
   assert.deepEqual(quant.stateDict().get('model.layers.0.self_attn.k_proj.weight')!.toF32Array(), deq.stateDict().get('model.layers.0.self_attn.k_proj.weight')!.toF32Array());
   const a = loraStep(quant), b = loraStep(deq);
   assert.ok(Number.isFinite(a.loss) && a.loss > 0);
-  assert.equal(a.loss, b.loss);
+  assert.ok(Math.abs(a.loss - b.loss) <= 1e-6 * b.loss, `loss ${a.loss} vs ${b.loss}`);
   assert.equal(a.grads.length, b.grads.length);
-  for (let i = 0; i < a.grads.length; i++) assert.deepEqual(a.grads[i], b.grads[i], `gradient ${i}`);
+  for (let i = 0; i < a.grads.length; i++) {
+    const scale = b.grads[i]!.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assertClose(a.grads[i]!, b.grads[i]!, `gradient ${i}`, 1e-4, 1e-5 * scale);
+  }
   assert.ok(a.grads.some((g) => g.some((v) => v !== 0)), 'the step has gradients');
 });
 
@@ -86,7 +90,7 @@ test('merging into a quantized weight dequantizes it (the merged weight is f32) 
   pd.merge();
   const merged = quant.stateDict().get(key)!;
   assert.equal(merged.dtype, 'f32');
-  assert.deepEqual(merged.toF32Array(), deq.stateDict().get(key)!.toF32Array());
+  assertClose(merged.toF32Array(), deq.stateDict().get(key)!.toF32Array(), 'merged weight', 1e-6, 1e-7);
   pq.unmerge();
   assert.equal(quant.stateDict().get(key), blocks, 'the blocks themselves are back');
 });
