@@ -6,7 +6,7 @@
 // column reductions one invocation per column over the rows in order; sums that feed the
 // accumulator are double-f32 (two_sum / two_prod), so they keep about 48 bits.
 import type { Backend, GeluApprox, HalfDType } from '../types.js';
-import type { DType, Storage } from '../../tensor/tensor.js';
+import type { Storage, TensorStorage } from '../../tensor/tensor.js';
 import { GpuContext, type GpuF32, type GpuU16, type Operand } from './device.js';
 import { dtypeCode, groupsFor, type KernelSpec, Kernels, type OpKind, REDUCE_WGSL } from './wgsl.js';
 
@@ -89,7 +89,10 @@ fn to_f16(bits: u32) -> u32 {
 `;
 
 /** the dtype code of a Storage operand given with its dtype (see wgsl.ts `any`) */
-const dt = (x: Storage | null, d: DType | undefined): number => dtypeCode(d, x instanceof Uint16Array);
+const dt = (x: TensorStorage | null, d: string | undefined): number => {
+  if (x instanceof Uint8Array) throw new Error(`webgpu: quantized ${d} operands are not read by this backend (it lists no quantTypes: models dequantize on load)`);
+  return dtypeCode(d, x instanceof Uint16Array);
+};
 
 /** Kernel methods of the backend over a context (gemm and attention come from their own files). */
 export function elementwiseKernels(ctx: GpuContext, small: boolean): Omit<Backend, 'name' | 'threads' | 'memory' | 'gemm' | 'attentionForward' | 'attentionBackward'> {

@@ -88,6 +88,7 @@ fn ldB(k: u32, n: u32, N: u32, K: u32, ldb: u32, tr: u32) -> f32 {
     const tilesN = Math.ceil(N / TN);
     const tiles = Math.ceil(M / TM) * tilesN;
     if (M === 0 || N === 0) return;
+    if (a instanceof Uint8Array || b instanceof Uint8Array) throw new Error('webgpu gemm: quantized operands are not read by this backend (it lists no quantTypes: models dequantize on load)');
     kernel.run([c, a, b], [M, N, Kd, lda, ldb, ldc, g.accumulate ? 1 : 0, g.alpha ?? 1, tilesN, +transA, +transB, dtypeCode(g.aDtype, a instanceof Uint16Array), dtypeCode(g.bDtype, b instanceof Uint16Array)], tiles);
   };
 }
