@@ -4,6 +4,7 @@
 // `--compare-pytorch` (the same as `--only compare`).
 import { installNodePlatform } from '../src/platform.node.js';
 import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
+import { runBrowserTrainBench } from './browser.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
 import { runServeBench } from './serve.js';
@@ -25,11 +26,31 @@ const backendArg = process.argv.indexOf('--backend');
 const backend = backendArg >= 0 ? process.argv[backendArg + 1] : undefined;
 if (backend !== undefined && backend !== 'wasm' && backend !== 'native') throw new Error(`--backend must be native or wasm (got "${backend}")`);
 const withWasm = backend === 'wasm';
+// --browser (train): the page's training in Chromium next to Node's native and --backend runs (bench/browser.ts)
+const browser = process.argv.includes('--browser');
+/** --steps N for --browser (default 8; the first step is not timed) */
+function browserSteps(): number | undefined {
+  const i = process.argv.indexOf('--steps');
+  if (i < 0) return undefined;
+  const n = Number(process.argv[i + 1]);
+  if (!(Number.isInteger(n) && n >= 2)) throw new Error(`--steps needs a whole number ≥ 2 with --browser (got "${process.argv[i + 1] ?? ''}")`);
+  return n;
+}
 
 const sections: Section[] = [
   { name: 'gemm', run: withWasm ? runWasmGemmBench : runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
-  { name: 'train', run: async () => void (withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
+  {
+    name: 'train',
+    run: async () => {
+      if (browser) {
+        const steps = browserSteps();
+        await runBrowserTrainBench({ ...(backend ? { backend } : {}), ...(steps ? { steps } : {}) });
+      }
+      else if (withWasm) await runWasmTrainBench({ quick });
+      else await runTrainBench({ quick });
+    },
+  },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
