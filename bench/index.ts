@@ -32,7 +32,7 @@ const sections: Section[] = [
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
   { name: 'train', run: async () => void (withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
-  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~4.5 GB of GGUF files in $TMPDIR; --quick, --steps N
+  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~6.4 GB of GGUF files in $TMPDIR, 3.6 GB of RAM for the f32 run; --quick, --steps N
   { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg() })), optIn: true },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
