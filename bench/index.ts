@@ -7,6 +7,7 @@ import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
 import { runBrowserTrainBench } from './browser.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
+import { runQloraBench } from './qlora.js';
 import { runServeBench } from './serve.js';
 import { runTrainBench } from './train.js';
 import { runWasmGemmBench, runWasmTrainBench } from './wasm.js';
@@ -52,9 +53,16 @@ const sections: Section[] = [
     },
   },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
+  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~6.4 GB of GGUF files in $TMPDIR, 3.6 GB of RAM for the f32 run; --quick, --steps N
+  { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg() })), optIn: true },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
 ];
+
+function stepsArg(): { steps?: number } {
+  const i = process.argv.indexOf('--steps');
+  return i >= 0 ? { steps: Number(process.argv[i + 1]) } : {};
+}
 
 function parseOnly(argv: string[]): string | null {
   if (argv.includes('--compare-pytorch')) return 'compare';
