@@ -4,6 +4,7 @@
 // `--compare-pytorch` (the same as `--only compare`).
 import { installNodePlatform } from '../src/platform.node.js';
 import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
+import { runBrowserTrainBench } from './browser.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
 import { runQloraBench } from './qlora.js';
@@ -30,13 +31,34 @@ if (backend !== undefined && backend !== 'wasm' && backend !== 'native' && backe
 const withWasm = backend === 'wasm';
 const withWebGpu = backend === 'webgpu';
 if (withWebGpu && !process.argv.includes('--browser')) throw new Error('--backend webgpu runs in Chromium: add --browser (Node has no WebGPU)');
+// --browser (train): the page's training in Chromium next to Node's native and --backend runs (bench/browser.ts)
+const browser = process.argv.includes('--browser');
+/** --steps N for --browser (default 8; the first step is not timed) */
+function browserSteps(): number | undefined {
+  const i = process.argv.indexOf('--steps');
+  if (i < 0) return undefined;
+  const n = Number(process.argv[i + 1]);
+  if (!(Number.isInteger(n) && n >= 2)) throw new Error(`--steps needs a whole number ≥ 2 with --browser (got "${process.argv[i + 1] ?? ''}")`);
+  return n;
+}
 
 const sections: Section[] = [
   { name: 'gemm', run: withWasm ? runWasmGemmBench : runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
-  { name: 'train', run: async () => void (withWebGpu ? await runWebGpuTrainBench({ quick }) : withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
+  {
+    name: 'train',
+    run: async () => {
+      if (withWebGpu) await runWebGpuTrainBench({ quick });
+      else if (browser) {
+        const steps = browserSteps();
+        await runBrowserTrainBench({ ...(backend ? { backend } : {}), ...(steps ? { steps } : {}) });
+      }
+      else if (withWasm) await runWasmTrainBench({ quick });
+      else await runTrainBench({ quick });
+    },
+  },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
-  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~4.5 GB of GGUF files in $TMPDIR; --quick, --steps N
+  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~6.4 GB of GGUF files in $TMPDIR, 3.6 GB of RAM for the f32 run; --quick, --steps N
   { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg() })), optIn: true },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
