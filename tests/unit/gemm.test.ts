@@ -178,6 +178,11 @@ function registerAll(): void {
             for (const [aDtype, bDtype] of [['f32', 'bf16'], ['f32', 'f16'], ['bf16', 'f32'], ['f16', 'bf16']] as [DT, DT][])
               check({ M, N, K, transA, transB, aDtype, bDtype, accumulate: seed % 3 === 0 }, seed++);
       });
+      it('few rows against a [N, K] weight, f32 and half (gemv.cc: the weight rows split among the threads)', () => {
+        let seed = 250;
+        for (const [M, N, K] of [[1, 2048, 768], [2, 515, 131], [5, 300, 257], [16, 130, 260]] as [number, number, number][])
+          for (const bDtype of ['f32', 'bf16', 'f16'] as DT[]) check({ M, N, K, transB: true, bDtype, accumulate: seed % 2 === 0, alpha: seed % 3 ? 1 : -0.5, ...(seed % 4 === 1 ? { pad: [3, 5, 7] as [number, number, number] } : {}) }, seed++);
+      });
       it('strided lda/ldb/ldc (padding of C untouched)', () => {
         let seed = 300;
         for (const [M, N, K] of [[17, 65, 127], [13, 8, 300], [32, 8, 768], [150, 70, 260], [8, 200, 130]] as [number, number, number][])
