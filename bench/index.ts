@@ -4,6 +4,7 @@
 // `--compare-pytorch` (the same as `--only compare`).
 import { installNodePlatform } from '../src/platform.node.js';
 import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
+import { parseGenerateArgs, runGenerateBench } from './generate.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
 import { runServeBench } from './serve.js';
@@ -30,6 +31,8 @@ const sections: Section[] = [
   { name: 'gemm', run: withWasm ? runWasmGemmBench : runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
   { name: 'train', run: async () => void (withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
+  // lorakit next to llama.cpp (node-llama-cpp in tests/llama-cpp): --rounds N, --threads N, --types f32,bf16,f16,q8_0
+  { name: 'generate', run: async () => runGenerateBench(parseGenerateArgs(process.argv.slice(2))), optIn: true },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
