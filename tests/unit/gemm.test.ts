@@ -236,6 +236,21 @@ function registerAll(): void {
   });
 }
 
+describe('reference gemm, few rows against a [N, K] weight', () => {
+  it('reads the weight rows in place with the same f64 sums as the transposed copy (bit-identical)', () => {
+    const r = rng(41);
+    for (const [M, N, K, bDtype] of [[1, 37, 53, 'f32'], [5, 20, 9, 'bf16'], [16, 7, 130, 'f16']] as [number, number, number, DT][]) {
+      const a = operand(17 * K, 'f32', r) as Float32Array;
+      const b = operand(N * K, bDtype, r);
+      const few = new Float32Array(17 * N).fill(1);
+      const copied = few.slice();
+      refGemm(few, a, b, { M, N, K, transB: true, bDtype, alpha: 0.5, accumulate: true });
+      refGemm(copied, a, b, { M: 17, N, K, transB: true, bDtype, alpha: 0.5, accumulate: true }); // 17 rows: the copy path
+      assert.deepEqual(few.subarray(0, M * N), copied.subarray(0, M * N), `${M}x${N}x${K} ${bDtype}`);
+    }
+  });
+});
+
 const nat = nativeBackend();
 if (!nat) {
   if (process.env.CI) {
