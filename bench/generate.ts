@@ -27,27 +27,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { BENCH_LLAMA_CONFIG } from './configs.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NLC = path.join(ROOT, 'tests', 'llama-cpp', 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
 const TOKENIZER_FROM = path.join(ROOT, 'models', 'brown-llama');
 
-export const GENERATE_BENCH_CONFIG = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 4096,
-  hidden_size: 768,
-  intermediate_size: 2048,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 12,
-  max_position_embeddings: 2048,
-  rms_norm_eps: 1e-6,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  bos_token_id: 0,
-  eos_token_id: 0,
-};
+/** bench/models.ts's llama with the bundled tokenizer's vocabulary (4096) and its BOS/EOS id */
+export const GENERATE_BENCH_CONFIG = { ...BENCH_LLAMA_CONFIG, architectures: ['LlamaForCausalLM'], vocab_size: 4096, bos_token_id: 0, eos_token_id: 0 };
 
 type GgufType = 'f32' | 'bf16' | 'f16' | 'q8_0';
 const ALL_TYPES: GgufType[] = ['f32', 'bf16', 'f16', 'q8_0'];
