@@ -233,7 +233,7 @@ bool gemv_applies(const Operand& A, const Operand& B, int64_t M) {
     const char* s = std::getenv("LORAKIT_GEMV");
     return s && s[0] == '0';
   }();
-  return !off && M >= 1 && M <= kGemvMaxRows && A.dt == 0 && !A.trans && B.trans;
+  return !off && M >= 1 && M <= kGemvMaxRows && A.dt == 0 && !A.trans && B.trans && B.dt <= 2;  // f32, f16, bf16 (quantized B: the packed path)
 }
 
 void gemv(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,

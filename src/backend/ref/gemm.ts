@@ -23,8 +23,9 @@ export function gemm(c: Float32Array, a: Storage, b: Storage, args: GemmArgs): v
   const ldb = args.ldb ?? (tb ? K : N);
   const ldc = args.ldc ?? N;
   const A = widen(a, args.aDtype);
-  if (tb && !ta && M <= GEMV_MAX_ROWS) {
-    gemvRows(c, A, b, args.bDtype ?? 'f32', M, N, K, lda, ldb, ldc, alpha, args.accumulate ?? false);
+  const bDtype = args.bDtype ?? 'f32';
+  if (tb && !ta && M <= GEMV_MAX_ROWS && (bDtype === 'f32' || bDtype === 'f16' || bDtype === 'bf16')) {
+    gemvRows(c, A, b, bDtype, M, N, K, lda, ldb, ldc, alpha, args.accumulate ?? false);
     return;
   }
   // op(B) as contiguous [K, N] rows (a transposed copy when transB): the inner loop runs along a row
