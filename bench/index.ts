@@ -4,6 +4,7 @@
 // `--compare-pytorch` (the same as `--only compare`).
 import { installNodePlatform } from '../src/platform.node.js';
 import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
+import { runBrowserTrainBench } from './browser.js';
 import { parseGenerateArgs, runGenerateBench } from './generate.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
@@ -27,15 +28,35 @@ const backendArg = process.argv.indexOf('--backend');
 const backend = backendArg >= 0 ? process.argv[backendArg + 1] : undefined;
 if (backend !== undefined && backend !== 'wasm' && backend !== 'native') throw new Error(`--backend must be native or wasm (got "${backend}")`);
 const withWasm = backend === 'wasm';
+// --browser (train): the page's training in Chromium next to Node's native and --backend runs (bench/browser.ts)
+const browser = process.argv.includes('--browser');
+/** --steps N for --browser (default 8; the first step is not timed) */
+function browserSteps(): number | undefined {
+  const i = process.argv.indexOf('--steps');
+  if (i < 0) return undefined;
+  const n = Number(process.argv[i + 1]);
+  if (!(Number.isInteger(n) && n >= 2)) throw new Error(`--steps needs a whole number ≥ 2 with --browser (got "${process.argv[i + 1] ?? ''}")`);
+  return n;
+}
 
 const sections: Section[] = [
   { name: 'gemm', run: withWasm ? runWasmGemmBench : runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
-  { name: 'train', run: async () => void (withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
+  {
+    name: 'train',
+    run: async () => {
+      if (browser) {
+        const steps = browserSteps();
+        await runBrowserTrainBench({ ...(backend ? { backend } : {}), ...(steps ? { steps } : {}) });
+      }
+      else if (withWasm) await runWasmTrainBench({ quick });
+      else await runTrainBench({ quick });
+    },
+  },
   // lorakit next to llama.cpp (node-llama-cpp in tests/llama-cpp): --rounds N, --threads N, --types f32,bf16,f16,q8_0
   { name: 'generate', run: async () => runGenerateBench(parseGenerateArgs(process.argv.slice(2))), optIn: true },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
-  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~4.5 GB of GGUF files in $TMPDIR; --quick, --steps N
+  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~6.4 GB of GGUF files in $TMPDIR, 3.6 GB of RAM for the f32 run; --quick, --steps N
   { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg() })), optIn: true },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },

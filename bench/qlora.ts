@@ -5,14 +5,16 @@
 // peak RSS (loading included) is its own. Reports the validation loss before and after, tokens/s
 // and peak RSS, and the 4-bit runs against f32 (final validation loss) and bf16 (peak RSS).
 //
-// The model is big enough that its weights dominate the process (~615M parameters: hidden 1536,
-// 20 layers, MLP 4096, vocabulary 32000, tied), and a run keeps little else: batch 1 × 64,
-// gradient checkpointing. The task is learnable from a random base: token sequences that
-// follow a fixed successor map over 256 of the ids, validation on other sequences of the same map;
-// LoRA r = 8 on every projection, AdamW lr 2e-3.
+// The model is big enough that its weights dominate the process (~888M parameters: hidden 2048,
+// 16 layers, MLP 5632, vocabulary 32000, tied; lorakit inspect estimates 1.7 GiB of bf16
+// weights, 0.5 GiB as Q4_0 with a Q6_K embedding), and a run keeps little else: batch 1 × 64,
+// gradient checkpointing, LoRA r = 8 on q_proj and v_proj (16 MiB with AdamW's state; on every
+// projection it would be 100 MiB, a fifth of the 4-bit weights). The task is learnable from a
+// random base: token sequences that follow a fixed successor map over 256 of the ids,
+// validation on other sequences of the same map; AdamW lr 2e-3.
 //
 //   node dist/bench/qlora.js [--steps N] [--quick] [--dir D]   (or npm run bench -- --only qlora)
-// The GGUF files (about 4.5 GB for the full model) are written once under D (default
+// The f32 run holds 3.6 GB. The GGUF files (about 6.4 GB for the full model) are written once under D (default
 // $TMPDIR/lorakit-bench-qlora) and reused while the config is the same.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -35,11 +37,11 @@ import { stat, timeTrainSteps } from './train.js';
 export const QLORA_CONFIG = {
   model_type: 'llama',
   vocab_size: 32000,
-  hidden_size: 1536,
-  intermediate_size: 4096,
-  num_hidden_layers: 20,
-  num_attention_heads: 12,
-  num_key_value_heads: 12,
+  hidden_size: 2048,
+  intermediate_size: 5632,
+  num_hidden_layers: 16,
+  num_attention_heads: 16,
+  num_key_value_heads: 16,
   max_position_embeddings: 2048,
   rms_norm_eps: 1e-6,
   rope_theta: 10000,
@@ -105,7 +107,7 @@ function runOne(type: GgufExportType, dir: string, steps: number, quick: boolean
   const model = loadModel(path.join(dir, `${type}.gguf`));
   const baseDtypes = [...new Set(model.parameters().map((p) => p.value.dtype))].sort();
   model.gradientCheckpointing = true;
-  getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], init_lora_weights: 'gaussian' });
+  getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'], init_lora_weights: 'gaussian' });
   const V = configOf(quick).vocab_size;
   const objective = causalLmObjective(model);
   const val = new BatchIterator(sequences(V, 100_000, VAL_ROWS), { batchSize: 1, order: 'sequential' });
@@ -147,7 +149,7 @@ export async function runQloraBench(opts: QloraBenchOptions = {}): Promise<RunOu
     if (r.status !== 0) throw new Error(`qlora bench child (${args.join(' ')}) failed: ${r.stderr}`);
     return r.stdout;
   };
-  log(`qlora: LoRA r=8 on every projection, AdamW lr 2e-3, batch 1 × ${T}, gradient checkpointing, ${steps} steps after 1 warm-up; llama hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, MLP ${cfg.intermediate_size}, vocab ${cfg.vocab_size}, tied; one GGUF file per base type (${dir}), each run in its own process`);
+  log(`qlora: LoRA r=8 on q_proj, v_proj, AdamW lr 2e-3, batch 1 × ${T}, gradient checkpointing, ${steps} steps after 1 warm-up; llama hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, MLP ${cfg.intermediate_size}, vocab ${cfg.vocab_size}, tied; one GGUF file per base type (${dir}), each run in its own process`);
   child(['--make', dir, quick ? '1' : '0']);
   const out: RunOutput[] = [];
   for (const type of TYPES) {

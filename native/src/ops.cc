@@ -8,6 +8,7 @@
 
 #include "ops_common.h"
 #include "quant.h"
+#include "simd.h"
 
 namespace lk {
 void RegisterAttention(napi_env env, napi_value exports);  // ops_attention.cc
@@ -488,9 +489,18 @@ float row_max_portable(const float* x, int64_t n) {
   return r;
 }
 
+// (four exps at a time over the SIMD layer, simd.h; the sum in f64 in the same order)
 double sum_exp_portable(float* out, const float* x, float max, int64_t n) {
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t i = 0;
+  const simd::V mv = simd::set1(max);
+  for (; i + simd::W <= n; i += simd::W) {
+    alignas(16) float e[simd::W];
+    simd::store(e, simd::exp(simd::sub(simd::load(x + i), mv)));
+    if (out) std::memcpy(out + i, e, sizeof e);
+    s += e[0], s += e[1], s += e[2], s += e[3];
+  }
+  for (; i < n; ++i) {
     const float e = std::exp(x[i] - max);
     if (out) out[i] = e;
     s += e;
@@ -735,9 +745,16 @@ LK_AVX2 void silu_avx2(int kind, float* out, float* out2, const float* x, const 
 
 #endif
 void silu_portable(int kind, float* out, float* out2, const float* x, const float* u, const float* dy, int64_t n) {
+  // e = exp(−x) four at a time over the SIMD layer (simd.h), the rest as below
+  alignas(16) float eb[simd::W];
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
-    const float e = std::exp(std::min(-v, kExpMax));
+    if (i % simd::W == 0) {
+      if (i + simd::W <= n) simd::store(eb, simd::exp(simd::min(simd::sub(simd::zero(), simd::load(x + i)), simd::set1(kExpMax))));
+      else
+        for (int64_t j = i; j < n; ++j) eb[j - i] = std::exp(std::min(-x[j], kExpMax));
+    }
+    const float e = eb[i % simd::W];
     const float s = 1.0f / (1.0f + e);  // 1 − σ = e·σ
     switch (kind) {
       case 0: out[i] = v * s; break;

@@ -15,6 +15,9 @@ const SIZES = [1, 3, 17, 65, 127, 40_001];
 const HALF = ['f16', 'bf16'] as const;
 const DTYPES = ['f32', 'f16', 'bf16'] as const;
 
+/** The GGML block type of each quantized dtype (for quantize, which takes a GGML spec). */
+const GGML_OF: Record<QuantDType, Parameters<typeof blockSpec>[0]> = { q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K', q6_k: 'Q6_K' };
+
 /** a parameter in the given dtype (as stored) */
 function param(values: Float32Array, dtype: 'f32' | 'f16' | 'bf16'): Float32Array | Uint16Array {
   return dtype === 'f32' ? values : toHalf(values, dtype);
@@ -80,7 +83,6 @@ export function registerComparisons(nat: Backend, label: string): void {
     // against this backend's own product on the dequantized f32 matrix
     it('gemm: quantized B (q8_0, q4_0, q4_k, q6_k), both layouts, strides, accumulate', { skip: nat.quantTypes?.length ? false : `${label} reads no quantized weights (models dequantize on load)` }, () => {
       const r = rng(23);
-      const SPEC: Record<QuantDType, Parameters<typeof blockSpec>[0]> = { q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K', q6_k: 'Q6_K' };
       for (const dtype of nat.quantTypes ?? []) {
         const qk = QUANT_BLOCK[dtype].values;
         // [M, N, K]: the stored rows (K when transB, N otherwise) are whole blocks
@@ -91,7 +93,7 @@ export function registerComparisons(nat: Backend, label: string): void {
           const extra = i % 2 ? qk : 0;
           const ldb = (transB ? K : N) + extra;
           const rows = transB ? N : K;
-          const blocks = quantize(blockSpec(SPEC[dtype]), randn(r, rows * ldb));
+          const blocks = quantize(blockSpec(GGML_OF[dtype]), randn(r, rows * ldb));
           const deq = dequantizeAll(dtype, blocks);
           const accumulate = i % 2 === 1;
           const [c1, c2] = two(randn(r, M * N));
@@ -110,10 +112,9 @@ export function registerComparisons(nat: Backend, label: string): void {
     });
     it('embeddingForward: quantized tables', { skip: nat.quantTypes?.length ? false : `${label} reads no quantized weights` }, () => {
       const r = rng(29);
-      const SPEC: Record<QuantDType, Parameters<typeof blockSpec>[0]> = { q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K', q6_k: 'Q6_K' };
       for (const dtype of nat.quantTypes ?? []) {
         const V = 37, C = 2 * QUANT_BLOCK[dtype].values, N = 19;
-        const table = quantize(blockSpec(SPEC[dtype]), randn(r, V * C));
+        const table = quantize(blockSpec(GGML_OF[dtype]), randn(r, V * C));
         const ids = randInts(r, N, V);
         const [o1, o2] = two(new Float32Array(N * C));
         nat.embeddingForward(o1, ids, table, N, C, dtype);
