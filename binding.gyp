@@ -8,6 +8,7 @@
         "native/src/threadpool.cc",
         "native/src/gemm.cc",
         "native/src/gemm_simd.cc",
+        "native/src/gemv.cc",
         "native/src/napi_gemm.cc",
         "native/src/gemm_avx2.cc",
         "native/src/ops.cc",

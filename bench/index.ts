@@ -5,6 +5,7 @@
 import { installNodePlatform } from '../src/platform.node.js';
 import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
 import { runBrowserTrainBench } from './browser.js';
+import { parseGenerateArgs, runGenerateBench } from './generate.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
 import { runQloraBench } from './qlora.js';
@@ -57,6 +58,8 @@ const sections: Section[] = [
       else await runTrainBench({ quick });
     },
   },
+  // lorakit next to llama.cpp (node-llama-cpp in tests/llama-cpp): --rounds N, --threads N, --types f32,bf16,f16,q8_0
+  { name: 'generate', run: async () => runGenerateBench(parseGenerateArgs(process.argv.slice(2))), optIn: true },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
   // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~6.4 GB of GGUF files in $TMPDIR, 3.6 GB of RAM for the f32 run; --quick, --steps N
   { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg() })), optIn: true },

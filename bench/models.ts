@@ -10,6 +10,7 @@ import { generate } from '../src/generate/index.js';
 import { createModel, type DecoderLM } from '../src/models/index.js';
 import type { DType } from '../src/tensor/tensor.js';
 import { installNodePlatform } from '../src/platform.node.js';
+import { BENCH_LLAMA_CONFIG } from './configs.js';
 
 export interface ModelBenchOptions {
   /** timed runs per measurement (default 5; generation uses max(3, runs − 2)) */
@@ -29,19 +30,7 @@ export interface BenchStat {
   runs: number;
 }
 
-export const BENCH_LLAMA_CONFIG = {
-  model_type: 'llama',
-  vocab_size: 32000,
-  hidden_size: 768,
-  intermediate_size: 2048,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 12,
-  max_position_embeddings: 2048,
-  rms_norm_eps: 1e-6,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-};
+export { BENCH_LLAMA_CONFIG } from './configs.js';
 
 function stat(name: string, unit: string, xs: number[]): BenchStat {
   const s = [...xs].sort((a, b) => a - b);

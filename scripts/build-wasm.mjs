@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = join(root, 'native', 'wasm');
-const src = ['cpu', 'threadpool', 'gemm', 'gemm_simd', 'napi_gemm', 'ops', 'ops_attention', 'ops_rows', 'conv', 'shim_module'].map((f) =>
+const src = ['cpu', 'threadpool', 'gemm', 'gemm_simd', 'gemv', 'napi_gemm', 'ops', 'ops_attention', 'ops_rows', 'conv', 'shim_module'].map((f) =>
   join(root, 'native', 'src', `${f}.cc`),
 );
 const env = { ...process.env };

@@ -262,6 +262,11 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
       for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, static_cast<size_t>(N) * sizeof(float));
     return;
   }
+  // few rows against a [N,K] weight (decoding): stream the weight once, no packing (gemv.cc)
+  if (gemv_applies(A, B, M)) {
+    gemv(C, ldc, A, B, M, N, K, alpha, acc);
+    return;
+  }
   const Impl& im = current_impl();
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const int nt = flops < static_cast<double>(g_min_parallel_flops) ? 1 : num_threads();

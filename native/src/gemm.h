@@ -71,6 +71,14 @@ const Impl& current_impl();  // the kernels run() uses
 void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
          bool acc);
 
+// Few-row products against a weight stored [N,K] (gemv.cc, the decode path): whether
+// gemv() takes C = alpha · A[M,K] · op(B) (f32 A as stored, B transposed, M ≤ kGemvMaxRows),
+// and the product itself on the thread pool (each weight element read once for all M rows).
+constexpr int64_t kGemvMaxRows = 16;
+bool gemv_applies(const Operand& A, const Operand& B, int64_t M);
+void gemv(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
+          bool acc);
+
 // Scalar widening of half values (exact; NaN payloads kept).
 inline float bf16_to_f32(uint16_t h) {
   uint32_t bits = static_cast<uint32_t>(h) << 16;

@@ -16,7 +16,7 @@ export const AARCH64_SYSROOT = '/usr/aarch64-linux-gnu';
 /** the kernel sources (no N-API: napi_shim.h stands in) and the server's main */
 export function kernelSources(): string[] {
   const src = join(packageRoot(), 'native', 'src');
-  return [...['cpu', 'threadpool', 'gemm', 'gemm_simd', 'napi_gemm', 'ops', 'ops_attention', 'ops_rows', 'conv', 'shim_module'].map((f) => join(src, `${f}.cc`)), join(packageRoot(), 'native', 'test', 'kernel_server.cc')];
+  return [...['cpu', 'threadpool', 'gemm', 'gemm_simd', 'gemv', 'napi_gemm', 'ops', 'ops_attention', 'ops_rows', 'conv', 'shim_module'].map((f) => join(src, `${f}.cc`)), join(packageRoot(), 'native', 'test', 'kernel_server.cc')];
 }
 
 /** which of the tools are missing (empty when the NEON tests can run) */

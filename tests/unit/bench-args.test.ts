@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseCompareArgs } from '../../bench/compare-pytorch.js';
+import { parseGenerateArgs } from '../../bench/generate.js';
 
 describe('npm run bench -- --compare-pytorch flags', () => {
   it('reads --rounds, --steps, --models, --layers and --quick', () => {
@@ -19,5 +20,18 @@ describe('npm run bench -- --compare-pytorch flags', () => {
     assert.throws(() => parseCompareArgs(['--steps']), /--steps needs a positive whole number, got nothing/);
     assert.throws(() => parseCompareArgs(['--layers', '1.5']), /--layers needs a positive whole number, got 1.5/);
     assert.throws(() => parseCompareArgs(['--models', 'llama,bert']), /--models: unknown model "bert" \(known: llama, gpt2, qwen3\)/);
+  });
+});
+
+describe('npm run bench -- --only generate flags', () => {
+  it('reads --rounds, --threads, --types and --quick (defaults: 3 rounds, 2 threads, every type)', () => {
+    assert.deepEqual(parseGenerateArgs(['--only', 'generate', '--rounds', '2', '--threads', '1', '--types', 'f16,q8_0']), { rounds: 2, threads: 1, types: ['f16', 'q8_0'], quick: false });
+    assert.deepEqual(parseGenerateArgs(['--only', 'generate']), { rounds: 3, threads: 2, types: ['f32', 'bf16', 'f16', 'q8_0'], quick: false });
+    assert.deepEqual(parseGenerateArgs(['--quick']).rounds, 1);
+  });
+
+  it('names the flag and the bad value', () => {
+    assert.throws(() => parseGenerateArgs(['--rounds', '0']), /--rounds must be an integer ≥ 1, got "0"/);
+    assert.throws(() => parseGenerateArgs(['--types', 'f32,q4_0']), /--types: "q4_0" is not one of f32, bf16, f16, q8_0/);
   });
 });

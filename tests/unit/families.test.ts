@@ -89,11 +89,14 @@ describe('model families', () => {
       const x = Int32Array.from({ length: T }, (_, i) => (i * 7 + 3) % V);
       const full = m.forward(x, 1, T).slice();
       const cache = m.createCache();
+      // the cached calls (≤ 16 rows) run the few-row products, the full forward the packed
+      // GEMM: f32 sums in another order, on logits up to ~5 here (initializer_range 0.4)
+      const tol = 1e-5 * Math.max(1, maxAbs(full, new Float32Array(full.length)));
       const prefill = m.forward(x.subarray(0, 6), 1, 6, { cache }).slice();
-      assert.ok(maxAbs(prefill, full.subarray(0, 6 * V)) <= 1e-5, `${type}: prefill`);
+      assert.ok(maxAbs(prefill, full.subarray(0, 6 * V)) <= tol, `${type}: prefill`);
       for (let t = 6; t < T; t++) {
         const step = m.forward(x.subarray(t, t + 1), 1, 1, { cache });
-        assert.ok(maxAbs(step, full.subarray(t * V, (t + 1) * V)) <= 1e-5, `${type}: step ${t}`);
+        assert.ok(maxAbs(step, full.subarray(t * V, (t + 1) * V)) <= tol, `${type}: step ${t}`);
       }
       const windows = [...m.layers].map((b) => b.attn.core.window);
       cache.layers.forEach((l, i) => {

@@ -182,6 +182,11 @@ function registerAll(): void {
             for (const [aDtype, bDtype] of [['f32', 'bf16'], ['f32', 'f16'], ['bf16', 'f32'], ['f16', 'bf16']] as [DT, DT][])
               check({ M, N, K, transA, transB, aDtype, bDtype, accumulate: seed % 3 === 0 }, seed++);
       });
+      it('few rows against a [N, K] weight, f32 and half (gemv.cc: the weight rows split among the threads)', () => {
+        let seed = 250;
+        for (const [M, N, K] of [[1, 2048, 768], [2, 515, 131], [5, 300, 257], [16, 130, 260]] as [number, number, number][])
+          for (const bDtype of ['f32', 'bf16', 'f16'] as DT[]) check({ M, N, K, transB: true, bDtype, accumulate: seed % 2 === 0, alpha: seed % 3 ? 1 : -0.5, ...(seed % 4 === 1 ? { pad: [3, 5, 7] as [number, number, number] } : {}) }, seed++);
+      });
       it('strided lda/ldb/ldc (padding of C untouched)', () => {
         let seed = 300;
         for (const [M, N, K] of [[17, 65, 127], [13, 8, 300], [32, 8, 768], [150, 70, 260], [8, 200, 130]] as [number, number, number][])
@@ -232,6 +237,21 @@ function registerAll(): void {
     });
   });
 }
+
+describe('reference gemm, few rows against a [N, K] weight', () => {
+  it('reads the weight rows in place with the same f64 sums as the transposed copy (bit-identical)', () => {
+    const r = rng(41);
+    for (const [M, N, K, bDtype] of [[1, 37, 53, 'f32'], [5, 20, 9, 'bf16'], [16, 7, 130, 'f16']] as [number, number, number, DT][]) {
+      const a = operand(17 * K, 'f32', r) as Float32Array;
+      const b = operand(N * K, bDtype, r);
+      const few = new Float32Array(17 * N).fill(1);
+      const copied = few.slice();
+      refGemm(few, a, b, { M, N, K, transB: true, bDtype, alpha: 0.5, accumulate: true });
+      refGemm(copied, a, b, { M: 17, N, K, transB: true, bDtype, alpha: 0.5, accumulate: true }); // 17 rows: the copy path
+      assert.deepEqual(few.subarray(0, M * N), copied.subarray(0, M * N), `${M}x${N}x${K} ${bDtype}`);
+    }
+  });
+});
 
 const nat = nativeBackend();
 if (!nat) {

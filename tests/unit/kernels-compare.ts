@@ -54,6 +54,28 @@ export function registerComparisons(nat: KernelsUnderTest, label: string): void 
             assertClose(c1, c2, `gemm ${M}x${N}x${K} ${JSON.stringify({ transA, transB, aDtype, bDtype, accumulate, alpha })}`, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
           }
     });
+    it('gemm, few rows against a [N, K] weight (the decode path: each weight row read once for all rows)', () => {
+      const r = rng(23);
+      // M up to kGemvMaxRows (16) and one past it; K with and without a vector tail; N large
+      // enough (130 × 770) to split the weight rows among the threads
+      const shapes: [number, number, number][] = [[1, 1, 1], [1, 5, 7], [1, 130, 770], [2, 67, 33], [3, 130, 770], [4, 9, 16], [7, 64, 100], [16, 130, 770], [17, 20, 24]];
+      let i = 0;
+      for (const [M, N, K] of shapes)
+        for (const bDtype of DTYPES) {
+          const accumulate = i % 2 === 1;
+          const alpha = i % 3 === 2 ? -0.5 : 1;
+          const strided = i % 4 === 3;
+          i++;
+          const lda = K + (strided ? 3 : 0), ldb = K + (strided ? 5 : 0), ldc = N + (strided ? 2 : 0);
+          const a = randn(r, M * lda);
+          const b = param(randn(r, N * ldb), bDtype);
+          const [c1, c2] = two(randn(r, M * ldc));
+          const g = { M, N, K, transB: true, accumulate, alpha, bDtype, lda, ldb, ldc };
+          nat.gemm(c1, a, b, g);
+          ref.gemm(c2, a, b, g);
+          assertClose(c1, c2, `gemm ${M}x${N}x${K} ${JSON.stringify({ bDtype, accumulate, alpha, strided })}`, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
+        }
+    });
     // quantized B (docs/ARCHITECTURE.md §Quantized weights): the forward x·Wᵀ (transB, W [N, K])
     // and the input gradient dy·W (W [K, N]), on the direct path (small), the packed path with
     // K split into blocks that cut GGML blocks (K 768 → 2 × 384 against 256-value blocks), and

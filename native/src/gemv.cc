@@ -1,0 +1,260 @@
+// Few-row products against a weight stored [N,K] (the decode path, docs/ARCHITECTURE.md
+// §Decoding): C[0:M, 0:N] (+)= alpha · A[M,K] · Wᵀ with W f32, f16 or bf16 and M small
+// (one row per sequence being decoded). Each output column j is a dot product of weight
+// row j with the rows of A, so the weight is streamed once, in place, at memory speed:
+// no packing (the packed GEMM would copy and widen all of W for one row of A), half
+// weights widened in registers. The weight rows are split among the threads, so a
+// 1-row product keeps every core busy.
+//
+// Blocking: J weight rows at a time (their J·K elements stay in L1/L2) against every row
+// of A in groups of R, so W comes from memory once for all M rows (batched decoding reads
+// the weights once per step for the whole batch) and A (M·K floats, ≤ 128 KiB) stays in
+// cache. Sums run in 8 lanes (AVX2) or simd::W lanes (the SIMD layer: NEON, SIMD128,
+// SSE2, scalar), then across the lanes, then the K tail.
+#include <cstdint>
+#include <cstdlib>
+
+#include "gemm.h"
+#include "simd.h"
+#include "threadpool.h"
+
+namespace lk {
+namespace gemm {
+
+namespace {
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// C row block: C[i, j] = (acc ? C[i, j] : 0) + alpha · s
+inline void put(float* c, float s, float alpha, bool acc) { *c = (acc ? *c : 0.f) + alpha * s; }
+
+// ---------- portable kernel (SIMD layer) ----------
+
+using simd::V;
+constexpr int kW = simd::W;
+
+// kW stored weight elements at w + k, widened
+inline V load_w(const void* w, int dt, int64_t k) {
+  if (dt == 0) return simd::load(static_cast<const float*>(w) + k);
+  const uint16_t* h = static_cast<const uint16_t*>(w) + k;
+  float t[kW];
+  if (dt == 2)
+    for (int l = 0; l < kW; ++l) t[l] = bf16_to_f32(h[l]);
+  else
+    for (int l = 0; l < kW; ++l) t[l] = f16_to_f32(h[l]);
+  return simd::load(t);
+}
+
+// R rows of A (from a, stride lda) × J weight rows (from w, stride ldw elements)
+template <int R, int J>
+void block_simd(const float* a, int64_t lda, const void* w, int dt, int64_t ldw, int64_t K, float* c, int64_t ldc,
+                float alpha, bool acc) {
+  V s[R][J];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) s[r][j] = simd::zero();
+  const int esz = dt == 0 ? 4 : 2;
+  const char* wb = static_cast<const char*>(w);
+  const int64_t K4 = K - K % kW;
+  for (int64_t k = 0; k < K4; k += kW) {
+    V wv[J];
+    for (int j = 0; j < J; ++j) wv[j] = load_w(wb + j * ldw * esz, dt, k);
+    for (int r = 0; r < R; ++r) {
+      const V av = simd::load(a + r * lda + k);
+      for (int j = 0; j < J; ++j) s[r][j] = simd::fma(av, wv[j], s[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) {
+      float t = simd::hsum(s[r][j]);
+      for (int64_t k = K4; k < K; ++k) t += a[r * lda + k] * load_elem(wb + j * ldw * esz, dt, k);
+      put(c + r * ldc + j, t, alpha, acc);
+    }
+}
+
+// ---------- AVX2 kernel (x86, chosen at run time) ----------
+}  // namespace
+}  // namespace gemm
+}  // namespace lk
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace lk {
+namespace gemm {
+namespace {
+
+inline __m256 load8w(const void* p, int dt, int64_t off) {
+  if (dt == 0) return _mm256_loadu_ps(static_cast<const float*>(p) + off);
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + off));
+  if (dt == 2) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  return _mm256_cvtph_ps(h);
+}
+
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int R, int J, int DT>
+void block_avx2_t(const float* a, int64_t lda, const void* w, int64_t ldw, int64_t K, float* c, int64_t ldc,
+                  float alpha, bool acc) {
+  __m256 s[R][J];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) s[r][j] = _mm256_setzero_ps();
+  constexpr int esz = DT == 0 ? 4 : 2;
+  const char* wb = static_cast<const char*>(w);
+  const int64_t K8 = K - K % 8;
+  for (int64_t k = 0; k < K8; k += 8) {
+    __m256 wv[J];
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) wv[j] = load8w(wb + j * ldw * esz, DT, k);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_loadu_ps(a + r * lda + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) s[r][j] = _mm256_fmadd_ps(av, wv[j], s[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) {
+      float t = hsum8(s[r][j]);
+      for (int64_t k = K8; k < K; ++k) t += a[r * lda + k] * load_elem(wb + j * ldw * esz, DT, k);
+      put(c + r * ldc + j, t, alpha, acc);
+    }
+}
+
+template <int R, int J>
+void block_avx2(const float* a, int64_t lda, const void* w, int dt, int64_t ldw, int64_t K, float* c, int64_t ldc,
+                float alpha, bool acc) {
+  if (dt == 0) block_avx2_t<R, J, 0>(a, lda, w, ldw, K, c, ldc, alpha, acc);
+  else if (dt == 1) block_avx2_t<R, J, 1>(a, lda, w, ldw, K, c, ldc, alpha, acc);
+  else block_avx2_t<R, J, 2>(a, lda, w, ldw, K, c, ldc, alpha, acc);
+}
+
+}  // namespace
+}  // namespace gemm
+}  // namespace lk
+#pragma GCC pop_options
+#endif
+
+namespace lk {
+namespace gemm {
+namespace {
+
+using BlockFn = void (*)(const float*, int64_t, const void*, int, int64_t, int64_t, float*, int64_t, float, bool);
+
+// The kernels by (rows of A, weight rows): R·J ≤ 8 accumulators (AVX2 has 16 registers;
+// the rest hold the weight vectors and a row of A).
+struct Kernels {
+  BlockFn j4[3];  // R = 1, 2 with J = 4; [0] unused
+  BlockFn j2[5];  // R = 1..4 with J = 2; [0] unused
+  BlockFn j1[5];  // R = 1..4 with J = 1 (the last weight rows)
+};
+
+Kernels make_simd() {
+  Kernels k{};
+  k.j4[1] = block_simd<1, 4>;
+  k.j4[2] = block_simd<2, 4>;
+  k.j2[1] = block_simd<1, 2>;
+  k.j2[2] = block_simd<2, 2>;
+  k.j2[3] = block_simd<3, 2>;
+  k.j2[4] = block_simd<4, 2>;
+  k.j1[1] = block_simd<1, 1>;
+  k.j1[2] = block_simd<2, 1>;
+  k.j1[3] = block_simd<3, 1>;
+  k.j1[4] = block_simd<4, 1>;
+  return k;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+Kernels make_avx2() {
+  Kernels k{};
+  k.j4[1] = block_avx2<1, 4>;
+  k.j4[2] = block_avx2<2, 4>;
+  k.j2[1] = block_avx2<1, 2>;
+  k.j2[2] = block_avx2<2, 2>;
+  k.j2[3] = block_avx2<3, 2>;
+  k.j2[4] = block_avx2<4, 2>;
+  k.j1[1] = block_avx2<1, 1>;
+  k.j1[2] = block_avx2<2, 1>;
+  k.j1[3] = block_avx2<3, 1>;
+  k.j1[4] = block_avx2<4, 1>;
+  return k;
+}
+#endif
+
+const Kernels& kernels() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const Kernels k = use_avx2() ? make_avx2() : make_simd();
+#else
+  static const Kernels k = make_simd();
+#endif
+  return k;
+}
+
+// Weight rows [j0, j1) against every row of A.
+void rows(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_t lda, const void* W, int dt, int64_t ldw,
+          int64_t M, int64_t j0, int64_t j1, int64_t K, float alpha, bool acc) {
+  const int esz = dt == 0 ? 4 : 2;
+  const char* wb = static_cast<const char*>(W);
+  int64_t j = j0;
+  // one row of A or two: 4 weight rows per block; more rows: 2 weight rows, A in groups of 4
+  const int J = M <= 2 ? 4 : 2;
+  for (; j + J <= j1; j += J) {
+    const void* w = wb + j * ldw * esz;
+    for (int64_t i = 0; i < M;) {
+      const int R = static_cast<int>(J == 4 ? M : imin(4, M - i));
+      (J == 4 ? kn.j4[R] : kn.j2[R])(A + i * lda, lda, w, dt, ldw, K, C + i * ldc + j, ldc, alpha, acc);
+      i += R;
+    }
+  }
+  for (; j < j1; ++j) {
+    const void* w = wb + j * ldw * esz;
+    for (int64_t i = 0; i < M;) {
+      const int R = static_cast<int>(imin(4, M - i));
+      kn.j1[R](A + i * lda, lda, w, dt, ldw, K, C + i * ldc + j, ldc, alpha, acc);
+      i += R;
+    }
+  }
+}
+
+// Weight bytes below which one thread does it all (a pool round trip costs more).
+constexpr int64_t kMinParallelBytes = 64 * 1024;
+
+}  // namespace
+
+bool gemv_applies(const Operand& A, const Operand& B, int64_t M) {
+  static const bool off = [] {  // LORAKIT_GEMV=0: the packed GEMM instead (for A/B runs only)
+    const char* s = std::getenv("LORAKIT_GEMV");
+    return s && s[0] == '0';
+  }();
+  return !off && M >= 1 && M <= kGemvMaxRows && A.dt == 0 && !A.trans && B.trans && B.dt <= 2;  // f32, f16, bf16 (quantized B: the packed path)
+}
+
+void gemv(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
+          bool acc) {
+  const Kernels& kn = kernels();
+  const float* Af = static_cast<const float*>(A.p);
+  const int64_t bytes = N * K * (B.dt == 0 ? 4 : 2);
+  const int nt = bytes < kMinParallelBytes ? 1 : num_threads();
+  if (nt <= 1) {
+    rows(kn, C, ldc, Af, A.ld, B.p, B.dt, B.ld, M, 0, N, K, alpha, acc);
+    return;
+  }
+  // 4 chunks per thread (in multiples of 4 weight rows): a thread slowed by another process
+  // leaves its share to the others
+  const int64_t tasks = imin(4 * nt, (N + 3) / 4);
+  const int64_t per = ((N + tasks - 1) / tasks + 3) / 4 * 4;
+  parallel_for(static_cast<int>((N + per - 1) / per), [&](int t, int) {
+    const int64_t j0 = t * per, j1 = imin(N, j0 + per);
+    if (j0 < j1) rows(kn, C, ldc, Af, A.ld, B.p, B.dt, B.ld, M, j0, j1, K, alpha, acc);
+  });
+}
+
+}  // namespace gemm
+}  // namespace lk
