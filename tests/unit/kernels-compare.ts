@@ -54,7 +54,7 @@ export function registerComparisons(nat: KernelsUnderTest, label: string): void 
             assertClose(c1, c2, `gemm ${M}x${N}x${K} ${JSON.stringify({ transA, transB, aDtype, bDtype, accumulate, alpha })}`, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
           }
     });
-    it('gemm, few rows against a [N, K] weight (the decode path: each weight row read once for all rows)', () => {
+    it('gemm, few rows against a [N, K] weight (the decode path: each weight row read once for all rows)', async () => {
       const r = rng(23);
       // M up to kGemvMaxRows (16) and one past it; K with and without a vector tail; N large
       // enough (130 × 770) to split the weight rows among the threads
@@ -71,7 +71,7 @@ export function registerComparisons(nat: KernelsUnderTest, label: string): void 
           const b = param(randn(r, N * ldb), bDtype);
           const [c1, c2] = two(randn(r, M * ldc));
           const g = { M, N, K, transB: true, accumulate, alpha, bDtype, lda, ldb, ldc };
-          nat.gemm(c1, a, b, g);
+          await nat.gemm(c1, a, b, g);
           ref.gemm(c2, a, b, g);
           assertClose(c1, c2, `gemm ${M}x${N}x${K} ${JSON.stringify({ bDtype, accumulate, alpha, strided })}`, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
         }
