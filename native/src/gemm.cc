@@ -12,7 +12,8 @@
 // Half operands are widened to f32 while packing, so half weights are read in place.
 // Small and thin products with an f32 A skip packing A (the "direct" path): A is read
 // as stored, and B is packed only when it has to be (half, transposed, or N % 8 != 0).
-// The instruction set is chosen at run time on x86: AVX2+FMA (gemm_avx2.cc) or the kernels
+// The instruction set is chosen at run time on x86: AVX-512F for the packed path's
+// micro-kernel (12×32, gemm_avx2.cc; the direct path stays AVX2), AVX2+FMA (gemm_avx2.cc) or the kernels
 // written on the SIMD layer (gemm_simd.cc: NEON, SIMD128, SSE2 or scalar, chosen at build
 // time). This file has no N-API: the addon's glue is napi_gemm.cc, the WebAssembly
 // module's is native/wasm/exports.cc.
@@ -27,6 +28,7 @@
 
 namespace lk {
 bool cpu_has_avx2_fma();  // cpu.cc
+bool cpu_has_avx512f();   // cpu.cc
 
 namespace gemm {
 
@@ -112,6 +114,8 @@ bool use_avx2() {
   }();
   return yes;
 }
+
+bool use_avx512() { return use_avx2() && cpu_has_avx512f(); }
 
 namespace {
 
@@ -241,6 +245,7 @@ void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Opera
 
 const Impl& current_impl() {
 #if defined(__x86_64__) || defined(__i386__)
+  if (use_avx512()) return avx512_impl();
   if (use_avx2()) return avx2_impl();
 #endif
   return simd_impl();

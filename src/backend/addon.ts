@@ -11,7 +11,8 @@ import type { Backend, GemmArgs, PatchArgs } from './types.js';
 /** The raw addon: kernel functions with positional arguments (see native/src). */
 export type NativeAddon = Record<string, (...args: unknown[]) => unknown> & {
   threads(n?: number): number;
-  cpuInfo(): { avx2fma: boolean };
+  /** avx512f: the GEMM's packed path runs the AVX-512 micro-kernel (absent from older addons and the wasm module) */
+  cpuInfo(): { avx2fma: boolean; avx512f?: boolean };
 };
 
 export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
