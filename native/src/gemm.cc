@@ -265,9 +265,14 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
 
   // direct path: f32 A read in place, for small products and thin ones: few columns (each
   // A element used by few multiply-adds), a short K (packing costs as much as the
-  // product), or few rows with an f32 B that needs no packing (B used by few rows)
+  // product), or few rows with an f32 B that needs no packing (B used by few rows). Not
+  // when the direct kernel would walk a long K across pages, a row of lda or ldb floats per
+  // k, once per tile: a transposed A with long rows, or a B read in place by enough rows
+  // that packing it pays. The packers read those row by row (the LoRA gradients
+  // dB = s·GLᵀ·h and dA = dhᵀ·x, summed over a batch's tokens, ran 10× slower direct: issue 18).
   const bool b_in_place = B.dt == 0 && !B.trans && N % 8 == 0;
-  if (im.direct && A.dt == 0 &&
+  const bool strided = K >= 256 && ((A.trans && A.ld >= 256) || (M >= 12 && b_in_place && B.ld >= 256));
+  if (im.direct && A.dt == 0 && !strided &&
       (N <= 32 || K <= 16 || flops <= 2.0 * 64 * 64 * 64 || (M <= 32 && b_in_place))) {
     const int64_t NRd = im.NRd;
     const float* bpacked = nullptr;

@@ -188,36 +188,40 @@ inline void transpose8(__m256 (&r)[8]) {
 
 // Packs op(A)[i0:i0+mc, k0:k0+kc] into panels [kc][P] (layout in gemm.h; P = MR for the
 // AVX2 micro-kernel, 12 for the AVX-512 one). The buffer must have 4 floats of slack past
-// its last panel (the 8-wide stores below overlap).
+// its last panel (the 8-wide stores of an A stored [M,K] overlap).
 template <int P>
 void pack_a_p(float* dst, const Operand& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
   static_assert(P == 6 || P == 12, "pack_a_p: panels of 6 or 12 rows");
-  for (int64_t ip = 0; ip < mc; ip += P, dst += kc * P) {
-    const int mr = static_cast<int>(imin(P, mc - ip));
-    if (A.trans) {
-      // stored [K,M]: the P values of one k are adjacent in memory (f32: 8-float loads while
-      // those columns lie inside this block, so no read passes the end of A)
-      const bool vec = P == 6 ? ip + 8 <= mc : mr == P;
-      for (int64_t k = 0; k < kc; ++k) {
-        const int64_t base = (k0 + k) * A.ld + i0 + ip;
-        float* d = dst + k * P;
-        if (A.dt == 0 && vec) {
-          const float* s = static_cast<const float*>(A.p) + base;
-          // P = 6: 8 floats, 2 spill into the next k (or the next panel), rewritten later
-          _mm256_storeu_ps(d, _mm256_loadu_ps(s));
-          if (P == 12) _mm_storeu_ps(d + 8, _mm_loadu_ps(s + 8));
+  if (A.trans) {
+    // stored [K,M]: row k holds the block's mc values side by side, so k runs outside and
+    // each row is read once, in order, into the panels (a panel at a time read kc rows lda
+    // apart per panel: a new page every k, which made the LoRA gradient s·GLᵀ·h 10× slower
+    // than the big products, issue 18)
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t base = (k0 + k) * A.ld + i0;
+      float* d = dst + k * P;
+      for (int64_t ip = 0; ip < mc; ip += P, d += kc * P) {
+        const int mr = static_cast<int>(imin(P, mc - ip));
+        if (A.dt == 0 && mr == P) {
+          const float* src = static_cast<const float*>(A.p) + base + ip;
+          if (P == 12) {
+            _mm256_storeu_ps(d, _mm256_loadu_ps(src));
+            _mm_storeu_ps(d + 8, _mm_loadu_ps(src + 8));
+          } else {
+            _mm_storeu_ps(d, _mm_loadu_ps(src));
+            d[4] = src[4];
+            d[5] = src[5];
+          }
           continue;
         }
-        if (A.dt == 0) {
-          const float* s = static_cast<const float*>(A.p) + base;
-          for (int i = 0; i < mr; ++i) d[i] = s[i];
-        } else {
-          for (int i = 0; i < mr; ++i) d[i] = load_elem(A.p, A.dt, base + i);
-        }
+        for (int i = 0; i < mr; ++i) d[i] = load_elem(A.p, A.dt, base + ip + i);
         for (int i = mr; i < P; ++i) d[i] = 0.f;
       }
-      continue;
     }
+    return;
+  }
+  for (int64_t ip = 0; ip < mc; ip += P, dst += kc * P) {
+    const int mr = static_cast<int>(imin(P, mc - ip));
     // stored [M,K]: load 8 k's of each of 8 rows, transpose, store 8 rows of 8 (a group of
     // rows at a time; P = 12: rows 8..11 first, whose stores spill 4 zeros into the next k,
     // then rows 0..7 over them)
