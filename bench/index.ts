@@ -4,8 +4,10 @@
 // `--compare-pytorch` (the same as `--only compare`).
 import { installNodePlatform } from '../src/platform.node.js';
 import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
+import { runBrowserTrainBench } from './browser.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
+import { runQloraBench } from './qlora.js';
 import { runServeBench } from './serve.js';
 import { runTrainBench } from './train.js';
 import { runWasmGemmBench, runWasmTrainBench } from './wasm.js';
@@ -25,15 +27,42 @@ const backendArg = process.argv.indexOf('--backend');
 const backend = backendArg >= 0 ? process.argv[backendArg + 1] : undefined;
 if (backend !== undefined && backend !== 'wasm' && backend !== 'native') throw new Error(`--backend must be native or wasm (got "${backend}")`);
 const withWasm = backend === 'wasm';
+// --browser (train): the page's training in Chromium next to Node's native and --backend runs (bench/browser.ts)
+const browser = process.argv.includes('--browser');
+/** --steps N for --browser (default 8; the first step is not timed) */
+function browserSteps(): number | undefined {
+  const i = process.argv.indexOf('--steps');
+  if (i < 0) return undefined;
+  const n = Number(process.argv[i + 1]);
+  if (!(Number.isInteger(n) && n >= 2)) throw new Error(`--steps needs a whole number ≥ 2 with --browser (got "${process.argv[i + 1] ?? ''}")`);
+  return n;
+}
 
 const sections: Section[] = [
   { name: 'gemm', run: withWasm ? runWasmGemmBench : runGemmBench },
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
-  { name: 'train', run: async () => void (withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
+  {
+    name: 'train',
+    run: async () => {
+      if (browser) {
+        const steps = browserSteps();
+        await runBrowserTrainBench({ ...(backend ? { backend } : {}), ...(steps ? { steps } : {}) });
+      }
+      else if (withWasm) await runWasmTrainBench({ quick });
+      else await runTrainBench({ quick });
+    },
+  },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
+  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~6.4 GB of GGUF files in $TMPDIR, 3.6 GB of RAM for the f32 run; --quick, --steps N
+  { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg() })), optIn: true },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
 ];
+
+function stepsArg(): { steps?: number } {
+  const i = process.argv.indexOf('--steps');
+  return i >= 0 ? { steps: Number(process.argv[i + 1]) } : {};
+}
 
 function parseOnly(argv: string[]): string | null {
   if (argv.includes('--compare-pytorch')) return 'compare';

@@ -43,7 +43,7 @@ export interface TrainShape {
 }
 
 /** One configuration, in this process: returns per-step seconds after `warmup` steps. */
-export function trainSteps(shape: TrainShape, steps: number, quick: boolean, warmup = 1): ChildOutput {
+export function trainSteps(shape: TrainShape, steps: number, quick: boolean, warmup = 1, onTimed?: (timed: boolean) => void): ChildOutput {
   const config = { ...BENCH_LLAMA_CONFIG, ...(quick ? { num_hidden_layers: 2 } : {}) };
   const { dtype, B, T } = shape;
   const model = createModel(config, { seed: 0, dtype });
@@ -57,7 +57,7 @@ export function trainSteps(shape: TrainShape, steps: number, quick: boolean, war
   }
   const data = new BatchIterator(examples, { batchSize: B, order: 'sequential' });
   const optimizer = createOptimizer(model.trainableParameters(), { lr: 1e-4 });
-  const { stepSeconds, losses } = timeTrainSteps(model, data, optimizer, steps + warmup, warmup);
+  const { stepSeconds, losses } = timeTrainSteps(model, data, optimizer, steps + warmup, warmup, onTimed);
   const be = getBackend();
   return { stepSeconds, losses, peakRssBytes: process.resourceUsage().maxRSS * 1024, tokensPerStep: B * T, backend: be.name, threads: be.threads };
 }
@@ -65,19 +65,22 @@ export function trainSteps(shape: TrainShape, steps: number, quick: boolean, war
 /**
  * The timed training loop (also compare-pytorch's): per step zeroGrad, forwardBackward(batch,
  * 1 / targets), step. Returns the seconds of each step after `warmup` and every step's mean loss.
+ * `onTimed(true)` and `onTimed(false)` bracket each timed step (bench/tools/kernel-profile.ts).
  */
-export function timeTrainSteps(model: CausalLM, data: BatchSource, optimizer: Optimizer, total: number, warmup: number): { stepSeconds: number[]; losses: number[] } {
+export function timeTrainSteps(model: CausalLM, data: BatchSource, optimizer: Optimizer, total: number, warmup: number, onTimed?: (timed: boolean) => void): { stepSeconds: number[]; losses: number[] } {
   model.train(true); // as train() does: training mode (dropout, gradient checkpointing)
   const objective = causalLmObjective(model);
   const stepSeconds: number[] = [];
   const losses: number[] = [];
   for (let s = 0; s < total; s++) {
     const batch = data.next();
+    if (s >= warmup) onTimed?.(true);
     const t0 = process.hrtime.bigint();
     optimizer.zeroGrad();
     const r = objective.forwardBackward(batch, 1 / batch.targets);
     optimizer.step();
     const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+    onTimed?.(false);
     losses.push(r.lossSum / r.count);
     if (s >= warmup) stepSeconds.push(dt);
   }

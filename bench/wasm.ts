@@ -3,9 +3,12 @@
 // platform.
 //
 // GEMM: the five training shapes, f32. Each round times native (all threads), wasm (all
-// threads), wasm on 1 thread and @tensorflow/tfjs-backend-wasm's matMul (1 thread: its
-// threaded build starts its workers from blob: URLs, which Node's worker_threads refuse, so
-// in Node it runs on one thread), one after another, so load on the machine hits them alike.
+// threads), onnxruntime-web's wasm MatMul (all threads: it runs its pool on Node's
+// worker_threads; Gemm with transA for the transposed shape), wasm on 1 thread and
+// @tensorflow/tfjs-backend-wasm's matMul (1 thread: its threaded build starts its workers
+// from blob: URLs, which Node's worker_threads refuse), one after another, so load on the
+// machine hits them alike. Both libraries are pinned devDependencies; each is checked against
+// lorakit's product once per shape, so the bench times the same product.
 // The wasm operands live on the module's heap (no copies), as the backend's own buffers do.
 // Figures: median GFLOP/s over the rounds [slowest–fastest]; ratios: median of the per-round ratios.
 //
@@ -17,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { loadWasmBackend, nativeBackend, nativeError, wasmError, wasmVariant } from '../src/backend/native/select.js';
 import { wasmLoaded } from '../src/backend/wasm/load.node.js';
 import type { GemmArgs } from '../src/backend/types.js';
+import { onnxMatMul } from './onnx-matmul.js';
 
 interface Shape {
   label: string;
@@ -65,11 +69,69 @@ const med = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+/** timeIt for an asynchronous call (onnxruntime-web's run) */
+async function timeItAsync(fn: () => Promise<void>): Promise<number> {
+  await fn();
+  const t0 = performance.now();
+  await fn();
+  const once = Math.max((performance.now() - t0) / 1000, 1e-6);
+  const reps = Math.max(1, Math.round(0.04 / once));
+  const times: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t = performance.now();
+    for (let i = 0; i < reps; i++) await fn();
+    times.push((performance.now() - t) / 1000 / reps);
+  }
+  return times.sort((x, y) => x - y)[1]!;
+}
+
 const span = (xs: number[], f: (x: number) => string): string => `${f(med(xs))} [${f(Math.min(...xs))}–${f(Math.max(...xs))}]`;
 
 interface TfMatMul {
   run(): void;
   dispose(): void;
+}
+
+interface OrtMatMul {
+  /** C, checked against lorakit's */
+  run(): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+/** onnxruntime-web's wasm backend on `threads` threads, when installed (a devDependency of the bench) */
+async function ortWasm(threads: number): Promise<{ make(s: Shape, a: Float32Array, b: Float32Array): Promise<OrtMatMul>; info: string } | string> {
+  try {
+    const ort = await import('onnxruntime-web');
+    ort.env.wasm.numThreads = threads;
+    ort.env.logLevel = 'error';
+    const version = ort.env.versions.web ?? '?';
+    return {
+      info: `onnxruntime-web ${version}, wasm (SIMD), ${threads} threads`,
+      async make(s, a, b) {
+        const session = await ort.InferenceSession.create(onnxMatMul(s.M, s.K, s.N, s.transA ?? false), { executionProviders: ['wasm'] });
+        const feeds = { A: new ort.Tensor('float32', a, s.transA ? [s.K, s.M] : [s.M, s.K]), B: new ort.Tensor('float32', b, [s.K, s.N]) };
+        return {
+          async run() {
+            const out = await session.run(feeds);
+            const c = out['C']!;
+            const data = c.data as Float32Array;
+            c.dispose();
+            return data;
+          },
+          dispose: () => session.release(),
+        };
+      },
+    };
+  } catch (e) {
+    return `onnxruntime-web unavailable (${(e as Error).message.split('\n')[0]})`;
+  }
+}
+
+/** the largest |x − y| over max(1, |y|) (the two products must agree before they are timed) */
+function maxRelDiff(x: Float32Array, y: Float32Array): number {
+  let d = 0;
+  for (let i = 0; i < y.length; i++) d = Math.max(d, Math.abs(x[i]! - y[i]!) / Math.max(1, Math.abs(y[i]!)));
+  return d;
 }
 
 /** tfjs-core + tfjs-backend-wasm, when installed (devDependencies of the bench) */
@@ -114,11 +176,12 @@ export async function runWasmGemmBench(): Promise<void> {
   const heap = wasmLoaded()!.heap!;
   const threads = w.threads;
   const tf = await tfjsWasm();
-  console.log(`gemm, wasm next to native: native ${nat.avx2fma ? 'AVX2+FMA' : 'portable'} on ${nat.threads} threads; wasm ${wasmVariant()} (GEMM kernels ${heap.impl}) on ${threads} threads and on 1; ${typeof tf === 'string' ? tf : tf.info}`);
+  const ort = await ortWasm(threads);
+  console.log(`gemm, wasm next to native: native ${nat.avx2fma ? 'AVX2+FMA' : 'portable'} on ${nat.threads} threads; wasm ${wasmVariant()} (GEMM kernels ${heap.impl}) on ${threads} threads and on 1; ${typeof ort === 'string' ? ort : ort.info}; ${typeof tf === 'string' ? tf : tf.info}`);
   console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (a shared machine lowers every figure; compare the ratios)`);
   console.log(`median GFLOP/s over ${ROUNDS} rounds [slowest–fastest]; ratios: median [range] of the per-round ratios\n`);
   const P = (s: string, n: number): string => s.padEnd(n);
-  console.log(`${P('shape (M×K · K×N)', 24)}${P('native', 20)}${P(`wasm ${threads}t`, 20)}${P('wasm/native', 20)}${P('wasm 1t', 20)}${P('tfjs-wasm 1t', 20)}wasm/tfjs (1t)`);
+  console.log(`${P('shape (M×K · K×N)', 24)}${P('native', 20)}${P(`wasm ${threads}t`, 20)}${P('wasm/native', 20)}${P(`ort-web ${threads}t`, 20)}${P(`wasm/ort (${threads}t)`, 20)}${P('wasm 1t', 20)}${P('tfjs-wasm 1t', 20)}wasm/tfjs (1t)`);
   for (const s of SHAPES) {
     const flops = 2 * s.M * s.N * s.K;
     const g: GemmArgs = { M: s.M, N: s.N, K: s.K, transA: s.transA ?? false };
@@ -127,7 +190,13 @@ export async function runWasmGemmBench(): Promise<void> {
     fill(bw, 2);
     const an = aw.slice(), bn = bw.slice(), cn = new Float32Array(s.M * s.N);
     const tfm = typeof tf === 'string' ? null : tf.make(s, an, bn);
-    const r = { nat: [] as number[], w: [] as number[], w1: [] as number[], tf: [] as number[], ratio: [] as number[], ratioTf: [] as number[] };
+    const ortm = typeof ort === 'string' ? null : await ort.make(s, an, bn);
+    if (ortm) {
+      w.gemm(cw, aw, bw, g);
+      const d = maxRelDiff(await ortm.run(), cw);
+      if (d > 1e-4) throw new Error(`onnxruntime-web's product differs from lorakit's on ${s.label} (max relative difference ${d.toExponential(2)})`);
+    }
+    const r = { nat: [] as number[], w: [] as number[], w1: [] as number[], tf: [] as number[], ort: [] as number[], ratio: [] as number[], ratioTf: [] as number[], ratioOrt: [] as number[] };
     for (let round = 0; round < ROUNDS; round++) {
       const tn = timeIt(() => nat.gemm(cn, an, bn, g));
       const tw = timeIt(() => w.gemm(cw, aw, bw, g));
@@ -138,6 +207,11 @@ export async function runWasmGemmBench(): Promise<void> {
       r.w.push(flops / tw / 1e9);
       r.w1.push(flops / tw1 / 1e9);
       r.ratio.push(tn / tw);
+      if (ortm) {
+        const to = await timeItAsync(async () => void (await ortm.run()));
+        r.ort.push(flops / to / 1e9);
+        r.ratioOrt.push(to / tw);
+      }
       if (tfm) {
         const tt = timeIt(() => tfm.run());
         r.tf.push(flops / tt / 1e9);
@@ -145,11 +219,12 @@ export async function runWasmGemmBench(): Promise<void> {
       }
     }
     tfm?.dispose();
+    await ortm?.dispose();
     for (const x of [aw, bw, cw]) heap.free(x);
     const f1 = (x: number): string => x.toFixed(1);
     const f2 = (x: number): string => x.toFixed(2);
     console.log(
-      `${P(s.label, 24)}${P(span(r.nat, f1), 20)}${P(span(r.w, f1), 20)}${P(span(r.ratio, f2), 20)}${P(span(r.w1, f1), 20)}${P(r.tf.length ? span(r.tf, f1) : '-', 20)}${r.ratioTf.length ? span(r.ratioTf, f2) : '-'}`,
+      `${P(s.label, 24)}${P(span(r.nat, f1), 20)}${P(span(r.w, f1), 20)}${P(span(r.ratio, f2), 20)}${P(r.ort.length ? span(r.ort, f1) : '-', 20)}${P(r.ratioOrt.length ? span(r.ratioOrt, f2) : '-', 20)}${P(span(r.w1, f1), 20)}${P(r.tf.length ? span(r.tf, f1) : '-', 20)}${r.ratioTf.length ? span(r.ratioTf, f2) : '-'}`,
     );
   }
 }

@@ -9,7 +9,8 @@
 //         pack op(A)[ic:ic+MC, pc:pc+KC] -> Ap (ceil(MC/MR) panels [KC][MR], per thread, in L2)
 //         for jr in NC by NR: for ir in MC by MR:  micro-kernel on one MR×NR tile of C
 //                                                  (one Bp panel [KC][NR] stays in L1)
-// Half operands are widened to f32 while packing, so half weights are read in place.
+// Half operands are widened to f32 while packing, so half weights are read in place; a
+// quantized B (GGML blocks, quant.h) is dequantized while packing the same way.
 // Small and thin products with an f32 A skip packing A (the "direct" path): A is read
 // as stored, and B is packed only when it has to be (half, transposed, or N % 8 != 0).
 // The instruction set is chosen at run time on x86: AVX-512F for the packed path's
@@ -24,6 +25,7 @@
 #include <cstring>
 #include <string>
 
+#include "quant.h"
 #include "threadpool.h"
 
 namespace lk {
@@ -197,7 +199,8 @@ void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Opera
     const int64_t p0 = t * per, p1 = p0 + per < n_panels ? p0 + per : n_panels;
     if (p0 >= p1) return;
     const int64_t cols = (p1 * NR < st.nc ? p1 * NR : st.nc) - p0 * NR;
-    im.pack_b(dst + p0 * st.kc * NR, B, st.pc, st.kc, st.jc + p0 * NR, cols);
+    if (quant::is_quant(B.dt)) quant::pack_b(dst + p0 * st.kc * NR, B, st.pc, st.kc, st.jc + p0 * NR, cols, im.NR);
+    else im.pack_b(dst + p0 * st.kc * NR, B, st.pc, st.kc, st.jc + p0 * NR, cols);
   };
 
   {
@@ -278,7 +281,8 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
     const float* bpacked = nullptr;
     if (!b_in_place) {
       float* bp = t_bdirect.get(static_cast<size_t>(round_up(N, NRd) * K));  // [ceil(N/NRd)][K][NRd]
-      im.pack_b_direct(bp, B, 0, K, 0, N);
+      if (quant::is_quant(B.dt)) quant::pack_b(bp, B, 0, K, 0, N, im.NRd);
+      else im.pack_b_direct(bp, B, 0, K, 0, N);
       bpacked = bp;
     }
     // tiles: the grid that balances nt threads, or, with many rows, up to 4 row chunks per

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "ops_common.h"
+#include "quant.h"
+#include "simd.h"
 
 namespace lk {
 void RegisterAttention(napi_env env, napi_value exports);  // ops_attention.cc
@@ -487,9 +489,18 @@ float row_max_portable(const float* x, int64_t n) {
   return r;
 }
 
+// (four exps at a time over the SIMD layer, simd.h; the sum in f64 in the same order)
 double sum_exp_portable(float* out, const float* x, float max, int64_t n) {
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t i = 0;
+  const simd::V mv = simd::set1(max);
+  for (; i + simd::W <= n; i += simd::W) {
+    alignas(16) float e[simd::W];
+    simd::store(e, simd::exp(simd::sub(simd::load(x + i), mv)));
+    if (out) std::memcpy(out + i, e, sizeof e);
+    s += e[0], s += e[1], s += e[2], s += e[3];
+  }
+  for (; i < n; ++i) {
     const float e = std::exp(x[i] - max);
     if (out) out[i] = e;
     s += e;
@@ -734,9 +745,16 @@ LK_AVX2 void silu_avx2(int kind, float* out, float* out2, const float* x, const 
 
 #endif
 void silu_portable(int kind, float* out, float* out2, const float* x, const float* u, const float* dy, int64_t n) {
+  // e = exp(−x) four at a time over the SIMD layer (simd.h), the rest as below
+  alignas(16) float eb[simd::W];
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
-    const float e = std::exp(std::min(-v, kExpMax));
+    if (i % simd::W == 0) {
+      if (i + simd::W <= n) simd::store(eb, simd::exp(simd::min(simd::sub(simd::zero(), simd::load(x + i)), simd::set1(kExpMax))));
+      else
+        for (int64_t j = i; j < n; ++j) eb[j - i] = std::exp(std::min(-x[j], kExpMax));
+    }
+    const float e = eb[i % simd::W];
     const float s = 1.0f / (1.0f + e);  // 1 − σ = e·σ
     switch (kind) {
       case 0: out[i] = v * s; break;
@@ -803,16 +821,30 @@ napi_value SwigluBackward(napi_env env, napi_callback_info info) {
 
 // ============================== embedding ==============================
 
-// out[N,C] = table[ids[n], :], table [V,C] in f32/f16/bf16
+// out[N,C] = table[ids[n], :], table [V,C] in f32/f16/bf16, or GGML blocks (quant.h: each row
+// dequantized, C a whole number of blocks)
 napi_value EmbeddingForward(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float* out; int32_t* ids; size_t n0, n1, nt;
   const void* table;
   const int dt = static_cast<int>(get_int(a, 5, F32));
-  if (!get_f32(a, 0, out, n0, "embeddingForward", "out") || !get_i32(a, 1, ids, n1, "embeddingForward", "ids") ||
-      !get_storage(a, 2, dt, table, nt, "embeddingForward", "table"))
+  if (!get_f32(a, 0, out, n0, "embeddingForward", "out") || !get_i32(a, 1, ids, n1, "embeddingForward", "ids"))
     return nullptr;
   const int64_t N = get_int(a, 3), C = get_int(a, 4);
+  if (quant::is_quant(dt)) {
+    View v;
+    if (!get_view(a, 2, v, "embeddingForward", "table")) return nullptr;
+    if (v.type != napi_uint8_array || C % quant::block_values(dt) != 0) {
+      throw_type(env, "embeddingForward: argument table must be a Uint8Array of whole-block rows for a quantized dtype");
+      return nullptr;
+    }
+    run_chunks(N, row_grain(C), [&](int64_t r0, int64_t r1, int) {
+      float* tmp = quant::scratch(256);
+      for (int64_t r = r0; r < r1; ++r) quant::dequant_row_range(dt, v.data, C, ids[r], 0, C, out + r * C, tmp);
+    });
+    return undefined(env);
+  }
+  if (!get_storage(a, 2, dt, table, nt, "embeddingForward", "table")) return nullptr;
   run_chunks(N, row_grain(C), [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) widen_into(out + r * C, table, dt, static_cast<int64_t>(ids[r]) * C, C);
   });

@@ -16,6 +16,7 @@
 
 #include "gemm.h"
 #include "ops_common.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
@@ -318,38 +319,123 @@ struct Avx2Ops {
 
 #endif  // LK_X86
 
+// The same operations over the SIMD layer (simd.h: NEON, WebAssembly SIMD128, SSE2 or
+// scalar), 4 lanes: the register tiles of scores4, pv4 and tp4 are 4 rows × 16 columns, as in
+// Avx2Ops, in sixteen 4-lane vectors. Sums over D keep four lanes and add them at the end
+// (hsum), so they round differently from a plain loop; the kernel tests allow for that.
 struct PortableOps {
+  using V = simd::V;
+  static constexpr int W = simd::W;
   static inline float dot(const float* a, const float* b, int64_t n) {
-    float s = 0;
-    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+    V s0 = simd::zero(), s1 = simd::zero();
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      s0 = simd::fma(simd::load(a + i), simd::load(b + i), s0);
+      s1 = simd::fma(simd::load(a + i + W), simd::load(b + i + W), s1);
+    }
+    for (; i + W <= n; i += W) s0 = simd::fma(simd::load(a + i), simd::load(b + i), s0);
+    float s = simd::hsum(simd::add(s0, s1));
+    for (; i < n; ++i) s += a[i] * b[i];
     return s;
   }
   static inline void dot4(const float* const a[4], const float* b, int64_t n, float out[4]) {
-    for (int r = 0; r < 4; ++r) out[r] = dot(a[r], b, n);
+    V s0 = simd::zero(), s1 = simd::zero(), s2 = simd::zero(), s3 = simd::zero();
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
+      const V x = simd::load(b + i);
+      s0 = simd::fma(simd::load(a[0] + i), x, s0);
+      s1 = simd::fma(simd::load(a[1] + i), x, s1);
+      s2 = simd::fma(simd::load(a[2] + i), x, s2);
+      s3 = simd::fma(simd::load(a[3] + i), x, s3);
+    }
+    out[0] = simd::hsum(s0), out[1] = simd::hsum(s1), out[2] = simd::hsum(s2), out[3] = simd::hsum(s3);
+    for (; i < n; ++i)
+      for (int r = 0; r < 4; ++r) out[r] += a[r][i] * b[i];
   }
+  // out[i·ld + j] for keys j < round_up(n, 16), keys packed by pack_keys_t (as Avx2Ops::scores4)
   static inline void scores4(float* out, int64_t ld, const float* const a[4], const float* xt, int64_t n, int64_t D) {
-    for (int r = 0; r < 4; ++r)
-      for (int64_t j = 0; j < n; ++j) {
-        float s = 0;
-        for (int64_t i = 0; i < D; ++i) s += a[r][i] * xt[(j / 16) * D * 16 + i * 16 + j % 16];
-        out[r * ld + j] = s;
+    for (int64_t c = 0; c < n; c += 16) {
+      V acc[4][4];
+      for (int r = 0; r < 4; ++r)
+        for (int v = 0; v < 4; ++v) acc[r][v] = simd::zero();
+      const float* x = xt + c * D;  // the panel of keys c .. c + 15
+      for (int64_t d = 0; d < D; ++d, x += 16) {
+        const V x0 = simd::load(x), x1 = simd::load(x + 4), x2 = simd::load(x + 8), x3 = simd::load(x + 12);
+        for (int r = 0; r < 4; ++r) {
+          const V b = simd::set1(a[r][d]);
+          acc[r][0] = simd::fma(b, x0, acc[r][0]);
+          acc[r][1] = simd::fma(b, x1, acc[r][1]);
+          acc[r][2] = simd::fma(b, x2, acc[r][2]);
+          acc[r][3] = simd::fma(b, x3, acc[r][3]);
+        }
       }
-  }
-  static inline void pv4(float* const acc[4], const float* p, int64_t ld, const float* x, int64_t xs, int64_t n, int64_t D) {
-    for (int r = 0; r < 4; ++r)
-      for (int64_t j = 0; j < n; ++j) axpy(acc[r], p[r * ld + j], x + j * xs, D);
-  }
-  static inline void sum4(float* y, const float a[4], const float* const x[4], int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
-  }
-  static inline void tp4(float* y, int64_t ys, const float* a, int64_t ld, const float* const x[4], int64_t n, int64_t D) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float c[4] = {a[j], a[ld + j], a[2 * ld + j], a[3 * ld + j]};
-      sum4(y + j * ys, c, x, D);
+      for (int r = 0; r < 4; ++r)
+        for (int v = 0; v < 4; ++v) simd::store(out + r * ld + c + v * W, acc[r][v]);
     }
   }
+  // acc[i][0, D) += Σ_{j<n} p[i·ld + j]·x[j·xs + (0, D)] for 4 rows (as Avx2Ops::pv4)
+  static inline void pv4(float* const acc[4], const float* p, int64_t ld, const float* x, int64_t xs, int64_t n, int64_t D) {
+    int64_t c = 0;
+    for (; c + 16 <= D; c += 16) {
+      V a[4][4];
+      for (int r = 0; r < 4; ++r)
+        for (int v = 0; v < 4; ++v) a[r][v] = simd::load(acc[r] + c + v * W);
+      for (int64_t j = 0; j < n; ++j) {
+        const float* xr = x + j * xs + c;
+        const V x0 = simd::load(xr), x1 = simd::load(xr + 4), x2 = simd::load(xr + 8), x3 = simd::load(xr + 12);
+        for (int r = 0; r < 4; ++r) {
+          const V b = simd::set1(p[r * ld + j]);
+          a[r][0] = simd::fma(b, x0, a[r][0]);
+          a[r][1] = simd::fma(b, x1, a[r][1]);
+          a[r][2] = simd::fma(b, x2, a[r][2]);
+          a[r][3] = simd::fma(b, x3, a[r][3]);
+        }
+      }
+      for (int r = 0; r < 4; ++r)
+        for (int v = 0; v < 4; ++v) simd::store(acc[r] + c + v * W, a[r][v]);
+    }
+    for (; c + W <= D; c += W) {
+      V a0 = simd::load(acc[0] + c), a1 = simd::load(acc[1] + c), a2 = simd::load(acc[2] + c), a3 = simd::load(acc[3] + c);
+      for (int64_t j = 0; j < n; ++j) {
+        const V x0 = simd::load(x + j * xs + c);
+        a0 = simd::fma(simd::set1(p[j]), x0, a0);
+        a1 = simd::fma(simd::set1(p[ld + j]), x0, a1);
+        a2 = simd::fma(simd::set1(p[2 * ld + j]), x0, a2);
+        a3 = simd::fma(simd::set1(p[3 * ld + j]), x0, a3);
+      }
+      simd::store(acc[0] + c, a0), simd::store(acc[1] + c, a1), simd::store(acc[2] + c, a2), simd::store(acc[3] + c, a3);
+    }
+    for (; c < D; ++c)
+      for (int r = 0; r < 4; ++r)
+        for (int64_t j = 0; j < n; ++j) acc[r][c] += p[r * ld + j] * x[j * xs + c];
+  }
+  // y[j·ys + (0, D)] += Σ_i a[i·ld + j]·x[i][(0, D)] for keys j < n, 4 rows x[i] (as Avx2Ops::tp4)
+  static inline void tp4(float* y, int64_t ys, const float* a, int64_t ld, const float* const x[4], int64_t n, int64_t D) {
+    int64_t c = 0;
+    for (; c + 8 <= D; c += 8) {
+      V xv[4][2];
+      for (int r = 0; r < 4; ++r) xv[r][0] = simd::load(x[r] + c), xv[r][1] = simd::load(x[r] + c + 4);
+      for (int64_t j = 0; j < n; ++j) {
+        float* yr = y + j * ys + c;
+        V y0 = simd::load(yr), y1 = simd::load(yr + 4);
+        for (int r = 0; r < 4; ++r) {
+          const V b = simd::set1(a[r * ld + j]);
+          y0 = simd::fma(b, xv[r][0], y0);
+          y1 = simd::fma(b, xv[r][1], y1);
+        }
+        simd::store(yr, y0), simd::store(yr + 4, y1);
+      }
+    }
+    for (; c < D; ++c)
+      for (int64_t j = 0; j < n; ++j) y[j * ys + c] += a[j] * x[0][c] + a[ld + j] * x[1][c] + a[2 * ld + j] * x[2][c] + a[3 * ld + j] * x[3][c];
+  }
   static inline void acc_tn(float* y, int64_t ys, const float* a, int64_t ld, const float* x, int64_t xs, int64_t R, int64_t n, int64_t D) {
-    for (int64_t i = 0; i < R; ++i)
+    int64_t i = 0;
+    for (; i + 4 <= R; i += 4) {
+      const float* const xr[4] = {x + i * xs, x + (i + 1) * xs, x + (i + 2) * xs, x + (i + 3) * xs};
+      tp4(y, ys, a + i * ld, ld, xr, n, D);
+    }
+    for (; i < R; ++i)
       for (int64_t j = 0; j < n; ++j) axpy(y + j * ys, a[i * ld + j], x + i * xs, D);
   }
   static inline void transpose8(float* dst, int64_t ld, const float* const src[8], int64_t c) {
@@ -357,34 +443,70 @@ struct PortableOps {
       for (int i = 0; i < 8; ++i) dst[j * ld + i] = src[i][c + j];
   }
   static inline void axpy(float* y, float a, const float* x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+    const V av = simd::set1(a);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) simd::store(y + i, simd::fma(av, simd::load(x + i), simd::load(y + i)));
+    for (; i < n; ++i) y[i] += a * x[i];
   }
   static inline void scal(float* y, float a, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] *= a;
+    const V av = simd::set1(a);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) simd::store(y + i, simd::mul(av, simd::load(y + i)));
+    for (; i < n; ++i) y[i] *= a;
   }
+  // p[n] = exp(p[n] − m) (p holds at least round_up(n, 8) floats); returns Σ p
   static inline float exp_tile(float* p, float m, int64_t n) {
-    float s = 0;
-    for (int64_t i = 0; i < n; ++i) s += p[i] = std::exp(p[i] - m);
-    return s;
+    const V mv = simd::set1(m);
+    V s = simd::zero();
+    for (int64_t i = n; i % W; ++i) p[i] = -INFINITY;
+    for (int64_t i = 0; i < n; i += W) {
+      const V e = simd::exp(simd::sub(simd::load(p + i), mv));
+      simd::store(p + i, e);
+      s = simd::add(s, e);
+    }
+    return simd::hsum(s);
   }
+  // row[j] = lo ≤ j < vis ? scale·row[j] + mask[j] : −∞ for j < round_up(n, 8) (as Avx2Ops::fix_row)
   static inline float fix_row(float* row, int64_t n, float scale, const float* mask, int64_t lo, int64_t vis) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; ++j) {
+    const V sv = simd::set1(scale), ninf = simd::set1(-INFINITY);
+    const V flo = simd::set1(static_cast<float>(lo)), fvis = simd::set1(static_cast<float>(vis));
+    alignas(16) static const float kLane[4] = {0.f, 1.f, 2.f, 3.f};  // j + lane, compared as floats (n < 2^24)
+    V mx = ninf;
+    int64_t j = 0;
+    for (; j + W <= n; j += W) {
+      V x = simd::mul(sv, simd::load(row + j));
+      if (mask) x = simd::add(x, simd::load(mask + j));
+      const V idx = simd::add(simd::set1(static_cast<float>(j)), simd::load(kLane));
+      x = simd::lt_select(idx, flo, ninf, simd::lt_select(idx, fvis, x, ninf));
+      simd::store(row + j, x);
+      mx = simd::max(mx, x);
+    }
+    float r = simd::hmax(mx);
+    for (; j < n; ++j) {
       const float x = j >= lo && j < vis ? scale * row[j] + (mask ? mask[j] : 0.f) : -INFINITY;
       row[j] = x;
-      mx = x > mx ? x : mx;
+      r = x > r ? x : r;
     }
-    return mx;
-  }
-  static inline void ds_row(float* ds, const float* p, float dt, float scale, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - dt) * scale;
-  }
-  static inline float max(const float* p, int64_t n) {
-    float r = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) r = p[i] > r ? p[i] : r;
+    for (int64_t k = n; k % 8; ++k) row[k] = -INFINITY;
     return r;
   }
-  static inline float exp1(float x) { return std::exp(x); }
+  static inline void ds_row(float* ds, const float* p, float dt, float scale, int64_t n) {
+    const V dv = simd::set1(dt), sv = simd::set1(scale);
+    for (int64_t j = 0; j < n; j += W) simd::store(ds + j, simd::mul(simd::mul(simd::load(p + j), sv), simd::sub(simd::load(ds + j), dv)));
+  }
+  static inline float max(const float* p, int64_t n) {
+    V m = simd::set1(-INFINITY);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) m = simd::max(m, simd::load(p + i));
+    float r = simd::hmax(m);
+    for (; i < n; ++i) r = p[i] > r ? p[i] : r;
+    return r;
+  }
+  static inline float exp1(float x) {
+    alignas(16) float b[4];
+    simd::store(b, simd::exp(simd::set1(x)));
+    return b[0];
+  }
 };
 
 // Query rows are processed kR at a time, so each key and value row loaded serves kR

@@ -11,8 +11,11 @@
 // ops_attention.cc, the LK_AVX2 functions of ops.cc), chosen at run time by cpu.cc.
 //
 // Every V here has W = 4 lanes of float and these operations (all lane-wise unless said):
-//   zero(), set1(x), load(p), store(p, v) (unaligned), add, sub, mul,
-//   fma(a, b, c) = a·b + c, max, hsum(v) (the sum of the lanes).
+//   zero(), set1(x), load(p), store(p, v) (unaligned), add, sub, mul, div, min,
+//   fma(a, b, c) = a·b + c, max, hsum(v) (the sum of the lanes),
+//   round(v) (to the nearest integer, |v| < 2^22), pow2i(n) = 2^n for whole n in [−126, 127],
+//   lt_select(a, b, x, y) = a < b ? x : y;
+// and, written once over them below: hmax(v) (the largest lane), exp(v).
 #pragma once
 
 #if defined(LK_SIMD_SCALAR)
@@ -29,6 +32,11 @@
 #else
 #define LK_SIMD_IMPL_SCALAR 1
 #endif
+#if LK_SIMD_IMPL_SCALAR
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#endif
 
 namespace lk {
 namespace simd {
@@ -36,12 +44,14 @@ namespace simd {
 #define LK_SIMD_INLINE inline __attribute__((always_inline))
 
 #if LK_SIMD_IMPL_WASM
-// (the two names have one length: the two builds must lay out their data alike, since
-// they share one JavaScript glue, which holds a data address)
+// (the two names have one length, and neither ends in another string of the module (the
+// linker would store that one inside it, in one build only: "simd128-mul-add" held the
+// kernel name "add"): the two builds must lay out their data alike, since they share one
+// JavaScript glue, which holds a data address)
 #if defined(__wasm_relaxed_simd__)
 constexpr const char* kName = "simd128-relaxed";
 #else
-constexpr const char* kName = "simd128-mul-add";
+constexpr const char* kName = "simd128-unfused";
 #endif
 struct V {
   v128_t v;
@@ -53,6 +63,8 @@ LK_SIMD_INLINE void store(float* p, V a) { wasm_v128_store(p, a.v); }
 LK_SIMD_INLINE V add(V a, V b) { return {wasm_f32x4_add(a.v, b.v)}; }
 LK_SIMD_INLINE V sub(V a, V b) { return {wasm_f32x4_sub(a.v, b.v)}; }
 LK_SIMD_INLINE V mul(V a, V b) { return {wasm_f32x4_mul(a.v, b.v)}; }
+LK_SIMD_INLINE V div(V a, V b) { return {wasm_f32x4_div(a.v, b.v)}; }
+LK_SIMD_INLINE V min(V a, V b) { return {wasm_f32x4_pmin(a.v, b.v)}; }
 LK_SIMD_INLINE V fma(V a, V b, V c) {
 #if defined(__wasm_relaxed_simd__)
   // clang 14 emits this builtin with the pre-standard opcode 0xaf; scripts/build-wasm.mjs
@@ -69,6 +81,9 @@ LK_SIMD_INLINE float hsum(V a) {
   return (wasm_f32x4_extract_lane(a.v, 0) + wasm_f32x4_extract_lane(a.v, 1)) +
          (wasm_f32x4_extract_lane(a.v, 2) + wasm_f32x4_extract_lane(a.v, 3));
 }
+LK_SIMD_INLINE V round(V a) { return {wasm_f32x4_nearest(a.v)}; }
+LK_SIMD_INLINE V pow2i(V n) { return {wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n.v), wasm_i32x4_splat(127)), 23)}; }
+LK_SIMD_INLINE V lt_select(V a, V b, V x, V y) { return {wasm_v128_bitselect(x.v, y.v, wasm_f32x4_lt(a.v, b.v))}; }
 
 #elif LK_SIMD_IMPL_NEON
 constexpr const char* kName = "neon";
@@ -82,12 +97,17 @@ LK_SIMD_INLINE void store(float* p, V a) { vst1q_f32(p, a.v); }
 LK_SIMD_INLINE V add(V a, V b) { return {vaddq_f32(a.v, b.v)}; }
 LK_SIMD_INLINE V sub(V a, V b) { return {vsubq_f32(a.v, b.v)}; }
 LK_SIMD_INLINE V mul(V a, V b) { return {vmulq_f32(a.v, b.v)}; }
+LK_SIMD_INLINE V div(V a, V b) { return {vdivq_f32(a.v, b.v)}; }
+LK_SIMD_INLINE V min(V a, V b) { return {vminq_f32(a.v, b.v)}; }
 LK_SIMD_INLINE V fma(V a, V b, V c) { return {vfmaq_f32(c.v, a.v, b.v)}; }
 LK_SIMD_INLINE V max(V a, V b) { return {vmaxq_f32(a.v, b.v)}; }
 LK_SIMD_INLINE float hsum(V a) {
   const float32x2_t s = vadd_f32(vget_low_f32(a.v), vget_high_f32(a.v));
   return vget_lane_f32(s, 0) + vget_lane_f32(s, 1);
 }
+LK_SIMD_INLINE V round(V a) { return {vrndnq_f32(a.v)}; }
+LK_SIMD_INLINE V pow2i(V n) { return {vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n.v), vdupq_n_s32(127)), 23))}; }
+LK_SIMD_INLINE V lt_select(V a, V b, V x, V y) { return {vbslq_f32(vcltq_f32(a.v, b.v), x.v, y.v)}; }
 
 #elif LK_SIMD_IMPL_SSE2
 constexpr const char* kName = "sse2";
@@ -101,12 +121,21 @@ LK_SIMD_INLINE void store(float* p, V a) { _mm_storeu_ps(p, a.v); }
 LK_SIMD_INLINE V add(V a, V b) { return {_mm_add_ps(a.v, b.v)}; }
 LK_SIMD_INLINE V sub(V a, V b) { return {_mm_sub_ps(a.v, b.v)}; }
 LK_SIMD_INLINE V mul(V a, V b) { return {_mm_mul_ps(a.v, b.v)}; }
+LK_SIMD_INLINE V div(V a, V b) { return {_mm_div_ps(a.v, b.v)}; }
+LK_SIMD_INLINE V min(V a, V b) { return {_mm_min_ps(a.v, b.v)}; }
 LK_SIMD_INLINE V fma(V a, V b, V c) { return {_mm_add_ps(_mm_mul_ps(a.v, b.v), c.v)}; }
 LK_SIMD_INLINE V max(V a, V b) { return {_mm_max_ps(a.v, b.v)}; }
 LK_SIMD_INLINE float hsum(V a) {
   alignas(16) float t[4];
   _mm_store_ps(t, a.v);
   return (t[0] + t[1]) + (t[2] + t[3]);
+}
+// (cvtps rounds to nearest even under the default MXCSR)
+LK_SIMD_INLINE V round(V a) { return {_mm_cvtepi32_ps(_mm_cvtps_epi32(a.v))}; }
+LK_SIMD_INLINE V pow2i(V n) { return {_mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(_mm_cvtps_epi32(n.v), _mm_set1_epi32(127)), 23))}; }
+LK_SIMD_INLINE V lt_select(V a, V b, V x, V y) {
+  const __m128 m = _mm_cmplt_ps(a.v, b.v);
+  return {_mm_or_ps(_mm_and_ps(m, x.v), _mm_andnot_ps(m, y.v))};
 }
 
 #else
@@ -123,6 +152,12 @@ LK_SIMD_INLINE void store(float* p, V a) {
 LK_SIMD_INLINE V add(V a, V b) { return {{a.v[0] + b.v[0], a.v[1] + b.v[1], a.v[2] + b.v[2], a.v[3] + b.v[3]}}; }
 LK_SIMD_INLINE V sub(V a, V b) { return {{a.v[0] - b.v[0], a.v[1] - b.v[1], a.v[2] - b.v[2], a.v[3] - b.v[3]}}; }
 LK_SIMD_INLINE V mul(V a, V b) { return {{a.v[0] * b.v[0], a.v[1] * b.v[1], a.v[2] * b.v[2], a.v[3] * b.v[3]}}; }
+LK_SIMD_INLINE V div(V a, V b) { return {{a.v[0] / b.v[0], a.v[1] / b.v[1], a.v[2] / b.v[2], a.v[3] / b.v[3]}}; }
+LK_SIMD_INLINE V min(V a, V b) {
+  V r;
+  for (int i = 0; i < 4; ++i) r.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
+  return r;
+}
 LK_SIMD_INLINE V fma(V a, V b, V c) { return add(mul(a, b), c); }
 LK_SIMD_INLINE V max(V a, V b) {
   V r;
@@ -130,9 +165,52 @@ LK_SIMD_INLINE V max(V a, V b) {
   return r;
 }
 LK_SIMD_INLINE float hsum(V a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
+LK_SIMD_INLINE V round(V a) { return {{std::nearbyint(a.v[0]), std::nearbyint(a.v[1]), std::nearbyint(a.v[2]), std::nearbyint(a.v[3])}}; }
+LK_SIMD_INLINE V pow2i(V n) {
+  V r;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n.v[i]) + 127) << 23;
+    std::memcpy(&r.v[i], &bits, 4);
+  }
+  return r;
+}
+LK_SIMD_INLINE V lt_select(V a, V b, V x, V y) {
+  V r;
+  for (int i = 0; i < 4; ++i) r.v[i] = a.v[i] < b.v[i] ? x.v[i] : y.v[i];
+  return r;
+}
 #endif
 
 constexpr int W = 4;  // lanes of V
+
+// the largest lane (NaN lanes may be skipped)
+LK_SIMD_INLINE float hmax(V a) {
+  alignas(16) float t[4];
+  store(t, a);
+  const float x = t[0] < t[1] ? t[1] : t[0], y = t[2] < t[3] ? t[3] : t[2];
+  return x < y ? y : x;
+}
+
+// e^x as exp256 in ops_common.h: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-7 Taylor
+// polynomial, times 2^n built in the exponent field (~2 ulp). e^x = 0 below −87.3 (−∞
+// included); above 88 it gives e^88 (callers pass x ≤ 0); NaN is not propagated.
+LK_SIMD_INLINE V exp(V x) {
+  const V lo = set1(-87.3f), hi = set1(88.0f);
+  V xc = lt_select(x, lo, lo, x);
+  xc = lt_select(hi, xc, hi, xc);
+  const V n = round(mul(xc, set1(1.44269504088896341f)));
+  V r = fma(n, set1(-0.693145751953125f), xc);
+  r = fma(n, set1(-1.428606765330187e-06f), r);
+  V p = set1(1.0f / 5040);
+  p = fma(p, r, set1(1.0f / 720));
+  p = fma(p, r, set1(1.0f / 120));
+  p = fma(p, r, set1(1.0f / 24));
+  p = fma(p, r, set1(1.0f / 6));
+  p = fma(p, r, set1(0.5f));
+  p = fma(p, r, set1(1.0f));
+  p = fma(p, r, set1(1.0f));
+  return lt_select(x, lo, zero(), mul(p, pow2i(n)));
+}
 
 }  // namespace simd
 }  // namespace lk

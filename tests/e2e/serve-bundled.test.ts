@@ -8,10 +8,10 @@
 // in serve.test.ts, where they are fast.
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { startServer, type LorakitServer } from '../../src/serve/index.js';
-import { BUNDLED_MODEL_DIR, COOKING_CHATS, makeBundledServeFixture, type BundledServeFixture } from '../helpers/serve-fixture.js';
+import { BUNDLED_MODEL_DIR, COOKING_CHATS, letIdleConnectionsClose, makeBundledServeFixture, type BundledServeFixture } from '../helpers/serve-fixture.js';
 
 type Which = 'base' | 'A' | 'B';
 const WHICH: readonly Which[] = ['base', 'A', 'B'];
@@ -37,6 +37,7 @@ after(async () => {
 });
 
 describe('serve: the bundled model with two trained adapters', () => {
+  beforeEach(letIdleConnectionsClose); // tests end with offline references computed in this process
   it('serves the bundled model from the repository, and both adapters were trained (their loss fell)', (t) => {
     assert.equal(fx.modelDir, BUNDLED_MODEL_DIR);
     assert.equal(fx.baseName, 'brown-llama');

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { startServer, type LorakitServer } from '../../src/serve/index.js';
-import { makeServeFixture, prompts, type ServeFixture } from '../helpers/serve-fixture.js';
+import { letIdleConnectionsClose, makeServeFixture, prompts, type ServeFixture } from '../helpers/serve-fixture.js';
 
 let fx: ServeFixture;
 let srv: LorakitServer;
@@ -71,6 +71,7 @@ describe('serve: load', () => {
     console.log(`  load: ${jobs.length} requests in ${wall} ms, ${st.generatedTokens} tokens, mean batch ${meanBatch.toFixed(1)}, ${st.inPlaceJoins} in-place joins, ${st.cacheRebuilds} rebuilds, p50 ${latencies[latencies.length >> 1]} ms, p99 ${latencies[Math.floor(latencies.length * 0.99)]} ms`);
     assert.ok(meanBatch > 4, `steps should carry many rows under load, mean ${meanBatch}`);
     assert.ok(st.inPlaceJoins > 0 && st.cacheRebuilds > 0, 'both ways of joining the batch should have been used');
+    await letIdleConnectionsClose(); // after the offline references
     assert.equal((await fetch(`${srv.url}/health`)).status, 200);
     assert.equal(st.running, 0);
     assert.equal(st.queued, 0);

@@ -101,6 +101,18 @@ function offlineReference(modelDir: string, adapterA: string, adapterB: string, 
 }
 
 /** Short prompts over the fixture's words (deterministic). */
+/**
+ * Lets the server close the keep-alive connections that went idle while this process was busy.
+ * The tests compute offline references synchronously in the server's own process; when that
+ * takes longer than the server's keep-alive timeout (5 s; on the wasm backend and on a loaded
+ * machine it does), the server's overdue timers close the idle sockets only after the next
+ * request has already been written to one of them, and the client sees ECONNRESET. Await this
+ * after such a computation, before the next request.
+ */
+export function letIdleConnectionsClose(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 100));
+}
+
 export function prompts(count: number, seed = 1): string[] {
   const out: string[] = [];
   let s = seed;
