@@ -1,0 +1,218 @@
+// A/B of two built lorakit checkouts in ONE process, alternating call by call: the training
+// step (bench/train.ts's model and loop) and the GEMM shapes (bench/gemm.ts's). Each side is
+// imported from its own dist/ (and so loads its own addon and thread pool), so both run on
+// the same machine state, and a burst of other work hits both sides alike. Reported per
+// configuration: wall time and process CPU time per step or call (medians, new/base ratios).
+// With --threads 1 the CPU time is the work done, nearly independent of what else runs on
+// the machine: the figure to read on a shared host (bench/RESULTS.md §Issue 17).
+//
+//   node dist/bench/ab.js --base ../base [--new .] [--only train|gemm] [--threads N]
+//                         [--rounds N] [--layers N] [--configs bf16:4x256,f32:1x2048c]
+//
+// Each checkout must be built (dist/ and build/Release/lorakit.node). The new side's losses
+// may differ from the base's where the model initialisation changed between them.
+import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/** One side: what this tool needs of a checkout's dist/, by dynamic import. */
+interface Side {
+  label: string;
+  /** builds a model and returns its training step (returns the mean loss) */
+  trainer(cfg: TrainConfig, layers: number, steps: number): Promise<() => number>;
+  gemm(c: Float32Array, a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, args: Record<string, unknown>): void;
+}
+
+interface TrainConfig {
+  dtype: 'f32' | 'bf16';
+  B: number;
+  T: number;
+  checkpointing: boolean;
+}
+
+// bench/train.ts's configurations (the full ones; --quick: its quick ones on 2 layers)
+const TRAIN_FULL = 'f32:4x256,bf16:4x256,f32:1x2048,f32:1x2048c';
+const TRAIN_QUICK = 'f32:1x64,bf16:1x64,f32:1x256,f32:1x256c';
+
+// bench/gemm.ts's shapes
+const GEMM_SHAPES: { label: string; M: number; K: number; N: number; transA?: boolean; transB?: boolean; bf16?: boolean }[] = [
+  { label: '512×768 · 768×768', M: 512, K: 768, N: 768 },
+  { label: '512×768 · 768×3072', M: 512, K: 768, N: 3072 },
+  { label: '512×3072 · 3072×768', M: 512, K: 3072, N: 768 },
+  { label: '2048×768 · 768×768', M: 2048, K: 768, N: 768 },
+  { label: '(512×768)ᵀ · 512×768', M: 768, K: 512, N: 768, transA: true },
+  { label: '512×768 · (768×768)ᵀ', M: 512, K: 768, N: 768, transB: true },
+  { label: '512×768 · 768×768, B bf16', M: 512, K: 768, N: 768, bf16: true },
+  { label: '512×3072 · 3072×768, B bf16', M: 512, K: 3072, N: 768, bf16: true },
+  { label: 'LoRA x·Aᵀ 512×768 · 768×8', M: 512, K: 768, N: 8 },
+  { label: 'LoRA h·Bᵀ 512×8 · 8×768', M: 512, K: 8, N: 768 },
+  { label: 'LoRA (512×768)ᵀ · 512×8', M: 768, K: 512, N: 8, transA: true },
+  { label: 'LoRA (512×8)ᵀ · 512×768', M: 8, K: 512, N: 768, transA: true },
+];
+
+function parseConfig(s: string): TrainConfig {
+  const m = /^(f32|bf16):(\d+)x(\d+)(c?)$/.exec(s.trim());
+  if (!m) throw new Error(`--configs: "${s}" is not dtype:BxT[c] (e.g. bf16:4x256, f32:1x2048c for checkpointing)`);
+  return { dtype: m[1] as 'f32' | 'bf16', B: Number(m[2]), T: Number(m[3]), checkpointing: m[4] === 'c' };
+}
+
+async function loadSide(dir: string, threads: number | null): Promise<Side> {
+  const root = resolve(dir);
+  const at = (p: string): string => pathToFileURL(`${root}/dist/${p}`).href;
+  if (!existsSync(`${root}/dist/src/backend/index.js`)) throw new Error(`${root} has no dist/src/backend/index.js (build it: npx tsc -p tsconfig.json)`);
+  // mains from issue 17 on install the Node platform (backend defaults); earlier ones chose the backend themselves
+  if (existsSync(`${root}/dist/src/platform.node.js`)) await ((await import(at('src/platform.node.js'))) as { installNodePlatform(): Promise<void> }).installNodePlatform();
+  const backend = ((await import(at('src/backend/index.js'))) as { getBackend(): { name: string; gemm: Side['gemm'] } }).getBackend();
+  if (backend.name !== 'native') throw new Error(`${root}: the backend is ${backend.name}, not native (is build/Release/lorakit.node there?)`);
+  const addon = ((await import(at('src/backend/native/index.js'))) as { loadAddon(): { addon: { threads(n?: number): number } | null } }).loadAddon().addon!;
+  if (threads !== null) addon.threads(threads);
+  // another checkout's modules: typed by use
+  const mod = async (p: string): Promise<any> => import(at(p));
+  const [data, peft, models, optim, trainer, benchModels] = await Promise.all(
+    ['src/data/index.js', 'src/lora/peft-model.js', 'src/models/index.js', 'src/train/optimizer.js', 'src/train/trainer.js', 'bench/models.js'].map(mod),
+  );
+  return {
+    label: `${root} (${addon.threads()} threads)`,
+    gemm: (c, a, b, args) => backend.gemm(c, a, b, args),
+    async trainer(cfg, layers, steps) {
+      const config = { ...benchModels.BENCH_LLAMA_CONFIG, num_hidden_layers: layers };
+      const model = models.createModel(config, { seed: 0, dtype: cfg.dtype });
+      model.gradientCheckpointing = cfg.checkpointing;
+      peft.getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'], init_lora_weights: 'gaussian' });
+      const examples = [];
+      for (let e = 0; e < cfg.B * steps; e++) {
+        const ids = new Int32Array(cfg.T);
+        for (let t = 0; t < cfg.T; t++) ids[t] = (e * 7919 + t * 104729 + 13) % config.vocab_size;
+        examples.push({ ids, targetMask: new Uint8Array(cfg.T).fill(1), file: 'bench', line: e + 1, fullLength: cfg.T });
+      }
+      const batches = new data.BatchIterator(examples, { batchSize: cfg.B, order: 'sequential' });
+      const optimizer = optim.createOptimizer(model.trainableParameters(), { lr: 1e-4 });
+      model.train(true);
+      const objective = trainer.causalLmObjective(model);
+      // bench/train.ts's timed step: zeroGrad, forwardBackward, step
+      return () => {
+        const batch = batches.next();
+        optimizer.zeroGrad();
+        const r = objective.forwardBackward(batch, 1 / batch.targets);
+        optimizer.step();
+        return (r.lossSum as number) / (r.count as number);
+      };
+    },
+  };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Times fn: wall and process CPU seconds. */
+function timed(fn: () => void): { wall: number; cpu: number } {
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  fn();
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1e6 };
+}
+
+const pause = (ms: number): Promise<void> => new Promise((ok) => setTimeout(ok, ms));
+
+interface Samples {
+  wall: number[][];
+  cpu: number[][];
+}
+
+function line(name: string, unit: string, s: Samples, scale = 1): string {
+  const f = (x: number): string => (x * scale).toFixed(scale === 1 ? 3 : 1);
+  const [wb, wn, cb, cn] = [median(s.wall[0]!), median(s.wall[1]!), median(s.cpu[0]!), median(s.cpu[1]!)];
+  return `${name.padEnd(34)} wall ${unit} ${f(wb)} → ${f(wn)} (${(wn / wb).toFixed(3)})   cpu ${unit} ${f(cb)} → ${f(cn)} (${(cn / cb).toFixed(3)})`;
+}
+
+async function abTrain(sides: Side[], configs: TrainConfig[], layers: number, rounds: number): Promise<void> {
+  console.log(`train: ${layers} layers, LoRA r 8 on q,v, AdamW; per configuration 1 warm-up and ${rounds} timed steps per side, alternated step by step (order swapped each round); medians, new/base in brackets`);
+  for (const cfg of configs) {
+    const steps = await Promise.all(sides.map((s) => s.trainer(cfg, layers, rounds + 1)));
+    const s: Samples = { wall: [[], []], cpu: [[], []] };
+    const losses: number[][] = [[], []];
+    for (let r = -1; r < rounds; r++) {
+      for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
+        await pause(20); // the other side's pool goes idle
+        let loss = 0;
+        const t = timed(() => void (loss = steps[i]!()));
+        losses[i]!.push(loss);
+        if (r >= 0) {
+          s.wall[i]!.push(t.wall);
+          s.cpu[i]!.push(t.cpu);
+        }
+      }
+    }
+    const name = `${cfg.dtype} base, ${cfg.B} × ${cfg.T}${cfg.checkpointing ? ', checkpointing' : ''}`;
+    console.log(`${line(name, 's/step', s)}   tokens/s by wall ${((cfg.B * cfg.T) / median(s.wall[0]!)).toFixed(1)} → ${((cfg.B * cfg.T) / median(s.wall[1]!)).toFixed(1)}`);
+    if (losses.some((l) => l.some((x) => !Number.isFinite(x)))) throw new Error(`${name}: a loss is not finite (${losses.map((l) => l.join(' ')).join(' | ')})`);
+    steps.length = 0; // the models go before the next configuration's
+    (globalThis as { gc?: () => void }).gc?.();
+  }
+}
+
+async function abGemm(sides: Side[], rounds: number): Promise<void> {
+  console.log(`gemm: per shape ${rounds} rounds of a ~50 ms block of calls per side, alternated; medians per call, new/base in brackets`);
+  const rand = (n: number, seed: number): Float32Array => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = Math.sin((i + 1) * seed) * 0.5;
+    return a;
+  };
+  for (const sh of GEMM_SHAPES) {
+    const a = rand(sh.M * sh.K, 12.9898);
+    const b32 = rand(sh.K * sh.N, 78.233);
+    const b = sh.bf16 ? new Uint16Array(b32.buffer.slice(0)).filter((_, i) => i % 2 === 1) : b32; // bf16: the f32's high halves (little-endian)
+    const c = new Float32Array(sh.M * sh.N);
+    const args = { M: sh.M, N: sh.N, K: sh.K, transA: sh.transA ?? false, transB: sh.transB ?? false, bDtype: sh.bf16 ? 'bf16' : 'f32' };
+    const one = timed(() => sides[0]!.gemm(c, a, b, args)).wall;
+    const reps = Math.max(1, Math.min(500, Math.round(0.05 / Math.max(one, 1e-5))));
+    const s: Samples = { wall: [[], []], cpu: [[], []] };
+    for (let r = 0; r < rounds; r++) {
+      for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
+        await pause(10);
+        sides[i]!.gemm(c, a, b, args); // warm
+        const t = timed(() => {
+          for (let k = 0; k < reps; k++) sides[i]!.gemm(c, a, b, args);
+        });
+        s.wall[i]!.push(t.wall / reps);
+        s.cpu[i]!.push(t.cpu / reps);
+      }
+    }
+    const gf = (sec: number): string => ((2 * sh.M * sh.N * sh.K) / sec / 1e9).toFixed(1);
+    console.log(`${line(sh.label, 'µs', s, 1e6)}   GFLOP/s by wall ${gf(median(s.wall[0]!))} → ${gf(median(s.wall[1]!))}`);
+  }
+}
+
+function arg(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
+  return v;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const base = arg(argv, '--base');
+  if (!base) throw new Error('usage: node dist/bench/ab.js --base <built checkout> [--new <built checkout, default .>] [--only train|gemm] [--threads N] [--rounds N] [--layers N] [--quick] [--configs bf16:4x256,…]');
+  const only = arg(argv, '--only');
+  if (only !== undefined && only !== 'train' && only !== 'gemm') throw new Error(`--only must be train or gemm (got "${only}")`);
+  const threads = arg(argv, '--threads') === undefined ? null : Number(arg(argv, '--threads'));
+  if (threads !== null && !(Number.isInteger(threads) && threads > 0)) throw new Error('--threads must be a positive integer');
+  const quick = argv.includes('--quick');
+  const rounds = Number(arg(argv, '--rounds') ?? (quick ? 6 : 4));
+  const layers = Number(arg(argv, '--layers') ?? (quick ? 2 : 12));
+  const configs = (arg(argv, '--configs') ?? (quick ? TRAIN_QUICK : TRAIN_FULL)).split(',').map(parseConfig);
+  const sides = [await loadSide(base, threads), await loadSide(arg(argv, '--new') ?? '.', threads)];
+  console.log(`base: ${sides[0]!.label}\nnew:  ${sides[1]!.label}\nload average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  if (only !== 'gemm') await abTrain(sides, configs, layers, rounds);
+  if (only !== 'train') await abGemm(sides, Math.max(rounds, 6));
+  console.log(`load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+}
+
+await main(process.argv.slice(2));
