@@ -236,6 +236,8 @@ export abstract class DecoderLM extends Module implements CausalLM {
   private readonly scratch = new SharedScratch();
   private gc = false;
   private last: { B: number; T: number; N: number; inputGrad: boolean; lastOnly: boolean; usedCache: boolean; hn: Float32Array } | null = null;
+  /** the KV cache whose calls last attached the blocks to the shared scratch (see hidden()) */
+  private attachedCache: KVCache | null = null;
   /** c of the logits' softcapping, c·tanh(logits / c) (Gemma's final_logit_softcapping); 0: none */
   protected logitSoftcap = 0;
 
@@ -436,14 +438,21 @@ export abstract class DecoderLM extends Module implements CausalLM {
     const useCkpt = this.gc && !cache && this.training;
     this.ckpt.enabled = useCkpt;
     const layers = this.layers;
+    // Decoding steps over one cache run the same blocks: they are attached to the shared
+    // scratch (and detached from the checkpointing arena) on the cache's first call only:
+    // each walks the block's module tree, together ~4% of a decoding step
+    // (docs/ARCHITECTURE.md §Decoding). A module added between steps keeps its own buffers
+    // until the next attach: correct, only not shared.
+    const attach = !useCkpt && (cache === null || cache !== this.attachedCache);
+    this.attachedCache = useCkpt ? null : cache;
     for (let i = 0; i < layers.length; i++) {
       const ctx: AttnContext = { B, T, positions, mask: amask, cache: cache ? cache.layer(i) : null };
       const blk = layers.at(i);
       if (!useCkpt) {
-        this.scratch.attach(blk);
+        if (attach) this.scratch.attach(blk);
         blk.scratchSlot = i & 1;
       }
-      h = this.ckpt.forward(blk, h, ctx);
+      h = attach || useCkpt ? this.ckpt.forward(blk, h, ctx) : blk.forward(h, ctx);
     }
     let hn = this.finalNorm.forward(h, N);
     let rows = N;
