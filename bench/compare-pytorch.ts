@@ -18,7 +18,9 @@
 // OPENBLAS_NUM_THREADS=2, jemalloc preloaded).
 //
 //   npm run bench -- --compare-pytorch [--quick] [--steps N]
-//   node dist/bench/compare-pytorch.js [--quick] [--steps N] [--rounds N] [--models llama,gpt2]
+//   node dist/bench/compare-pytorch.js [--quick] [--steps N] [--rounds N] [--models llama,gpt2] [--layers N]
+// --layers N keeps each model's shape and batch but stacks N layers (a middle shape: e.g.
+// qwen3 with 4 layers at 4 × 256 shows the per-layer costs next to the head's in minutes).
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -125,6 +127,8 @@ export interface ComparePytorchOptions {
    */
   rounds?: number;
   models?: CompareModel[];
+  /** layers of every model (default: the model's own, 2 with quick) */
+  layers?: number;
   log?: (line: string) => void;
 }
 
@@ -258,7 +262,7 @@ function fmtRate(x: number): string {
   return x >= 100 ? x.toFixed(0) : x.toFixed(1);
 }
 
-/** The compare's options from command-line flags: --quick, --steps N, --rounds N, --models llama,gpt2. */
+/** The compare's options from command-line flags: --quick, --steps N, --rounds N, --models llama,gpt2, --layers N. */
 export function parseCompareArgs(args: readonly string[]): ComparePytorchOptions {
   const count = (flag: string): number | undefined => {
     const i = args.indexOf(flag);
@@ -269,6 +273,7 @@ export function parseCompareArgs(args: readonly string[]): ComparePytorchOptions
   };
   const steps = count('--steps');
   const rounds = count('--rounds');
+  const layers = count('--layers');
   const mi = args.indexOf('--models');
   let models: CompareModel[] | undefined;
   if (mi >= 0) {
@@ -277,7 +282,7 @@ export function parseCompareArgs(args: readonly string[]): ComparePytorchOptions
       return m as CompareModel;
     });
   }
-  return { quick: args.includes('--quick'), ...(steps !== undefined ? { steps } : {}), ...(rounds !== undefined ? { rounds } : {}), ...(models ? { models } : {}) };
+  return { quick: args.includes('--quick'), ...(steps !== undefined ? { steps } : {}), ...(rounds !== undefined ? { rounds } : {}), ...(models ? { models } : {}), ...(layers !== undefined ? { layers } : {}) };
 }
 
 export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promise<CompareResult[]> {
@@ -302,14 +307,15 @@ export async function runComparePytorch(opts: ComparePytorchOptions = {}): Promi
   } else {
     log(`PyTorch: not available, so lorakit's figures alone: ${torch.why}`);
   }
-  log(`job: LoRA r=8, alpha 16 (qwen3: r=16, alpha 32 on all seven linear layers), dropout 0, AdamW lr ${ADAMW.lr} betas (${ADAMW.betas.join(', ')}) eps ${ADAMW.eps} weight_decay ${ADAMW.weightDecay}; batch ${B} × ${T}, every token a target; ${warmup} warm-up + ${steps} timed steps; each run in its own process, one at a time; ${rounds} round(s) of lorakit f32, PyTorch tuned, lorakit bf16, PyTorch default, interleaved; figures pool the steps of all rounds${quick ? '; quick shapes (2 layers)' : ''}`);
+  log(`job: LoRA r=8, alpha 16 (qwen3: r=16, alpha 32 on all seven linear layers), dropout 0, AdamW lr ${ADAMW.lr} betas (${ADAMW.betas.join(', ')}) eps ${ADAMW.eps} weight_decay ${ADAMW.weightDecay}; batch ${B} × ${T}, every token a target; ${warmup} warm-up + ${steps} timed steps; each run in its own process, one at a time; ${rounds} round(s) of lorakit f32, PyTorch tuned, lorakit bf16, PyTorch default, interleaved; figures pool the steps of all rounds${quick ? '; quick shapes (batch 1 × 64)' : ''}${opts.layers !== undefined ? `; ${opts.layers} layers per model` : quick ? '; 2 layers per model' : ''}`);
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lorakit-compare-'));
   const results: CompareResult[] = [];
   try {
     for (const name of opts.models ?? (['llama', 'gpt2'] as CompareModel[])) {
       const spec = MODELS[name];
-      const config = { ...spec.config, ...(quick ? { [spec.layersKey]: 2 } : {}) };
+      const layerCount = opts.layers ?? (quick ? 2 : undefined);
+      const config = { ...spec.config, ...(layerCount !== undefined ? { [spec.layersKey]: layerCount } : {}) };
       const dir = path.join(tmp, name);
       const job = { f32: path.join(dir, 'model-f32'), bf16: path.join(dir, 'model-bf16'), adapter: path.join(dir, 'adapter'), batches: path.join(dir, 'batches.bin') };
       // The same start for every run, written by a child so that this process stays small: a

@@ -6,6 +6,7 @@ import { installNodePlatform } from '../src/platform.node.js';
 import { parseCompareArgs, runComparePytorch } from './compare-pytorch.js';
 import { runGemmBench } from './gemm.js';
 import { runModelBench } from './models.js';
+import { runQloraBench } from './qlora.js';
 import { runServeBench } from './serve.js';
 import { runTrainBench } from './train.js';
 import { runWasmGemmBench, runWasmTrainBench } from './wasm.js';
@@ -31,9 +32,16 @@ const sections: Section[] = [
   { name: 'models', run: async () => void (await runModelBench({ quick })) },
   { name: 'train', run: async () => void (withWasm ? await runWasmTrainBench({ quick }) : await runTrainBench({ quick })) },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
+  // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~4.5 GB of GGUF files in $TMPDIR; --quick, --steps N
+  { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg() })), optIn: true },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
 ];
+
+function stepsArg(): { steps?: number } {
+  const i = process.argv.indexOf('--steps');
+  return i >= 0 ? { steps: Number(process.argv[i + 1]) } : {};
+}
 
 function parseOnly(argv: string[]): string | null {
   if (argv.includes('--compare-pytorch')) return 'compare';

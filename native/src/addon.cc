@@ -15,6 +15,7 @@ void RegisterOps(napi_env env, napi_value exports);   // ops.cc
 void RegisterConv(napi_env env, napi_value exports);  // conv.cc
 void RegisterRows(napi_env env, napi_value exports);  // ops_rows.cc
 bool cpu_has_avx2_fma();                              // cpu.cc
+bool cpu_has_avx512f();                              // cpu.cc
 }  // namespace lk
 
 namespace {
@@ -34,6 +35,8 @@ napi_value CpuInfo(napi_env env, napi_callback_info) {
   napi_create_object(env, &o);
   napi_get_boolean(env, lk::cpu_has_avx2_fma(), &s);
   napi_set_named_property(env, o, "avx2fma", s);
+  napi_get_boolean(env, lk::cpu_has_avx512f(), &s);
+  napi_set_named_property(env, o, "avx512f", s);
   return o;
 }
 

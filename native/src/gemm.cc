@@ -9,10 +9,12 @@
 //         pack op(A)[ic:ic+MC, pc:pc+KC] -> Ap (ceil(MC/MR) panels [KC][MR], per thread, in L2)
 //         for jr in NC by NR: for ir in MC by MR:  micro-kernel on one MR×NR tile of C
 //                                                  (one Bp panel [KC][NR] stays in L1)
-// Half operands are widened to f32 while packing, so half weights are read in place.
+// Half operands are widened to f32 while packing, so half weights are read in place; a
+// quantized B (GGML blocks, quant.h) is dequantized while packing the same way.
 // Small and thin products with an f32 A skip packing A (the "direct" path): A is read
 // as stored, and B is packed only when it has to be (half, transposed, or N % 8 != 0).
-// The instruction set is chosen at run time on x86: AVX2+FMA (gemm_avx2.cc) or the kernels
+// The instruction set is chosen at run time on x86: AVX-512F for the packed path's
+// micro-kernel (12×32, gemm_avx2.cc; the direct path stays AVX2), AVX2+FMA (gemm_avx2.cc) or the kernels
 // written on the SIMD layer (gemm_simd.cc: NEON, SIMD128, SSE2 or scalar, chosen at build
 // time). This file has no N-API: the addon's glue is napi_gemm.cc, the WebAssembly
 // module's is native/wasm/exports.cc.
@@ -23,10 +25,12 @@
 #include <cstring>
 #include <string>
 
+#include "quant.h"
 #include "threadpool.h"
 
 namespace lk {
 bool cpu_has_avx2_fma();  // cpu.cc
+bool cpu_has_avx512f();   // cpu.cc
 
 namespace gemm {
 
@@ -113,6 +117,8 @@ bool use_avx2() {
   return yes;
 }
 
+bool use_avx512() { return use_avx2() && cpu_has_avx512f(); }
+
 namespace {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -193,7 +199,8 @@ void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Opera
     const int64_t p0 = t * per, p1 = p0 + per < n_panels ? p0 + per : n_panels;
     if (p0 >= p1) return;
     const int64_t cols = (p1 * NR < st.nc ? p1 * NR : st.nc) - p0 * NR;
-    im.pack_b(dst + p0 * st.kc * NR, B, st.pc, st.kc, st.jc + p0 * NR, cols);
+    if (quant::is_quant(B.dt)) quant::pack_b(dst + p0 * st.kc * NR, B, st.pc, st.kc, st.jc + p0 * NR, cols, im.NR);
+    else im.pack_b(dst + p0 * st.kc * NR, B, st.pc, st.kc, st.jc + p0 * NR, cols);
   };
 
   {
@@ -241,6 +248,7 @@ void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Opera
 
 const Impl& current_impl() {
 #if defined(__x86_64__) || defined(__i386__)
+  if (use_avx512()) return avx512_impl();
   if (use_avx2()) return avx2_impl();
 #endif
   return simd_impl();
@@ -260,15 +268,21 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
 
   // direct path: f32 A read in place, for small products and thin ones: few columns (each
   // A element used by few multiply-adds), a short K (packing costs as much as the
-  // product), or few rows with an f32 B that needs no packing (B used by few rows)
+  // product), or few rows with an f32 B that needs no packing (B used by few rows). Not
+  // when the direct kernel would walk a long K across pages, a row of lda or ldb floats per
+  // k, once per tile: a transposed A with long rows, or a B read in place by enough rows
+  // that packing it pays. The packers read those row by row (the LoRA gradients
+  // dB = s·GLᵀ·h and dA = dhᵀ·x, summed over a batch's tokens, ran 10× slower direct: issue 18).
   const bool b_in_place = B.dt == 0 && !B.trans && N % 8 == 0;
-  if (im.direct && A.dt == 0 &&
+  const bool strided = K >= 256 && ((A.trans && A.ld >= 256) || (M >= 12 && b_in_place && B.ld >= 256));
+  if (im.direct && A.dt == 0 && !strided &&
       (N <= 32 || K <= 16 || flops <= 2.0 * 64 * 64 * 64 || (M <= 32 && b_in_place))) {
     const int64_t NRd = im.NRd;
     const float* bpacked = nullptr;
     if (!b_in_place) {
       float* bp = t_bdirect.get(static_cast<size_t>(round_up(N, NRd) * K));  // [ceil(N/NRd)][K][NRd]
-      im.pack_b_direct(bp, B, 0, K, 0, N);
+      if (quant::is_quant(B.dt)) quant::pack_b(bp, B, 0, K, 0, N, im.NRd);
+      else im.pack_b_direct(bp, B, 0, K, 0, N);
       bpacked = bp;
     }
     // tiles: the grid that balances nt threads, or, with many rows, up to 4 row chunks per

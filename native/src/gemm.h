@@ -63,6 +63,8 @@ void acc_at_b_avx2(int64_t kc, const float* a, int64_t as, const float* b, int64
 const Impl& simd_impl();  // gemm_simd.cc (NEON, SIMD128, SSE2 or scalar: the build target's)
 const Impl& avx2_impl();  // gemm_avx2.cc, x86 only (call only when the CPU has AVX2+FMA+F16C)
 bool use_avx2();          // the CPU has AVX2+FMA+F16C and LORAKIT_NO_AVX2 is not set
+const Impl& avx512_impl();  // gemm_avx2.cc: the packed path on AVX-512F (call only when use_avx512())
+bool use_avx512();          // use_avx2(), the CPU (and OS) has AVX-512F, and LORAKIT_NO_AVX512 is not set
 const Impl& current_impl();  // the kernels run() uses
 
 // C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N] on the thread pool (gemm.cc; shapes valid).

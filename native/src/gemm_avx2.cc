@@ -186,46 +186,66 @@ inline void transpose8(__m256 (&r)[8]) {
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-// Packs op(A)[i0:i0+mc, k0:k0+kc] into panels [kc][MR] (layout in gemm.h). The buffer
-// must have 2 floats of slack past its last panel (the 8-wide stores below overlap).
-void pack_a_avx2(float* dst, const Operand& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
-  for (int64_t ip = 0; ip < mc; ip += MR, dst += kc * MR) {
-    const int mr = static_cast<int>(imin(MR, mc - ip));
-    if (A.trans) {
-      // stored [K,M]: the MR values of one k are adjacent in memory (f32: one 8-float load
-      // per k while those 8 columns lie inside this block, so no read passes the end of A)
-      const bool vec8 = ip + 8 <= mc;
-      for (int64_t k = 0; k < kc; ++k) {
-        const int64_t base = (k0 + k) * A.ld + i0 + ip;
-        float* d = dst + k * MR;
-        if (A.dt == 0 && vec8) {  // 8 floats: 2 spill into the next k (or the next panel), rewritten later
-          _mm256_storeu_ps(d, _mm256_loadu_ps(static_cast<const float*>(A.p) + base));
+// Packs op(A)[i0:i0+mc, k0:k0+kc] into panels [kc][P] (layout in gemm.h; P = MR for the
+// AVX2 micro-kernel, 12 for the AVX-512 one). The buffer must have 4 floats of slack past
+// its last panel (the 8-wide stores of an A stored [M,K] overlap).
+template <int P>
+void pack_a_p(float* dst, const Operand& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+  static_assert(P == 6 || P == 12, "pack_a_p: panels of 6 or 12 rows");
+  if (A.trans) {
+    // stored [K,M]: row k holds the block's mc values side by side, so k runs outside and
+    // each row is read once, in order, into the panels (a panel at a time read kc rows lda
+    // apart per panel: a new page every k, which made the LoRA gradient s·GLᵀ·h 10× slower
+    // than the big products, issue 18)
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t base = (k0 + k) * A.ld + i0;
+      float* d = dst + k * P;
+      for (int64_t ip = 0; ip < mc; ip += P, d += kc * P) {
+        const int mr = static_cast<int>(imin(P, mc - ip));
+        if (A.dt == 0 && mr == P) {
+          const float* src = static_cast<const float*>(A.p) + base + ip;
+          if (P == 12) {
+            _mm256_storeu_ps(d, _mm256_loadu_ps(src));
+            _mm_storeu_ps(d + 8, _mm_loadu_ps(src + 8));
+          } else {
+            _mm_storeu_ps(d, _mm_loadu_ps(src));
+            d[4] = src[4];
+            d[5] = src[5];
+          }
           continue;
         }
-        if (A.dt == 0) {
-          const float* s = static_cast<const float*>(A.p) + base;
-          for (int i = 0; i < mr; ++i) d[i] = s[i];
-        } else {
-          for (int i = 0; i < mr; ++i) d[i] = load_elem(A.p, A.dt, base + i);
-        }
-        for (int i = mr; i < MR; ++i) d[i] = 0.f;
+        for (int i = 0; i < mr; ++i) d[i] = load_elem(A.p, A.dt, base + ip + i);
+        for (int i = mr; i < P; ++i) d[i] = 0.f;
       }
-      continue;
     }
-    // stored [M,K]: load 8 k's of each of the MR rows, transpose, store 8 rows of MR
+    return;
+  }
+  for (int64_t ip = 0; ip < mc; ip += P, dst += kc * P) {
+    const int mr = static_cast<int>(imin(P, mc - ip));
+    // stored [M,K]: load 8 k's of each of 8 rows, transpose, store 8 rows of 8 (a group of
+    // rows at a time; P = 12: rows 8..11 first, whose stores spill 4 zeros into the next k,
+    // then rows 0..7 over them)
     int64_t k = 0;
     for (; k + 8 <= kc; k += 8) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i)
-        r[i] = i < mr ? load8(A.p, A.dt, (i0 + ip + i) * A.ld + k0 + k) : _mm256_setzero_ps();
-      transpose8(r);
-      for (int t = 0; t < 8; ++t) _mm256_storeu_ps(dst + (k + t) * MR, r[t]);  // 2 lanes spill into the next k
+      for (int g = (P - 1) / 8; g >= 0; --g) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) {
+          const int row = g * 8 + i;
+          r[i] = row < mr ? load8(A.p, A.dt, (i0 + ip + row) * A.ld + k0 + k) : _mm256_setzero_ps();
+        }
+        transpose8(r);
+        for (int t = 0; t < 8; ++t) _mm256_storeu_ps(dst + (k + t) * P + g * 8, r[t]);  // spills into the next k
+      }
     }
     for (; k < kc; ++k) {
-      float* d = dst + k * MR;
-      for (int i = 0; i < MR; ++i) d[i] = i < mr ? load_elem(A.p, A.dt, (i0 + ip + i) * A.ld + k0 + k) : 0.f;
+      float* d = dst + k * P;
+      for (int i = 0; i < P; ++i) d[i] = i < mr ? load_elem(A.p, A.dt, (i0 + ip + i) * A.ld + k0 + k) : 0.f;
     }
   }
+}
+
+void pack_a_avx2(float* dst, const Operand& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+  pack_a_p<MR>(dst, A, i0, mc, k0, kc);
 }
 
 // Full panels of B stored [K,N] (not transposed), dtype DT: op(B)[k0:k0+kc, j0:j0+np·W]
@@ -296,6 +316,16 @@ void pack_b_w(float* dst, const Operand& B, int64_t k0, int64_t kc, int64_t j0, 
 
 void pack_b_avx2(float* dst, const Operand& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
   pack_b_w<NR>(dst, B, k0, kc, j0, nc);
+}
+
+// The AVX-512 micro-kernel's panels (12 rows of A, 32 columns of B), packed by the AVX2
+// code above: packing is not where the time goes, and one packer per layout keeps the
+// dtypes in one place.
+void pack_a_12(float* dst, const Operand& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+  pack_a_p<12>(dst, A, i0, mc, k0, kc);
+}
+void pack_b_32(float* dst, const Operand& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+  pack_b_w<32>(dst, B, k0, kc, j0, nc);
 }
 
 // The direct path (see gemm.h): C[i0:i1, j0:j1] over the whole K, A f32 as stored.
@@ -389,11 +419,81 @@ void acc_at_b_avx2(int64_t kc, const float* a, int64_t as, const float* b, int64
 
 #pragma GCC pop_options
 
+// ---------- AVX-512 ----------
+// The 12×32 micro-kernel for CPUs with AVX-512F (issue 18): 24 zmm accumulators, two B
+// vectors and one broadcast per k, so each k is 24 FMAs on 14 loads (twice the AVX2
+// kernel's work per instruction). Each C element is the same FMA chain over k as in the
+// AVX2 kernel; only the tile edges differ. Same rules as the AVX2 region above.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma,f16c")
+
+namespace lk {
+namespace gemm {
+namespace {
+
+constexpr int MR5 = 12;  // rows of the AVX-512 micro-tile
+constexpr int NR5 = 32;  // columns (two zmm)
+
+void micro_12x32(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
+                 int mr, int nr, float alpha, bool beta) {
+  __m512 acc[MR5][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR5; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+#pragma GCC unroll 12
+  for (int i = 0; i < MR5; ++i) {
+    if (i < mr) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR5 - 1), _MM_HINT_T0);
+    }
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR5; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    }
+    a += MR5;
+    b += NR5;
+  }
+  const __m512 va = _mm512_set1_ps(alpha);
+  // C = alpha·acc (+ C): full rows of 32 and masked tails alike
+  const __mmask16 m0 = nr >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? static_cast<__mmask16>(0xffff)
+                                : nr <= 16 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << (nr - 16)) - 1);
+#pragma GCC unroll 12
+  for (int i = 0; i < MR5; ++i) {
+    if (i >= mr) break;
+    float* cp = c + i * ldc;
+    if (beta) {
+      _mm512_mask_storeu_ps(cp, m0, _mm512_fmadd_ps(acc[i][0], va, _mm512_maskz_loadu_ps(m0, cp)));
+      _mm512_mask_storeu_ps(cp + 16, m1, _mm512_fmadd_ps(acc[i][1], va, _mm512_maskz_loadu_ps(m1, cp + 16)));
+    } else {
+      _mm512_mask_storeu_ps(cp, m0, _mm512_mul_ps(acc[i][0], va));
+      _mm512_mask_storeu_ps(cp + 16, m1, _mm512_mul_ps(acc[i][1], va));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gemm
+}  // namespace lk
+
+#pragma GCC pop_options
+
 namespace lk {
 namespace gemm {
 
 const Impl& avx2_impl() {
   static const Impl impl = {"avx2", MR, NR, NR, pack_a_avx2, pack_b_avx2, micro_6x16, direct_avx2, pack_b_avx2};
+  return impl;
+}
+
+// The packed path on the 12×32 AVX-512 tile; small and thin products keep the AVX2 direct path.
+const Impl& avx512_impl() {
+  static const Impl impl = {"avx512", MR5, NR5, NR, pack_a_12, pack_b_32, micro_12x32, direct_avx2, pack_b_avx2};
   return impl;
 }
 

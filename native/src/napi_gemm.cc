@@ -1,6 +1,7 @@
 // N-API glue of the GEMM (gemm.cc): argument kinds checked, then gemm::run.
 #include "gemm.h"
 #include "napi_util.h"
+#include "quant.h"
 
 namespace lk {
 
@@ -9,7 +10,8 @@ namespace {
 // gemm(c, a, b, M, N, K, transA, transB, accumulate, alpha, aDtype, bDtype, lda, ldb, ldc)
 //   c: Float32Array holding C[M,N] with row stride ldc
 //   a: Float32Array (aDtype 0) or Uint16Array (1 f16, 2 bf16): A [M,K] (or [K,M] when transA), row stride lda
-//   b: likewise B [K,N] (or [N,K] when transB), row stride ldb
+//   b: likewise B [K,N] (or [N,K] when transB), row stride ldb; or a Uint8Array of GGML blocks
+//      (bDtype 3 q8_0, 4 q4_0, 5 q4_k, 6 q6_k: quant.h), rows as stored whole blocks, ldb in values
 // Shapes are checked at the op boundary (TypeScript); here only the array kinds.
 napi_value Gemm(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -27,11 +29,12 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
     return dt == F32 ? v.type == napi_float32_array : (dt == F16 || dt == BF16) && v.type == napi_uint16_array;
   };
   if (!kind_ok(va, adt)) {
-    throw_type(env, "gemm: argument a must be a Float32Array for dtype f32, a Uint16Array for f16/bf16");
+    throw_type(env, "gemm: argument a must be a Float32Array for dtype f32, a Uint16Array for f16/bf16 (a quantized A is not read)");
     return nullptr;
   }
-  if (!kind_ok(vb, bdt)) {
-    throw_type(env, "gemm: argument b must be a Float32Array for dtype f32, a Uint16Array for f16/bf16");
+  const bool bq = quant::is_quant(bdt);
+  if (bq ? vb.type != napi_uint8_array || ldb % quant::block_values(bdt) != 0 : !kind_ok(vb, bdt)) {
+    throw_type(env, "gemm: argument b must be a Float32Array for dtype f32, a Uint16Array for f16/bf16, a Uint8Array of whole-block rows for q8_0/q4_0/q4_k/q6_k");
     return nullptr;
   }
   gemm::Operand A{va.data, adt, lda, ta}, B{vb.data, bdt, ldb, tb};
@@ -46,11 +49,22 @@ napi_value GemmImpl(napi_env env, napi_callback_info) {
   return s;
 }
 
+// quantTypes(): the dtype codes of the quantized B operands gemm and embeddingForward read
+// (quant.h), as a bit mask (bit c set: code c is read).
+napi_value QuantTypes(napi_env env, napi_callback_info) {
+  uint32_t mask = 0;
+  for (int dt = quant::Q8_0; dt <= quant::Q6_K; ++dt) mask |= 1u << dt;
+  napi_value v;
+  napi_create_uint32(env, mask, &v);
+  return v;
+}
+
 }  // namespace
 
 void RegisterGemm(napi_env env, napi_value exports) {
   export_fn(env, exports, "gemm", Gemm);
   export_fn(env, exports, "gemmImpl", GemmImpl);
+  export_fn(env, exports, "quantTypes", QuantTypes);
 }
 
 }  // namespace lk

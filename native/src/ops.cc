@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ops_common.h"
+#include "quant.h"
 
 namespace lk {
 void RegisterAttention(napi_env env, napi_value exports);  // ops_attention.cc
@@ -803,16 +804,30 @@ napi_value SwigluBackward(napi_env env, napi_callback_info info) {
 
 // ============================== embedding ==============================
 
-// out[N,C] = table[ids[n], :], table [V,C] in f32/f16/bf16
+// out[N,C] = table[ids[n], :], table [V,C] in f32/f16/bf16, or GGML blocks (quant.h: each row
+// dequantized, C a whole number of blocks)
 napi_value EmbeddingForward(napi_env env, napi_callback_info info) {
   Args a(env, info);
   float* out; int32_t* ids; size_t n0, n1, nt;
   const void* table;
   const int dt = static_cast<int>(get_int(a, 5, F32));
-  if (!get_f32(a, 0, out, n0, "embeddingForward", "out") || !get_i32(a, 1, ids, n1, "embeddingForward", "ids") ||
-      !get_storage(a, 2, dt, table, nt, "embeddingForward", "table"))
+  if (!get_f32(a, 0, out, n0, "embeddingForward", "out") || !get_i32(a, 1, ids, n1, "embeddingForward", "ids"))
     return nullptr;
   const int64_t N = get_int(a, 3), C = get_int(a, 4);
+  if (quant::is_quant(dt)) {
+    View v;
+    if (!get_view(a, 2, v, "embeddingForward", "table")) return nullptr;
+    if (v.type != napi_uint8_array || C % quant::block_values(dt) != 0) {
+      throw_type(env, "embeddingForward: argument table must be a Uint8Array of whole-block rows for a quantized dtype");
+      return nullptr;
+    }
+    run_chunks(N, row_grain(C), [&](int64_t r0, int64_t r1, int) {
+      float* tmp = quant::scratch(256);
+      for (int64_t r = r0; r < r1; ++r) quant::dequant_row_range(dt, v.data, C, ids[r], 0, C, out + r * C, tmp);
+    });
+    return undefined(env);
+  }
+  if (!get_storage(a, 2, dt, table, nt, "embeddingForward", "table")) return nullptr;
   run_chunks(N, row_grain(C), [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) widen_into(out + r * C, table, dt, static_cast<int64_t>(ids[r]) * C, C);
   });

@@ -36,12 +36,14 @@ namespace simd {
 #define LK_SIMD_INLINE inline __attribute__((always_inline))
 
 #if LK_SIMD_IMPL_WASM
-// (the two names have one length: the two builds must lay out their data alike, since
-// they share one JavaScript glue, which holds a data address)
+// (the two names have one length, and neither ends in another string of the module (the
+// linker would store that one inside it, in one build only: "simd128-mul-add" held the
+// kernel name "add"): the two builds must lay out their data alike, since they share one
+// JavaScript glue, which holds a data address)
 #if defined(__wasm_relaxed_simd__)
 constexpr const char* kName = "simd128-relaxed";
 #else
-constexpr const char* kName = "simd128-mul-add";
+constexpr const char* kName = "simd128-unfused";
 #endif
 struct V {
   v128_t v;

@@ -5,16 +5,19 @@
 // (backend/wasm/module.ts; in Node and in a browser worker, web/wasm.ts) both have this
 // shape, so this file is platform-neutral.
 import { hostMemory } from './host-memory.js';
-import type { DType, Storage } from '../tensor/tensor.js';
+import { isQuantDType, type QuantDType } from '../tensor/quant.js';
+import type { DType, TensorDType, TensorStorage } from '../tensor/tensor.js';
 import type { Backend, GemmArgs, PatchArgs } from './types.js';
 
 /** The raw addon: kernel functions with positional arguments (see native/src). */
 export type NativeAddon = Record<string, (...args: unknown[]) => unknown> & {
   threads(n?: number): number;
-  cpuInfo(): { avx2fma: boolean };
+  /** avx512f: the GEMM's packed path runs the AVX-512 micro-kernel (absent from older addons and the wasm module) */
+  cpuInfo(): { avx2fma: boolean; avx512f?: boolean };
 };
 
-export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
+/** dtype codes of the addon (native/src/gemm.h): f32, half, then quantized blocks (tensor/quant.ts) */
+export const DTYPE_CODE: Record<TensorDType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6 };
 
 export interface NativeBackend extends Backend {
   /** kernels the addon does not provide, served by the fallback (should be empty) */
@@ -25,7 +28,7 @@ export interface NativeBackend extends Backend {
 /** The backend over an addon object: the N-API addon, or the WebAssembly module's (name 'wasm'). */
 export function createNativeBackend(addon: NativeAddon, fallback: Backend, name = 'native'): NativeBackend {
   const kernels = {
-    gemm(c: Float32Array, a: Storage, b: Storage, g: GemmArgs): void {
+    gemm(c: Float32Array, a: TensorStorage, b: TensorStorage, g: GemmArgs): void {
       addon.gemm(c, a, b, g.M, g.N, g.K, g.transA ?? false, g.transB ?? false, g.accumulate ?? false, g.alpha ?? 1, DTYPE_CODE[g.aDtype ?? 'f32'], DTYPE_CODE[g.bDtype ?? 'f32'], g.lda ?? (g.transA ? g.M : g.K), g.ldb ?? (g.transB ? g.K : g.N), g.ldc ?? g.N);
     },
     ...opsAdapters(addon),
@@ -35,7 +38,7 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
   const missing: string[] = [];
   const backend: Record<string, unknown> = {};
   for (const key of Object.keys(fallback) as (keyof Backend)[]) {
-    if (key === 'name' || key === 'threads' || key === 'memory') continue;
+    if (key === 'name' || key === 'threads' || key === 'memory' || key === 'quantTypes') continue;
     const fn = kernels[key];
     if (fn) backend[key] = fn;
     else {
@@ -43,9 +46,14 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
       missing.push(key);
     }
   }
+  // the quantized B operands the addon's gemm reads (native/src/quant.h: a bit mask of dtype
+  // codes); none for a module built without them (then models dequantize on load)
+  const mask = typeof addon['quantTypes'] === 'function' ? (addon['quantTypes']() as number) : 0;
+  const quantTypes = (Object.keys(DTYPE_CODE) as TensorDType[]).filter((d): d is QuantDType => isQuantDType(d) && ((mask >>> DTYPE_CODE[d]) & 1) === 1);
   return Object.assign(backend, {
     name,
     memory: hostMemory,
+    quantTypes,
     get threads() {
       return addon.threads();
     },
@@ -129,7 +137,7 @@ function opsAdapters(addon: NativeAddon): Partial<Backend> {
     siluBackward: (dinp, inp, dout) => void addon.siluBackward!(dinp, inp, dout),
     swigluForward: (out, gate, up) => void addon.swigluForward!(out, gate, up),
     swigluBackward: (dgate, dup, dout, gate, up, accumulate) => void addon.swigluBackward!(dgate, dup, dout, gate, up, accumulate ?? true),
-    embeddingForward: (out, ids, table, N, C, d) => void addon.embeddingForward!(out, ids, table, N, C, dt(d)),
+    embeddingForward: (out, ids, table, N, C, d) => void addon.embeddingForward!(out, ids, table, N, C, DTYPE_CODE[d ?? 'f32']),
     embeddingBackward: (dtable, dout, ids, N, C) => void addon.embeddingBackward!(dtable, dout, ids, N, C),
     rope: (x, cos, sin, pos, B, T, H, D, interleaved, inverse, src) => void addon.rope!(x, cos, sin, pos, B, T, H, D, interleaved, inverse, src ?? null),
     attentionForward: (out, lse, q, k, v, g) => void addon.attentionForward!(out, lse, q, k, v, g.mask ?? null, dims(g)),

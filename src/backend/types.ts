@@ -13,7 +13,8 @@
 // - A `null` gradient buffer means "not needed": the kernel skips that work.
 // - Sums that feed the loss or the gradient norm add into an Accumulator (no number is
 //   returned), so a device backend reads back once per training step.
-import type { DType, Storage } from '../tensor/tensor.js';
+import type { QuantDType } from '../tensor/quant.js';
+import type { DType, Storage, TensorDType, TensorStorage } from '../tensor/tensor.js';
 
 // ---- memory (docs/ARCHITECTURE.md §Backend memory) ----
 
@@ -75,9 +76,13 @@ export interface GemmArgs {
   accumulate?: boolean;
   /** Scale of the product; default 1. */
   alpha?: number;
-  /** Storage dtype of A / B when they are Uint16Array; default 'f32'. */
-  aDtype?: DType;
-  bDtype?: DType;
+  /**
+   * Storage dtype of A / B when they are not f32: 'f16' / 'bf16' (Uint16Array) or quantized
+   * blocks (Uint8Array, tensor/quant.ts; B only on the native backend, rows of B as stored are
+   * whole blocks and ldb is in values). Default 'f32'.
+   */
+  aDtype?: TensorDType;
+  bDtype?: TensorDType;
   /** Row strides in elements of A, B, C as stored; default their packed widths. */
   lda?: number;
   ldb?: number;
@@ -167,10 +172,16 @@ export interface Backend {
   readonly threads: number;
   /** the backend's memory: allocation, views, writes, readback (docs/ARCHITECTURE.md §Backend memory) */
   readonly memory: BackendMemory;
+  /**
+   * The quantized weight types (tensor/quant.ts) its gemm reads as B and its embeddingForward
+   * reads as the table, dequantizing blocks as it packs (docs/ARCHITECTURE.md §Quantized weights);
+   * absent or empty: none, and models loaded for it dequantize on load.
+   */
+  readonly quantTypes?: readonly QuantDType[];
 
   // ---- matrix product ----
   /** C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N] */
-  gemm(c: Float32Array, a: Storage, b: Storage, args: GemmArgs): void;
+  gemm(c: Float32Array, a: TensorStorage, b: TensorStorage, args: GemmArgs): void;
 
   // ---- elementwise and reductions (n elements) ----
   /** out[n] = a[n] + b[n]; out may alias a or b */
@@ -223,8 +234,8 @@ export interface Backend {
   swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array, up: Float32Array, accumulate?: boolean): void;
 
   // ---- embedding ----
-  /** out[N,C] = table[ids[n], :] for table [V,C]; writes */
-  embeddingForward(out: Float32Array, ids: Int32Array, table: Storage, N: number, C: number, tableDtype?: DType): void;
+  /** out[N,C] = table[ids[n], :] for table [V,C] (f32, half, or quantized blocks: rows dequantized); writes */
+  embeddingForward(out: Float32Array, ids: Int32Array, table: TensorStorage, N: number, C: number, tableDtype?: TensorDType): void;
   /** dtable[ids[n], :] += dout[n, :] */
   embeddingBackward(dtable: Float32Array, dout: Float32Array, ids: Int32Array, N: number, C: number): void;
 

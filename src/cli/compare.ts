@@ -25,6 +25,7 @@ import { train } from '../train/trainer.node.js';
 import { commas } from '../io/format.js';
 import { loadTokenizer } from '../io/tokenizer.node.js';
 import { saveAdapter } from '../lora/files.node.js';
+import { floatDTypeOf } from '../tensor/tensor.js';
 
 export type CompareMode = 'full' | 'lora';
 
@@ -230,7 +231,7 @@ export async function runCompareMode(mode: CompareMode, opts: Omit<CompareOption
   const seed = opts.seed ?? 0;
   const tokenizer = loadTokenizer(opts.model);
   const model: DecoderLM = loadModel(opts.model, { dtype: 'keep' });
-  const dtype = model.parameters()[0]?.value.dtype ?? 'f32';
+  const dtype = floatDTypeOf(model.parameters()[0]?.value.dtype ?? 'f32');
   const params = model.parameters().reduce((n, p) => n + p.value.size, 0);
   const rows = await loadRows(opts, tokenizer, seqLen);
   const batchOpts = { batchSize, order: 'sequential', pack: true, maxLength: seqLen, padId: padIdFor(tokenizer) } as const;

@@ -3,14 +3,10 @@
 //
 // A GGML tensor row of n values is n/QK blocks; each block holds its own scale(s):
 //   F32   4 bytes a value; F16, BF16 2 bytes a value
-//   Q8_0  32 values: f16 d, int8 q[32]                          x = d·q                  (34 bytes)
-//   Q4_0  32 values: f16 d, u8 qs[16]                           x[j] = d·((qs[j]&15) − 8), x[j+16] = d·((qs[j]>>4) − 8)   (18 bytes)
-//   Q4_K  256 values: f16 d, f16 dmin, u8 scales[12], u8 qs[128]: 8 sub-blocks of 32, each with a
-//         6-bit scale sc and min m: x = d·sc·q − dmin·m, q a 4-bit quant   (144 bytes)
-//   Q6_K  256 values: u8 ql[128], u8 qh[64], i8 scales[16], f16 d: 16 sub-blocks of 16,
-//         x = d·scale·(q − 32), q a 6-bit quant (low 4 bits in ql, high 2 in qh)   (210 bytes)
-// The layouts follow ggml's block_q8_0 / block_q4_0 / block_q4_K / block_q6_K.
+//   Q8_0, Q4_0, Q4_K, Q6_K: ggml's blocks, described (and dequantized) in tensor/quant.ts,
+//   where the quantized weights a model holds in memory live.
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../tensor/half.js';
+import { dequantizeBlocks, type QuantDType } from '../tensor/quant.js';
 
 export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, Q6_K: 14, BF16: 30 } as const;
 export type GgmlTypeName = keyof typeof GGML_TYPE;
@@ -63,16 +59,15 @@ export function typeBytes(spec: BlockSpec, n: number): number {
   return (n / spec.blockValues) * spec.blockBytes;
 }
 
-function f16At(b: Uint8Array, o: number): number {
-  return f16ToF32(b[o]! | (b[o + 1]! << 8));
-}
+/** The quantized dtype (tensor/quant.ts) a GGML block type is held as in memory. */
+export const QUANT_OF: Partial<Record<GgmlTypeName, QuantDType>> = { Q8_0: 'q8_0', Q4_0: 'q4_0', Q4_K: 'q4_k', Q6_K: 'q6_k' };
 
 /**
  * Dequantizes n values (whole blocks) of a GGML type from `src` (starting at byte 0) into
- * out[outOffset…]. `src` must hold typeBytes(spec, n) bytes.
+ * out[outOffset…]. `src` must hold typeBytes(spec, n) bytes. The block formats are
+ * tensor/quant.ts's (dequantizeBlocks).
  */
 export function dequantizeInto(spec: BlockSpec, src: Uint8Array, n: number, out: Float32Array, outOffset = 0): void {
-  const nb = n / spec.blockValues;
   switch (spec.name) {
     case 'F32': {
       const dv = new DataView(src.buffer, src.byteOffset, n * 4);
@@ -85,78 +80,9 @@ export function dequantizeInto(spec: BlockSpec, src: Uint8Array, n: number, out:
     case 'BF16':
       for (let i = 0; i < n; i++) out[outOffset + i] = bf16ToF32(src[2 * i]! | (src[2 * i + 1]! << 8));
       return;
-    case 'Q8_0':
-      for (let b = 0; b < nb; b++) {
-        const o = b * 34;
-        const d = f16At(src, o);
-        const y = outOffset + b * 32;
-        for (let j = 0; j < 32; j++) out[y + j] = d * ((src[o + 2 + j]! << 24) >> 24);
-      }
-      return;
-    case 'Q4_0':
-      for (let b = 0; b < nb; b++) {
-        const o = b * 18;
-        const d = f16At(src, o);
-        const y = outOffset + b * 32;
-        for (let j = 0; j < 16; j++) {
-          const q = src[o + 2 + j]!;
-          out[y + j] = d * ((q & 15) - 8);
-          out[y + j + 16] = d * ((q >> 4) - 8);
-        }
-      }
-      return;
-    case 'Q4_K':
-      for (let b = 0; b < nb; b++) {
-        const o = b * 144;
-        const d = f16At(src, o);
-        const dmin = f16At(src, o + 2);
-        const sc = o + 4;
-        let q = o + 16;
-        let y = outOffset + b * 256;
-        for (let j = 0, is = 0; j < 256; j += 64, is += 2) {
-          const [s1, m1] = scaleMinK4(is, src, sc);
-          const [s2, m2] = scaleMinK4(is + 1, src, sc);
-          const d1 = d * s1, mm1 = dmin * m1, d2 = d * s2, mm2 = dmin * m2;
-          for (let l = 0; l < 32; l++) out[y + l] = d1 * (src[q + l]! & 15) - mm1;
-          for (let l = 0; l < 32; l++) out[y + 32 + l] = d2 * (src[q + l]! >> 4) - mm2;
-          q += 32;
-          y += 64;
-        }
-      }
-      return;
-    case 'Q6_K':
-      for (let b = 0; b < nb; b++) {
-        const o = b * 210;
-        const d = f16At(src, o + 208);
-        let ql = o, qh = o + 128, sc = o + 192;
-        let y = outOffset + b * 256;
-        for (let n128 = 0; n128 < 256; n128 += 128) {
-          for (let l = 0; l < 32; l++) {
-            const is = l >> 4;
-            const h = src[qh + l]!;
-            const q1 = ((src[ql + l]! & 15) | ((h & 3) << 4)) - 32;
-            const q2 = ((src[ql + l + 32]! & 15) | (((h >> 2) & 3) << 4)) - 32;
-            const q3 = ((src[ql + l]! >> 4) | (((h >> 4) & 3) << 4)) - 32;
-            const q4 = ((src[ql + l + 32]! >> 4) | (((h >> 6) & 3) << 4)) - 32;
-            out[y + l] = d * ((src[sc + is]! << 24) >> 24) * q1;
-            out[y + l + 32] = d * ((src[sc + is + 2]! << 24) >> 24) * q2;
-            out[y + l + 64] = d * ((src[sc + is + 4]! << 24) >> 24) * q3;
-            out[y + l + 96] = d * ((src[sc + is + 6]! << 24) >> 24) * q4;
-          }
-          y += 128;
-          ql += 64;
-          qh += 32;
-          sc += 8;
-        }
-      }
-      return;
+    default:
+      dequantizeBlocks(QUANT_OF[spec.name]!, src, n, out, outOffset);
   }
-}
-
-/** The 6-bit scale and min of sub-block j of a Q4_K block (ggml's get_scale_min_k4). */
-function scaleMinK4(j: number, b: Uint8Array, o: number): [number, number] {
-  if (j < 4) return [b[o + j]! & 63, b[o + j + 4]! & 63];
-  return [(b[o + j + 4]! & 15) | ((b[o + j - 4]! >> 6) << 4), (b[o + j + 4]! >> 4) | ((b[o + j]! >> 6) << 4)];
 }
 
 export function dequantize(spec: BlockSpec, src: Uint8Array, n: number): Float32Array {

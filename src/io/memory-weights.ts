@@ -85,7 +85,7 @@ export class MemoryWeights implements TensorSource {
 
   info(name: string): TensorInfo {
     const { tensor, file } = this.get(name);
-    return { name, dtype: safetensorsDTypeOf(tensor.dtype), shape: tensor.shape, file, offset: 0, byteLength: tensor.data.byteLength };
+    return { name, dtype: safetensorsDTypeOf(tensor.floatDtype), shape: tensor.shape, file, offset: 0, byteLength: tensor.data.byteLength };
   }
 
   tensor(name: string): Tensor {
@@ -94,7 +94,7 @@ export class MemoryWeights implements TensorSource {
 
   raw(name: string): RawTensor {
     const t = this.get(name).tensor;
-    return { dtype: safetensorsDTypeOf(t.dtype), shape: t.shape, data: t.data };
+    return { dtype: safetensorsDTypeOf(t.floatDtype), shape: t.shape, data: t.floatData };
   }
 
   *tensors(): IterableIterator<[string, Tensor]> {

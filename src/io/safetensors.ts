@@ -316,7 +316,7 @@ export interface WriteSafetensorsOptions {
 }
 
 function asRaw(t: TensorLike): RawTensor {
-  if (t instanceof Tensor) return { dtype: FROM_TENSOR_DTYPE[t.dtype], shape: t.shape, data: t.data };
+  if (t instanceof Tensor) return { dtype: FROM_TENSOR_DTYPE[t.floatDtype], shape: t.shape, data: t.floatData };
   return t;
 }
 

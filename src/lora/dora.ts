@@ -25,7 +25,7 @@ export function doraWeightNorm(layer: AdapterLayer, a: LowRank, out?: F32Buf): F
     const n = Math.min(rows, O - o0);
     // tmp[n, I] = s · B[o0 .. o0+n) · A, then the norms of W's rows o0.. plus tmp's
     be.gemm(tmp, a.B.data.subarray(o0 * r, (o0 + n) * r), a.A.data, { M: n, N: I, K: r, alpha: a.scaling });
-    be.weightRowNorms(norm, W.data, W.dtype, layer.transposed, tmp, o0, n, O, I);
+    be.weightRowNorms(norm, W.floatData, W.floatDtype, layer.transposed, tmp, o0, n, O, I);
   }
   return norm;
 }
@@ -56,7 +56,7 @@ export const dora: LoraVariant = {
     } else {
       // P = (y − b) + s·lora, y ← g·P + b
       const b = layer.base.bias?.value ?? null;
-      be.doraCombine(out, P, null, g, b ? b.data : null, N, O, b?.dtype);
+      be.doraCombine(out, P, null, g, b ? b.floatData : null, N, O, b?.floatDtype);
     }
     return viaDropout;
   },

@@ -97,7 +97,7 @@ function biasEntries(peft: PeftModel, cfg: LoraConfig, adapterName: string): [st
     const bias = isLora ? m.bias : m.ownParameters().find(([n]) => n === 'bias')?.[1];
     if (!bias) continue;
     const key = `${PEFT_PREFIX}${modPath ? `${modPath}.` : ''}${isLora ? 'base_layer.' : ''}bias`;
-    out.push([key, { value: bias.value, shape: bias.shape, assign: (t) => (bias.value = bias.requiresGrad ? t.toF32() : t.to(bias.value.dtype)) }]);
+    out.push([key, { value: bias.value, shape: bias.shape, assign: (t) => (bias.value = bias.requiresGrad ? t.toF32() : t.to(bias.value.floatDtype)) }]);
   }
   return out;
 }
@@ -373,7 +373,7 @@ export function loadAdapterFiles(peft: PeftModel, src: AdapterSource, name: stri
       const bias = m.ownParameters().find(([n]) => n === 'bias')?.[1] ?? (m instanceof LoraLinear ? m.bias : null);
       if (!bias) continue;
       const key = `${p ? `${p}.` : ''}${isLora ? 'base_layer.' : ''}bias`;
-      if (!slots.has(key)) slots.set(key, { shape: bias.shape, optional: true, assign: (t) => pending.push(() => (bias.value = bias.requiresGrad ? t.toF32() : t.to(bias.value.dtype))) });
+      if (!slots.has(key)) slots.set(key, { shape: bias.shape, optional: true, assign: (t) => pending.push(() => (bias.value = bias.requiresGrad ? t.toF32() : t.to(bias.value.floatDtype))) });
     }
   }
 

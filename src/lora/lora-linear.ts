@@ -352,6 +352,10 @@ export class LoraLinear extends Module implements RowLayer, AdapterLayer {
     const d = W.data;
     const at = this.transposed ? (o: number, i: number): number => i * O + o : (o: number, i: number): number => o * I + i;
     if (d instanceof Float32Array) return (o, i) => d[at(o, i)]!;
+    if (d instanceof Uint8Array) {
+      const v = W.toF32Array(); // quantized blocks, dequantized once
+      return (o, i) => v[at(o, i)]!;
+    }
     const conv = W.dtype === 'bf16' ? bf16ToF32 : f16ToF32;
     return (o, i) => conv(d[at(o, i)]!);
   }
@@ -375,7 +379,8 @@ export class LoraLinear extends Module implements RowLayer, AdapterLayer {
     if (this.transposed) for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) vals[i * O + o] = w[o * I + i]!;
     else vals.set(w);
     if (W.dtype === 'f32') W.f32.set(vals);
-    else this.base.weight.value = Tensor.fromValues(vals, W.shape, W.dtype);
+    // a quantized base becomes f32 here: PiSSA rewrites the weight, which blocks cannot hold exactly
+    else this.base.weight.value = Tensor.fromValues(vals, W.shape, W.quantized ? 'f32' : W.floatDtype);
   }
 
   /** ΔW = s·B·A in W's own layout ([out, in], or [in, out] for Conv1D), f32. */

@@ -3,7 +3,10 @@
 // committed in W's dtype. Half-precision (f16/bf16) weights lose information when rounded
 // back, so the original half tensors are stashed while merged and unmerge restores them
 // exactly; f32 weights are updated in place and unmerge runs each variant's inverse (exact up
-// to f32 rounding).
+// to f32 rounding). A quantized weight (GGUF blocks, docs/ARCHITECTURE.md §Quantized weights)
+// is dequantized and the merged weight stays f32: blocks cannot hold W + ΔW without a second
+// quantization, which is the export's to do (lorakit export --format gguf --type q4_0). Its
+// blocks are stashed like a half weight's, so unmerge restores them exactly.
 import { getBackend, type F32Buf } from '../backend/index.js';
 import type { Parameter } from '../nn/module.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -37,19 +40,20 @@ export function deltaWeight(layer: AdapterLayer, a: LoraAdapter): F32Buf {
   return d;
 }
 
-/** A tensor's values as a new f32 buffer (widened when half). */
+/** A tensor's values as a new f32 buffer (widened when half, dequantized on the host when quantized). */
 function f32Copy(t: Tensor): F32Buf {
   const be = getBackend();
   const out = be.memory.alloc(t.size);
   if (t.data instanceof Float32Array) be.copy2d(out, t.data, { rows: 1, cols: t.size });
+  else if (t.data instanceof Uint8Array) be.memory.write(out, t.toF32Array());
   else be.widen(out, t.data, t.dtype as 'f16' | 'bf16');
   return out;
 }
 
-/** f32 values as they will be stored in a parameter like p: in its dtype (rounded to nearest even when half). */
+/** f32 values as they will be stored in a parameter like p: in its dtype (rounded to nearest even when half; f32 for a quantized one). */
 function cast(p: Parameter, v: F32Buf): Tensor {
   const t = p.value;
-  if (t.dtype === 'f32') return Tensor.fromF32(v, t.shape);
+  if (t.dtype === 'f32' || t.quantized) return Tensor.fromF32(v, t.shape);
   const be = getBackend();
   const dtype = t.dtype as 'f16' | 'bf16';
   const h = be.memory.allocHalf(t.size, dtype);

@@ -109,7 +109,7 @@ function initModules(model: EncoderClassifier, rng: Rng, keys?: readonly string[
       for (const [, w] of m.ownParameters()) {
         const v = new Float32Array(w.value.size);
         for (let i = 0; i < v.length; i++) v[i] = rng.normal(0, std);
-        w.value = Tensor.fromValues(v, w.shape, w.value.dtype);
+        w.value = Tensor.fromValues(v, w.shape, w.value.floatDtype);
       }
     }
   }
@@ -138,7 +138,7 @@ export function createClassifier(config: JsonObject, opts: CreateClassifierOptio
     if (name.endsWith('projection.weight')) {
       const v = new Float32Array(p.value.size);
       for (let i = 0; i < v.length; i++) v[i] = rng.normal(0, model.initStd);
-      p.value = Tensor.fromValues(v, p.shape, p.value.dtype);
+      p.value = Tensor.fromValues(v, p.shape, p.value.floatDtype);
     }
   }
   if (opts.labels) model.replaceHead(opts.labels, opts.seed ?? 0);

@@ -324,8 +324,8 @@ export function setConfigLabels(config: Record<string, unknown>, labels: readonl
 export function initLinear(l: Linear, std: number, rng: Rng): void {
   const w = new Float32Array(l.weight.value.size);
   for (let i = 0; i < w.length; i++) w[i] = rng.normal(0, std);
-  l.weight.value = Tensor.fromValues(w, l.weight.shape, l.weight.value.dtype);
-  if (l.bias) l.bias.value = Tensor.zeros(l.bias.shape, l.bias.value.dtype);
+  l.weight.value = Tensor.fromValues(w, l.weight.shape, l.weight.value.floatDtype);
+  if (l.bias) l.bias.value = Tensor.zeros(l.bias.shape, l.bias.value.floatDtype);
 }
 
 /**
@@ -415,7 +415,7 @@ export abstract class EncoderClassifier extends Module implements SequenceClassi
     if (new Set(labels).size !== labels.length) throw new Error(`${this.info.modelType}.replaceHead: a label is given twice: ${JSON.stringify(labels)}`);
     const old = this.getModule(this.headPath);
     if (!(old instanceof Linear)) throw new Error(`${this.info.modelType}.replaceHead: ${this.headPath} is a ${old.constructor.name} (an adapter wraps it?); replace the head before injecting adapters`);
-    const head = new Linear(old.inFeatures, labels.length, { bias: old.bias !== null, dtype: old.weight.value.dtype });
+    const head = new Linear(old.inFeatures, labels.length, { bias: old.bias !== null, dtype: old.weight.value.floatDtype });
     initLinear(head, this.initStd, new Rng(seed));
     head.training = old.training;
     this.setModule(this.headPath, head);

@@ -18,11 +18,12 @@
 // a LoRA adapter's lora_b rows (lora_a's rows are the rank, untouched). qwen2 uses NEOX rope in
 // llama.cpp (halves, like Hugging Face) and is not permuted.
 import { FormatError } from '../io/errors.js';
-import { GGML_TYPE, blockSpec, dequantize, quantize, type GgmlTypeName } from '../io/gguf-blocks.js';
+import { GGML_TYPE, QUANT_OF, blockSpec, dequantize, quantize, type GgmlTypeName } from '../io/gguf-blocks.js';
 import { kv, type GgufKV, type GgufMetadata, type GgufOut, type GgufTensorInfo, type GgufTensorOut } from '../io/gguf.js';
 import { safetensorsDTypeOf, type TensorInfo, type TensorSource } from '../io/safetensors.js';
 import { Tokenizer, type TokenizerFiles } from '../io/tokenizer.js';
 import type { JsonObject } from '../io/json.js';
+import type { QuantDType } from '../tensor/quant.js';
 import { Tensor, type DType } from '../tensor/tensor.js';
 import { parseLlamaConfig, type LlamaConfig } from './llama.js';
 
@@ -86,10 +87,11 @@ function permuteHeads(cfg: LlamaConfig, key: string): number {
  * Reorders the rows of a [rows, cols] matrix from Hugging Face's rotate-half layout to llama.cpp's
  * adjacent pairs, head by head (`inverse`: back). rows = nHead · D.
  */
-export function permuteQK(x: Float32Array, rows: number, cols: number, nHead: number, inverse = false): Float32Array {
+export function permuteQK<T extends Float32Array | Uint8Array>(x: T, rows: number, cols: number, nHead: number, inverse = false): T {
   const D = rows / nHead;
   const half = D / 2;
-  const out = new Float32Array(x.length);
+  // rows of values, or of a quantized matrix's bytes (its rows are whole blocks)
+  const out = (x instanceof Uint8Array ? new Uint8Array(x.length) : new Float32Array(x.length)) as T;
   for (let h = 0; h < nHead; h++) {
     for (let i = 0; i < half; i++) {
       for (let j = 0; j < 2; j++) {
@@ -191,6 +193,14 @@ export function modelToGguf(input: ModelGgufInput): GgufOut {
     const rows = t.shape[0]!;
     const cols = t.shape.length > 1 ? t.shape[1]! : 1;
     const type = typeFor(want, t.shape, name === 'token_embd.weight' || name === 'output.weight');
+    if (t.quantized && QUANT_OF[type] === t.dtype) {
+      // a quantized base written in its own type: its blocks as they are (a second quantization
+      // of the dequantized values could land on another grid)
+      const blocks = t.data as Uint8Array;
+      const rowBytes = blocks.length / rows;
+      tensors.push({ name, shape: t.shape, type: GGML_TYPE[type], byteLength: blocks.length, data: () => (heads ? permuteQK(blocks, rows, rowBytes, heads) : blocks) });
+      continue;
+    }
     tensors.push(tensorOut(name, t.shape, type, () => {
       const v = t.toF32Array();
       return heads ? permuteQK(v, rows, cols, heads) : v;
@@ -393,10 +403,12 @@ const TO_DTYPE: Partial<Record<GgmlTypeName, DType>> = { F32: 'f32', F16: 'f16',
 
 /**
  * The weights of a GGUF model as a TensorSource under Hugging Face keys, in one dtype: f16 or
- * bf16 when every matrix is stored so, else f32 (quantized blocks are dequantized). llama.cpp's
- * Q/K row permutation is undone for the llama architecture.
+ * bf16 when every matrix is stored so, else f32. Matrices in the quantized types `keep` lists
+ * (the backend's quantTypes: what its kernels read) stay blocks (docs/ARCHITECTURE.md
+ * §Quantized weights); other quantized blocks are dequantized. llama.cpp's Q/K row permutation
+ * is undone for the llama architecture (on the blocks' byte rows for a kept matrix).
  */
-export function ggufTensorSource(g: GgufReader, config: JsonObject): TensorSource {
+export function ggufTensorSource(g: GgufReader, config: JsonObject, keep: readonly QuantDType[] = []): TensorSource {
   const cfg = parseLlamaConfig(config, `GGUF file ${g.path}`);
   const { permute } = ggufArch(cfg);
   const byKey = new Map<string, GgufTensorInfo>();
@@ -421,6 +433,11 @@ export function ggufTensorSource(g: GgufReader, config: JsonObject): TensorSourc
     if (!t) throw new FormatError('GGUF file', g.path, [`no tensor for ${key}`]);
     const bytes = g.bytes(t.name);
     const heads = permute ? permuteHeads(cfg, key) : 0;
+    const q = QUANT_OF[t.spec.name];
+    if (q && keep.includes(q) && t.shape.length === 2) {
+      const rows = t.shape[0]!;
+      return new Tensor(q, t.shape, heads ? permuteQK(bytes, rows, bytes.length / rows, heads, true) : bytes);
+    }
     if (!heads && TO_DTYPE[t.spec.name] === dtype && dtype !== 'f32') {
       return new Tensor(dtype, t.shape, new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2));
     }

@@ -2,6 +2,7 @@
 // folder and builds the model (load.ts); saveModel writes one, each file atomically.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { getBackend } from '../backend/index.js';
 import { writeFileAtomic } from '../io/atomic.node.js';
 import { GgufFile, isGgufPath } from '../io/gguf.node.js';
 import { ggufConfig, ggufTensorSource } from './gguf.js';
@@ -62,7 +63,10 @@ export function loadGgufModel(file: string, opts: LoadModelOptions = {}): Decode
   try {
     const config = ggufConfig(g);
     const where = { config: `GGUF file ${file} (metadata)`, weights: `GGUF file ${file} (model_type ${String(config['model_type'])})` };
-    return modelFromWeights(config, ggufTensorSource(g, config), where, opts);
+    // quantized matrices stay blocks where the backend's kernels read them (QLoRA-style training,
+    // docs/ARCHITECTURE.md §Quantized weights); dtype f32 (or a backend without) dequantizes
+    const keep = opts.dtype === 'f32' ? [] : (getBackend().quantTypes ?? []);
+    return modelFromWeights(config, ggufTensorSource(g, config, keep), where, opts);
   } finally {
     g.close();
   }

@@ -190,7 +190,8 @@ export function modelFolderContents(state: Map<string, Tensor>, config: Readonly
   let stored: DType | null = null;
   const problems: string[] = [];
   for (const [k, t] of state) {
-    const out = opts.dtype ? t.to(opts.dtype) : t;
+    // quantized blocks (a GGUF base) are written as f32 values: safetensors holds no blocks
+    const out = opts.dtype ? t.to(opts.dtype) : t.quantized ? t.toF32() : t;
     // the one finiteness check after the final cast (docs/ARCHITECTURE.md §Files written and
     // signals): a finite f32 weight past the half range would be written as Inf
     const bad = out.nonFiniteCount();
@@ -198,7 +199,7 @@ export function modelFolderContents(state: Map<string, Tensor>, config: Readonly
       const was = out === t ? 0 : t.nonFiniteCount();
       problems.push(`${k}: ${bad} NaN/Inf value(s)${was === 0 && out !== t ? ` after the cast from ${t.dtype} to ${out.dtype} (finite values past the ${out.dtype} range)` : ''}`);
     }
-    stored ??= out.dtype;
+    stored ??= out.floatDtype;
     tensors.set(k, out);
   }
   if (problems.length) throw new ProblemsError(formatProblems('the model cannot be saved: weights would hold NaN/Inf', problems, 'tensors'), problems);

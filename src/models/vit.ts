@@ -138,7 +138,7 @@ export class PatchConv extends Module {
     const out = this.buffers.get('out', rows * this.outChannels);
     const Wt = this.weight.value;
     be.gemm(out, cols, Wt.data, { M: rows, N: this.outChannels, K, transB: true, bDtype: Wt.dtype });
-    be.biasAdd(out, this.bias.value.data, rows, this.outChannels, this.bias.value.dtype);
+    be.biasAdd(out, this.bias.value.floatData, rows, this.outChannels, this.bias.value.floatDtype);
     this.saved = { cols, args, rows };
     return out;
   }

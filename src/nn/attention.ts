@@ -6,7 +6,7 @@
 // else S = T), Hq query heads, Hkv key/value heads (Hq % Hkv == 0), D head size,
 // C hidden size, P rows of the rope tables.
 import { getBackend, type AttentionArgs } from '../backend/index.js';
-import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { ShapeError, type DType } from '../tensor/tensor.js';
 import { Linear } from './linear.js';
 import type { RowLayer } from './linear.js';
 import { Module } from './module.js';
@@ -571,7 +571,7 @@ export interface MultiHeadAttentionOptions {
   qkNorm?: { eps: number; unitOffset?: boolean | undefined } | undefined;
   /** projection weights stored [in, out] (GPT-2 Conv1D) */
   transposed?: boolean | undefined;
-  dtype?: Tensor['dtype'] | undefined;
+  dtype?: DType | undefined;
   /**
    * child names; default q_proj, k_proj, v_proj, o_proj. With `qkv` set (GPT-2: 'c_attn')
    * one fused projection C → (Hq + 2·Hkv)·D gives q, k, v side by side and q/k/v are unused.

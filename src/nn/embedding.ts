@@ -2,11 +2,11 @@
 // The table may be f32, f16 or bf16 (widened row by row as it is read); backward
 // scatter-adds dout into weight.grad when the table is trainable.
 import { getBackend } from '../backend/index.js';
-import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { Tensor, ShapeError, type DType } from '../tensor/tensor.js';
 import { Module, Parameter } from './module.js';
 
 export interface EmbeddingOptions {
-  dtype?: Tensor['dtype'] | undefined;
+  dtype?: DType | undefined;
 }
 
 export class Embedding extends Module {

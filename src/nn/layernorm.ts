@@ -9,7 +9,7 @@ export interface LayerNormOptions {
   eps?: number | undefined;
   /** default true */
   bias?: boolean | undefined;
-  dtype?: Tensor['dtype'] | undefined;
+  dtype?: DType | undefined;
 }
 
 export class LayerNorm extends Module {
@@ -38,7 +38,7 @@ export class LayerNorm extends Module {
   private kernelParams(): { w: Storage; b: Storage | null; dtype: DType } {
     const W = this.weight.value;
     const Bt = this.bias?.value ?? null;
-    if (!Bt || Bt.dtype === W.dtype) return { w: W.data, b: Bt?.data ?? null, dtype: W.dtype };
+    if (!Bt || Bt.dtype === W.dtype) return { w: W.floatData, b: Bt?.floatData ?? null, dtype: W.floatDtype };
     return { w: W.toF32Array(), b: Bt.toF32Array(), dtype: 'f32' };
   }
 

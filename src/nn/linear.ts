@@ -2,7 +2,7 @@
 // [in, out] when `transposed` (GPT-2's Conv1D). The weight may be f32, f16 or bf16;
 // half weights are widened inside the GEMM, never in full.
 import { getBackend } from '../backend/index.js';
-import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { Tensor, ShapeError, type DType } from '../tensor/tensor.js';
 import { Module, Parameter, checkInto } from './module.js';
 
 /** A layer mapping rows of `inFeatures` to rows of `outFeatures` (Linear and its adapters). */
@@ -35,7 +35,7 @@ export interface LinearOptions {
   bias?: boolean;
   /** weight stored [in, out] (GPT-2 Conv1D) */
   transposed?: boolean;
-  dtype?: Tensor['dtype'];
+  dtype?: DType;
 }
 
 export class Linear extends Module implements RowLayer {
@@ -72,7 +72,7 @@ export class Linear extends Module implements RowLayer {
     const out = transient ? this.buffers.scratch('out', N * this.outFeatures) : this.buffers.get('out', N * this.outFeatures);
     const W = this.weight.value;
     be.gemm(out, x, W.data, { M: N, N: this.outFeatures, K: this.inFeatures, transB: !this.transposed, bDtype: W.dtype });
-    if (this.bias) be.biasAdd(out, this.bias.value.data, N, this.outFeatures, this.bias.value.dtype);
+    if (this.bias) be.biasAdd(out, this.bias.value.floatData, N, this.outFeatures, this.bias.value.floatDtype);
     this.x = x;
     this.N = N;
     return out;

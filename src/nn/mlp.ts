@@ -7,7 +7,7 @@
 // Children are RowLayers named as in the checkpoint (configurable) and are looked up
 // through the module tree on every call, so LoRA injection may replace them.
 import { getBackend, type GeluApprox } from '../backend/index.js';
-import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { ShapeError, type DType } from '../tensor/tensor.js';
 import { joinColumns, splitColumns } from './attention.js';
 import { Linear } from './linear.js';
 import type { RowLayer } from './linear.js';
@@ -20,7 +20,7 @@ export type GateActivation = 'silu' | 'gelu_tanh';
 export interface GatedMLPOptions {
   /** biases on all three projections (default false) */
   bias?: boolean | undefined;
-  dtype?: Tensor['dtype'] | undefined;
+  dtype?: DType | undefined;
   /** default 'silu' */
   activation?: GateActivation | undefined;
   /**
@@ -170,7 +170,7 @@ export interface GeluMLPOptions {
   transposed?: boolean | undefined;
   /** gelu exact ('none', default) or tanh approximation */
   approx?: GeluApprox | undefined;
-  dtype?: Tensor['dtype'] | undefined;
+  dtype?: DType | undefined;
   /** child names; default fc1, fc2 (GPT-2: c_fc, c_proj) */
   names?: { fc?: string; proj?: string } | undefined;
 }

@@ -2,13 +2,13 @@
 // `unitOffset` · (1 + weight[C]) (Gemma's Gemma3RMSNorm: weights stored around 0, the sum taken
 // in f32). The backward is the same with the effective weight; its gradient is weight's.
 import { getBackend } from '../backend/index.js';
-import { Tensor, ShapeError } from '../tensor/tensor.js';
+import { Tensor, ShapeError, type DType, type Storage } from '../tensor/tensor.js';
 import { Module, Parameter, checkInto, type OutputPlace } from './module.js';
 
 export interface RMSNormOptions {
   /** default 1e-6 */
   eps?: number | undefined;
-  dtype?: Tensor['dtype'] | undefined;
+  dtype?: DType | undefined;
   /** scale by (1 + weight) (Gemma); the weight then starts at 0 */
   unitOffset?: boolean | undefined;
 }
@@ -34,9 +34,9 @@ export class RMSNorm extends Module {
   }
 
   /** the weight the kernels use: weight, or 1 + weight in f32 (unitOffset) */
-  private effectiveWeight(): { data: Tensor['data']; dtype: Tensor['dtype'] } {
+  private effectiveWeight(): { data: Storage; dtype: DType } {
     const W = this.weight.value;
-    if (!this.unitOffset) return { data: W.data, dtype: W.dtype };
+    if (!this.unitOffset) return { data: W.floatData, dtype: W.floatDtype };
     const w = W.toF32Array();
     const eff = this.buffers.get('weight1p', this.dim);
     for (let i = 0; i < eff.length; i++) eff[i] = 1 + w[i]!;

@@ -1,11 +1,26 @@
 // Tensor: a dtype, a shape and contiguous row-major storage.
 // f32 data lives in a Float32Array; f16 and bf16 are 16-bit storage in a Uint16Array,
-// widened to f32 by the kernels that read them.
+// widened to f32 by the kernels that read them. A frozen weight may also be quantized
+// (tensor/quant.ts: GGML blocks in a Uint8Array), dequantized by the kernels as they read it
+// (docs/ARCHITECTURE.md §Quantized weights).
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
+import { QUANT_BLOCK, dequantizeAll, isQuantDType, quantBytes, quantNonFinite, type QuantDType } from './quant.js';
 
 export type DType = 'f32' | 'f16' | 'bf16';
 export const DTYPES: readonly DType[] = ['f32', 'f16', 'bf16'];
 export type Storage = Float32Array | Uint16Array;
+/** What a tensor may hold: f32, half, or quantized blocks (frozen weights only). */
+export type TensorDType = DType | QuantDType;
+/** A tensor's storage: Float32Array (f32), Uint16Array (f16, bf16) or Uint8Array (quantized blocks). */
+export type TensorStorage = Storage | Uint8Array;
+
+/**
+ * The float dtype values of `d` are written in (safetensors, a merged model): `d` itself, or f32
+ * for quantized blocks, which only GGUF holds (docs/ARCHITECTURE.md §Quantized weights).
+ */
+export function floatDTypeOf(d: TensorDType): DType {
+  return isQuantDType(d) ? 'f32' : d;
+}
 
 export class ShapeError extends Error {
   override name = 'ShapeError';
@@ -51,13 +66,26 @@ function allocate(dtype: DType, n: number): Storage {
 }
 
 export class Tensor {
-  readonly dtype: DType;
+  readonly dtype: TensorDType;
   readonly shape: readonly number[];
-  readonly data: Storage;
+  readonly data: TensorStorage;
 
-  constructor(dtype: DType, shape: readonly number[], data?: Storage) {
+  constructor(dtype: TensorDType, shape: readonly number[], data?: TensorStorage) {
     checkShape(shape, 'Tensor');
     const n = numel(shape);
+    if (isQuantDType(dtype)) {
+      // quantized blocks: rows (the last dimension) are whole blocks; the bytes come with them
+      const cols = shape.length ? shape[shape.length - 1]! : 1;
+      const qk = QUANT_BLOCK[dtype].values;
+      if (cols % qk !== 0) throw new ShapeError(`Tensor: a ${dtype} tensor's rows must be whole ${qk}-value blocks; shape ${formatShape(shape)} has rows of ${cols}`);
+      if (!(data instanceof Uint8Array)) throw new TypeError(`Tensor: dtype ${dtype} needs its blocks as a Uint8Array`);
+      if (data.length !== quantBytes(dtype, n)) throw new ShapeError(`Tensor: shape ${formatShape(shape)} in ${dtype} needs ${quantBytes(dtype, n)} bytes, storage has ${data.length}`);
+      this.dtype = dtype;
+      this.shape = Object.freeze([...shape]);
+      this.data = data;
+      this.size = n;
+      return;
+    }
     if (data === undefined) {
       data = allocate(dtype, n);
     } else {
@@ -72,6 +100,29 @@ export class Tensor {
     this.dtype = dtype;
     this.shape = Object.freeze([...shape]);
     this.data = data;
+    this.size = n;
+  }
+
+  /**
+   * The storage of an f32 or half tensor, for the kernels that read no quantized blocks (norms,
+   * biases, DoRA's row norms, serialization); throws for a quantized tensor. Only the GEMM's B
+   * operand and the embedding lookup read quantized weights (docs/ARCHITECTURE.md §Quantized weights).
+   */
+  get floatData(): Storage {
+    const d = this.data;
+    if (d instanceof Uint8Array) throw new TypeError(`this operation needs f32, f16 or bf16 values, but the tensor holds ${this.dtype} blocks (a quantized base weight): dequantize it first (toF32(), or load the model with dtype f32)`);
+    return d;
+  }
+
+  /** The dtype of an f32 or half tensor (throws like floatData for a quantized one). */
+  get floatDtype(): DType {
+    void this.floatData;
+    return this.dtype as DType;
+  }
+
+  /** Whether the storage is quantized blocks (a frozen weight read through the kernels only). */
+  get quantized(): boolean {
+    return isQuantDType(this.dtype);
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
@@ -93,9 +144,8 @@ export class Tensor {
     return t;
   }
 
-  get size(): number {
-    return this.data.length;
-  }
+  /** the number of values (for quantized storage not its byte length) */
+  readonly size: number;
 
   get ndim(): number {
     return this.shape.length;
@@ -109,13 +159,14 @@ export class Tensor {
     return this.data;
   }
 
-  /** Writes f32 values into storage, converting to the tensor's dtype. */
+  /** Writes f32 values into storage, converting to the tensor's dtype (not for quantized tensors). */
   set(values: ArrayLike<number>, offset = 0): void {
     const d = this.data;
     if (d instanceof Float32Array) {
       d.set(values, offset);
       return;
     }
+    if (!(d instanceof Uint16Array)) throw new TypeError(`Tensor.set: a ${this.dtype} tensor is read-only (quantized blocks); dequantize it with toF32() first`);
     const conv = this.dtype === 'bf16' ? f32ToBf16 : f32ToF16;
     for (let i = 0; i < values.length; i++) d[offset + i] = conv(values[i]!);
   }
@@ -124,6 +175,7 @@ export class Tensor {
   toF32Array(copy = false): Float32Array {
     const d = this.data;
     if (d instanceof Float32Array) return copy ? d.slice() : d;
+    if (d instanceof Uint8Array) return dequantizeAll(this.dtype as QuantDType, d);
     const out = new Float32Array(d.length);
     const conv = this.dtype === 'bf16' ? bf16ToF32 : f16ToF32;
     for (let i = 0; i < d.length; i++) out[i] = conv(d[i]!);
@@ -140,6 +192,8 @@ export class Tensor {
     let bad = 0;
     if (d instanceof Float32Array) {
       for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) bad++;
+    } else if (d instanceof Uint8Array) {
+      bad = quantNonFinite(this.dtype as QuantDType, d);
     } else {
       const exp = this.dtype === 'bf16' ? 0x7f80 : 0x7c00;
       for (let i = 0; i < d.length; i++) if ((d[i]! & exp) === exp) bad++;
@@ -151,6 +205,7 @@ export class Tensor {
     return this.dtype === 'f32' ? this : new Tensor('f32', this.shape, this.toF32Array());
   }
 
+  /** The values in another float dtype (quantized blocks are dequantized: a new tensor). */
   to(dtype: DType): Tensor {
     if (dtype === this.dtype) return this;
     return Tensor.fromValues(this.toF32Array(), this.shape, dtype);

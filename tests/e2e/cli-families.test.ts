@@ -4,7 +4,6 @@
 // adapter equals offline generate), and the error that asks for --targets where PEFT has no
 // default (phi3). Model correctness itself is held by tests/parity against PyTorch.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import { getPeftModel } from '../../src/lora/index.js';
 import { createModel } from '../../src/models/index.js';
 import { saveModel } from '../../src/models/load.node.js';
 import { BIN, lorakit, writeData, type RunResult } from '../helpers/cli-fixture.js';
+import { startServer } from '../helpers/serve-fixture.js';
 import { CHATML_TEMPLATE, writeByteLevelBpeTokenizer } from '../helpers/tokenizers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lorakit-cli-families-'));
@@ -108,27 +108,15 @@ for (const fam of FAMILIES) {
       assert.notEqual(gen(['--model', model()]), adapted, 'the adapter changes the tokens');
       const offline = ok(lorakit(['generate', '--model', model(), '--adapter', adapter, '--prompt', prompt, '--max-tokens', '8']), 'generate').stdout;
 
-      const child = spawn(process.execPath, [BIN, 'serve', '--model', model(), '--adapter', `a=${adapter}`, '--port', '0', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LORAKIT_THREADS: '1' } });
-      let stderr = '';
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no "serving" line within 30 s: ${stderr}`)), 30_000);
-        child.stderr.on('data', (d: Buffer) => {
-          stderr += d.toString();
-          const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr);
-          if (m) {
-            clearTimeout(timer);
-            resolve(m[1]!);
-          }
-        });
-        child.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
-      });
+      const srv = await startServer(BIN, ['--model', model(), '--adapter', `a=${adapter}`], { ...process.env, LORAKIT_THREADS: '1' });
+      let code: number | null;
       try {
-        const res = (await (await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'a', prompt, max_tokens: 8, temperature: 0 }) })).json()) as { choices: { text: string }[] };
+        const res = (await (await fetch(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'a', prompt, max_tokens: 8, temperature: 0 }) })).json()) as { choices: { text: string }[] };
         assert.equal(res.choices[0]!.text, offline.replace(/\n$/, ''));
       } finally {
-        child.kill('SIGTERM');
+        code = await srv.stop();
       }
-      assert.equal(await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c))), 0, stderr);
+      assert.equal(code, 0, srv.stderr());
     });
 
     if (fam.name === 'phi3') {

@@ -49,7 +49,10 @@ test('lorakit export: adapters to GGUF, refusals with their reason, a GGUF model
   assert.equal(shown.status, 0, shown.stderr);
   assert.match(shown.stdout, /^GGUF model: +.*m\.gguf$/m);
   assert.match(shown.stdout, /^dtype: +Q4_0 \([\d,]+\), Q6_K \([\d,]+\), F16 \([\d,]+\), F32 \([\d,]+\)$/m);
-  assert.match(shown.stdout, /^ {2}by weight format: +f32 15\.1 MiB, bf16 7\.5 MiB, q8_0 4\.0 MiB, q4_0 2\.1 MiB, q4_k 2\.1 MiB$/m);
+  assert.match(shown.stdout, /^ {2}by weight format: +f32 15\.1 MiB, bf16 7\.5 MiB, q8_0 4\.0 MiB, q6_k 3\.1 MiB, q4_k 2\.1 MiB, q4_0 2\.1 MiB$/m);
+  // held as loaded: Q4_0 and Q6_K blocks as they are (18/32, 210/256 bytes a value), F16 and F32 as f32
+  const held = (2_195_456 * 18) / 32 + (1_048_576 * 210) / 256 + (704_512 + 2_304) * 4;
+  assert.match(shown.stdout, new RegExp(`^ {2}base weights: +${(held / 2 ** 20).toFixed(1).replace('.', '\\.')} MiB \\(GGUF: quantized matrices held as blocks\\)$`, 'm'));
   const notModel = lorakit(['generate', '--model', path.join(dir, 'p.gguf'), '--prompt', 'x']);
   assert.equal(notModel.status, 1);
   assert.match(notModel.stderr, /general\.type is "adapter": this is not a model/);

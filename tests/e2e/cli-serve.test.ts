@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { makeServeFixture, type ServeFixture } from '../helpers/serve-fixture.js';
+import { makeServeFixture, startServer, type ServeFixture } from '../helpers/serve-fixture.js';
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lorakit.js');
 
@@ -15,20 +15,9 @@ describe('lorakit serve', () => {
   after(() => fx.cleanup());
 
   it('serves the base and named adapters on loopback, answers like offline generation, and stops on SIGTERM', async () => {
-    const child = spawn(process.execPath, [bin, 'serve', '--model', fx.modelDir, '--adapter', `a=${fx.adapterA}`, '--adapter', `b=${fx.adapterB}`, '--port', '0', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "serving" line within 30 s: ${stderr}`)), 30_000);
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]!);
-        }
-      });
-      child.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
-    });
+    const srv = await startServer(bin, ['--model', fx.modelDir, '--adapter', `a=${fx.adapterA}`, '--adapter', `b=${fx.adapterB}`]);
+    const url = srv.url;
+    let code: number | null;
     try {
       assert.equal((await fetch(`${url}/health`)).status, 200);
       const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
@@ -37,11 +26,10 @@ describe('lorakit serve', () => {
       const res = (await (await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'a', prompt, max_tokens: 6, temperature: 0 }) })).json()) as { choices: { text: string }[] };
       assert.equal(res.choices[0]!.text, fx.offline('A', prompt, { maxNewTokens: 6 }).text);
     } finally {
-      child.kill('SIGTERM');
+      code = await srv.stop();
     }
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-    assert.equal(code, 0, stderr);
-    assert.match(stderr, /SIGTERM: finishing in-flight requests, then stopping/);
+    assert.equal(code, 0, srv.stderr());
+    assert.match(srv.stderr(), /SIGTERM: finishing in-flight requests, then stopping/);
   });
 
   it('gives one clear line for an unnamed adapter or a bad port', () => {

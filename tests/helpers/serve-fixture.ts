@@ -4,6 +4,7 @@
 // base, A and B answer differently. Offline references come from generate() on separate
 // model instances: the base alone, or loadPeftModel with one adapter active.
 // makeBundledServeFixture (at the end) serves the bundled pretrained model with two trained adapters.
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -200,6 +201,48 @@ export async function makeBundledServeFixture(opts: { steps?: number; lr?: numbe
     offline: offlineReference(modelDir, adapterA, adapterB, tokenizer),
     cleanup() {
       fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A `lorakit serve` child process started by a test, once it has printed its address. */
+export interface ServedCli {
+  child: ChildProcess;
+  /** http://127.0.0.1:PORT (without /v1) */
+  url: string;
+  /** everything the server wrote to stderr so far */
+  stderr(): string;
+  /** sends SIGTERM and resolves with the exit code */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts `node BIN serve ARGS --port 0 --quiet` and waits (30 s at most) for its
+ * "serving … at http://127.0.0.1:PORT/v1" line; rejects with its stderr if it exits first.
+ */
+export async function startServer(bin: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<ServedCli> {
+  const child = spawn(process.execPath, [bin, 'serve', ...args, '--port', '0', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "serving" line within 30 s: ${stderr}`)), 30_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
+  });
+  return {
+    child,
+    url,
+    stderr: () => stderr,
+    stop: () => {
+      child.kill('SIGTERM');
+      return exited;
     },
   };
 }

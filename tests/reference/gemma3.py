@@ -19,7 +19,7 @@ float32 except where Gemma rounds to the weights' dtype:
 import torch
 import torch.nn.functional as F
 
-from models import NEG, proj, rope_cos_sin, rotate_half
+from models import build_attn_mask, cached_attention, lm_head, positions, proj, rope_cos_sin, rotate_half
 
 
 def gemma_rms(x, w, eps):
@@ -59,18 +59,6 @@ def embed(spec, p, input_ids, dtype):
     return (E[input_ids].to(dtype) * scale).float()
 
 
-def attn_mask(key_mask, q_len, past_len, window):
-    B, S = key_mask.shape
-    q_idx = torch.arange(past_len, past_len + q_len).view(1, q_len, 1)
-    k_idx = torch.arange(S).view(1, 1, S)
-    allowed = (k_idx <= q_idx) & key_mask.bool().view(B, 1, S)
-    if window:
-        allowed = allowed & (k_idx > q_idx - window)
-    m = torch.zeros(B, 1, q_len, S, dtype=torch.float32)
-    m.masked_fill_(~allowed.view(B, 1, q_len, S), NEG)
-    return m
-
-
 def attention(spec, p, pre, x, cos, sin, add_mask, adapters, cache, layer):
     B, T, _ = x.shape
     H, KV, hd = spec["num_attention_heads"], spec["num_key_value_heads"], spec["head_dim"]
@@ -83,24 +71,8 @@ def attention(spec, p, pre, x, cos, sin, add_mask, adapters, cache, layer):
     c, s = cos.unsqueeze(1), sin.unsqueeze(1)
     q = q * c + rotate_half(q) * s
     k = k * c + rotate_half(k) * s
-    if cache is not None:
-        if len(cache) > layer:
-            pk, pv = cache[layer]
-            k = torch.cat([pk, k], dim=2)
-            v = torch.cat([pv, v], dim=2)
-            cache[layer] = (k, v)
-        else:
-            cache.append((k, v))
-    n_rep = H // KV
-    kk = k[:, :, None].expand(B, KV, n_rep, k.shape[2], hd).reshape(B, H, k.shape[2], hd)
-    vv = v[:, :, None].expand(B, KV, n_rep, v.shape[2], hd).reshape(B, H, v.shape[2], hd)
-    w = torch.matmul(q, kk.transpose(2, 3)) * (spec["query_pre_attn_scalar"] ** -0.5)
-    cap = spec.get("attn_logit_softcapping")
-    if cap is not None:
-        w = torch.tanh(w / cap) * cap
-    w = w + add_mask
-    w = F.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = torch.matmul(w, vv).transpose(1, 2).reshape(B, T, H * hd)
+    out = cached_attention(q, k, v, cache, layer, spec["query_pre_attn_scalar"] ** -0.5, add_mask,
+                           spec.get("attn_logit_softcapping"))
     return proj(p, pre + "o_proj", out, adapters)
 
 
@@ -109,14 +81,10 @@ def forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None, key_
     assert not naive
     h = inputs_embeds if inputs_embeds is not None else embed(spec, p, input_ids, dtype)
     B, T, _ = h.shape
-    past = cache[0][0].shape[2] if cache else 0
-    if key_mask is None:
-        key_mask = torch.ones(B, past + T, dtype=torch.long)
-    if position_ids is None:
-        position_ids = torch.arange(past, past + T).view(1, T).expand(B, T)
+    past, key_mask, position_ids = positions(h, cache, key_mask, position_ids)
     types = spec["layer_types"]
     rope = {t: rope_cos_sin(inv_freq(spec, t), position_ids) for t in set(types)}
-    masks = {t: attn_mask(key_mask, T, past, spec["sliding_window"] if t == "sliding_attention" else None) for t in set(types)}
+    masks = {t: build_attn_mask(key_mask, T, past, spec["sliding_window"] if t == "sliding_attention" else 0) for t in set(types)}
     eps = spec["rms_norm_eps"]
     if collect is not None:
         collect["embeddings"] = h
@@ -133,10 +101,7 @@ def forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None, key_
         if collect is not None:
             collect[f"layer_out.{i}"] = h
     h = gemma_rms(h, p["model.norm.weight"], eps)
-    if collect is not None:
-        collect["final_norm_out"] = h
-    head = "model.embed_tokens" if spec["tie_word_embeddings"] else "lm_head"
-    logits = proj(p, head, h, adapters)
+    logits = lm_head(spec, p, h, adapters, collect)
     cap = spec.get("final_logit_softcapping")
     if cap is not None:
         logits = torch.tanh(logits / cap) * cap

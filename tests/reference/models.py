@@ -139,22 +139,34 @@ def llama_attention(spec, p, pre, x, cos, sin, add_mask, adapters, cache, layer,
             c, s = cos.unsqueeze(1), sin.unsqueeze(1)
             q = q * c + rotate_half(q) * s
             k = k * c + rotate_half(k) * s
-        if cache is not None:
-            if len(cache) > layer:
-                pk, pv = cache[layer]
-                k = torch.cat([pk, k], dim=2)
-                v = torch.cat([pv, v], dim=2)
-                cache[layer] = (k, v)
-            else:
-                cache.append((k, v))
-        n_rep = H // KV
-        kk = k[:, :, None].expand(B, KV, n_rep, k.shape[2], hd).reshape(B, H, k.shape[2], hd)
-        vv = v[:, :, None].expand(B, KV, n_rep, v.shape[2], hd).reshape(B, H, v.shape[2], hd)
-        w = torch.matmul(q, kk.transpose(2, 3)) * (hd ** -0.5)
-        w = w + add_mask
-        w = F.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
-        out = torch.matmul(w, vv).transpose(1, 2).reshape(B, T, H * hd)
+        out = cached_attention(q, k, v, cache, layer, hd ** -0.5, add_mask)
     return proj(p, pre + "o_proj", out, adapters)
+
+
+def cached_attention(q, k, v, cache, layer, scale, add_mask, softcap=None):
+    """The batched attention every decoder family shares, after q and k are rotated:
+    q [B, H, T, hd], k and v [B, KV, T, hd]. Appends k and v to layer's entry of cache (a list,
+    or None), repeats each kv head for its H/KV query heads, and returns
+    softmax(softcap(q·kᵀ·scale) + add_mask)·v as [B, T, H·hd]."""
+    B, H, T, hd = q.shape
+    KV = k.shape[1]
+    if cache is not None:
+        if len(cache) > layer:
+            pk, pv = cache[layer]
+            k = torch.cat([pk, k], dim=2)
+            v = torch.cat([pv, v], dim=2)
+            cache[layer] = (k, v)
+        else:
+            cache.append((k, v))
+    n_rep = H // KV
+    kk = k[:, :, None].expand(B, KV, n_rep, k.shape[2], hd).reshape(B, H, k.shape[2], hd)
+    vv = v[:, :, None].expand(B, KV, n_rep, v.shape[2], hd).reshape(B, H, v.shape[2], hd)
+    w = torch.matmul(q, kk.transpose(2, 3)) * scale
+    if softcap is not None:
+        w = torch.tanh(w / softcap) * softcap
+    w = w + add_mask
+    w = F.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(w, vv).transpose(1, 2).reshape(B, T, H * hd)
 
 
 def layer_rope(spec, i):
@@ -200,16 +212,33 @@ def naive_llama_attention(spec, q, k, v, cos, sin, key_mask, use_rope=True, wind
     return out.reshape(B, T, H * hd)
 
 
-def llama_forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None, key_mask=None,
-                  adapters=None, cache=None, collect=None, naive=False):
-    """Returns logits [B, T, V]. key_mask: [B, past+T] (1 = real token). cache: list to fill/extend."""
-    h = inputs_embeds if inputs_embeds is not None else p["model.embed_tokens.weight"][input_ids].float()
-    B, T, _ = h.shape
+def positions(h, cache, key_mask, position_ids):
+    """The defaults every decoder forward shares, for inputs h [B, T, C] after a cache of past
+    tokens: (past, key_mask [B, past+T] (all ones if None), position_ids [B, T] (past.. if None))."""
+    B, T = h.shape[0], h.shape[1]
     past = cache[0][0].shape[2] if cache else 0
     if key_mask is None:
         key_mask = torch.ones(B, past + T, dtype=torch.long)
     if position_ids is None:
         position_ids = torch.arange(past, past + T).view(1, T).expand(B, T)
+    return past, key_mask, position_ids
+
+
+def lm_head(spec, p, h, adapters, collect):
+    """Logits from the final normed hidden states h (recorded as collect["final_norm_out"]),
+    through lm_head or, with tied weights, the token embedding."""
+    if collect is not None:
+        collect["final_norm_out"] = h
+    head = "model.embed_tokens" if spec["tie_word_embeddings"] else "lm_head"
+    return proj(p, head, h, adapters)
+
+
+def llama_forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None, key_mask=None,
+                  adapters=None, cache=None, collect=None, naive=False):
+    """Returns logits [B, T, V]. key_mask: [B, past+T] (1 = real token). cache: list to fill/extend."""
+    h = inputs_embeds if inputs_embeds is not None else p["model.embed_tokens.weight"][input_ids].float()
+    B, T, _ = h.shape
+    past, key_mask, position_ids = positions(h, cache, key_mask, position_ids)
     cos, sin = rope_cos_sin(rope_inv_freq(spec), position_ids)
     masks = {}  # by window
     eps = spec["rms_norm_eps"]
@@ -229,10 +258,7 @@ def llama_forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None
         if collect is not None:
             collect[f"layer_out.{i}"] = h
     h = rms_norm(h, p["model.norm.weight"], eps)
-    if collect is not None:
-        collect["final_norm_out"] = h
-    head = "model.embed_tokens" if spec["tie_word_embeddings"] else "lm_head"
-    return proj(p, head, h, adapters)
+    return lm_head(spec, p, h, adapters, collect)
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,11 +311,7 @@ def gpt2_forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None,
                  adapters=None, cache=None, collect=None, naive=False):
     h_in = inputs_embeds if inputs_embeds is not None else p["transformer.wte.weight"][input_ids].float()
     B, T, C = h_in.shape
-    past = cache[0][0].shape[2] if cache else 0
-    if key_mask is None:
-        key_mask = torch.ones(B, past + T, dtype=torch.long)
-    if position_ids is None:
-        position_ids = torch.arange(past, past + T).view(1, T).expand(B, T)
+    past, key_mask, position_ids = positions(h_in, cache, key_mask, position_ids)
     h = h_in + p["transformer.wpe.weight"][position_ids].float()
     add_mask = build_attn_mask(key_mask, T, past)
     eps = spec["layer_norm_epsilon"]

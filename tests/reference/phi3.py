@@ -19,8 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gemma3 import attn_mask
-from models import proj, rms_norm, rotate_half
+from models import build_attn_mask, cached_attention, lm_head, positions, proj, rms_norm, rotate_half
 
 
 def rope(spec, seq_len):
@@ -61,21 +60,7 @@ def attention(spec, p, pre, x, cos, sin, add_mask, adapters, cache, layer):
     c, s = cos.unsqueeze(1), sin.unsqueeze(1)
     q = torch.cat([q[..., :rd] * c + rotate_half(q[..., :rd]) * s, q[..., rd:]], dim=-1)
     k = torch.cat([k[..., :rd] * c + rotate_half(k[..., :rd]) * s, k[..., rd:]], dim=-1)
-    if cache is not None:
-        if len(cache) > layer:
-            pk, pv = cache[layer]
-            k = torch.cat([pk, k], dim=2)
-            v = torch.cat([pv, v], dim=2)
-            cache[layer] = (k, v)
-        else:
-            cache.append((k, v))
-    n_rep = H // KV
-    kk = k[:, :, None].expand(B, KV, n_rep, k.shape[2], hd).reshape(B, H, k.shape[2], hd)
-    vv = v[:, :, None].expand(B, KV, n_rep, v.shape[2], hd).reshape(B, H, v.shape[2], hd)
-    w = torch.matmul(q, kk.transpose(2, 3)) * (hd ** -0.5)
-    w = w + add_mask
-    w = F.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = torch.matmul(w, vv).transpose(1, 2).reshape(B, T, H * hd)
+    out = cached_attention(q, k, v, cache, layer, hd ** -0.5, add_mask)
     return proj(p, pre + "o_proj", out, adapters)
 
 
@@ -84,13 +69,9 @@ def forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None, key_
     assert not naive
     h = inputs_embeds if inputs_embeds is not None else p["model.embed_tokens.weight"][input_ids].float()
     B, T, _ = h.shape
-    past = cache[0][0].shape[2] if cache else 0
-    if key_mask is None:
-        key_mask = torch.ones(B, past + T, dtype=torch.long)
-    if position_ids is None:
-        position_ids = torch.arange(past, past + T).view(1, T).expand(B, T)
+    past, key_mask, position_ids = positions(h, cache, key_mask, position_ids)
     cos, sin = cos_sin(spec, position_ids)
-    add_mask = attn_mask(key_mask, T, past, spec.get("sliding_window"))
+    add_mask = build_attn_mask(key_mask, T, past, spec.get("sliding_window") or 0)
     eps = spec["rms_norm_eps"]
     I = spec["intermediate_size"]
     if collect is not None:
@@ -106,10 +87,7 @@ def forward(spec, p, input_ids=None, inputs_embeds=None, position_ids=None, key_
         if collect is not None:
             collect[f"layer_out.{i}"] = h
     h = rms_norm(h, p["model.norm.weight"], eps)
-    if collect is not None:
-        collect["final_norm_out"] = h
-    head = "model.embed_tokens" if spec["tie_word_embeddings"] else "lm_head"
-    return proj(p, head, h, adapters)
+    return lm_head(spec, p, h, adapters, collect)
 
 
 def spec_from_config(cfg):

@@ -1,7 +1,8 @@
 // Native GEMM against the naive oracle (src/backend/ref/gemm.ts) on odd shapes, all four
 // transpose combinations, accumulate, alpha, strided operands, f16/bf16 A and B, with 1
-// and 2 threads. The AVX2 kernels run in this process; the portable kernels run in a child
-// process started with LORAKIT_NO_AVX2=1 (the same file, in child mode).
+// and 2 threads. The CPU's best kernels (AVX-512 or AVX2) run in this process; the portable
+// kernels run in a child process started with LORAKIT_NO_AVX2=1, and on an AVX-512 CPU the
+// AVX2 ones in another with LORAKIT_NO_AVX512=1 (the same file, in child mode).
 //
 // Tolerance: the oracle sums in f64, the kernels in f32 with a different order, so the
 // allowed error grows with K: |native − ref| ≤ (2e-6·K·|alpha| + 1e-5) · (1 + |ref|).
@@ -17,7 +18,7 @@ import { gemm as refGemm } from '../../src/backend/ref/gemm.js';
 import type { GemmArgs } from '../../src/backend/types.js';
 import { f32ToBf16, f32ToF16 } from '../../src/tensor/half.js';
 
-const CHILD = process.env.LORAKIT_GEMM_TEST_CHILD === '1';
+const CHILD = process.env.LORAKIT_GEMM_TEST_CHILD ?? ''; // '', 'portable' or 'avx2'
 type DT = 'f32' | 'f16' | 'bf16';
 
 // deterministic values in [-1, 1)
@@ -149,6 +150,9 @@ const LARGE: [number, number, number][] = [
   [300, 129, 700], // K in two blocks of 350
   [40, 3100, 40],
   [60, 50, 1100], // K in three blocks, the last one shorter (367, 367, 366)
+  [45, 53, 600], // the AVX-512 tile's edges: 9 of 12 rows, 21 of 32 columns (a partial second zmm)
+  [300, 16, 700], // LoRA's dB = GLᵀ·h: transposed A with long rows, packed (not direct) over a long K
+  [16, 300, 700], // LoRA's dA = dhᵀ·x: a B read in place with long rows, packed over a long K
 ];
 
 function registerAll(): void {
@@ -238,24 +242,33 @@ if (!nat) {
   }
 } else {
   const addon = loadAddon().addon!;
+  // CHILD: 'portable' (LORAKIT_NO_AVX2=1) or 'avx2' (LORAKIT_NO_AVX512=1 on an AVX-512 CPU)
+  const info = addon.cpuInfo();
   describe('gemm kernel set', () => {
-    it(CHILD ? 'is the portable one under LORAKIT_NO_AVX2=1' : 'is AVX2 when the CPU has AVX2+FMA', () => {
-      if (CHILD) assert.equal(addon.gemmImpl(), 'sse2');
+    it(CHILD ? `is the ${CHILD} one in the child` : 'is AVX-512 or AVX2 when the CPU has them', () => {
+      if (CHILD === 'portable') assert.equal(addon.gemmImpl(), 'sse2');
+      else if (CHILD === 'avx2') assert.equal(addon.gemmImpl(), 'avx2');
+      else if (info.avx512f) assert.equal(addon.gemmImpl(), 'avx512');
       else if (nat.avx2fma) assert.equal(addon.gemmImpl(), 'avx2');
       else assert.equal(addon.gemmImpl(), 'sse2');
     });
   });
   registerAll();
   if (!CHILD) {
-    describe('gemm, portable kernels', () => {
-      it('pass the same checks in a child process with LORAKIT_NO_AVX2=1', () => {
-        const env: NodeJS.ProcessEnv = { ...process.env, LORAKIT_NO_AVX2: '1', LORAKIT_GEMM_TEST_CHILD: '1' };
-        delete env.NODE_TEST_CONTEXT; // the child reports on its own, not to this runner
-        const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], { env, encoding: 'utf8', timeout: 120_000 });
-        assert.equal(r.status, 0, `portable gemm checks failed (status ${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
-        assert.match(r.stdout, /# fail 0/);
-        assert.doesNotMatch(r.stdout, /# pass 0\b/);
+    const children: [string, string, NodeJS.ProcessEnv][] = [['portable', 'LORAKIT_NO_AVX2=1', { LORAKIT_NO_AVX2: '1' }]];
+    // on an AVX-512 CPU the packed path runs the 12×32 kernel here, so the AVX2 one gets its own child
+    if (info.avx512f) children.push(['avx2', 'LORAKIT_NO_AVX512=1', { LORAKIT_NO_AVX512: '1' }]);
+    for (const [kind, flag, extra] of children) {
+      describe(`gemm, ${kind} kernels`, () => {
+        it(`pass the same checks in a child process with ${flag}`, () => {
+          const env: NodeJS.ProcessEnv = { ...process.env, ...extra, LORAKIT_GEMM_TEST_CHILD: kind };
+          delete env.NODE_TEST_CONTEXT; // the child reports on its own, not to this runner
+          const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], { env, encoding: 'utf8', timeout: 120_000 });
+          assert.equal(r.status, 0, `${kind} gemm checks failed (status ${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
+          assert.match(r.stdout, /# fail 0/);
+          assert.doesNotMatch(r.stdout, /# pass 0\b/);
+        });
       });
-    });
+    }
   }
 }

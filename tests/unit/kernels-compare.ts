@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { refBackend as ref } from '../../src/backend/ref/index.js';
 import type { AttentionArgs, Backend } from '../../src/backend/types.js';
+import { blockSpec, quantize } from '../../src/io/gguf-blocks.js';
 import { bf16ToF32, f16ToF32 } from '../../src/tensor/half.js';
+import { QUANT_BLOCK, dequantizeAll, type QuantDType } from '../../src/tensor/quant.js';
 import { registerRowComparisons } from './kernels-rows-compare.js';
 import { assertClose, randInts, randn, rng, toHalf } from './kernels-util.js';
 
@@ -47,6 +49,55 @@ export function registerComparisons(nat: Backend, label: string): void {
             ref.gemm(c2, a, b, g);
             assertClose(c1, c2, `gemm ${M}x${N}x${K} ${JSON.stringify({ transA, transB, aDtype, bDtype, accumulate, alpha })}`, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
           }
+    });
+    // quantized B (docs/ARCHITECTURE.md §Quantized weights): the forward x·Wᵀ (transB, W [N, K])
+    // and the input gradient dy·W (W [K, N]), on the direct path (small), the packed path with
+    // K split into blocks that cut GGML blocks (K 768 → 2 × 384 against 256-value blocks), and
+    // column groups that start inside a block; against the reference and, tightly (the same
+    // values packed; only the path the driver picks for an f32 B can order the sums otherwise),
+    // against this backend's own product on the dequantized f32 matrix
+    it('gemm: quantized B (q8_0, q4_0, q4_k, q6_k), both layouts, strides, accumulate', { skip: nat.quantTypes?.length ? false : `${label} reads no quantized weights (models dequantize on load)` }, () => {
+      const r = rng(23);
+      const SPEC: Record<QuantDType, Parameters<typeof blockSpec>[0]> = { q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K', q6_k: 'Q6_K' };
+      for (const dtype of nat.quantTypes ?? []) {
+        const qk = QUANT_BLOCK[dtype].values;
+        // [M, N, K]: the stored rows (K when transB, N otherwise) are whole blocks
+        // (few rows: the packed path splits the columns into groups, which start inside blocks)
+        const cases: [number, number, number, boolean][] = [[3, 5, qk, true], [7, 130, 3 * 256, true], [4, 2 * qk, 7, false], [7, 2 * 256 + qk, 600, false], [9, 768, 40, false]];
+        let i = 0;
+        for (const [M, N, K, transB] of cases) {
+          const extra = i % 2 ? qk : 0;
+          const ldb = (transB ? K : N) + extra;
+          const rows = transB ? N : K;
+          const blocks = quantize(blockSpec(SPEC[dtype]), randn(r, rows * ldb));
+          const deq = dequantizeAll(dtype, blocks);
+          const accumulate = i % 2 === 1;
+          const [c1, c2] = two(randn(r, M * N));
+          const c3 = c1.slice();
+          const a = randn(r, M * K);
+          const g = { M, N, K, transB, accumulate, ldb };
+          nat.gemm(c1, a, blocks, { ...g, bDtype: dtype });
+          ref.gemm(c2, a, blocks, { ...g, bDtype: dtype });
+          nat.gemm(c3, a, deq, g);
+          const what = `gemm ${dtype} ${M}x${N}x${K} ${JSON.stringify({ transB, accumulate, ldb })}`;
+          assertClose(c1, c2, what, 2e-6 * K + 1e-5, 2e-6 * K + 1e-5);
+          assertClose(c1, c3, `${what}: the product on the dequantized matrix`, 1e-6, 2e-7 * K);
+          i++;
+        }
+      }
+    });
+    it('embeddingForward: quantized tables', { skip: nat.quantTypes?.length ? false : `${label} reads no quantized weights` }, () => {
+      const r = rng(29);
+      const SPEC: Record<QuantDType, Parameters<typeof blockSpec>[0]> = { q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K', q6_k: 'Q6_K' };
+      for (const dtype of nat.quantTypes ?? []) {
+        const V = 37, C = 2 * QUANT_BLOCK[dtype].values, N = 19;
+        const table = quantize(blockSpec(SPEC[dtype]), randn(r, V * C));
+        const ids = randInts(r, N, V);
+        const [o1, o2] = two(new Float32Array(N * C));
+        nat.embeddingForward(o1, ids, table, N, C, dtype);
+        ref.embeddingForward(o2, ids, table, N, C, dtype);
+        assert.deepEqual(o1, o2, `embeddingForward ${dtype}`);
+      }
     });
     it('add (also aliased), axpy, scale, sumSquares', () => {
       const r = rng(11);

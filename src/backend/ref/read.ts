@@ -1,10 +1,15 @@
 // Element readers that widen half storage to f32 values.
 import { bf16ToF32, f16ToF32 } from '../../tensor/half.js';
-import type { DType, Storage } from '../../tensor/tensor.js';
+import { dequantizeAll, isQuantDType } from '../../tensor/quant.js';
+import type { TensorDType, TensorStorage } from '../../tensor/tensor.js';
 
 export type Reader = (i: number) => number;
 
-export function reader(data: Storage, dtype: DType = 'f32'): Reader {
+export function reader(data: TensorStorage, dtype: TensorDType = 'f32'): Reader {
+  if (data instanceof Uint8Array) {
+    const v = widen(data, dtype);
+    return (i) => v[i]!;
+  }
   if (data instanceof Float32Array) {
     if (dtype !== 'f32') throw new TypeError(`reader: Float32Array storage given with dtype ${dtype}`);
     return (i) => data[i]!;
@@ -19,7 +24,11 @@ export function reader(data: Storage, dtype: DType = 'f32'): Reader {
  * storage): loops then read plain array elements instead of calling a reader per element.
  * The values are the same as reader()'s, so results do not change.
  */
-export function widen(data: Storage, dtype: DType = 'f32'): Float32Array {
+export function widen(data: TensorStorage, dtype: TensorDType = 'f32'): Float32Array {
+  if (data instanceof Uint8Array) {
+    if (!isQuantDType(dtype)) throw new TypeError(`widen: Uint8Array storage needs a quantized dtype (q8_0, q4_0, q4_k, q6_k), got ${dtype}`);
+    return dequantizeAll(dtype, data); // the blocks' values exactly (tensor/quant.ts)
+  }
   if (data instanceof Float32Array) {
     if (dtype !== 'f32') throw new TypeError(`widen: Float32Array storage given with dtype ${dtype}`);
     return data;

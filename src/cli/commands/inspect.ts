@@ -117,12 +117,14 @@ interface WeightsSummary {
   dtypes: Map<string, number>;
   files: string[];
   bytes: number;
-  /** a GGUF file: dtypes are GGML types; quantized ones are dequantized to f32 when loaded */
+  /** a GGUF file: dtypes are GGML types; quantized matrices stay blocks when loaded (docs/ARCHITECTURE.md §Quantized weights) */
   gguf?: boolean;
 }
 
 /** Bytes per parameter of each weight format (blocks with their scales), for the memory estimate. */
-const FORMAT_BYTES: [string, number][] = [['f32', 4], ['bf16', 2], ['q8_0', 34 / 32], ['q4_0', 18 / 32], ['q4_k', 144 / 256]];
+const FORMAT_BYTES: [string, number][] = [['f32', 4], ['bf16', 2], ['q8_0', 34 / 32], ['q6_k', 210 / 256], ['q4_k', 144 / 256], ['q4_0', 18 / 32]];
+/** Bytes per value of the GGML block types a model holds as blocks (tensor/quant.ts). */
+const GGML_BLOCK_BYTES: Record<string, number> = { Q8_0: 34 / 32, Q4_0: 18 / 32, Q4_K: 144 / 256, Q6_K: 210 / 256 };
 
 function weightsOf(dir: string): WeightsSummary {
   const src = openWeights(dir);
@@ -194,9 +196,12 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
     line('dtype', dt.map(([d, n]) => (dt.length > 1 ? `${d} (${commas(n)})` : d)).join(', '));
     line('size on disk', `${bytes(weights.bytes)} (${weights.files.join(', ')})`);
     if (weights.gguf) {
-      // F16/BF16 files load as stored; any other mix (F32, quantized blocks) loads as f32
+      // quantized blocks stay blocks (on the native and reference backends; the wasm backend
+      // dequantizes them to f32); F16/BF16 files load as stored; any other mix loads as f32
+      const quant = dt.some(([d]) => GGML_BLOCK_BYTES[d] !== undefined);
       const only = dt.length === 1 || dt.every(([d]) => d === 'F32' || d === dt[0]![0]) ? dt[0]![0] : 'F32';
-      weightBytesPerParam = only === 'F16' || only === 'BF16' ? 2 : 4;
+      const floatBytes = !quant && (only === 'F16' || only === 'BF16') ? 2 : 4;
+      weightBytesPerParam = dt.reduce((n, [d, k]) => n + k * (GGML_BLOCK_BYTES[d] ?? floatBytes), 0) / weights.params;
     } else weightBytesPerParam = dtypeByteSize(dt[0]![0] as Parameters<typeof dtypeByteSize>[0]);
   } else {
     line('parameters', counted === null ? '–' : `${commas(counted)} (from config.json)`);
@@ -248,7 +253,7 @@ function describeConfig(cfg: Record<string, unknown>, where: string, o: InspectF
   const optimizer = 16 * c.trainable;
   const total = weightMem + optimizer + activations + logits;
   line('training memory', `~${bytes(total)} (estimate, batch ${B} × ${T} tokens${o.gradCheckpoint ? ', gradient checkpointing' : ''})`);
-  line('  base weights', bytes(weightMem));
+  line('  base weights', `${bytes(weightMem)}${weights?.gguf ? ' (GGUF: quantized matrices held as blocks)' : ''}`);
   line('  by weight format', FORMAT_BYTES.map(([f, b]) => `${f} ${bytes(base * b)}`).join(', '));
   line('  adapter + AdamW', `${bytes(optimizer)} (value, gradient, 2 moments in f32)`);
   line('  activations', bytes(activations));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { copyModelSideFiles } from '../../io/model-files.node.js';
 import { saveModel } from '../../models/load.node.js';
-import type { DType } from '../../tensor/tensor.js';
+import { floatDTypeOf, type DType } from '../../tensor/tensor.js';
 import { UsageError, bytes, checkOutput, collect, commas, parseChoice, required } from '../common.js';
 import { attachAdapters, openModel, parseAdapterSpecs } from '../load.js';
 
@@ -49,12 +49,15 @@ async function runMerge(o: MergeFlags): Promise<void> {
   const names = o.adapterName?.split(',').map((s) => s.trim()).filter((s) => s);
   const peft = attachAdapters(loaded, specs, names)!;
   const before = loaded.model.parameters()[0]!.value.dtype;
+  const quantized = [...new Set(loaded.model.parameters().filter((p) => p.value.quantized).map((p) => p.value.dtype))];
   try {
     peft.mergeAndUnload({ safeMerge: true });
   } catch (e) {
     throw new Error(`merge of ${specs.map((s) => s.dir).join(', ')} into ${modelDir} failed: ${(e as Error).message.split('\n')[0]}`);
   }
-  const dtype: DType = o.dtype === 'keep' ? before : o.dtype;
+  // a quantized base (GGUF) is merged in f32 (lora/merge.ts) and saved so: safetensors holds no blocks
+  const dtype: DType = o.dtype === 'keep' ? (quantized.length ? 'f32' : floatDTypeOf(before)) : o.dtype;
+  if (quantized.length) console.log(`note: the base holds quantized weights (${quantized.join(', ')}): they were dequantized to merge, and the merged model is saved as ${dtype} safetensors (for a quantized file: lorakit export --format gguf --type q4_0)`);
   await saveModel(loaded.model, outDir, { dtype });
   const copied = copyModelSideFiles(modelDir, outDir);
   const params = loaded.model.parameters().reduce((n, p) => n + p.value.size, 0);

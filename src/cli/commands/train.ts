@@ -45,6 +45,7 @@ import { TASKS, resolveTask } from '../task.js';
 import { runTrainClassify } from './train-classify.js';
 import { type TrainOpts, trainArgsFromFlags } from './train-flags.js';
 import { saveAdapter } from '../../lora/files.node.js';
+import { floatDTypeOf } from '../../tensor/tensor.js';
 
 function initArg(v: string): InitLoraWeights {
   try {
@@ -119,7 +120,7 @@ async function runTrain(cmd: Command): Promise<void> {
 
   const loaded = openModel(modelDir);
   const { model, tokenizer } = loaded;
-  const dtype = model.parameters()[0]?.value.dtype ?? 'f32';
+  const dtype = floatDTypeOf(model.parameters()[0]?.value.dtype ?? 'f32');
   const maxLength = clampMaxLength(cmd, o.maxLength, model.info.maxPositions, modelDir);
   const data = await loadTrainValid(dataFile, tokenizer, {
     maxLength,
