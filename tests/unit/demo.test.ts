@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { COARSE_TAGS, HELD_OUT_IDS, coarseTag, parseBrownText, readBrownCorpus } from '../../src/corpus/brown.js';
-import { BUNDLED_MODEL_DIR, TAG_CODES, decodeTags, genreSplit, posCodeIds, posExamples, posPair, posSentences, posTokens, runDemo, scorePos, splitHeldOut, spread, summaryTable } from '../../src/demo/demo.js';
+import { COARSE_TAGS, HELD_OUT_IDS, coarseTag, parseBrownText, readBrownCorpus, type CoarseTag } from '../../src/corpus/brown.js';
+import { BUNDLED_MODEL_DIR, TAG_CODES, decodeTags, genreSplit, posCodeIds, posCompletion, posExamples, posPair, posSentences, posTokens, runDemo, scorePos, splitHeldOut, spread, summaryTable, versusBaseline } from '../../src/demo/demo.js';
 import { loadPeftModel } from '../../src/lora/files.node.js';
 import { loadModel } from '../../src/models/load.node.js';
 import { loadTokenizer } from '../../src/io/tokenizer.node.js';
@@ -45,6 +45,33 @@ test('posExamples: prompt and repeated words masked, the tag codes and EOS are t
   assert.equal(tok.decode([...ex!.ids.slice(t.prompt.length, -1)]), posPair(sentence).completion);
 });
 
+test('hint format: each word shown with its dictionary tag before ">", only the tags after it are targets', () => {
+  const tok = loadTokenizer('models/brown-tokenizer');
+  // a dictionary that is wrong on "said" and "did"
+  const dict = (w: string): CoarseTag => ({ The: 'DET', jury: 'NOUN', said: 'NOUN', it: 'PRON', did: 'NOUN', '.': '.' })[w] as CoarseTag;
+  const p = posPair(sentence);
+  assert.equal(posCompletion(p), p.completion);
+  assert.equal(posCompletion(p, dict), ' The/D>D jury/N>N said/N>V it/P>P did/N>V ./S>S');
+  const [ex] = posExamples([sentence], tok, dict);
+  const t = posTokens(p, tok, posCodeIds(tok), dict);
+  assert.equal(tok.decode([...ex!.ids.slice(t.prompt.length, -1)]), posCompletion(p, dict));
+  // targets: the tag after each ">" and EOS, never the hint
+  const codes = posCodeIds(tok);
+  const targets = [...ex!.ids].filter((_, i) => ex!.targetMask[i] === 1);
+  assert.deepEqual(targets, [...p.tags.map((tag) => codes[tag]), 0]);
+  assert.equal(t.words[2]!.at(-2), codes['NOUN']);
+});
+
+test('versusBaseline: the baseline\'s wrong tags the adapter fixes and its right tags the adapter breaks', () => {
+  const gold = ['DET', 'NOUN', 'VERB', 'PRON', 'VERB', '.'] as CoarseTag[];
+  const dict = (w: string): string => ({ The: 'DET', jury: 'NOUN', said: 'NOUN', it: 'PRON', did: 'NOUN', '.': '.' })[w]!;
+  const pred = [...gold];
+  pred[2] = 'VERB'; // fixes "said"
+  pred[4] = 'NOUN'; // keeps the baseline's error on "did"
+  pred[0] = 'PRON'; // breaks "The"
+  assert.deepEqual(versusBaseline([sentence], [pred], dict), { baselineWrong: 2, fixed: 1, baselineRight: 4, broken: 1 });
+});
+
 test('genreSplit: every held-out document of the genre, first 60% to train, the rest to test', () => {
   const docs = readBrownCorpus();
   const g = genreSplit(docs, 'J');
@@ -82,6 +109,10 @@ test('scorePos: decoding through the KV cache picks the same tags as recomputing
   assert.deepEqual(cached.predictions, full.predictions);
   assert.deepEqual(cached.score, full.score);
   assert.equal(cached.score.total, sentences.reduce((n, s) => n + s.tokens.length, 0));
+  // the same with each word's dictionary hint in the sequence
+  const hint = (w: string): CoarseTag => (w.length > 3 ? 'NOUN' : 'DET');
+  const few = sentences.slice(0, 6);
+  assert.deepEqual(scorePos(model, tok, few, { batchSize: 4, hint }).predictions, scorePos(model, tok, few, { batchSize: 4, hint, useCache: false }).predictions);
 });
 
 test('summaryTable: a header, a rule and one row per adapter, columns aligned', () => {

@@ -2,8 +2,14 @@
 // part-of-speech adapter and a genre-style adapter trained on held-out Brown documents,
 // before/after metrics, PEFT adapter folders, and one base model switching between them.
 import { Command } from 'commander';
-import { runDemo } from '../../demo/demo.js';
+import { InvalidArgumentError } from 'commander';
+import { runDemo, type PosFormat } from '../../demo/demo.js';
 import { checkOutput, parsePositiveInt, requireModelFolder } from '../common.js';
+
+function parsePosFormat(v: string): PosFormat {
+  if (v !== 'hint' && v !== 'plain') throw new InvalidArgumentError(`expected hint or plain, got ${JSON.stringify(v)}`);
+  return v;
+}
 
 export function demoCommand(): Command {
   return new Command('demo')
@@ -12,10 +18,11 @@ export function demoCommand(): Command {
     .option('--out <dir>', 'where the adapters are written', 'lorakit-demo')
     .option('--quick', 'a few steps only (a smoke run)', false)
     .option('--pos-steps <n>', 'training steps of the part-of-speech adapter', parsePositiveInt)
+    .option('--pos-format <format>', 'part-of-speech task format: hint (each word shown with the most-frequent-tag baseline\'s tag, the default) or plain', parsePosFormat)
     .option('--genre-steps <n>', 'training steps of the genre adapter', parsePositiveInt)
     .option('--seed <n>', 'random seed', parsePositiveInt)
     .option('--no-progress', 'plain log lines instead of progress bars')
-    .action(async (o: { model?: string; out: string; quick: boolean; posSteps?: number; genreSteps?: number; seed?: number; progress: boolean }) => {
+    .action(async (o: { model?: string; out: string; quick: boolean; posSteps?: number; posFormat?: PosFormat; genreSteps?: number; seed?: number; progress: boolean }) => {
       if (o.model) requireModelFolder(o.model);
       if (o.model) checkOutput('--out', o.out, [{ flag: '--model', path: o.model }]);
       await runDemo({
@@ -24,6 +31,7 @@ export function demoCommand(): Command {
         progress: o.progress,
         ...(o.model ? { model: o.model } : {}),
         ...(o.posSteps ? { posSteps: o.posSteps } : {}),
+        ...(o.posFormat ? { posFormat: o.posFormat } : {}),
         ...(o.genreSteps ? { genreSteps: o.genreSteps } : {}),
         ...(o.seed ? { seed: o.seed } : {}),
       });
