@@ -48,17 +48,20 @@ export function attentionKernels(ctx: GpuContext, small: boolean): Pick<Backend,
   const check = (a: AttentionArgs): void => {
     if (a.D > 256) throw new Error(`webgpu attention: head size D = ${a.D} is above the kernel's 256`);
   };
+  // one workgroup per query row (b, h, t): its indices, its kv head and the row's offset in q
+  const QUERY_ROW = /* wgsl */ `
+  let t = wg % T;
+  let h = (wg / T) % Hq;
+  let b = wg / (T * Hq);
+  let hk = h / (Hq / Hkv);
+  let qo = (b * T + t) * Hq * D + h * D;`;
   const fwd = K.get('attentionForward', `${WG}`, () => ({
     ops: [['out', 'f32'], ['lse', 'f32'], ['q', 'f32'], ['k', 'f32'], ['v', 'f32'], ['mask', 'f32']],
     params: PARAMS,
     wg: WG,
     decls: COMMON,
     body: /* wgsl */ `
-  let t = wg % T;
-  let h = (wg / T) % Hq;
-  let b = wg / (T * Hq);
-  let hk = h / (Hq / Hkv);
-  let qo = (b * T + t) * Hq * D + h * D;
+${QUERY_ROW}
   for (var d = lid; d < D; d += WG) { row[d] = q_(qo + d); }
   workgroupBarrier();
 ${RANGE}
@@ -130,11 +133,7 @@ ${RANGE}
     wg: WG,
     decls: COMMON,
     body: /* wgsl */ `
-  let t = wg % T;
-  let h = (wg / T) % Hq;
-  let b = wg / (T * Hq);
-  let hk = h / (Hq / Hkv);
-  let qo = (b * T + t) * Hq * D + h * D;
+${QUERY_ROW}
   for (var d = lid; d < D; d += WG) { row[d] = q_(qo + d); row2[d] = dout_(qo + d); }
   workgroupBarrier();
   let L = ld_(wg);
