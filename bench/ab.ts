@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { GEMM_SHAPES } from './shapes.js';
 
 /** One side: what this tool needs of a checkout's dist/, by dynamic import. */
 interface Side {
@@ -34,22 +35,6 @@ interface TrainConfig {
 // bench/train.ts's configurations (the full ones; --quick: its quick ones on 2 layers)
 const TRAIN_FULL = 'f32:4x256,bf16:4x256,f32:1x2048,f32:1x2048c';
 const TRAIN_QUICK = 'f32:1x64,bf16:1x64,f32:1x256,f32:1x256c';
-
-// bench/gemm.ts's shapes
-const GEMM_SHAPES: { label: string; M: number; K: number; N: number; transA?: boolean; transB?: boolean; bf16?: boolean }[] = [
-  { label: '512×768 · 768×768', M: 512, K: 768, N: 768 },
-  { label: '512×768 · 768×3072', M: 512, K: 768, N: 3072 },
-  { label: '512×3072 · 3072×768', M: 512, K: 3072, N: 768 },
-  { label: '2048×768 · 768×768', M: 2048, K: 768, N: 768 },
-  { label: '(512×768)ᵀ · 512×768', M: 768, K: 512, N: 768, transA: true },
-  { label: '512×768 · (768×768)ᵀ', M: 512, K: 768, N: 768, transB: true },
-  { label: '512×768 · 768×768, B bf16', M: 512, K: 768, N: 768, bf16: true },
-  { label: '512×3072 · 3072×768, B bf16', M: 512, K: 3072, N: 768, bf16: true },
-  { label: 'LoRA x·Aᵀ 512×768 · 768×8', M: 512, K: 768, N: 8 },
-  { label: 'LoRA h·Bᵀ 512×8 · 8×768', M: 512, K: 8, N: 768 },
-  { label: 'LoRA (512×768)ᵀ · 512×8', M: 768, K: 512, N: 8, transA: true },
-  { label: 'LoRA (512×8)ᵀ · 512×768', M: 8, K: 512, N: 768, transA: true },
-];
 
 function parseConfig(s: string): TrainConfig {
   const m = /^(f32|bf16):(\d+)x(\d+)(c?)$/.exec(s.trim());
@@ -167,9 +152,9 @@ async function abGemm(sides: Side[], rounds: number): Promise<void> {
   for (const sh of GEMM_SHAPES) {
     const a = rand(sh.M * sh.K, 12.9898);
     const b32 = rand(sh.K * sh.N, 78.233);
-    const b = sh.bf16 ? new Uint16Array(b32.buffer.slice(0)).filter((_, i) => i % 2 === 1) : b32; // bf16: the f32's high halves (little-endian)
+    const b = sh.bDtype === 'bf16' ? new Uint16Array(b32.buffer.slice(0)).filter((_, i) => i % 2 === 1) : b32; // bf16: the f32's high halves (little-endian)
     const c = new Float32Array(sh.M * sh.N);
-    const args = { M: sh.M, N: sh.N, K: sh.K, transA: sh.transA ?? false, transB: sh.transB ?? false, bDtype: sh.bf16 ? 'bf16' : 'f32' };
+    const args = { M: sh.M, N: sh.N, K: sh.K, transA: sh.transA ?? false, transB: sh.transB ?? false, bDtype: sh.bDtype === 'bf16' ? 'bf16' : 'f32' };
     const one = timed(() => sides[0]!.gemm(c, a, b, args)).wall;
     const reps = Math.max(1, Math.min(500, Math.round(0.05 / Math.max(one, 1e-5))));
     const s: Samples = { wall: [[], []], cpu: [[], []] };

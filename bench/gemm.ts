@@ -10,35 +10,7 @@ import { join } from 'node:path';
 import { nativeBackend, nativeError } from '../src/backend/native/select.js';
 import type { GemmArgs } from '../src/backend/types.js';
 import { f32ToBf16 } from '../src/tensor/half.js';
-
-interface Shape {
-  label: string;
-  M: number;
-  K: number;
-  N: number;
-  transA?: boolean;
-  transB?: boolean;
-  bDtype?: 'f32' | 'bf16';
-}
-
-const BASE: Shape[] = [
-  { label: '512×768 · 768×768', M: 512, K: 768, N: 768 },
-  { label: '512×768 · 768×3072', M: 512, K: 768, N: 3072 },
-  { label: '512×3072 · 3072×768', M: 512, K: 3072, N: 768 },
-  { label: '2048×768 · 768×768', M: 2048, K: 768, N: 768 },
-  { label: '(512×768)ᵀ · 512×768', M: 768, K: 512, N: 768, transA: true },
-];
-
-const SHAPES: Shape[] = [
-  ...BASE,
-  { label: '512×768 · (768×768)ᵀ', M: 512, K: 768, N: 768, transB: true },
-  ...BASE.map((s) => ({ ...s, label: `${s.label}, B bf16`, bDtype: 'bf16' as const })),
-  { label: 'LoRA x·Aᵀ 512×768 · 768×8', M: 512, K: 768, N: 8 },
-  { label: 'LoRA h·Bᵀ 512×8 · 8×768', M: 512, K: 8, N: 768 },
-  // the LoRA backward products with a transposed A: dyᵀ·h (dB-like) and (dy·B)ᵀ·x (dA-like)
-  { label: 'LoRA (512×768)ᵀ · 512×8', M: 768, K: 512, N: 8, transA: true },
-  { label: 'LoRA (512×8)ᵀ · 512×768', M: 8, K: 512, N: 768, transA: true },
-];
+import { GEMM_SHAPES as SHAPES, type GemmShape as Shape } from './shapes.js';
 
 // Each shape is timed in ROUNDS rounds; a round times lorakit (RUNS runs after a warm-up,
 // median) and then, in a fresh process, OpenBLAS the same way. The figures are the medians

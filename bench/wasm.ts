@@ -21,23 +21,8 @@ import { loadWasmBackend, nativeBackend, nativeError, wasmError, wasmVariant } f
 import { wasmLoaded } from '../src/backend/wasm/load.node.js';
 import type { GemmArgs } from '../src/backend/types.js';
 import { onnxMatMul } from './onnx-matmul.js';
+import { TRAINING_SHAPES as SHAPES, type GemmShape as Shape } from './shapes.js';
 
-interface Shape {
-  label: string;
-  M: number;
-  K: number;
-  N: number;
-  transA?: boolean;
-}
-
-// the products of a training step of a 768-wide model with 512 tokens (bench/gemm.ts's BASE)
-const SHAPES: Shape[] = [
-  { label: '512×768 · 768×768', M: 512, K: 768, N: 768 },
-  { label: '512×768 · 768×3072', M: 512, K: 768, N: 3072 },
-  { label: '512×3072 · 3072×768', M: 512, K: 3072, N: 768 },
-  { label: '2048×768 · 768×768', M: 2048, K: 768, N: 768 },
-  { label: '(512×768)ᵀ · 512×768', M: 768, K: 512, N: 768, transA: true },
-];
 const ROUNDS = 5;
 
 function fill(a: Float32Array, seed: number): Float32Array {
