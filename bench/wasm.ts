@@ -162,7 +162,7 @@ export async function runWasmGemmBench(): Promise<void> {
   const threads = w.threads;
   const tf = await tfjsWasm();
   const ort = await ortWasm(threads);
-  console.log(`gemm, wasm next to native: native ${nat.avx2fma ? 'AVX2+FMA' : 'portable'} on ${nat.threads} threads; wasm ${wasmVariant()} (GEMM kernels ${heap.impl}) on ${threads} threads and on 1; ${typeof ort === 'string' ? ort : ort.info}; ${typeof tf === 'string' ? tf : tf.info}`);
+  console.log(`gemm, wasm next to native: native ${nat.isa} on ${nat.threads} threads; wasm ${wasmVariant()} (GEMM kernels ${heap.impl}) on ${threads} threads and on 1; ${typeof ort === 'string' ? ort : ort.info}; ${typeof tf === 'string' ? tf : tf.info}`);
   console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (a shared machine lowers every figure; compare the ratios)`);
   console.log(`median GFLOP/s over ${ROUNDS} rounds [slowest–fastest]; ratios: median [range] of the per-round ratios\n`);
   const P = (s: string, n: number): string => s.padEnd(n);
