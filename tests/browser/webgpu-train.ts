@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setBackend } from '../../src/backend/index.js';
+import { deviceTensor, hostTensor, isDeviceStorage, makeResident } from '../../src/backend/transfer.js';
 import type { WebGpuBackend } from '../../src/backend/webgpu/index.js';
+import { f32ToBf16, f32ToF16 } from '../../src/tensor/half.js';
+import { Tensor } from '../../src/tensor/tensor.js';
 import { generate } from '../../src/generate/generate.js';
 import { createModel } from '../../src/models/load.js';
 import { installBrowserBackend, registerBrowserBackend, webGpuLoader } from '../../src/web/backend.js';
@@ -24,6 +27,24 @@ export function registerWebGpuTraining(be: WebGpuBackend): void {
       assert.equal(r.losses.length, 30);
       assert.ok(r.losses.every(Number.isFinite) && r.gradNorms.every((g) => Number.isFinite(g) && g > 0), `losses ${r.losses}, norms ${r.gradNorms}`);
       assert.ok(r.after < 0.6 * r.before, `held-out loss ${r.before.toFixed(3)} -> ${r.after.toFixed(3)}`);
+    });
+    it('deviceTensor uploads and hostTensor reads back f32, f16 and bf16 tensors bit for bit', async () => {
+      setBackend(be);
+      const values = Array.from({ length: 15 }, (_, i) => (i - 7) * 0.37 + 1e-3 * i * i); // an odd count of 16-bit values
+      for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+        const host = dtype === 'f32' ? Tensor.fromF32(Float32Array.from(values), [3, 5]) : new Tensor(dtype, [3, 5], Uint16Array.from(values, dtype === 'f16' ? f32ToF16 : f32ToBf16));
+        const dev = deviceTensor(host);
+        assert.ok(isDeviceStorage(dev.data) && !isDeviceStorage(host.data), `${dtype}: uploaded`);
+        if (dtype !== 'f32') assert.throws(() => dev.toF32Array(), /storage is on the device; read it back first/);
+        const back = await hostTensor(dev);
+        assert.equal(back.dtype, dtype);
+        assert.deepEqual([...back.data], [...host.data], `${dtype}: the same bits back`);
+      }
+      // tied weights: two parameters, one tensor, one upload
+      const w = Tensor.fromF32(Float32Array.from(values), [15]);
+      const params = [{ value: w }, { value: w }];
+      assert.equal(makeResident(params), 60);
+      assert.ok(params[0]!.value === params[1]!.value && isDeviceStorage(params[0]!.value.data));
     });
     it('the saved adapter, a checkpoint and KV-cache generation read the device buffers', async () => {
       setBackend(be);
