@@ -80,6 +80,23 @@ export function registerWebGpuTraining(be: WebGpuBackend): void {
         setBackend(be);
       }
     });
+    it('a sliding-window KV cache on the device: the logits of recomputing the whole sequence', async () => {
+      setBackend(be);
+      // window 4: the cache trims itself (moving the kept slots to new device buffers) every few tokens
+      const model = createModel({ model_type: 'mistral', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64, rms_norm_eps: 1e-6, sliding_window: 4, tie_word_embeddings: false }, { seed: 3 });
+      model.eval();
+      const seq = [1, 5, 9, 2, 7, 3, 30, 11, 4, 8, 19, 6, 25, 12];
+      const cache = model.createCache();
+      for (let t = 3; t <= seq.length; t++) {
+        const fresh = t === 3 ? seq.slice(0, 3) : [seq[t - 1]!];
+        const cached = await be.memory.read(model.forward(Int32Array.from(fresh), 1, fresh.length, { cache, lastTokenOnly: true }));
+        const full = await be.memory.read(model.forward(Int32Array.from(seq.slice(0, t)), 1, t, { lastTokenOnly: true }));
+        const scale = Math.max(...full.map(Math.abs));
+        const diff = Math.max(...full.map((x, i) => Math.abs(x - cached[i]!)));
+        assert.ok(diff <= 1e-5 * scale, `after ${t} tokens: the cached logits differ by ${diff} (largest ${scale})`);
+      }
+      assert.ok(cache.layer(0).start > 0, 'the cache trimmed itself');
+    });
     it('accumulating 2 micro-batches of 2 gives the update of one batch of 4', async () => {
       setBackend(be);
       const one = await runTrainCase({ steps: 2, seed: 7, lr: 1e-2, batch: 4 });
