@@ -2,7 +2,9 @@
 // step (bench/train.ts's model and loop) and the GEMM shapes (bench/gemm.ts's). Each side is
 // imported from its own dist/ (and so loads its own addon and thread pool), so both run on
 // the same machine state, and a burst of other work hits both sides alike. Reported per
-// configuration: wall time and process CPU time per step or call (medians, new/base ratios).
+// configuration: wall time and process CPU time per step or call (medians, new/base ratios,
+// and the range of the rounds' own new/base ratios: the run-to-run spread). Run it once with
+// --new pointing at a second copy of the base (an A/A run) to see the spread of no change.
 // With --threads 1 the CPU time is the work done, nearly independent of what else runs on
 // the machine: the figure to read on a shared host (bench/RESULTS.md §Issue 17).
 //
@@ -162,7 +164,10 @@ interface Samples {
 function line(name: string, unit: string, s: Samples, scale = 1): string {
   const f = (x: number): string => (x * scale).toFixed(scale === 1 ? 3 : 1);
   const [wb, wn, cb, cn] = [median(s.wall[0]!), median(s.wall[1]!), median(s.cpu[0]!), median(s.cpu[1]!)];
-  return `${name.padEnd(34)} wall ${unit} ${f(wb)} → ${f(wn)} (${(wn / wb).toFixed(3)})   cpu ${unit} ${f(cb)} → ${f(cn)} (${(cn / cb).toFixed(3)})`;
+  // the spread: new/base of each round's pair (both sides ran back to back)
+  const pairs = s.wall[0]!.map((b, r) => s.wall[1]![r]! / b).sort((a, b) => a - b);
+  const spread = `${pairs[0]!.toFixed(3)}–${pairs[pairs.length - 1]!.toFixed(3)}`;
+  return `${name.padEnd(34)} wall ${unit} ${f(wb)} → ${f(wn)} (${(wn / wb).toFixed(3)}, rounds ${spread})   cpu ${unit} ${f(cb)} → ${f(cn)} (${(cn / cb).toFixed(3)})`;
 }
 
 async function abTrain(sides: Side[], configs: TrainConfig[], layers: number, rounds: number): Promise<void> {
