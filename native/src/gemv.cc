@@ -11,10 +11,16 @@
 // the weights once per step for the whole batch) and A (M·K floats, ≤ 128 KiB) stays in
 // cache. Sums run in 8 lanes (AVX2) or simd::W lanes (the SIMD layer: NEON, SIMD128,
 // SSE2, scalar), then across the lanes, then the K tail.
+// Quantized weights (GGML blocks, quant.h): each block of J weight rows is dequantized into
+// a per-thread f32 scratch (J·K floats, in L1/L2) and multiplied by the f32 kernels, so the
+// blocks are read once per step for all M rows and the product equals the f32 one on the
+// dequantized matrix (each value is exact in f32: quant.h); Q8_0 rows are widened with AVX2.
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "gemm.h"
+#include "quant.h"
 #include "simd.h"
 #include "threadpool.h"
 
@@ -128,6 +134,19 @@ void block_avx2_t(const float* a, int64_t lda, const void* w, int64_t ldw, int64
     }
 }
 
+// One row of Q8_0 blocks (nb blocks of 34 bytes: an f16 scale, 32 int8) into out[0, 32·nb):
+// d·q is exact in f32 (11 by 8 bits), as quant.h's dequant_block gives it.
+void dequant_q8_0_avx2(const uint8_t* r, int64_t nb, float* out) {
+  for (int64_t b = 0; b < nb; ++b, r += 34, out += 32) {
+    const __m256 d = _mm256_set1_ps(quant::f16_at(r));
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(r + 2 + 8 * g));
+      _mm256_storeu_ps(out + 8 * g, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
+    }
+  }
+}
+
 template <int R, int J>
 void block_avx2(const float* a, int64_t lda, const void* w, int dt, int64_t ldw, int64_t K, float* c, int64_t ldc,
                 float alpha, bool acc) {
@@ -197,9 +216,66 @@ const Kernels& kernels() {
   return k;
 }
 
+// Weight row j's values [0, K) of a quantized W (row stride ldw values, whole blocks) into out.
+void dequant_row(const void* W, int dt, int64_t ldw, int64_t j, int64_t K, float* out, float* tmp) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (dt == quant::Q8_0 && K % 32 == 0 && use_avx2()) {
+    dequant_q8_0_avx2(static_cast<const uint8_t*>(W) + j * (ldw / 32) * 34, K / 32, out);
+    return;
+  }
+#endif
+  quant::dequant_row_range(dt, W, ldw, j, 0, K, out, tmp);
+}
+
+// A per-thread f32 scratch for dequantized weight rows (grows, never shrinks).
+float* row_scratch(size_t n) {
+  struct Buf {
+    float* p = nullptr;
+    size_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  static thread_local Buf buf;
+  if (n > buf.n) {
+    std::free(buf.p);
+    buf.n = n;
+    buf.p = static_cast<float*>(std::malloc(n * sizeof(float)));
+  }
+  return buf.p;
+}
+
+// Weight rows [j0, j1) of a quantized W against every row of A: J rows at a time
+// dequantized into the scratch ([J][K] f32), then the f32 kernels on it.
+void rows_quant(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_t lda, const void* W, int dt,
+                int64_t ldw, int64_t M, int64_t j0, int64_t j1, int64_t K, float alpha, bool acc) {
+  const int J = M <= 2 ? 4 : 2;
+  float* buf = row_scratch(static_cast<size_t>(J * K + quant::block_values(dt)));
+  float* tmp = buf + J * K;
+  int64_t j = j0;
+  for (; j + J <= j1; j += J) {
+    for (int jj = 0; jj < J; ++jj) dequant_row(W, dt, ldw, j + jj, K, buf + jj * K, tmp);
+    for (int64_t i = 0; i < M;) {
+      const int R = static_cast<int>(J == 4 ? M : imin(4, M - i));
+      (J == 4 ? kn.j4[R] : kn.j2[R])(A + i * lda, lda, buf, 0, K, K, C + i * ldc + j, ldc, alpha, acc);
+      i += R;
+    }
+  }
+  for (; j < j1; ++j) {
+    dequant_row(W, dt, ldw, j, K, buf, tmp);
+    for (int64_t i = 0; i < M;) {
+      const int R = static_cast<int>(imin(4, M - i));
+      kn.j1[R](A + i * lda, lda, buf, 0, K, K, C + i * ldc + j, ldc, alpha, acc);
+      i += R;
+    }
+  }
+}
+
 // Weight rows [j0, j1) against every row of A.
 void rows(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_t lda, const void* W, int dt, int64_t ldw,
           int64_t M, int64_t j0, int64_t j1, int64_t K, float alpha, bool acc) {
+  if (quant::is_quant(dt)) {
+    rows_quant(kn, C, ldc, A, lda, W, dt, ldw, M, j0, j1, K, alpha, acc);
+    return;
+  }
   const int esz = dt == 0 ? 4 : 2;
   const char* wb = static_cast<const char*>(W);
   int64_t j = j0;
@@ -233,14 +309,17 @@ bool gemv_applies(const Operand& A, const Operand& B, int64_t M) {
     const char* s = std::getenv("LORAKIT_GEMV");
     return s && s[0] == '0';
   }();
-  return !off && M >= 1 && M <= kGemvMaxRows && A.dt == 0 && !A.trans && B.trans && B.dt <= 2;  // f32, f16, bf16 (quantized B: the packed path)
+  // f32, f16, bf16 or quantized B (each stored row whole blocks: quant.h)
+  return !off && M >= 1 && M <= kGemvMaxRows && A.dt == 0 && !A.trans && B.trans &&
+         (B.dt <= 2 || (quant::is_quant(B.dt) && B.ld % quant::block_values(B.dt) == 0));
 }
 
 void gemv(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
           bool acc) {
   const Kernels& kn = kernels();
   const float* Af = static_cast<const float*>(A.p);
-  const int64_t bytes = N * K * (B.dt == 0 ? 4 : 2);
+  const int64_t bytes = quant::is_quant(B.dt) ? N * (B.ld / quant::block_values(B.dt)) * quant::block_bytes(B.dt)
+                                              : N * K * (B.dt == 0 ? 4 : 2);
   const int nt = bytes < kMinParallelBytes ? 1 : num_threads();
   if (nt <= 1) {
     rows(kn, C, ldc, Af, A.ld, B.p, B.dt, B.ld, M, 0, N, K, alpha, acc);
