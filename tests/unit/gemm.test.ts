@@ -151,7 +151,8 @@ const LARGE: [number, number, number][] = [
   [40, 3100, 40],
   [60, 50, 1100], // K in three blocks, the last one shorter (367, 367, 366)
   [45, 53, 600], // the AVX-512 tile's edges: 9 of 12 rows, 21 of 32 columns (a partial second zmm)
-  [300, 16, 700], // LoRA's dB = GLᵀ·h: transposed A with long rows, packed (not direct) over a long K
+  [300, 16, 700], // LoRA's dB = GLᵀ·h: transposed A with long rows, direct (a short strided pass)
+  [300, 24, 700], // the same with N > 16: packed (not direct) over a long K
   [16, 300, 700], // LoRA's dA = dhᵀ·x: a B read in place with long rows, packed over a long K
 ];
 
