@@ -11,10 +11,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getBackend, setBackend, type Backend } from '../../src/backend/index.js';
+import { getBackend, setBackend } from '../../src/backend/index.js';
 import type { GemmArgs } from '../../src/backend/types.js';
 import { installNodePlatform } from '../../src/platform.node.js';
 import { GENERATE_BENCH_CONFIG } from '../generate.js';
+import { timedBackend } from './timed-backend.js';
 
 await installNodePlatform();
 const args = process.argv.slice(2);
@@ -37,33 +38,22 @@ try {
   const base = getBackend();
   const time = new Map<string, { calls: number; ms: number; flops: number }>();
   let timing = false;
-  const wrapped: Record<string, unknown> = {};
-  for (const key of Object.keys(base) as (keyof Backend)[]) {
-    const v = base[key] as unknown;
-    if (typeof v !== 'function') continue;
-    wrapped[key] = (...a: unknown[]): unknown => {
-      if (!timing) return (v as (...x: unknown[]) => unknown).apply(base, a);
-      const t0 = performance.now();
-      try {
-        return (v as (...x: unknown[]) => unknown).apply(base, a);
-      } finally {
-        const ms = performance.now() - t0;
-        let label = String(key), flops = 0;
-        if (key === 'gemm') {
-          const g = a[3] as GemmArgs;
-          label = `gemm ${g.M}×${g.K}·${g.K}×${g.N}${g.transB ? ' Bᵀ' : ''} B ${g.bDtype ?? 'f32'}`;
-          flops = 2 * g.M * g.N * g.K;
-        }
-        const e = time.get(label) ?? { calls: 0, ms: 0, flops: 0 };
-        e.calls++;
-        e.ms += ms;
-        e.flops += flops;
-        time.set(label, e);
+  // the backend as it was, but with timed kernels
+  setBackend(
+    timedBackend(base, () => timing, (key, a, ms) => {
+      let label = key, flops = 0;
+      if (key === 'gemm') {
+        const g = a[3] as GemmArgs;
+        label = `gemm ${g.M}×${g.K}·${g.K}×${g.N}${g.transB ? ' Bᵀ' : ''} B ${g.bDtype ?? 'f32'}`;
+        flops = 2 * g.M * g.N * g.K;
       }
-    };
-  }
-  // the backend as it was, but with timed kernels (name, threads and memory read through)
-  setBackend(Object.create(base, Object.fromEntries(Object.entries(wrapped).map(([k, f]) => [k, { value: f, enumerable: true }]))) as Backend);
+      const e = time.get(label) ?? { calls: 0, ms: 0, flops: 0 };
+      e.calls++;
+      e.ms += ms;
+      e.flops += flops;
+      time.set(label, e);
+    }),
+  );
   const model = loadModel(file, { dtype: type === 'f32' ? 'f32' : 'keep' });
   const ids = Int32Array.from({ length: T }, (_, i) => 1 + ((i * 104729 + 7919 + 13) % 4095));
   model.forward(ids, 1, T, { cache: model.createCache(), lastTokenOnly: true }); // warm-up

@@ -283,22 +283,6 @@ void dequant_row(const void* W, int dt, int64_t ldw, int64_t j, int64_t K, float
   quant::dequant_row_range(dt, W, ldw, j, 0, K, out, tmp);
 }
 
-// A per-thread f32 scratch for dequantized weight rows (grows, never shrinks).
-float* row_scratch(size_t n) {
-  struct Buf {
-    float* p = nullptr;
-    size_t n = 0;
-    ~Buf() { std::free(p); }
-  };
-  static thread_local Buf buf;
-  if (n > buf.n) {
-    std::free(buf.p);
-    buf.n = n;
-    buf.p = static_cast<float*>(std::malloc(n * sizeof(float)));
-  }
-  return buf.p;
-}
-
 // Weight rows [j0, j1) of a quantized W against every row of A: J rows at a time
 // dequantized into the scratch ([J][K] f32), then the f32 kernels on it.
 void rows_quant(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_t lda, const void* W, int dt,
@@ -320,7 +304,7 @@ void rows_quant(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_
   }
 #endif
   const int J = M <= 2 ? 4 : 2;
-  float* buf = row_scratch(static_cast<size_t>(J * K + quant::block_values(dt)));
+  float* buf = quant::scratch(static_cast<size_t>(J * K + quant::block_values(dt)));  // quant.h's per-thread scratch
   float* tmp = buf + J * K;
   int64_t j = j0;
   for (; j + J <= j1; j += J) {
