@@ -14,7 +14,8 @@
 // Quantized weights (GGML blocks, quant.h): each block of J weight rows is dequantized into
 // a per-thread f32 scratch (J·K floats, in L1/L2) and multiplied by the f32 kernels, so the
 // blocks are read once per step for all M rows and the product equals the f32 one on the
-// dequantized matrix (each value is exact in f32: quant.h); Q8_0 rows are widened with AVX2.
+// dequantized matrix (each value is exact in f32: quant.h); Q8_0 rows are widened with AVX2,
+// or, on AVX-512, multiplied straight from the blocks by a fused kernel (16-lane sums).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -159,6 +160,61 @@ void block_avx2(const float* a, int64_t lda, const void* w, int dt, int64_t ldw,
 }  // namespace gemm
 }  // namespace lk
 #pragma GCC pop_options
+
+// ---------- Q8_0 on AVX-512 (x86, chosen at run time) ----------
+// R rows of A × J weight rows of Q8_0 blocks, fused: each block's 32 int8 widened in two zmm
+// and scaled by its f16 scale (d·q exact in f32, as quant.h dequantizes), then multiplied
+// into 16-lane sums; no scratch round trip. K a multiple of 32.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma,f16c")
+// GCC 12's AVX-512 headers start some intrinsics from a self-initialised "undefined" vector
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace lk {
+namespace gemm {
+namespace {
+
+template <int R, int J>
+void q8_0_avx512(const float* a, int64_t lda, const uint8_t* w, int64_t row_bytes, int64_t nb, float* c, int64_t ldc,
+                 float alpha, bool acc) {
+  __m512 s[R][J];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) s[r][j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512 w0[J], w1[J];
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) {
+      const uint8_t* blk = w + j * row_bytes + b * 34;
+      uint16_t h;
+      std::memcpy(&h, blk, 2);
+      const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
+      w0[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)))), d);
+      w1[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18)))), d);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 a0 = _mm512_loadu_ps(a + r * lda + b * 32), a1 = _mm512_loadu_ps(a + r * lda + b * 32 + 16);
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) s[r][j] = _mm512_fmadd_ps(a1, w1[j], _mm512_fmadd_ps(a0, w0[j], s[r][j]));
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) put(c + r * ldc + j, _mm512_reduce_add_ps(s[r][j]), alpha, acc);
+}
+
+using Q8Fn = void (*)(const float*, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, float, bool);
+// [R - 1]: 4 weight rows, and 1 (the last rows)
+const Q8Fn kQ8J4[4] = {q8_0_avx512<1, 4>, q8_0_avx512<2, 4>, q8_0_avx512<3, 4>, q8_0_avx512<4, 4>};
+const Q8Fn kQ8J1[4] = {q8_0_avx512<1, 1>, q8_0_avx512<2, 1>, q8_0_avx512<3, 1>, q8_0_avx512<4, 1>};
+
+}  // namespace
+}  // namespace gemm
+}  // namespace lk
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
 #endif
 
 namespace lk {
@@ -247,6 +303,22 @@ float* row_scratch(size_t n) {
 // dequantized into the scratch ([J][K] f32), then the f32 kernels on it.
 void rows_quant(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_t lda, const void* W, int dt,
                 int64_t ldw, int64_t M, int64_t j0, int64_t j1, int64_t K, float alpha, bool acc) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (dt == quant::Q8_0 && K % 32 == 0 && use_avx512()) {  // fused, no scratch
+    const int64_t rb = ldw / 32 * 34;
+    const uint8_t* wb = static_cast<const uint8_t*>(W);
+    for (int64_t j = j0; j < j1;) {
+      const bool four = j + 4 <= j1;
+      for (int64_t i = 0; i < M;) {
+        const int R = static_cast<int>(imin(4, M - i));
+        (four ? kQ8J4 : kQ8J1)[R - 1](A + i * lda, lda, wb + j * rb, rb, K / 32, C + i * ldc + j, ldc, alpha, acc);
+        i += R;
+      }
+      j += four ? 4 : 1;
+    }
+    return;
+  }
+#endif
   const int J = M <= 2 ? 4 : 2;
   float* buf = row_scratch(static_cast<size_t>(J * K + quant::block_values(dt)));
   float* tmp = buf + J * K;
