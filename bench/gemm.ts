@@ -187,7 +187,7 @@ export async function runGemmBench(): Promise<void> {
   const cores = availableParallelism();
   const ghz = cpuGHz();
   const peak = ghz ? threads * 2 * 8 * 2 * ghz : null; // threads × 2 FMA units × 8 fp32 lanes × 2 flops × clock
-  console.log(`machine: ${cpuModel()}, ${cores} cores; lorakit gemm on ${threads} thread(s), kernels: ${nat.avx2fma ? 'AVX2+FMA' : 'portable'}`);
+  console.log(`machine: ${cpuModel()}, ${cores} cores; lorakit gemm on ${threads} thread(s), kernels: ${nat.isa}`);
   console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine lowers every figure)`);
   if (peak) {
     console.log(`fp32 peak used for %: ${threads} threads × 2 FMA units × 8 lanes × 2 flops × ${ghz!.toFixed(3)} GHz ("cpu MHz" in /proc/cpuinfo) = ${peak.toFixed(1)} GFLOP/s`);

@@ -34,13 +34,13 @@ const withWebGpu = backend === 'webgpu';
 if (withWebGpu && !process.argv.includes('--browser')) throw new Error('--backend webgpu runs in Chromium: add --browser (Node has no WebGPU)');
 // --browser (train): the page's training in Chromium next to Node's native and --backend runs (bench/browser.ts)
 const browser = process.argv.includes('--browser');
-/** --steps N for --browser (default 8; the first step is not timed) */
-function browserSteps(): number | undefined {
+/** --steps N: --browser's steps (default 8, ≥ 2: the first is not timed), --backend wasm's timed train steps (default 3), qlora's steps */
+function stepsArg(min: number): { steps?: number } {
   const i = process.argv.indexOf('--steps');
-  if (i < 0) return undefined;
+  if (i < 0) return {};
   const n = Number(process.argv[i + 1]);
-  if (!(Number.isInteger(n) && n >= 2)) throw new Error(`--steps needs a whole number ≥ 2 with --browser (got "${process.argv[i + 1] ?? ''}")`);
-  return n;
+  if (!(Number.isInteger(n) && n >= min)) throw new Error(`--steps needs a whole number ≥ ${min} (got "${process.argv[i + 1] ?? ''}")`);
+  return { steps: n };
 }
 
 const sections: Section[] = [
@@ -51,10 +51,9 @@ const sections: Section[] = [
     run: async () => {
       if (withWebGpu) await runWebGpuTrainBench({ quick });
       else if (browser) {
-        const steps = browserSteps();
-        await runBrowserTrainBench({ ...(backend ? { backend } : {}), ...(steps ? { steps } : {}) });
+        await runBrowserTrainBench({ ...(backend ? { backend } : {}), ...stepsArg(2) });
       }
-      else if (withWasm) await runWasmTrainBench({ quick });
+      else if (withWasm) await runWasmTrainBench({ quick, ...stepsArg(1) });
       else await runTrainBench({ quick });
     },
   },
@@ -62,15 +61,10 @@ const sections: Section[] = [
   { name: 'generate', run: async () => runGenerateBench(parseGenerateArgs(process.argv.slice(2))), optIn: true },
   { name: 'serve', run: async () => void (await runServeBench({ quick })) },
   // QLoRA (issue 23): f32, bf16, q4_0, q4_k bases side by side; minutes, and ~6.4 GB of GGUF files in $TMPDIR, 3.6 GB of RAM for the f32 run; --quick, --steps N
-  { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg() })), optIn: true },
+  { name: 'qlora', run: async () => void (await runQloraBench({ quick, ...stepsArg(1) })), optIn: true },
   // --quick, --steps N, --rounds N, --models llama,gpt2
   { name: 'compare', run: async () => void (await runComparePytorch(parseCompareArgs(process.argv.slice(2)))), optIn: true },
 ];
-
-function stepsArg(): { steps?: number } {
-  const i = process.argv.indexOf('--steps');
-  return i >= 0 ? { steps: Number(process.argv[i + 1]) } : {};
-}
 
 function parseOnly(argv: string[]): string | null {
   if (argv.includes('--compare-pytorch')) return 'compare';

@@ -1,49 +1,41 @@
-// The machine's measured f32 FMA peak: each thread runs 12 independent chains of 8-wide
-// fused multiply-adds (enough to hide the FMA latency on two pipes), so nothing but the
-// FMA units limits it. Used to read GEMM and training-step rates as a share of what the
-// cores really do (a VM's nominal clock can be far from its boost clock).
-//
-//   g++ -O2 -pthread bench/tools/fma-peak.cc -o /tmp/fma-peak && /tmp/fma-peak 2
+// The machine's FMA throughput ceiling per vector width (128-bit: what WebAssembly SIMD128 can
+// use at best; 256-bit: AVX2; 512-bit: AVX-512), 12 independent accumulators, on 1 and 2
+// threads. Issue 19's bound on wasm/native (bench/RESULTS.md). Build and run:
+//   g++ -O3 -mavx512f -mfma bench/tools/fma-peak.cc -o /tmp/fma-peak -lpthread && /tmp/fma-peak
 #include <immintrin.h>
-
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <thread>
 #include <vector>
-
-namespace {
-
-constexpr int kChains = 12;
-
-__attribute__((target("avx2,fma"))) float run_chains(long iters) {
-  __m256 acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_ps(0.001f * static_cast<float>(i));
-  const __m256 mul = _mm256_set1_ps(0.999f), add = _mm256_set1_ps(0.0001f);
-  for (long it = 0; it < iters; ++it) {
+template <class V, V (*FMA)(V, V, V), V (*SET)(float)>
+double run(long iters) {
+  V acc[12]; for (int i = 0; i < 12; i++) acc[i] = SET(1.0f + i * 1e-3f);
+  V a = SET(0.999999f), b = SET(1e-7f);
+  for (long it = 0; it < iters; it++)
 #pragma GCC unroll 12
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], mul, add);
-  }
-  __m256 s = acc[0];
-  for (int i = 1; i < kChains; ++i) s = _mm256_add_ps(s, acc[i]);
-  float out[8];
-  _mm256_storeu_ps(out, s);
-  return out[0];  // returned so the loop is not optimised away
+    for (int i = 0; i < 12; i++) acc[i] = FMA(acc[i], a, b);
+  float s = 0; for (int i = 0; i < 12; i++) s += ((float*)&acc[i])[0];
+  return s;
 }
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
-  const long iters = 200000000;
-  std::vector<float> sink(threads);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { sink[t] = run_chains(iters); });
-  for (auto& th : pool) th.join();
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double flops = static_cast<double>(threads) * iters * kChains * 16;  // 8 lanes × 2 flops
-  std::printf("%d thread(s): %.1f GFLOP/s f32 FMA peak (%.2f GHz at 2 FMA per cycle per core; check %g)\n", threads,
-              flops / s / 1e9, static_cast<double>(iters) * kChains / 2 / s / 1e9, static_cast<double>(sink[0]));
-  return 0;
+static __m128 f128(__m128 x, __m128 a, __m128 b) { return _mm_fmadd_ps(x, a, b); }
+static __m256 f256(__m256 x, __m256 a, __m256 b) { return _mm256_fmadd_ps(x, a, b); }
+static __m512 f512(__m512 x, __m512 a, __m512 b) { return _mm512_fmadd_ps(x, a, b); }
+static __m128 s128(float v) { return _mm_set1_ps(v); }
+static __m256 s256(float v) { return _mm256_set1_ps(v); }
+static __m512 s512(float v) { return _mm512_set1_ps(v); }
+template <class F> double gflops(F f, int lanes, int threads, long iters) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> ts; volatile double sink = 0;
+  for (int t = 0; t < threads; t++) ts.emplace_back([&] { sink = sink + f(iters); });
+  for (auto& t : ts) t.join();
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * lanes * 12 * iters * threads / s / 1e9;
+}
+int main() {
+  long n = 200000000;
+  for (int th = 1; th <= 2; th++) {
+    std::printf("%d thread(s): 128-bit %.1f  256-bit %.1f  512-bit %.1f GFLOP/s\n", th,
+      gflops(run<__m128, f128, s128>, 4, th, n), gflops(run<__m256, f256, s256>, 8, th, n),
+      gflops(run<__m512, f512, s512>, 16, th, n / 2));
+  }
 }

@@ -23,6 +23,8 @@ export interface NativeBackend extends Backend {
   /** kernels the addon does not provide, served by the fallback (should be empty) */
   readonly missing: readonly string[];
   readonly avx2fma: boolean;
+  /** the instruction set the kernels run on, for notices and bench headers ('AVX2+FMA', 'AVX-512 GEMM tile, AVX2+FMA', 'portable') */
+  readonly isa: string;
 }
 
 /** The backend over an addon object: the N-API addon, or the WebAssembly module's (name 'wasm'). */
@@ -59,7 +61,14 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
     },
     missing,
     avx2fma: addon.cpuInfo().avx2fma,
+    isa: isaLabel(addon.cpuInfo()),
   }) as unknown as NativeBackend;
+}
+
+/** cpuInfo as a label; LORAKIT_NO_AVX2 / LORAKIT_NO_AVX512 are honoured by the addon's cpuInfo itself (native/src/cpu.cc) */
+function isaLabel(info: { avx2fma: boolean; avx512f?: boolean }): string {
+  if (!info.avx2fma) return 'portable';
+  return info.avx512f ? 'AVX-512 GEMM tile, AVX2+FMA' : 'AVX2+FMA';
 }
 
 /** Adapters for the convolution kernels (native/src/conv.cc), present when the addon exports them. */

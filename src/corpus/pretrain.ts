@@ -175,7 +175,7 @@ export function meanLoss(model: DecoderLM, batches: readonly Batch[]): { loss: n
 export function kernelDescription(): string {
   const be = getBackend();
   const n = nativeBackend();
-  if (n && be === n) return `native ${n.avx2fma && process.env['LORAKIT_NO_AVX2'] !== '1' ? 'AVX2+FMA' : 'portable'} kernels, ${n.threads} threads`;
+  if (n && be === n) return `native ${n.isa} kernels, ${n.threads} threads`;
   return 'ref (plain TypeScript) backend';
 }
 

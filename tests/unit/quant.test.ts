@@ -24,6 +24,8 @@ import { tmpDir } from '../helpers/io-tmp.js';
 import { assertClose } from './kernels-util.js';
 
 const BUNDLED = 'models/brown-llama';
+/** a tensor's values as a plain Float32Array (the wasm backend's arrays are views of its heap, a subclass) */
+const values = (t: Tensor): Float32Array => Float32Array.from(t.toF32Array());
 const quantOk = (getBackend().quantTypes ?? []).includes('q4_0');
 
 let file: string | undefined;
@@ -67,7 +69,7 @@ test('forward and a LoRA step on the quantized base equal the dequantized f32 ba
   const deq = loadModel(f, { dtype: 'f32' });
   assert.equal(deq.stateDict().get('model.layers.0.self_attn.q_proj.weight')!.dtype, 'f32');
   // the f32 values are the blocks' values: the Q/K permutation undone the same way on both
-  assert.deepEqual(quant.stateDict().get('model.layers.0.self_attn.k_proj.weight')!.toF32Array(), deq.stateDict().get('model.layers.0.self_attn.k_proj.weight')!.toF32Array());
+  assert.deepEqual(values(quant.stateDict().get('model.layers.0.self_attn.k_proj.weight')!), values(deq.stateDict().get('model.layers.0.self_attn.k_proj.weight')!));
   const a = loraStep(quant), b = loraStep(deq);
   assert.ok(Number.isFinite(a.loss) && a.loss > 0);
   assert.ok(Math.abs(a.loss - b.loss) <= 1e-6 * b.loss, `loss ${a.loss} vs ${b.loss}`);
@@ -111,7 +113,7 @@ test('lorakit merge on a Q4_0 GGUF base says the weights were dequantized and sa
   const want = model.stateDict(), got = merged.stateDict();
   for (const key of ['model.layers.0.self_attn.q_proj.weight', 'model.layers.1.mlp.down_proj.weight', 'model.layers.0.self_attn.k_proj.weight']) {
     assert.equal(got.get(key)!.dtype, 'f32', key);
-    assert.deepEqual(got.get(key)!.toF32Array(), want.get(key)!.toF32Array(), key);
+    assert.deepEqual(values(got.get(key)!), values(want.get(key)!), key);
   }
 });
 
@@ -119,7 +121,7 @@ test('quantized tensors: shape checks, read-only, floatData names what to do, no
   const x = new Float32Array(64).map((_, i) => Math.sin(i));
   const blocks = quantize(blockSpec('Q4_0'), x);
   const t = new Tensor('q4_0', [2, 32], blocks);
-  assert.deepEqual(t.toF32Array(), dequantizeAll('q4_0', blocks));
+  assert.deepEqual(values(t), dequantizeAll('q4_0', blocks));
   assert.equal(t.to('f32').dtype, 'f32');
   assert.throws(() => new Tensor('q4_0', [4, 16], blocks), /rows must be whole 32-value blocks; shape \[4, 16\]/);
   assert.throws(() => new Tensor('q4_0', [3, 32], blocks), /needs 54 bytes, storage has 36/);

@@ -10,7 +10,7 @@ export function backendCommand(): Command {
     const n = nativeBackend();
     console.log(`backend: ${b.name} (${backendReason(b)})`);
     console.log(`threads: ${b.threads}`);
-    if (n) console.log(`native addon: ${n.avx2fma ? 'AVX2+FMA kernels' : 'portable kernels (no AVX2/FMA)'}`);
+    if (n) console.log(`native addon: ${n.avx2fma ? `${n.isa} kernels` : 'portable kernels (no AVX2/FMA)'}`);
     else console.log(`native addon: unavailable (${nativeError()})`);
     const w = await loadWasmBackend();
     if (w) console.log(`wasm module: ${wasmVariant()}, ${w.threads} threads`);
