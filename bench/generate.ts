@@ -13,7 +13,11 @@
 //     (lorakit: the server's continuous-batching scheduler; llama.cpp: one context with that
 //     many sequences, evaluated concurrently, which node-llama-cpp batches into one decode
 //     per step): generated tokens over the wall time from submission to the last token;
-//   - peak RSS of the process (getrusage), and the greedy tokens of both (they must agree).
+//   - peak RSS of the process (getrusage), and the greedy tokens of both (they must agree);
+//     where they part, an untimed rerun of the greedy decode on each side gives the top two
+//     logits of every step: the margins at the first divergence are printed against how far
+//     the two engines' margins differ on the agreeing steps, with llama.cpp's agreement when
+//     its KV cache is F32 (lorakit's is; llama.cpp's default is F16) (greedyEvidence).
 // First a STREAM-like measurement (copy and triad through the native kernels on the
 // same threads) gives the machine's bandwidth; each decoding figure is also printed as the
 // weight bytes it streams per second (tokens/s × weight bytes, per step for batches) as a
@@ -65,6 +69,27 @@ interface ChildResult {
   batched: Record<string, number>;
   rssMB: number;
   tokens: number[];
+  /** the greedy decode's top two logits at each step (untimed pass; llama.cpp: its own KV cache, F16) */
+  steps: Step2[];
+  /** llama.cpp only: the same greedy decode with an F32 KV cache (lorakit keeps f32), tokens and top two */
+  stepsKvF32?: Step2[];
+}
+
+/** one decoding step: the top two token ids and the logit margin between them (≥ 0) */
+interface Step2 {
+  top: [number, number];
+  margin: number;
+}
+
+function top2(row: Float32Array): Step2 {
+  let a = 0, b = -1;
+  for (let i = 1; i < row.length; i++) {
+    if (row[i]! > row[a]!) {
+      b = a;
+      a = i;
+    } else if (b < 0 || row[i]! > row[b]!) b = i;
+  }
+  return { top: [a, b], margin: row[a]! - row[b]! };
 }
 
 /** deterministic token ids in [1, V) */
@@ -84,9 +109,8 @@ async function runLorakit(job: ChildJob): Promise<ChildResult> {
   const { loadTokenizer } = await import('../src/io/index.node.js');
   const { generate } = await import('../src/generate/index.js');
   const { Scheduler } = await import('../src/serve/index.js');
-  // lorakit widens Q8_0 to f32 on load: no quantized weights or matvec yet (issue 23)
-  if (job.type === 'q8_0') return { unsupported: 'Q8_0 weights are widened to f32 on load (no quantized matvec yet)' } as ChildResult;
-  const model = loadModel(job.file, { dtype: job.type === 'f32' ? 'f32' : 'keep' }); // bf16, f16: kept as stored
+  // bf16, f16 kept as stored; Q8_0 kept as blocks (the backend's quantTypes: gemv.cc dequantizes a few rows at a time)
+  const model = loadModel(job.file, { dtype: job.type === 'f32' ? 'f32' : 'keep' });
   const tok = loadTokenizer(job.file);
   const { shape } = job;
   // warm-up: a short generation (the step buffers, the pool's threads)
@@ -121,11 +145,23 @@ async function runLorakit(job: ChildJob): Promise<ChildResult> {
     batched[String(B)] = n / secs(t0);
     await sched.shutdown();
   }
-  return { pp, decode, batched, rssMB: process.resourceUsage().maxRSS / 1024, tokens: res!.tokens };
+  const rssMB = process.resourceUsage().maxRSS / 1024;
+  // untimed: the same greedy decode step by step (generate's calls: the prompt, then one token
+  // at a time on the cache), keeping the top two logits of each step
+  const steps: Step2[] = [];
+  const kv = model.createCache();
+  let ids1 = Int32Array.from(ids(16, 2));
+  for (let s = 0; s < shape.decode; s++) {
+    const st = top2(model.forward(ids1, 1, ids1.length, { cache: kv, lastTokenOnly: true }));
+    steps.push(st);
+    ids1 = Int32Array.of(st.top[0]);
+  }
+  return { pp, decode, batched, rssMB, tokens: res!.tokens, steps };
 }
 
 interface NlcSequence {
   evaluate(tokens: number[], opts: { temperature: number }): AsyncGenerator<number, void, void>;
+  evaluateWithMetadata(tokens: number[], meta: { probabilities: true }, opts: { temperature: number }): AsyncGenerator<{ token: number; probabilities: Map<number, number> }, void, void>;
   evaluateWithoutGeneratingNewTokens(tokens: number[]): Promise<void>;
   dispose(): void;
 }
@@ -136,7 +172,7 @@ interface NlcContext {
 interface NodeLlamaCpp {
   getLlama(opts: { gpu: false; build: 'never'; logLevel: 'error'; maxThreads: number }): Promise<{
     loadModel(opts: { modelPath: string }): Promise<{
-      createContext(opts: { contextSize: number; threads: number; sequences?: number; batchSize?: number }): Promise<NlcContext>;
+      createContext(opts: { contextSize: number; threads: number; sequences?: number; batchSize?: number; experimentalKvCacheKeyType?: string; experimentalKvCacheValueType?: string }): Promise<NlcContext>;
       dispose(): Promise<void>;
     }>;
     dispose(): Promise<void>;
@@ -151,6 +187,17 @@ async function greedyLlama(seq: NlcSequence, prompt: number[], n: number, onFirs
     if (out.length >= n) break;
   }
   return out;
+}
+
+/** llama.cpp's greedy decode with the top two of each step (ln p1 − ln p2 is the logit margin) */
+async function llamaSteps(seq: NlcSequence, prompt: number[], n: number): Promise<Step2[]> {
+  const steps: Step2[] = [];
+  for await (const r of seq.evaluateWithMetadata(prompt, { probabilities: true }, { temperature: 0 })) {
+    const best = [...r.probabilities.entries()].sort((x, y) => y[1] - x[1]).slice(0, 2);
+    steps.push({ top: [r.token, best.find(([t]) => t !== r.token)![0]], margin: Math.log(r.probabilities.get(r.token)!) - Math.log(best.find(([t]) => t !== r.token)![1]) });
+    if (steps.length >= n) break;
+  }
+  return steps;
 }
 
 async function runLlama(job: ChildJob): Promise<ChildResult> {
@@ -194,9 +241,22 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
     for (const s of seqs) s.dispose();
     await ctx.dispose();
   }
+  const rssMB = process.resourceUsage().maxRSS / 1024;
+  // untimed: the greedy decode again with the top two of each step, with llama.cpp's default
+  // F16 KV cache and with an F32 one
+  const evidence = async (kvType?: string): Promise<Step2[]> => {
+    const c = await lm.createContext({ contextSize: shape.decode + 32, threads, ...(kvType ? { experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType } : {}) });
+    const s = c.getSequence();
+    const out = await llamaSteps(s, ids(16, 2), shape.decode);
+    s.dispose();
+    await c.dispose();
+    return out;
+  };
+  const steps = await evidence();
+  const stepsKvF32 = await evidence('F32');
   await lm.dispose();
   await llama.dispose();
-  return { pp, decode, batched, rssMB: process.resourceUsage().maxRSS / 1024, tokens };
+  return { pp, decode, batched, rssMB, tokens, steps, stepsKvF32 };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -298,6 +358,45 @@ async function makeFiles(dir: string, types: GgufType[], log: (l: string) => voi
   return files;
 }
 
+/**
+ * The greedy tokens of both engines side by side and, where they part, why: the top two
+ * logits of each at the first divergence, against how far the two engines' margins differ
+ * where they agree (the precision's rounding: llama.cpp's F16 KV cache, its accumulation
+ * order), and llama.cpp's agreement with an F32 KV cache (lorakit's is f32).
+ */
+export function greedyEvidence(lk: Pick<ChildResult, 'tokens' | 'steps'>, lc: Pick<ChildResult, 'tokens' | 'steps' | 'stepsKvF32'>): string[] {
+  const agree = (x: number[], y: number[]): number => {
+    let n = 0;
+    while (n < Math.min(x.length, y.length) && x[n] === y[n]) n++;
+    return n;
+  };
+  const a = lk.tokens, b = lc.tokens, n = a.length;
+  const same = agree(a, b);
+  const out: string[] = [];
+  const kv32 = lc.stepsKvF32 ? agree(a, lc.stepsKvF32.map((s) => s.top[0])) : -1;
+  const kvNote = kv32 >= 0 ? `; llama.cpp with an F32 KV cache: ${kv32 === n ? `all ${n} agree` : `the first ${kv32}`}` : '';
+  if (same === n && b.length === n) {
+    out.push(`greedy tokens: all ${n} agree${kvNote}`);
+    return out;
+  }
+  out.push(`greedy tokens: agree for the first ${same} of ${n} (lorakit ${a.slice(same, same + 4).join(',')}… llama.cpp ${b.slice(same, same + 4).join(',')}…)${kvNote}`);
+  const sl = lk.steps[same], sc = lc.steps[same];
+  if (!sl || !sc) return out;
+  // where both chose the same token, how much the two margins differ: the engines' rounding
+  const diffs = lk.steps.slice(0, same).map((s, i) => Math.abs(s.margin - lc.steps[i]!.margin)).sort((p, q) => p - q);
+  const worst = diffs.length ? diffs[diffs.length - 1]! : 0, med = diffs.length ? diffs[diffs.length >> 1]! : 0;
+  const samePair = sl.top[0] === sc.top[1] && sl.top[1] === sc.top[0];
+  // each engine's margin at the split, seen from the other's order: lorakit's (its token − llama.cpp's), llama.cpp's likewise
+  const tie = samePair && sl.margin + sc.margin <= 2 * worst;
+  const g = (x: number): string => x.toExponential(1);
+  out.push(
+    `  at step ${same + 1}: lorakit's top two ${sl.top.join('/')} (logit margin ${g(sl.margin)}), llama.cpp's ${sc.top.join('/')} (margin ${g(sc.margin)}); ` +
+      `over the ${same} agreeing steps the engines' margins differ by ${g(med)} (median), up to ${g(worst)}: ` +
+      (tie ? 'a near-tie, the same two tokens swapped within the engines\' rounding' : samePair ? 'the same two tokens swapped, but by more than the engines\' rounding elsewhere: look for a real difference' : 'NOT the same pair of tokens: look for a real difference'),
+  );
+  return out;
+}
+
 export async function runGenerateBench(args: BenchArgs, log: (l: string) => void = (l) => console.log(l)): Promise<void> {
   const cores = os.availableParallelism();
   const load = os.loadavg()[0]!;
@@ -354,10 +453,7 @@ export async function runGenerateBench(args: BenchArgs, log: (l: string) => void
       const ratio = (pick: (r: ChildResult) => number): string => (median(lk.map(pick)) / median(lc.map(pick))).toFixed(2) + '×';
       const ratios = [`pp ${ratio((x) => x.pp)}`, `decode ${ratio((x) => x.decode)}`, ...shape.batches.map((B) => `batch ${B} ${ratio((x) => x.batched[String(B)]!)}`), `peak RSS ${ratio((x) => x.rssMB)}`];
       log(`  lorakit / llama.cpp: ${ratios.join(', ')}${load > 0.5 * cores ? ' (shared machine)' : ''}`);
-      const a = lk[0]!.tokens, b = lc[0]!.tokens;
-      let same = 0;
-      while (same < Math.min(a.length, b.length) && a[same] === b[same]) same++;
-      log(`  greedy tokens: ${same === a.length && a.length === b.length ? `all ${a.length} agree` : `agree for the first ${same} of ${a.length} (lorakit ${a.slice(same, same + 4).join(',')}… llama.cpp ${b.slice(same, same + 4).join(',')}…)`}`);
+      for (const l of greedyEvidence(lk[0]!, lc[0]!)) log(`  ${l}`);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

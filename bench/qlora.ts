@@ -62,6 +62,36 @@ interface RunOutput {
   backend: string;
   threads: number;
   baseDtypes: string[];
+  phases: Phase[];
+}
+
+/** The process's memory after one phase of a run (MiB): resident now, peak so far, and V8's share. */
+interface Phase {
+  phase: string;
+  rss: number;
+  peak: number;
+  heap: number;
+  arrayBuffers: number;
+}
+
+const MIB = 2 ** 20;
+
+/** VmRSS and VmHWM (peak so far) from /proc/self/status where there is one, else Node's figures. */
+function phase(name: string): Phase {
+  let rss = process.memoryUsage.rss(), peak = process.resourceUsage().maxRSS * 1024;
+  try {
+    const st = fs.readFileSync('/proc/self/status', 'utf8');
+    const kb = (k: string): number | undefined => {
+      const m = new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st);
+      return m ? Number(m[1]) * 1024 : undefined;
+    };
+    rss = kb('VmRSS') ?? rss;
+    peak = kb('VmHWM') ?? peak;
+  } catch {
+    // not Linux: Node's figures
+  }
+  const m = process.memoryUsage();
+  return { phase: name, rss: rss / MIB, peak: peak / MIB, heap: m.heapUsed / MIB, arrayBuffers: m.arrayBuffers / MIB };
 }
 
 function configOf(quick: boolean): typeof QLORA_CONFIG {
@@ -104,7 +134,9 @@ async function makeFiles(dir: string, quick: boolean): Promise<void> {
 
 /** One run, in this process: load the file, LoRA, validation loss, `steps` training steps (+1 warm-up), validation loss. */
 function runOne(type: GgufExportType, dir: string, steps: number, quick: boolean): RunOutput {
+  const phases = [phase('start')];
   const model = loadModel(path.join(dir, `${type}.gguf`));
+  phases.push(phase('loaded'));
   const baseDtypes = [...new Set(model.parameters().map((p) => p.value.dtype))].sort();
   model.gradientCheckpointing = true;
   getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'], init_lora_weights: 'gaussian' });
@@ -122,12 +154,19 @@ function runOne(type: GgufExportType, dir: string, steps: number, quick: boolean
     return sum / count;
   };
   const valBefore = evaluate();
+  phases.push(phase('validated'));
   const data = new BatchIterator(sequences(V, 0, steps + 1), { batchSize: 1, order: 'sequential' });
   const optimizer = createOptimizer(model.trainableParameters(), { lr: 2e-3 });
-  const { stepSeconds, losses } = timeTrainSteps(model, data, optimizer, steps + 1, 1);
+  const { stepSeconds, losses } = timeTrainSteps(model, data, optimizer, 1, 0);
+  phases.push(phase('1 step'));
+  const rest = timeTrainSteps(model, data, optimizer, steps, 0);
+  stepSeconds.push(...rest.stepSeconds);
+  losses.push(...rest.losses);
+  phases.push(phase(`${steps + 1} steps`));
   const valAfter = evaluate();
+  phases.push(phase('end'));
   const be = getBackend();
-  return { type, valBefore, valAfter, losses, stepSeconds, peakRssBytes: process.resourceUsage().maxRSS * 1024, backend: be.name, threads: be.threads, baseDtypes };
+  return { type, valBefore, valAfter, losses, stepSeconds: stepSeconds.slice(1), peakRssBytes: process.resourceUsage().maxRSS * 1024, backend: be.name, threads: be.threads, baseDtypes, phases };
 }
 
 export interface QloraBenchOptions {
@@ -157,6 +196,7 @@ export async function runQloraBench(opts: QloraBenchOptions = {}): Promise<RunOu
     out.push(o);
     const tps = stat(type, 'tokens/s', o.stepSeconds.map((s) => T / s));
     log(`${`${type} base`.padEnd(10)} val loss ${o.valBefore.toFixed(4)} → ${o.valAfter.toFixed(4)}   ${tps.median.toFixed(1).padStart(7)} tokens/s (min ${tps.min.toFixed(1)}, max ${tps.max.toFixed(1)})   peak RSS ${(o.peakRssBytes / 2 ** 20).toFixed(0).padStart(5)} MiB   [held as ${o.baseDtypes.join(', ')}; ${o.backend}, ${o.threads} threads]`);
+    log(`           RSS by phase (MiB, now / peak so far / V8 heap / array buffers): ${o.phases.map((p) => `${p.phase} ${p.rss.toFixed(0)}/${p.peak.toFixed(0)}/${p.heap.toFixed(0)}/${p.arrayBuffers.toFixed(0)}`).join(', ')}`);
   }
   const by = (t: GgufExportType): RunOutput => out.find((o) => o.type === t)!;
   for (const q of ['q4_0', 'q4_k'] as const) {

@@ -7,11 +7,12 @@
 //
 //   LORAKIT_BACKEND=wasm node dist/bench/tools/kernel-profile.js [--quick] [--steps N]
 //   LORAKIT_BACKEND=native node dist/bench/tools/kernel-profile.js
-import { getBackend, setBackend, type Backend } from '../../src/backend/index.js';
+import { getBackend, setBackend } from '../../src/backend/index.js';
 import type { GemmArgs } from '../../src/backend/types.js';
 import { WasmHeap } from '../../src/backend/wasm/module.js';
 import { installNodePlatform } from '../../src/platform.node.js';
 import { trainSteps } from '../train.js';
+import { timedBackend } from './timed-backend.js';
 
 await installNodePlatform();
 const args = process.argv.slice(2);
@@ -27,28 +28,15 @@ function gemmLabel(g: GemmArgs): string {
 const base = getBackend();
 const time = new Map<string, { calls: number; ms: number }>();
 let timing = false;
-const wrapped: Record<string, unknown> = {};
-for (const key of Object.keys(base) as (keyof Backend)[]) {
-  const v = base[key] as unknown;
-  if (typeof v !== 'function') continue;
-  wrapped[key] = (...a: unknown[]): unknown => {
-    if (!timing) return (v as (...x: unknown[]) => unknown).apply(base, a);
-    const t0 = performance.now();
-    try {
-      return (v as (...x: unknown[]) => unknown).apply(base, a);
-    } finally {
-      const ms = performance.now() - t0;
-      for (const name of key === 'gemm' ? [key, gemmLabel(a[3] as GemmArgs)] : [key]) {
-        const e = time.get(name) ?? { calls: 0, ms: 0 };
-        e.calls++;
-        e.ms += ms;
-        time.set(name, e);
-      }
-    }
-  };
-}
-// the backend as it was, but with timed kernels (name, threads and memory read through)
-const timed = Object.create(base, Object.fromEntries(Object.entries(wrapped).map(([k, f]) => [k, { value: f, enumerable: true }]))) as Backend;
+// the backend as it was, but with timed kernels
+const timed = timedBackend(base, () => timing, (key, a, ms) => {
+  for (const name of key === 'gemm' ? [key, gemmLabel(a[3] as GemmArgs)] : [key]) {
+    const e = time.get(name) ?? { calls: 0, ms: 0 };
+    e.calls++;
+    e.ms += ms;
+    time.set(name, e);
+  }
+});
 setBackend(timed);
 
 // bytes copied around wasm kernel calls (arguments not on the heap)

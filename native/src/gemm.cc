@@ -275,11 +275,20 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
   // A element used by few multiply-adds), a short K (packing costs as much as the
   // product), or few rows with an f32 B that needs no packing (B used by few rows). Not
   // when the direct kernel would walk a long K across pages, a row of lda or ldb floats per
-  // k, once per tile: a transposed A with long rows, or a B read in place by enough rows
-  // that packing it pays. The packers read those row by row (the LoRA gradients
-  // dB = s·GLᵀ·h and dA = dhᵀ·x, summed over a batch's tokens, ran 10× slower direct: issue 18).
+  // k, once per tile: a B read in place by enough rows that packing it pays, or a transposed
+  // A whose strided pass misses the cache or is repeated. The packers read those row by row
+  // (the LoRA gradients dB = s·GLᵀ·h and dA = dhᵀ·x, summed over a batch's tokens, ran up to
+  // 10× slower direct: issue 18). A transposed A: the direct kernel reads a strip of 6 or 8
+  // values per k, once per column panel of 16; the packed path reads A once, in order, but
+  // multiplies whole tiles of NR (16 or 32) columns, so for a thin C it does 2-4× the
+  // multiply-adds. Measured (issue 17, bench/RESULTS.md): the direct pass stays cheaper while it
+  // spans under K·lda = 2^20 floats (2^21 with one 8-column panel, LoRA r ≤ 8); packing
+  // pays beyond, or when N > 16 would repeat the pass (LoRA's dB at 512 tokens × 768,
+  // N = 8: 77 µs direct against 155 packed; Qwen3's at 1,024 tokens × 1,024-3,072, N = 16:
+  // packed 1.1-1.9× faster).
   const bool b_in_place = B.dt == 0 && !B.trans && N % 8 == 0;
-  const bool strided = K >= 256 && ((A.trans && A.ld >= 256) || (M >= 12 && b_in_place && B.ld >= 256));
+  const bool a_strided = A.trans && A.ld >= 256 && (N > 16 || K * A.ld >= (N > 8 ? int64_t{1} << 20 : int64_t{1} << 21));
+  const bool strided = K >= 256 && (a_strided || (M >= 12 && b_in_place && B.ld >= 256));
   if (im.direct && A.dt == 0 && !strided &&
       (N <= 32 || K <= 16 || flops <= 2.0 * 64 * 64 * 64 || (M <= 32 && b_in_place))) {
     const int64_t NRd = im.NRd;

@@ -11,10 +11,17 @@
 // the weights once per step for the whole batch) and A (M·K floats, ≤ 128 KiB) stays in
 // cache. Sums run in 8 lanes (AVX2) or simd::W lanes (the SIMD layer: NEON, SIMD128,
 // SSE2, scalar), then across the lanes, then the K tail.
+// Quantized weights (GGML blocks, quant.h): each block of J weight rows is dequantized into
+// a per-thread f32 scratch (J·K floats, in L1/L2) and multiplied by the f32 kernels, so the
+// blocks are read once per step for all M rows and the product equals the f32 one on the
+// dequantized matrix (each value is exact in f32: quant.h); Q8_0 rows are widened with AVX2,
+// or, on AVX-512, multiplied straight from the blocks by a fused kernel (16-lane sums).
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "gemm.h"
+#include "quant.h"
 #include "simd.h"
 #include "threadpool.h"
 
@@ -128,6 +135,19 @@ void block_avx2_t(const float* a, int64_t lda, const void* w, int64_t ldw, int64
     }
 }
 
+// One row of Q8_0 blocks (nb blocks of 34 bytes: an f16 scale, 32 int8) into out[0, 32·nb):
+// d·q is exact in f32 (11 by 8 bits), as quant.h's dequant_block gives it.
+void dequant_q8_0_avx2(const uint8_t* r, int64_t nb, float* out) {
+  for (int64_t b = 0; b < nb; ++b, r += 34, out += 32) {
+    const __m256 d = _mm256_set1_ps(quant::f16_at(r));
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(r + 2 + 8 * g));
+      _mm256_storeu_ps(out + 8 * g, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
+    }
+  }
+}
+
 template <int R, int J>
 void block_avx2(const float* a, int64_t lda, const void* w, int dt, int64_t ldw, int64_t K, float* c, int64_t ldc,
                 float alpha, bool acc) {
@@ -139,6 +159,61 @@ void block_avx2(const float* a, int64_t lda, const void* w, int dt, int64_t ldw,
 }  // namespace
 }  // namespace gemm
 }  // namespace lk
+#pragma GCC pop_options
+
+// ---------- Q8_0 on AVX-512 (x86, chosen at run time) ----------
+// R rows of A × J weight rows of Q8_0 blocks, fused: each block's 32 int8 widened in two zmm
+// and scaled by its f16 scale (d·q exact in f32, as quant.h dequantizes), then multiplied
+// into 16-lane sums; no scratch round trip. K a multiple of 32.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma,f16c")
+// GCC 12's AVX-512 headers start some intrinsics from a self-initialised "undefined" vector
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace lk {
+namespace gemm {
+namespace {
+
+template <int R, int J>
+void q8_0_avx512(const float* a, int64_t lda, const uint8_t* w, int64_t row_bytes, int64_t nb, float* c, int64_t ldc,
+                 float alpha, bool acc) {
+  __m512 s[R][J];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) s[r][j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512 w0[J], w1[J];
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) {
+      const uint8_t* blk = w + j * row_bytes + b * 34;
+      uint16_t h;
+      std::memcpy(&h, blk, 2);
+      const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
+      w0[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)))), d);
+      w1[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18)))), d);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 a0 = _mm512_loadu_ps(a + r * lda + b * 32), a1 = _mm512_loadu_ps(a + r * lda + b * 32 + 16);
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) s[r][j] = _mm512_fmadd_ps(a1, w1[j], _mm512_fmadd_ps(a0, w0[j], s[r][j]));
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) put(c + r * ldc + j, _mm512_reduce_add_ps(s[r][j]), alpha, acc);
+}
+
+using Q8Fn = void (*)(const float*, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, float, bool);
+// [R - 1]: 4 weight rows, and 1 (the last rows)
+const Q8Fn kQ8J4[4] = {q8_0_avx512<1, 4>, q8_0_avx512<2, 4>, q8_0_avx512<3, 4>, q8_0_avx512<4, 4>};
+const Q8Fn kQ8J1[4] = {q8_0_avx512<1, 1>, q8_0_avx512<2, 1>, q8_0_avx512<3, 1>, q8_0_avx512<4, 1>};
+
+}  // namespace
+}  // namespace gemm
+}  // namespace lk
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 #endif
 
@@ -197,9 +272,66 @@ const Kernels& kernels() {
   return k;
 }
 
+// Weight row j's values [0, K) of a quantized W (row stride ldw values, whole blocks) into out.
+void dequant_row(const void* W, int dt, int64_t ldw, int64_t j, int64_t K, float* out, float* tmp) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (dt == quant::Q8_0 && K % 32 == 0 && use_avx2()) {
+    dequant_q8_0_avx2(static_cast<const uint8_t*>(W) + j * (ldw / 32) * 34, K / 32, out);
+    return;
+  }
+#endif
+  quant::dequant_row_range(dt, W, ldw, j, 0, K, out, tmp);
+}
+
+// Weight rows [j0, j1) of a quantized W against every row of A: J rows at a time
+// dequantized into the scratch ([J][K] f32), then the f32 kernels on it.
+void rows_quant(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_t lda, const void* W, int dt,
+                int64_t ldw, int64_t M, int64_t j0, int64_t j1, int64_t K, float alpha, bool acc) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (dt == quant::Q8_0 && K % 32 == 0 && use_avx512()) {  // fused, no scratch
+    const int64_t rb = ldw / 32 * 34;
+    const uint8_t* wb = static_cast<const uint8_t*>(W);
+    for (int64_t j = j0; j < j1;) {
+      const bool four = j + 4 <= j1;
+      for (int64_t i = 0; i < M;) {
+        const int R = static_cast<int>(imin(4, M - i));
+        (four ? kQ8J4 : kQ8J1)[R - 1](A + i * lda, lda, wb + j * rb, rb, K / 32, C + i * ldc + j, ldc, alpha, acc);
+        i += R;
+      }
+      j += four ? 4 : 1;
+    }
+    return;
+  }
+#endif
+  const int J = M <= 2 ? 4 : 2;
+  float* buf = quant::scratch(static_cast<size_t>(J * K + quant::block_values(dt)));  // quant.h's per-thread scratch
+  float* tmp = buf + J * K;
+  int64_t j = j0;
+  for (; j + J <= j1; j += J) {
+    for (int jj = 0; jj < J; ++jj) dequant_row(W, dt, ldw, j + jj, K, buf + jj * K, tmp);
+    for (int64_t i = 0; i < M;) {
+      const int R = static_cast<int>(J == 4 ? M : imin(4, M - i));
+      (J == 4 ? kn.j4[R] : kn.j2[R])(A + i * lda, lda, buf, 0, K, K, C + i * ldc + j, ldc, alpha, acc);
+      i += R;
+    }
+  }
+  for (; j < j1; ++j) {
+    dequant_row(W, dt, ldw, j, K, buf, tmp);
+    for (int64_t i = 0; i < M;) {
+      const int R = static_cast<int>(imin(4, M - i));
+      kn.j1[R](A + i * lda, lda, buf, 0, K, K, C + i * ldc + j, ldc, alpha, acc);
+      i += R;
+    }
+  }
+}
+
 // Weight rows [j0, j1) against every row of A.
 void rows(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_t lda, const void* W, int dt, int64_t ldw,
           int64_t M, int64_t j0, int64_t j1, int64_t K, float alpha, bool acc) {
+  if (quant::is_quant(dt)) {
+    rows_quant(kn, C, ldc, A, lda, W, dt, ldw, M, j0, j1, K, alpha, acc);
+    return;
+  }
   const int esz = dt == 0 ? 4 : 2;
   const char* wb = static_cast<const char*>(W);
   int64_t j = j0;
@@ -233,14 +365,17 @@ bool gemv_applies(const Operand& A, const Operand& B, int64_t M) {
     const char* s = std::getenv("LORAKIT_GEMV");
     return s && s[0] == '0';
   }();
-  return !off && M >= 1 && M <= kGemvMaxRows && A.dt == 0 && !A.trans && B.trans && B.dt <= 2;  // f32, f16, bf16 (quantized B: the packed path)
+  // f32, f16, bf16 or quantized B (each stored row whole blocks: quant.h)
+  return !off && M >= 1 && M <= kGemvMaxRows && A.dt == 0 && !A.trans && B.trans &&
+         (B.dt <= 2 || (quant::is_quant(B.dt) && B.ld % quant::block_values(B.dt) == 0));
 }
 
 void gemv(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
           bool acc) {
   const Kernels& kn = kernels();
   const float* Af = static_cast<const float*>(A.p);
-  const int64_t bytes = N * K * (B.dt == 0 ? 4 : 2);
+  const int64_t bytes = quant::is_quant(B.dt) ? N * (B.ld / quant::block_values(B.dt)) * quant::block_bytes(B.dt)
+                                              : N * K * (B.dt == 0 ? 4 : 2);
   const int nt = bytes < kMinParallelBytes ? 1 : num_threads();
   if (nt <= 1) {
     rows(kn, C, ldc, Af, A.ld, B.p, B.dt, B.ld, M, 0, N, K, alpha, acc);

@@ -4,6 +4,7 @@
 // batch, and tokens are streamed as they come.
 //
 // Letters: B rows still generating, L columns so far (padding + prompt + generated), V vocab.
+import { getBackend } from '../backend/index.js';
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import { Rng } from '../tensor/rng.js';
@@ -63,10 +64,38 @@ interface RowState {
 }
 
 /**
+ * What the decoding loop asks of its driver after each forward: the host's copy of the logits
+ * [B, V] (the handle itself on a host-visible backend; read back from a device backend, which
+ * only an asynchronous driver can do: docs/ARCHITECTURE.md §Backend memory).
+ */
+interface LogitsRead {
+  read: Float32Array;
+}
+
+/**
  * Generates continuations of each prompt. Yields token events as they are chosen;
- * the return value holds each prompt's result, in prompt order.
+ * the return value holds each prompt's result, in prompt order. Synchronous, so the logits
+ * must be host-visible (ref, native, wasm); on a device backend use streamGenerate.
  */
 export function* generateSteps(model: CausalLM, prompts: readonly (readonly number[])[], opts: GenerateOptions = {}): Generator<TokenEvent, GenerationResult[]> {
+  const it = decodeLoop(model, prompts, opts);
+  try {
+    for (let r = it.next(); ; ) {
+      if (r.done) return r.value;
+      if ('read' in r.value) {
+        if (!getBackend().memory.hostVisible) throw new Error(`generate: the logits live on the device (the ${getBackend().name} backend); use streamGenerate, which reads them back`);
+        r = it.next(r.value.read);
+      } else {
+        yield r.value;
+        r = it.next();
+      }
+    }
+  } finally {
+    it.return([]); // a consumer that stopped early: end the loop (restoring the model's mode)
+  }
+}
+
+function* decodeLoop(model: CausalLM, prompts: readonly (readonly number[])[], opts: GenerateOptions): Generator<TokenEvent | LogitsRead, GenerationResult[], Float32Array | undefined> {
   checkSamplingOptions(opts);
   const maxNew = opts.maxNewTokens ?? 32;
   if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new RangeError(`generate: maxNewTokens must be an integer ≥ 0, got ${maxNew}`);
@@ -110,7 +139,7 @@ export function* generateSteps(model: CausalLM, prompts: readonly (readonly numb
       for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = seq[j]![L - T + t]!;
       const m = new Int32Array(B * L);
       for (let j = 0; j < B; j++) m.set(mask[j]!, j * L);
-      const logits = model.forward(ids, B, T, { attentionMask: m, cache, lastTokenOnly: true });
+      const logits = (yield { read: model.forward(ids, B, T, { attentionMask: m, cache, lastTokenOnly: true }) })!;
       const keep: number[] = [];
       for (let j = 0; j < B; j++) {
         const r = rows[active[j]!]!;
@@ -169,10 +198,6 @@ export function generate(model: CausalLM, prompts: readonly (readonly number[])[
 }
 
 /**
- * Streams token events as an async iterator, giving the event loop a turn between tokens
- * (so a server can flush each one). The results are available from `result` once done.
- */
-/**
  * Resolves on the next macrotask, so that other work (I/O, messages) runs between tokens:
  * setImmediate where it exists (Node), else a MessageChannel message (a browser, a worker;
  * setTimeout(0) is clamped to 4 ms there).
@@ -190,6 +215,11 @@ function nextTask(): Promise<void> {
   });
 }
 
+/**
+ * Streams token events as an async iterator, giving the event loop a turn between tokens
+ * (so a server can flush each one). The results are available from `result` once done.
+ * Works on every backend: on a device backend each token's logits are read back.
+ */
 export function streamGenerate(model: CausalLM, prompts: readonly (readonly number[])[], opts: GenerateOptions = {}): AsyncIterable<TokenEvent> & { result: Promise<GenerationResult[]> } {
   let resolve!: (r: GenerationResult[]) => void;
   let reject!: (e: unknown) => void;
@@ -199,16 +229,22 @@ export function streamGenerate(model: CausalLM, prompts: readonly (readonly numb
   });
   result.catch(() => undefined); // the iterator rethrows; an unobserved result must not crash
   async function* run(): AsyncGenerator<TokenEvent> {
-    const it = generateSteps(model, prompts, opts);
+    const it = decodeLoop(model, prompts, opts);
+    const mem = getBackend().memory;
     try {
-      for (;;) {
-        const r = it.next();
+      for (let r = it.next(); ; ) {
         if (r.done) {
           resolve(r.value);
           return;
         }
+        if ('read' in r.value) {
+          // one readback per token on a device backend (all rows' logits at once)
+          r = it.next(mem.hostVisible ? r.value.read : await mem.read(r.value.read));
+          continue;
+        }
         yield r.value;
         await nextTask();
+        r = it.next();
       }
     } catch (e) {
       reject(e);

@@ -18,6 +18,7 @@
 //
 // Loading checks every key and shape against the model before changing anything and reports
 // all problems in one error.
+import { hostTensors } from '../backend/transfer.js';
 import { ProblemsError, formatProblems, warn as emitWarning } from '../io/errors.js';
 import { deserializeSafetensors, serializeSafetensors } from '../io/safetensors.js';
 import { Linear } from '../nn/linear.js';
@@ -144,10 +145,13 @@ function pissaAsLora(peft: PeftModel, name: string, cfg: LoraConfig, tensors: Ma
   return { ...cfg, r: 2 * cfg.r, lora_alpha: cfg.lora_alpha * f, rank_pattern: double(cfg.rank_pattern, 2), alpha_pattern: double(cfg.alpha_pattern, f), init_lora_weights: true };
 }
 
-/** The files of adapter `name` as PEFT's save_pretrained writes them: adapter_model.safetensors and adapter_config.json. */
-export function adapterFiles(peft: PeftModel, name: string, opts: SaveAdapterOptions = {}): Map<string, Uint8Array | string> {
+/**
+ * The files of adapter `name` as PEFT's save_pretrained writes them: adapter_model.safetensors
+ * and adapter_config.json. Its tensors must be readable on the host (`tensors`: the adapter's
+ * state dict, by default read in place); on a device backend use readAdapterFiles.
+ */
+export function adapterFiles(peft: PeftModel, name: string, opts: SaveAdapterOptions = {}, tensors = adapterStateDict(peft, name)): Map<string, Uint8Array | string> {
   let cfg = peft.config(name);
-  const tensors = adapterStateDict(peft, name);
   if (opts.pissaAsLora && typeof cfg.init_lora_weights === 'string' && cfg.init_lora_weights.startsWith('pissa')) cfg = pissaAsLora(peft, name, cfg, tensors);
   // PEFT's save_pretrained writes inference_mode = true
   const json = adapterConfigJson({ ...cfg, inference_mode: true, base_model_name_or_path: opts.baseModelNameOrPath ?? cfg.base_model_name_or_path });
@@ -155,6 +159,11 @@ export function adapterFiles(peft: PeftModel, name: string, opts: SaveAdapterOpt
     [ADAPTER_WEIGHTS_FILE, serializeSafetensors(tensors, { metadata: { format: 'pt' } })],
     [ADAPTER_CONFIG_FILE, pythonJson(json, FLOAT_KEYS)],
   ]);
+}
+
+/** adapterFiles on any backend: the tensors read back first where they live on a device (docs/ARCHITECTURE.md §Backend memory). */
+export async function readAdapterFiles(peft: PeftModel, name: string, opts: SaveAdapterOptions = {}): Promise<Map<string, Uint8Array | string>> {
+  return adapterFiles(peft, name, opts, await hostTensors(adapterStateDict(peft, name)));
 }
 
 /** What lands where when an adapter is loaded: expected shape and how to assign. */

@@ -357,7 +357,9 @@ export abstract class DecoderLM extends Module implements CausalLM {
       if (!(y >= 0 && y < V)) throw new RangeError(`${what}: target ${y} (row ${Math.floor(n / T)}, position ${n % T}) is outside the vocabulary 0..${V - 1} (use ${IGNORE_INDEX} to ignore a token)`);
       count++;
     }
-    const { hn } = this.hidden(ids, B, T, { ...opts, cache: null, lastTokenOnly: false }, what);
+    // a forward-only call (an evaluation) runs through the checkpointing arena when checkpointing
+    // is on, as training does: no block keeps activations for a backward that never comes
+    const { hn } = this.hidden(ids, B, T, { ...opts, cache: null, lastTokenOnly: false }, what, gradScale === null);
     const head = this.lmHead;
     // the blocks' scratch is idle between their forward and backward: the logits take it
     this.scratch.attach(head as unknown as Module);
@@ -398,7 +400,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
   }
 
   /** Runs the embedding, the blocks and the final norm (records what backward needs); hn is [rows, C]. */
-  private hidden(ids: Int32Array | null, B: number, T: number, opts: ForwardOptions, what: string): { hn: Float32Array; rows: number } {
+  private hidden(ids: Int32Array | null, B: number, T: number, opts: ForwardOptions, what: string, forwardOnly = false): { hn: Float32Array; rows: number } {
     const C = this.info.hiddenSize;
     if (!(Number.isInteger(B) && B > 0 && Number.isInteger(T) && T > 0)) throw new ShapeError(`${what}: B and T must be positive integers, got B=${B}, T=${T}`);
     const embeds = opts.inputsEmbeds ?? null;
@@ -435,7 +437,10 @@ export abstract class DecoderLM extends Module implements CausalLM {
     const inputGrad = opts.inputGrad ?? false;
 
     let h = this.embed(ids, embeds, positions, B, T);
-    const useCkpt = this.gc && !cache && this.training;
+    // Checkpointing runs the blocks through one shared arena (one block's activations, not one
+    // per block, nn/checkpoint.ts): for training, and for forward-only calls while it is on, so an
+    // evaluation between steps holds no per-block buffers (docs/ARCHITECTURE.md §Quantized weights).
+    const useCkpt = this.gc && !cache && (this.training || forwardOnly);
     this.ckpt.enabled = useCkpt;
     const layers = this.layers;
     // Decoding steps over one cache run the same blocks: they are attached to the shared

@@ -239,10 +239,22 @@ export class LayerKVCache {
     if (held <= keep || (held < 2 * w && held + incoming <= this.capacity)) return;
     const { batch: B, kvDim: W, capacity: cap } = this;
     const drop = held - keep;
-    for (let b = 0; b < B; b++) {
-      const row = b * cap * W;
-      this.k.copyWithin(row, row + drop * W, row + held * W);
-      this.v.copyWithin(row, row + drop * W, row + held * W);
+    const be = getBackend();
+    if (be.memory.hostVisible) {
+      for (let b = 0; b < B; b++) {
+        const row = b * cap * W;
+        this.k.copyWithin(row, row + drop * W, row + held * W);
+        this.v.copyWithin(row, row + drop * W, row + held * W);
+      }
+    } else {
+      // on a device the kept slots move to new buffers (copy2d's regions may not overlap)
+      const g = { rows: B, cols: keep * W, dstStride: cap * W, srcStride: cap * W, srcOffset: drop * W };
+      for (const side of ['k', 'v'] as const) {
+        const moved = be.memory.alloc(B * cap * W);
+        be.copy2d(moved, this[side], g);
+        be.memory.free(this[side]);
+        this[side] = moved;
+      }
     }
     this.start += drop;
   }

@@ -179,6 +179,8 @@ export class Tensor {
     const d = this.data;
     if (d instanceof Float32Array) return copy ? d.slice() : d;
     if (d instanceof Uint8Array) return dequantizeAll(this.dtype as QuantDType, d);
+    // a device handle has no host elements (docs/ARCHITECTURE.md §Backend memory)
+    if (d.byteLength === 0 && d.length > 0) throw new TypeError(`Tensor.toF32Array: this ${this.dtype} tensor's storage is on the device; read it back first (hostTensor, backend/transfer.ts)`);
     const out = new Float32Array(d.length);
     const conv = this.dtype === 'bf16' ? bf16ToF32 : f16ToF32;
     for (let i = 0; i < d.length; i++) out[i] = conv(d[i]!);

@@ -5,6 +5,7 @@
 // The run folder and checkpoint reading come in through TrainOptions.host (a sink); lorakit's
 // Node entry passes one that writes files atomically (trainer.node.ts).
 import { ACC_GRAD_SQ, ACC_LOSS, ACC_SLOTS, getBackend, type Accumulator } from '../backend/index.js';
+import { hostTensors } from '../backend/transfer.js';
 import type { Batch } from '../data/batch.js';
 import { attentionBias } from '../data/batch.js';
 import type { FileData } from '../io/file-data.js';
@@ -323,9 +324,10 @@ export async function train<B extends BatchCounts = Batch>(opts: TrainOptions<B>
 
   const saveCheckpoint = async (name: string): Promise<void> => {
     const files = new Map<string, FileData>();
-    files.set('trainable.safetensors', serializeSafetensors(new Map(params.map(([n, p]) => [n, p.value]))));
+    // read back where they live on a device (docs/ARCHITECTURE.md §Backend memory)
+    files.set('trainable.safetensors', serializeSafetensors(await hostTensors(new Map(params.map(([n, p]) => [n, p.value])))));
     const flat = flattenState(optimizer.state());
-    files.set('optimizer.safetensors', serializeSafetensors(flat.tensors, { metadata: { state: JSON.stringify(flat.json) } }));
+    files.set('optimizer.safetensors', serializeSafetensors(await hostTensors(flat.tensors), { metadata: { state: JSON.stringify(flat.json) } }));
     const st: TrainerState = {
       version: 1,
       step,

@@ -66,11 +66,12 @@ export class LorakitWorker {
 
   /**
    * Starts the worker (default: worker.js next to this module, as the bundle ships it; a
-   * classic worker) and installs its backend ('auto': wasm when it loads, else ref).
+   * classic worker) and installs its backend ('auto': WebGPU on an adapter that is not a
+   * fallback one, or on any with allowFallbackAdapter; else wasm when it loads; else ref).
    */
-  static async start(opts: { url?: string | URL; backend?: BackendChoice } = {}): Promise<LorakitWorker> {
+  static async start(opts: { url?: string | URL; backend?: BackendChoice; allowFallbackAdapter?: boolean } = {}): Promise<LorakitWorker> {
     const w = new LorakitWorker(new Worker(opts.url ?? new URL('./worker.js', import.meta.url)));
-    w.backend = (await w.request({ type: 'init', backend: opts.backend ?? 'auto' })) as BackendInfo;
+    w.backend = (await w.request({ type: 'init', backend: opts.backend ?? 'auto', ...(opts.allowFallbackAdapter ? { allowFallbackAdapter: true } : {}) })) as BackendInfo;
     return w;
   }
 

@@ -5,5 +5,5 @@ export { LorakitWorker, WorkerError, type GenerateOptions as WorkerGenerateOptio
 export { loadModelFiles, type LoadedModel, type ModelSource } from './model-files.js';
 export { prepareLoraRun, adapterBytes, parseTargetList, LORA_SETTING_DEFAULTS, type LoraRun, type LoraSettings } from './recipe.js';
 export { zipAdapter, unzipFiles, adapterSource } from './zip.js';
-export { installBrowserBackend, registerBrowserBackend } from './backend.js';
+export { installBrowserBackend, registerBrowserBackend, webGpuLoader, type BackendLoader, type InstallOptions } from './backend.js';
 export type { BackendChoice, BackendInfo, EvalEvent, GenerateSummary, ModelInfo, ProgressEvent, TrainSummary } from './protocol.js';

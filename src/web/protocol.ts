@@ -7,7 +7,8 @@ import type { LoraSettings } from './recipe.js';
 export type BackendChoice = 'auto' | 'ref' | 'wasm' | 'webgpu';
 
 export type Request =
-  | { type: 'init'; backend: BackendChoice }
+  /** allowFallbackAdapter: 'auto' may take a fallback (software) WebGPU adapter (web/backend.ts) */
+  | { type: 'init'; backend: BackendChoice; allowFallbackAdapter?: boolean }
   | { type: 'loadModel'; source: ModelSource; name: string }
   | { type: 'train'; settings: LoraSettings; data: { text: string; file: string } }
   | { type: 'generate'; prompt: string; adapter: boolean; maxNewTokens: number; temperature: number; seed: number }
@@ -43,6 +44,10 @@ export interface BackendInfo {
   name: string;
   why: string;
   crossOriginIsolated: boolean;
+  /** WebGPU's adapter (vendor, architecture, description; marked when a fallback one) */
+  adapter?: string;
+  /** one line: which backend and why (the worker logs it) */
+  notice: string;
 }
 
 export interface ModelInfo {

@@ -7,7 +7,7 @@ import { BatchIterator, padIdFor, type Batch } from '../data/batch.js';
 import { datasetFromJsonl, splitDataset, type Dataset } from '../data/dataset.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import type { LoraConfigInput } from '../lora/config.js';
-import { adapterFiles } from '../lora/files.js';
+import { readAdapterFiles } from '../lora/files.js';
 import { getPeftModel, type PeftModel } from '../lora/peft-model.js';
 import type { DecoderLM } from '../models/decoder.js';
 import { createOptimizer, type Optimizer } from '../train/optimizer.js';
@@ -119,9 +119,9 @@ export function prepareLoraRun(model: DecoderLM, tokenizer: Tokenizer, jsonl: st
   return { peft, loraConfig, optimizer, train, valid, args, data };
 }
 
-/** The trained adapter's PEFT files (adapter_config.json, adapter_model.safetensors) as bytes. */
-export function adapterBytes(peft: PeftModel, baseModelNameOrPath: string): Map<string, Uint8Array> {
+/** The trained adapter's PEFT files (adapter_config.json, adapter_model.safetensors) as bytes, read back from a device backend's memory where it lives there. */
+export async function adapterBytes(peft: PeftModel, baseModelNameOrPath: string): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
-  for (const [name, v] of adapterFiles(peft, 'default', { baseModelNameOrPath })) out.set(name, typeof v === 'string' ? new TextEncoder().encode(v) : v);
+  for (const [name, v] of await readAdapterFiles(peft, 'default', { baseModelNameOrPath })) out.set(name, typeof v === 'string' ? new TextEncoder().encode(v) : v);
   return out;
 }

@@ -2,6 +2,8 @@
 // page stays responsive (docs/ARCHITECTURE.md §Browser). Requests and events: protocol.ts.
 // The trainer awaits onStep after each step (train/trainer.ts); the worker yields there to the
 // event loop so that pause, resume and cancel messages arrive between steps.
+import { getBackend } from '../backend/index.js';
+import { makeResident } from '../backend/transfer.js';
 import { streamGenerate } from '../generate/generate.js';
 import { setWarningHandler } from '../io/errors.js';
 import type { Tokenizer } from '../io/tokenizer.js';
@@ -9,12 +11,11 @@ import { loadAdapterFiles } from '../lora/files.js';
 import { PeftModel } from '../lora/peft-model.js';
 import type { DecoderLM } from '../models/decoder.js';
 import { train } from '../train/trainer.js';
-import { installBrowserBackend, registerBrowserBackend } from './backend.js';
+import { installBrowserBackend, registerBrowserBackend, webGpuLoader } from './backend.js';
 import { loadModelFiles } from './model-files.js';
 import type { Control, ModelInfo, Request, TrainSummary, WorkerMessage } from './protocol.js';
 import { adapterBytes, prepareLoraRun } from './recipe.js';
 import { loadBrowserWasm } from './wasm.js';
-import { requestWebGpuBackend } from '../backend/webgpu/index.js';
 import { adapterSource } from './zip.js';
 
 interface Scope {
@@ -57,15 +58,18 @@ async function handle(id: number, req: Request): Promise<unknown> {
       // the WebAssembly module the build puts next to this worker (dist/browser/wasm/)
       const here = (globalThis as unknown as { location: { href: string } }).location.href;
       registerBrowserBackend('wasm', () => loadBrowserWasm(new URL('wasm/', here)));
-      // WebGPU (docs/ARCHITECTURE.md §WebGPU) when asked for: not in 'auto' yet, since saving
-      // the adapter and generating still read tensors on the host (§Backend memory)
-      registerBrowserBackend('webgpu', () => requestWebGpuBackend({ allowFallback: req.backend === 'webgpu' }), false);
-      return installBrowserBackend(req.backend);
+      // WebGPU first in 'auto' when the adapter is not a fallback one (docs/ARCHITECTURE.md §WebGPU)
+      registerBrowserBackend('webgpu', webGpuLoader());
+      const info = await installBrowserBackend(req.backend, { allowFallbackAdapter: req.allowFallbackAdapter === true });
+      post({ type: 'log', line: info.notice });
+      return info;
     }
     case 'loadModel': {
       dropAdapter();
       loaded = null;
       const m = await loadModelFiles(req.source);
+      // on a device backend (WebGPU) the weights are uploaded once here, not by every kernel call
+      if (!getBackend().memory.hostVisible) makeResident(m.model.parameters());
       loaded = { model: m.model, tokenizer: m.tokenizer, name: req.name };
       const params = m.model.parameters();
       const info: ModelInfo = {
@@ -160,7 +164,7 @@ async function handle(id: number, req: Request): Promise<unknown> {
     }
     case 'exportAdapter': {
       if (!peft) throw new Error('no adapter yet: train one or load one');
-      return Object.fromEntries(adapterBytes(peft, needModel().name));
+      return Object.fromEntries(await adapterBytes(peft, needModel().name));
     }
     case 'loadAdapter': {
       const { model } = needModel();
@@ -169,6 +173,7 @@ async function handle(id: number, req: Request): Promise<unknown> {
       const p = new PeftModel(model);
       model.requiresGrad(false);
       const cfg = loadAdapterFiles(p, src, 'default');
+      if (!getBackend().memory.hostVisible) makeResident(model.parameters()); // the adapter's tensors too
       p.setAdapter('default');
       peft = p;
       return { r: cfg.r, alpha: cfg.lora_alpha, targets: [...p.loraLayers.keys()].length };

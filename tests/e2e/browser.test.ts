@@ -3,7 +3,9 @@
 // resumes and cancels a run, trains a small adapter on an uploaded JSONL (the loss falls, the
 // chart draws), generates with the base model and the adapter, and downloads the adapter, which
 // must equal bit for bit the one `lorakit train` writes with the same backend (wasm, else ref), data, flags
-// and seed, and give the same loss in `lorakit eval`. Any console error fails the test.
+// and seed, and give the same loss in `lorakit eval`. Then the page's WebGPU choice (SwiftShader
+// here, a fallback adapter that 'auto' passes over) trains the same run, generates, and downloads
+// an adapter close to the CPU one. Any console error fails the test.
 // Screenshots at desktop and phone widths go to a temporary folder, or to docs/ with
 // LORAKIT_SCREENSHOTS=1 (README: "In the browser").
 // Without /usr/bin/chromium the test skips, saying so; under CI=true that is a failure.
@@ -14,6 +16,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { unzipSync } from 'fflate';
+import type { Page } from 'playwright-core';
 import { deserializeSafetensors } from '../../src/io/safetensors.js';
 import { BUNDLED_MODEL_DIR } from '../../src/demo/demo.js';
 import { webTasks } from '../../src/demo/web-tasks.js';
@@ -52,7 +55,9 @@ describe('lorakit web in chromium', { skip }, () => {
 
   it('trains, generates and downloads an adapter equal to the CLI\'s, with no console error', async () => {
     const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    // WebGPU on: without a GPU Chromium's adapter is SwiftShader, a fallback one, which 'auto'
+    // passes over (the run to compare with the CLI is on wasm) and the page offers by name
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--enable-unsafe-webgpu'] });
     const errors: string[] = [];
     let backend = '';
     const pageDir = path.join(tmp, 'page-adapter');
@@ -141,6 +146,10 @@ describe('lorakit web in chromium', { skip }, () => {
       await page.waitForFunction(() => /^loaded adapter\.zip: rank 4/.test(document.getElementById('adapter-info')!.textContent ?? ''));
       await page.click('#generate');
       await page.waitForFunction((prev) => document.getElementById('out-adapter')!.dataset['done'] === '1' && document.getElementById('out-adapter')!.textContent === prev, adapted);
+
+      mark('loaded back');
+      await trainOnWebGpu(page, footer, losses, pageDir, tmp);
+      mark('webgpu');
       await context.close();
     } finally {
       await browser.close();
@@ -180,6 +189,55 @@ describe('lorakit web in chromium', { skip }, () => {
     assert.equal(evalLoss(pageDir), evalLoss(nodeDir));
   });
 });
+
+/**
+ * The page's WebGPU choice (issue 22), offered when the browser has an adapter: the worker
+ * restarts on it, the same run (data, flags, seed) trains there, its losses follow the CPU
+ * run's (1e-3 relative), it generates (KV cache, logits read back per token) and its adapter
+ * download matches the CPU run's within 5e-3 of each tensor's largest entry: the sums run in
+ * other orders, and AdamW's first steps from B = 0 turn last-bit differences of tiny gradients
+ * into differences of a step's size.
+ */
+async function trainOnWebGpu(page: Page, cpuFooter: string, cpuLosses: number[], cpuAdapterDir: string, tmp: string): Promise<void> {
+  const option = await page.$('#backend-choice option[value="webgpu"]');
+  if (!option) {
+    if (process.env.CI === 'true') assert.fail('chromium with --enable-unsafe-webgpu offered no WebGPU adapter');
+    console.log('# no WebGPU adapter in chromium: the page\'s WebGPU run is skipped');
+    return;
+  }
+  const label = (await option.textContent())!;
+  console.log(`# the page offers ${label}`);
+  if (/fallback/.test(label)) assert.match(cpuFooter, /fallback: webgpu: WebGPU: only a fallback adapter/, "'auto' passed over the fallback adapter, saying so");
+  await page.selectOption('#backend-choice', 'webgpu');
+  await page.waitForSelector('body[data-ready="1"]');
+  const footer = (await page.textContent('#backend'))!;
+  assert.match(footer, /^backend: webgpu on .+ \(asked for webgpu\)/);
+  await page.click('#train');
+  await page.waitForFunction(() => /^trained /.test(document.getElementById('status')!.textContent ?? ''));
+  const losses = JSON.parse((await page.getAttribute('#chart', 'data-losses'))!) as number[];
+  assert.equal(losses.length, cpuLosses.length);
+  losses.forEach((l, i) => assert.ok(Number.isFinite(l) && Math.abs(l - cpuLosses[i]!) <= 1e-3 * cpuLosses[i]!, `step ${i + 1}: loss ${l} on webgpu, ${cpuLosses[i]} on the CPU`));
+  for (let i = 1; i < losses.length; i++) assert.ok(losses[i]! < losses[i - 1]!, `the loss falls on webgpu too: ${losses.join(', ')}`);
+  await page.click('#generate');
+  await page.waitForSelector('#out-adapter[data-done="1"]');
+  assert.ok((await page.textContent('#out-adapter'))!.length > 0, 'generation with the adapter on webgpu');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const zip = path.join(tmp, 'adapter-webgpu.zip');
+  await download.saveAs(zip);
+  const gpu = deserializeSafetensors(unzipSync(fs.readFileSync(zip))['adapter_model.safetensors']!, 'webgpu').tensors;
+  const cpu = deserializeSafetensors(fs.readFileSync(path.join(cpuAdapterDir, 'adapter_model.safetensors')), 'cpu').tensors;
+  assert.deepEqual([...gpu.keys()].sort(), [...cpu.keys()].sort());
+  let worst = 0;
+  for (const [name, t] of cpu) {
+    const w = t.toF32Array();
+    const g = gpu.get(name)!.toF32Array();
+    const scale = Math.max(...w.map(Math.abs));
+    const diff = Math.max(...w.map((x, i) => Math.abs(x - g[i]!)));
+    worst = Math.max(worst, diff / scale);
+    assert.ok(diff <= 5e-3 * scale, `${name}: the webgpu adapter differs by ${diff} (largest entry ${scale})`);
+  }
+  console.log(`# webgpu run: losses ${losses.map((l) => l.toFixed(5)).join(', ')} (CPU ${cpuLosses.map((l) => l.toFixed(5)).join(', ')}); adapters differ by at most ${worst.toExponential(2)} of each tensor's largest entry`);
+}
 
 /**
  * `lorakit …` on the backend the page trained with. The wasm module runs one thread per core in

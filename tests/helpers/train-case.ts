@@ -5,11 +5,16 @@
 // compares the two (tests/unit/webgpu.test.ts). Buffers are read back with memory.read, so
 // it works on a device backend.
 import { getBackend } from '../../src/backend/index.js';
+import { hostTensor, makeResident } from '../../src/backend/transfer.js';
+import { streamGenerate } from '../../src/generate/generate.js';
+import type { FileData } from '../../src/io/file-data.js';
+import { deserializeSafetensors } from '../../src/io/safetensors.js';
+import { ADAPTER_WEIGHTS_FILE, PEFT_PREFIX, readAdapterFiles } from '../../src/lora/files.js';
 import { BatchIterator, collate, type Example } from '../../src/data/index.js';
 import { getPeftModel } from '../../src/lora/peft-model.js';
 import { createModel } from '../../src/models/load.js';
 import { createOptimizer } from '../../src/train/optimizer.js';
-import { causalLmObjective, train } from '../../src/train/trainer.js';
+import { causalLmObjective, train, type RunFolder } from '../../src/train/trainer.js';
 
 export interface TrainCaseArgs {
   steps: number;
@@ -17,6 +22,16 @@ export interface TrainCaseArgs {
   lr: number;
   batch?: number;
   gradAccum?: number;
+  /**
+   * where the frozen base weights live on a device backend: 'device' (made there, the default),
+   * 'host' (read back to host arrays, as a model loaded from files has them: every kernel call
+   * uploads them), 'resident' ('host', then makeResident: uploaded once)
+   */
+  weights?: 'device' | 'host' | 'resident';
+  /** also save the adapter's PEFT files (readAdapterFiles) and a checkpoint at the last step (an in-memory run folder) */
+  files?: boolean;
+  /** then generate this many tokens greedily from a held-out prompt, with and without the KV cache (streamGenerate) */
+  generate?: number;
 }
 
 export interface TrainCaseResult {
@@ -29,6 +44,16 @@ export interface TrainCaseResult {
   after: number;
   /** the trained adapter's tensors by name */
   adapter: Record<string, number[]>;
+  /** args.files: the tensors of adapter_model.safetensors and of the checkpoint's trainable.safetensors, by parameter name */
+  adapterFile?: Record<string, number[]>;
+  checkpoint?: Record<string, number[]>;
+  /** args.files: the checkpoint's optimizer.safetensors tensors (AdamW's moments): how many, and whether all finite with some nonzero */
+  optimizerTensors?: { count: number; finite: boolean; nonzero: boolean };
+  /** args.generate: greedy tokens with the KV cache and without */
+  generated?: number[];
+  generatedNoCache?: number[];
+  /** bytes uploaded to the device (WebGPU's counter) per training step, when the backend counts them */
+  uploadBytesPerStep?: number;
 }
 
 const VOCAB = 48;
@@ -57,6 +82,8 @@ export async function runTrainCase(a: TrainCaseArgs): Promise<TrainCaseResult> {
   );
   const head = model.getModule('lm_head').ownParameters()[0]![1].data as Float32Array;
   be.scale(head, head, 25);
+  if (a.weights === 'host' || a.weights === 'resident') for (const p of model.parameters()) p.value = await hostTensor(p.value);
+  if (a.weights === 'resident') makeResident(model.parameters());
   const peft = getPeftModel(model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
   const trainSet = examples(24, 0);
   const valid = collate(examples(6, 100), [[0], [1], [2], [3], [4], [5]]);
@@ -68,11 +95,15 @@ export async function runTrainCase(a: TrainCaseArgs): Promise<TrainCaseResult> {
   const before = await validLoss();
   const losses: number[] = [];
   const gradNorms: number[] = [];
+  const checkpoints = new Map<string, Map<string, FileData>>();
+  const stats = (be as { context?: { stats: { uploadBytes: number } } }).context?.stats;
+  const uploaded0 = stats?.uploadBytes ?? 0;
   const res = await train({
     model: peft.model,
     optimizer: createOptimizer(peft.model.trainableParameters(), { lr: a.lr }),
     data: { train: new BatchIterator(trainSet, { batchSize: a.batch ?? 4, seed: a.seed, order: 'shuffle' }) },
-    args: { steps: a.steps, lr: a.lr, schedule: 'cosine', warmupSteps: 2, gradAccum: a.gradAccum ?? 1, maxGradNorm: 1, progress: false },
+    args: { steps: a.steps, lr: a.lr, schedule: 'cosine', warmupSteps: 2, gradAccum: a.gradAccum ?? 1, maxGradNorm: 1, progress: false, ...(a.files ? { outDir: 'memory', saveEvery: a.steps } : {}) },
+    ...(a.files ? { host: { runFolder: memoryRunFolder(checkpoints) } } : {}),
     callbacks: {
       onStep: (row) => {
         losses.push(row.loss);
@@ -80,8 +111,46 @@ export async function runTrainCase(a: TrainCaseArgs): Promise<TrainCaseResult> {
       },
     },
   });
+  const uploadBytesPerStep = stats ? (stats.uploadBytes - uploaded0) / a.steps : undefined;
   const after = await validLoss();
   const adapter: Record<string, number[]> = {};
   for (const [name, p] of peft.trainableParameters()) adapter[name] = [...(await be.memory.read(p.data as Float32Array))];
-  return { backend: be.name, losses, gradNorms, skipped: res.skippedSteps ?? 0, before, after, adapter };
+  const out: TrainCaseResult = { backend: be.name, losses, gradNorms, skipped: res.skippedSteps ?? 0, before, after, adapter, ...(uploadBytesPerStep !== undefined ? { uploadBytesPerStep } : {}) };
+  if (a.files) {
+    // PEFT's keys name the module (base_model.model.<path>.lora_A.weight); the parameters add the adapter's name
+    const byParam = (t: Map<string, { toF32Array(): Float32Array }>, peftKeys: boolean): Record<string, number[]> =>
+      Object.fromEntries([...t].map(([k, v]) => [peftKeys ? k.slice(PEFT_PREFIX.length).replace(/\.(lora_[AB])\.weight$/, '.$1.default.weight') : k, [...v.toF32Array()]]));
+    const weights = (await readAdapterFiles(peft, 'default')).get(ADAPTER_WEIGHTS_FILE) as Uint8Array;
+    out.adapterFile = byParam(deserializeSafetensors(weights, ADAPTER_WEIGHTS_FILE).tensors, true);
+    const ckpt = checkpoints.get(`checkpoints/step-${String(a.steps).padStart(7, '0')}`);
+    if (!ckpt) throw new Error(`train case: no checkpoint at step ${a.steps} (written: ${[...checkpoints.keys()].join(', ')})`);
+    out.checkpoint = byParam(deserializeSafetensors(ckpt.get('trainable.safetensors') as Uint8Array, 'trainable.safetensors').tensors, false);
+    const opt = [...deserializeSafetensors(ckpt.get('optimizer.safetensors') as Uint8Array, 'optimizer.safetensors').tensors.values()].map((t) => t.toF32Array());
+    out.optimizerTensors = { count: opt.length, finite: opt.every((v) => v.every(Number.isFinite)), nonzero: opt.some((v) => v.some((x) => x !== 0)) };
+  }
+  const n = a.generate;
+  if (n) {
+    const prompt = [...examples(1, 200)[0]!.ids.slice(0, 6)];
+    const run = async (useCache: boolean): Promise<number[]> => {
+      const tokens: number[] = [];
+      for await (const ev of streamGenerate(peft.model, [prompt], { maxNewTokens: n, useCache, stopTokenIds: [] })) tokens.push(ev.token);
+      return tokens;
+    };
+    out.generated = await run(true);
+    out.generatedNoCache = await run(false);
+  }
+  return out;
+}
+
+/** A run folder in memory: the checkpoints' files by folder name (the rest is dropped). */
+function memoryRunFolder(checkpoints: Map<string, Map<string, FileData>>): RunFolder {
+  return {
+    path: 'memory',
+    start() {},
+    resumeMetrics: () => [],
+    appendMetric() {},
+    writeCheckpoint: async (name, files) => void checkpoints.set(name, files),
+    pruneCheckpoints() {},
+    writeFile() {},
+  };
 }

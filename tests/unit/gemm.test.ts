@@ -17,9 +17,10 @@ import { loadAddon } from '../../src/backend/native/index.js';
 import { gemm as refGemm } from '../../src/backend/ref/gemm.js';
 import type { GemmArgs } from '../../src/backend/types.js';
 import { f32ToBf16, f32ToF16 } from '../../src/tensor/half.js';
+import { blockSpec, quantize } from '../../src/io/gguf-blocks.js';
 
 const CHILD = process.env.LORAKIT_GEMM_TEST_CHILD ?? ''; // '', 'portable' or 'avx2'
-type DT = 'f32' | 'f16' | 'bf16';
+type DT = 'f32' | 'f16' | 'bf16' | 'q8_0';
 
 // deterministic values in [-1, 1)
 function rng(seed: number): () => number {
@@ -34,7 +35,7 @@ function rng(seed: number): () => number {
   };
 }
 
-function operand(n: number, dt: DT, r: () => number): Float32Array | Uint16Array {
+function operand(n: number, dt: Exclude<DT, 'q8_0'>, r: () => number): Float32Array | Uint16Array {
   if (dt === 'f32') {
     const a = new Float32Array(n);
     for (let i = 0; i < n; i++) a[i] = r();
@@ -84,8 +85,10 @@ function check(c: Case, seed: number): void {
   const r = rng(seed);
   const aDt = c.aDtype ?? 'f32';
   const bDt = c.bDtype ?? 'f32';
+  if (aDt === 'q8_0') throw new Error('check: a quantized A is not a GEMM operand');
   const a = operand((ta ? K : M) * lda, aDt, r);
-  const b = operand((tb ? N : K) * ldb, bDt, r);
+  // Q8_0: rows of whole 32-value blocks
+  const b = bDt === 'q8_0' ? quantize(blockSpec('Q8_0'), operand((tb ? N : K) * ldb, 'f32', r) as Float32Array) : operand((tb ? N : K) * ldb, bDt, r);
   const c0 = new Float32Array(M * ldc);
   for (let i = 0; i < c0.length; i++) c0[i] = r();
   if (!c.accumulate) {
@@ -98,7 +101,7 @@ function check(c: Case, seed: number): void {
   let cached = oracle.get(key);
   if (!cached) {
     cached = c0.slice();
-    refGemm(cached, a, b, args);
+    refGemm(cached, a, b as Parameters<typeof refGemm>[2], args); // the reference reads blocks too (bDtype)
     oracle.set(key, cached);
   }
   const want: Float32Array = cached;
@@ -151,7 +154,8 @@ const LARGE: [number, number, number][] = [
   [40, 3100, 40],
   [60, 50, 1100], // K in three blocks, the last one shorter (367, 367, 366)
   [45, 53, 600], // the AVX-512 tile's edges: 9 of 12 rows, 21 of 32 columns (a partial second zmm)
-  [300, 16, 700], // LoRA's dB = GLᵀ·h: transposed A with long rows, packed (not direct) over a long K
+  [300, 16, 700], // LoRA's dB = GLᵀ·h: transposed A with long rows, direct (a short strided pass)
+  [300, 24, 700], // the same with N > 16: packed (not direct) over a long K
   [16, 300, 700], // LoRA's dA = dhᵀ·x: a B read in place with long rows, packed over a long K
 ];
 
@@ -186,6 +190,11 @@ function registerAll(): void {
         let seed = 250;
         for (const [M, N, K] of [[1, 2048, 768], [2, 515, 131], [5, 300, 257], [16, 130, 260]] as [number, number, number][])
           for (const bDtype of ['f32', 'bf16', 'f16'] as DT[]) check({ M, N, K, transB: true, bDtype, accumulate: seed % 2 === 0, alpha: seed % 3 ? 1 : -0.5, ...(seed % 4 === 1 ? { pad: [3, 5, 7] as [number, number, number] } : {}) }, seed++);
+      });
+      it('few rows against a Q8_0 weight (gemv.cc: fused on AVX-512, dequantized rows on AVX2 and the portable kernels)', () => {
+        let seed = 270;
+        for (const [M, N, K] of [[1, 2048, 768], [2, 67, 256], [5, 300, 288], [16, 130, 64]] as [number, number, number][])
+          check({ M, N, K, transB: true, bDtype: 'q8_0', accumulate: seed % 2 === 0, alpha: seed % 3 ? 1 : -0.5, ...(seed % 2 === 1 ? { pad: [3, 32, 7] as [number, number, number] } : {}) }, seed++);
       });
       it('strided lda/ldb/ldc (padding of C untouched)', () => {
         let seed = 300;
@@ -241,7 +250,7 @@ function registerAll(): void {
 describe('reference gemm, few rows against a [N, K] weight', () => {
   it('reads the weight rows in place with the same f64 sums as the transposed copy (bit-identical)', () => {
     const r = rng(41);
-    for (const [M, N, K, bDtype] of [[1, 37, 53, 'f32'], [5, 20, 9, 'bf16'], [16, 7, 130, 'f16']] as [number, number, number, DT][]) {
+    for (const [M, N, K, bDtype] of [[1, 37, 53, 'f32'], [5, 20, 9, 'bf16'], [16, 7, 130, 'f16']] as [number, number, number, Exclude<DT, 'q8_0'>][]) {
       const a = operand(17 * K, 'f32', r) as Float32Array;
       const b = operand(N * K, bDtype, r);
       const few = new Float32Array(17 * N).fill(1);

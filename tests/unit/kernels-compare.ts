@@ -87,8 +87,10 @@ export function registerComparisons(nat: KernelsUnderTest, label: string): void 
       for (const dtype of nat.quantTypes ?? []) {
         const qk = QUANT_BLOCK[dtype].values;
         // [M, N, K]: the stored rows (K when transB, N otherwise) are whole blocks
-        // (few rows: the packed path splits the columns into groups, which start inside blocks)
-        const cases: [number, number, number, boolean][] = [[3, 5, qk, true], [7, 130, 3 * 256, true], [4, 2 * qk, 7, false], [7, 2 * 256 + qk, 600, false], [9, 768, 40, false]];
+        // (few rows: the packed path splits the columns into groups, which start inside blocks;
+        // transB with M ≤ 16: the few-row path, weight rows dequantized into a scratch, threaded
+        // from 64 KiB of blocks)
+        const cases: [number, number, number, boolean][] = [[3, 5, qk, true], [7, 130, 3 * 256, true], [1, 301, 2 * 256, true], [16, 37, 256, true], [4, 2 * qk, 7, false], [7, 2 * 256 + qk, 600, false], [9, 768, 40, false]];
         let i = 0;
         for (const [M, N, K, transB] of cases) {
           const extra = i % 2 ? qk : 0;

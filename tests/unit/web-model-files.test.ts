@@ -53,15 +53,15 @@ describe('web: models from picked files', () => {
     await assert.rejects(loadModelFiles({ files: [file('tokenizer.json')] }), /lacks config\.json, model\.safetensors \(or model\.safetensors\.index\.json with its shards\)/);
   });
 
-  it('an adapter survives a zip and loads back', () => {
+  it('an adapter survives a zip and loads back', async () => {
     const peft = getPeftModel(loadModel(BUNDLED_MODEL_DIR), { r: 2, lora_alpha: 4, target_modules: ['q_proj'] }, 'default', { seed: 5 });
     for (const [, l] of peft.loraLayers) (l.adapter('default').B.value.data as Float32Array).fill(0.25);
-    const files = adapterBytes(peft, 'brown-llama');
+    const files = await adapterBytes(peft, 'brown-llama');
     const back = unzipFiles(zipAdapter(files));
     assert.deepEqual([...back.keys()].sort(), ['adapter_config.json', 'adapter_model.safetensors']);
     const target = new PeftModel(loadModel(BUNDLED_MODEL_DIR));
     loadAdapterFiles(target, adapterSource(new Map([['adapter.zip', zipAdapter(files)]]), 'adapter.zip'), 'default');
-    assert.deepEqual(adapterBytes(target, 'brown-llama').get('adapter_model.safetensors'), files.get('adapter_model.safetensors'));
+    assert.deepEqual((await adapterBytes(target, 'brown-llama')).get('adapter_model.safetensors'), files.get('adapter_model.safetensors'));
     assert.throws(() => adapterSource(new Map([['adapter_config.json', files.get('adapter_config.json')!]]), 'picked'), /missing adapter_model\.safetensors/);
   });
 });

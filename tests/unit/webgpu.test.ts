@@ -44,7 +44,7 @@ it('webgpu backend in chromium: kernels match ref, training matches', { skip }, 
     // largest entry of its tensor (the sums run in other orders, and AdamW's first steps
     // amplify last-bit differences of small gradients)
     await t.test(`20 steps on webgpu match the ${getBackend().name} backend (same seed)`, async () => {
-      const args: TrainCaseArgs = { steps: 20, seed: 11, lr: 2e-2 };
+      const args: TrainCaseArgs = { steps: 20, seed: 11, lr: 2e-2, generate: 8 };
       const gpu = await page.call<TrainCaseResult>('lorakitTrainCase', args);
       const cpu = await runTrainCase(args);
       assert.equal(gpu.backend, 'webgpu');
@@ -59,7 +59,22 @@ it('webgpu backend in chromium: kernels match ref, training matches', { skip }, 
         worst = Math.max(worst, diff / scale);
         assert.ok(diff <= 1e-3 * scale, `${name}: differs by ${diff} (largest entry ${scale})`);
       }
+      // the trained model's greedy continuation (KV cache; logits read back per token) is the same
+      assert.deepEqual(gpu.generated, cpu.generated, 'greedy tokens after training');
       console.log(`# 20 steps: last loss ${gpu.losses[19]!.toFixed(6)} (webgpu) vs ${cpu.losses[19]!.toFixed(6)} (${cpu.backend}); adapters differ by at most ${worst.toExponential(2)} of each tensor's largest entry`);
+    });
+    // frozen base weights as a model loaded from files has them (host arrays, uploaded by every
+    // kernel call that reads them) and made resident (uploaded once): the same losses, and the
+    // bytes a step uploads drop by at least the weights' size
+    await t.test('frozen weights made resident are not uploaded again each step', async () => {
+      const base: TrainCaseArgs = { steps: 2, seed: 3, lr: 1e-2 };
+      const host = await page.call<TrainCaseResult>('lorakitTrainCase', { ...base, weights: 'host' });
+      const resident = await page.call<TrainCaseResult>('lorakitTrainCase', { ...base, weights: 'resident' });
+      assert.deepEqual(resident.losses, host.losses);
+      const weightBytes = 4 * (48 * 32 * 2 + 2 * (32 * 32 * 2 + 32 * 16 * 2 + 3 * 32 * 64 + 2 * 32) + 32);
+      const saved = host.uploadBytesPerStep! - resident.uploadBytesPerStep!;
+      assert.ok(saved >= weightBytes, `a step uploads ${host.uploadBytesPerStep} bytes with host weights, ${resident.uploadBytesPerStep} resident: saves ${saved}, less than the weights' ${weightBytes}`);
+      console.log(`# bytes uploaded per training step: ${host.uploadBytesPerStep} with host weights, ${resident.uploadBytesPerStep} with resident weights (the tiny llama's weights: ${weightBytes} bytes)`);
     });
     assert.deepEqual(page.errors, [], 'console errors in the page');
   } finally {

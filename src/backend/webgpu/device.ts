@@ -126,8 +126,8 @@ export class GpuContext {
   private readonly dummy: GPUBuffer;
   // timestamp queries (bench): two per pass, resolved at each flush
   private timing: { set: GPUQuerySet; resolve: GPUBuffer; names: string[]; cap: number; pending: Promise<void>[]; times: KernelTimes } | null = null;
-  /** counts since creation: passes recorded, submits, readbacks, host arrays uploaded for a pass */
-  readonly stats = { passes: 0, submits: 0, readbacks: 0, uploads: 0 };
+  /** counts since creation: passes recorded, submits, readbacks, host arrays uploaded for a pass, bytes uploaded (those and writes) */
+  readonly stats = { passes: 0, submits: 0, readbacks: 0, uploads: 0, uploadBytes: 0 };
   /** the error a device loss or a validation error left (thrown at the next readback) */
   private failure: Error | null = null;
 
@@ -164,6 +164,7 @@ export class GpuContext {
     if (src.length === 0) return;
     const data = src instanceof Float32Array && !(src instanceof GpuF32) ? src : Float32Array.from(src as ArrayLike<number>);
     this.flush();
+    this.stats.uploadBytes += data.byteLength;
     this.device.queue.writeBuffer(h.gpu, (h.off + offset) * 4, data.buffer, data.byteOffset, data.byteLength);
   }
 
@@ -178,6 +179,7 @@ export class GpuContext {
     if (start % 2 === 0 && (data.length % 2 === 0 || end === h.rootN)) {
       if (data.length % 2) data = Uint16Array.from([...data, 0]);
       this.flush();
+      this.stats.uploadBytes += data.byteLength;
       this.device.queue.writeBuffer(h.gpu, start * 2, data.buffer, data.byteOffset, data.byteLength);
       return;
     }
@@ -368,6 +370,7 @@ export class GpuContext {
     // a host array read by the pass: uploaded for it
     this.stats.uploads++;
     const bytes = op.byteLength;
+    this.stats.uploadBytes += bytes;
     const b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: STORAGE, mappedAtCreation: true });
     const src = op instanceof Float64Array ? Float32Array.from(op) : op;
     new Uint8Array(b.getMappedRange()).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));

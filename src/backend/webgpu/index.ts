@@ -40,17 +40,22 @@ export interface WebGpuOptions {
   powerPreference?: GPUPowerPreference;
 }
 
+/** An adapter's description (vendor, architecture, description) and whether it is a fallback (software) adapter. */
+export function describeAdapter(adapter: GPUAdapter): { description: string; fallback: boolean } {
+  // adapter.info (newer typings than TypeScript's DOM lib); isFallbackAdapter moved into it
+  const info = ((adapter as unknown as { info?: Record<string, unknown> }).info ?? {}) as { vendor?: string; architecture?: string; description?: string; isFallbackAdapter?: boolean };
+  const fallback = info.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+  return { description: [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter', fallback };
+}
+
 /** Requests an adapter and a device with its limits (and timestamp-query where offered); throws saying why when there is none. */
 export async function requestWebGpuBackend(opts: WebGpuOptions = {}): Promise<WebGpuBackend> {
   const gpu = opts.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (!gpu) throw new Error('WebGPU is not available here (no navigator.gpu)');
   const adapter = await gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : {});
-  if (!adapter) throw new Error('WebGPU: no adapter');
-  // adapter.info (newer typings than TypeScript's DOM lib); isFallbackAdapter moved into it
-  const info = ((adapter as unknown as { info?: Record<string, unknown> }).info ?? {}) as { vendor?: string; architecture?: string; description?: string; isFallbackAdapter?: boolean };
-  const fallback = info.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
-  const desc = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter';
-  if (fallback && !opts.allowFallback) throw new Error(`WebGPU: only a fallback adapter (${desc}), which is slower than the CPU backends; ask for it explicitly to use it`);
+  if (!adapter) throw new Error('WebGPU: no adapter (navigator.gpu.requestAdapter gave none)');
+  const { description: desc, fallback } = describeAdapter(adapter);
+  if (fallback && !opts.allowFallback) throw new Error(`WebGPU: only a fallback adapter (${desc}), slower than the CPU backends: allow it (allowFallbackAdapter) or choose webgpu by name`);
   const l = adapter.limits;
   const device = await adapter.requestDevice({
     requiredFeatures: adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],

@@ -4,7 +4,9 @@
 // the adapter side by side, download the adapter or load one back.
 import { lossCurveSvg } from '../../train/plot.js';
 import { formatEta } from '../../train/progress.js';
+import { describeAdapter } from '../../backend/webgpu/index.js';
 import { LorakitWorker, WorkerError } from '../client.js';
+import type { BackendChoice } from '../protocol.js';
 import type { LoraSettings } from '../recipe.js';
 
 /** What the server says about itself (GET api/info, src/web/server.node.ts). */
@@ -26,7 +28,11 @@ const status = (text: string, error = false): void => {
   el.classList.toggle('error', error);
 };
 
-let worker: LorakitWorker;
+let worker: LorakitWorker | undefined;
+const live = (): LorakitWorker => {
+  if (!worker) throw new Error('the worker has not started yet');
+  return worker;
+};
 let data: { text: string; file: string } | null = null;
 let training = false;
 let paused = false;
@@ -40,6 +46,7 @@ function refresh(): void {
   $<HTMLButtonElement>('cancel').disabled = !training;
   $<HTMLButtonElement>('generate').disabled = !modelReady || training;
   $<HTMLButtonElement>('download').disabled = !hasAdapter || training;
+  $<HTMLSelectElement>('backend-choice').disabled = training || (!modelReady && worker !== undefined);
   $('pause').textContent = paused ? 'Resume' : 'Pause';
 }
 
@@ -78,7 +85,7 @@ async function train(): Promise<void> {
   status('training…');
   const bar = $('bar');
   try {
-    const s = await worker.train(settings(), data, {
+    const s = await live().train(settings(), data, {
       onProgress: (e) => {
         if (!e.skipped) losses.push([e.step, e.loss]);
         bar.style.width = `${(100 * e.step) / e.totalSteps}%`;
@@ -112,11 +119,12 @@ async function generate(): Promise<void> {
   const prompt = $<HTMLTextAreaElement>('prompt').value;
   const maxNewTokens = num('maxnew');
   $<HTMLButtonElement>('generate').disabled = true;
+  for (const id of ['out-base', 'out-adapter']) delete $(id).dataset['done'];
   try {
     for (const adapter of hasAdapter ? [false, true] : [false]) {
       const out = $(adapter ? 'out-adapter' : 'out-base');
       out.textContent = '';
-      await worker.generate(prompt, { adapter, maxNewTokens, onToken: (t) => (out.textContent += t) });
+      await live().generate(prompt, { adapter, maxNewTokens, onToken: (t) => (out.textContent += t) });
       out.dataset['done'] = '1';
     }
     if (!hasAdapter) $('out-adapter').textContent = '(train or load an adapter first)';
@@ -128,7 +136,7 @@ async function generate(): Promise<void> {
 }
 
 async function download(): Promise<void> {
-  const zip = await worker.adapterZip();
+  const zip = await live().adapterZip();
   const url = URL.createObjectURL(new Blob([zip as BlobPart], { type: 'application/zip' }));
   const a = document.createElement('a');
   a.href = url;
@@ -141,7 +149,7 @@ async function download(): Promise<void> {
 
 async function loadAdapter(files: File[]): Promise<void> {
   try {
-    const r = await worker.loadAdapter(files);
+    const r = await live().loadAdapter(files);
     hasAdapter = true;
     $('adapter-info').textContent = `loaded ${files.map((f) => f.name).join(' + ')}: rank ${r.r}, alpha ${r.alpha}, ${r.targets} modules`;
     status('adapter loaded');
@@ -182,25 +190,54 @@ async function main(): Promise<void> {
   $('train').addEventListener('click', () => void train());
   $('pause').addEventListener('click', () => {
     paused = !paused;
-    if (paused) worker.pause();
-    else worker.resume();
+    if (paused) live().pause();
+    else live().resume();
     status(paused ? 'pausing after the current step…' : 'training…');
     refresh();
   });
-  $('cancel').addEventListener('click', () => worker.cancel());
+  $('cancel').addEventListener('click', () => live().cancel());
   $('generate').addEventListener('click', () => void generate());
   $('download').addEventListener('click', () => void download());
   $<HTMLInputElement>('load-adapter').addEventListener('change', (e) => void loadAdapter([...((e.target as HTMLInputElement).files ?? [])]));
 
+  const choice = $<HTMLSelectElement>('backend-choice');
+  choice.addEventListener('change', () => {
+    startWorker(choice.value as BackendChoice, info).catch((e: unknown) => status(`error: ${(e as Error).message}`, true));
+  });
+  await offerWebGpu(choice);
+  await startWorker('auto', info);
+}
+
+/** Adds WebGPU to the backend choices when this browser has an adapter, named by its description. */
+async function offerWebGpu(choice: HTMLSelectElement): Promise<void> {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  const adapter = await gpu?.requestAdapter().catch(() => null);
+  if (!adapter) return;
+  const { description, fallback } = describeAdapter(adapter);
+  const option = document.createElement('option');
+  option.value = 'webgpu';
+  option.textContent = `WebGPU: ${description}${fallback ? ' (a software fallback, slower than the CPU)' : ''}`;
+  choice.options[0]!.after(option);
+}
+
+/** (Re)starts the worker on a backend and loads the model into it; a trained adapter is dropped with the old worker. */
+async function startWorker(backend: BackendChoice, info: PageInfo): Promise<void> {
+  modelReady = false;
+  hasAdapter = false;
+  document.body.dataset['ready'] = '0';
+  $('adapter-info').textContent = '';
+  refresh();
+  worker?.worker.terminate();
   status('starting the worker…');
-  worker = await LorakitWorker.start({ url: new URL('worker.js', location.href) });
+  worker = await LorakitWorker.start({ url: new URL('worker.js', location.href), backend });
   worker.onLog = (line) => console.info(`[lorakit] ${line}`);
   const b = worker.backend!;
-  $('backend').textContent = `backend: ${b.name} (${b.why}) · cross-origin isolated: ${b.crossOriginIsolated ? 'yes' : 'no'}`;
+  console.info(`[lorakit] ${b.notice}`);
+  $('backend').textContent = `backend: ${b.name}${b.adapter ? ` on ${b.adapter}` : ''} (${b.why}) · cross-origin isolated: ${b.crossOriginIsolated ? 'yes' : 'no'}`;
   status(`loading ${info.model.name}…`);
   const m = await worker.loadModel({ url: info.model.url, names: info.model.files }, info.model.name);
   modelReady = true;
-  status(`${m.name}: ${m.modelType}, ${m.layers} layers, hidden ${m.hidden}, ${(m.params / 1e6).toFixed(1)}M parameters (${m.dtype}) · ready`);
+  status(`${m.name}: ${m.modelType}, ${m.layers} layers, hidden ${m.hidden}, ${(m.params / 1e6).toFixed(1)}M parameters (${m.dtype}) on ${b.name} · ready`);
   document.body.dataset['ready'] = '1';
   refresh();
 }
