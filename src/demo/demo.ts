@@ -3,12 +3,14 @@
 // saved as PEFT folders, loaded back onto one base model and switched between.
 //
 //   (a) pos:   part-of-speech tagging. prompt = "Sentence: <words>\nTags:", completion = each word
-//              with one code for its coarse tag (TAG_CODES), " word/D>D": by default each word is
-//              shown with the most-frequent-tag baseline's tag before the ">" (posFormat 'hint'),
-//              and the adapter learns where the sentence overrides that dictionary tag. Trained on
-//              the tagged sentences of one half of the held-out documents, scored by constrained
-//              decoding on sentences of the other half (tag accuracy per word) against that same
-//              baseline, trained on the pretraining documents.
+//              with one code for its coarse tag (TAG_CODES), " word/D>D": by default (posFormat
+//              'hint') each word is shown with the most-frequent-tag baseline's tag before the ">"
+//              ('context' adds the word after it, " to go/T>T", and "?" for a word the baseline
+//              never saw), and the adapter learns where the sentence overrides that dictionary tag.
+//              Trained on the tagged sentences of one half of the held-out documents, scored by
+//              constrained decoding (among the 12 tags, or with posDecode 'dictionary' among the
+//              word's tags in the baseline's training data) on sentences of the other half (tag
+//              accuracy per word) against that same baseline, trained on the pretraining documents.
 //   (b) genre: causal LM on the held-out documents of one genre (default H, government documents): the
 //              first 60% of each document trained on, perplexity scored on the last 40%.
 //
@@ -88,15 +90,42 @@ export function posPair(s: BrownSentence): PosPair {
   return { prompt: `Sentence: ${words.join(' ')}\nTags:`, completion: ' ' + words.map((w, k) => `${w}/${TAG_CODES[tags[k]!]}`).join(' '), words, tags };
 }
 
-/** The completion as text in a format: " word/CODE", or with a dictionary hint " word/HINT>CODE". */
-export function posCompletion(p: PosPair, hint: TagHint = null): string {
-  return ' ' + p.words.map((w, k) => `${w}/${hint ? TAG_CODES[hint(w)] + '>' : ''}${TAG_CODES[p.tags[k]!]}`).join(' ');
+/** The hint code of a word the dictionary never saw (the tagger has to read the word and its context). */
+export const UNKNOWN_HINT = '?';
+
+/**
+ * How each word of a sentence is posed in the completion, before its tag:
+ * - hint: the dictionary tag of the word (the most-frequent-tag baseline's), " word/D>", or
+ *   UNKNOWN_HINT for a word the dictionary does not know (hint returns undefined);
+ * - lookahead: the word is shown with the word after it, " to go/T>" (the tag of "to" depends on
+ *   what follows, and the model writes tags left to right).
+ */
+export interface PosView {
+  hint?: TagHint;
+  lookahead?: boolean;
+}
+
+function viewOf(v: PosView | TagHint | undefined): PosView {
+  return typeof v === 'function' ? { hint: v } : (v ?? {});
+}
+
+/** The text of word k before its tag: " word" (and " next" with lookahead), "/", the hint and ">" with a hint. */
+function posItem(words: readonly string[], k: number, view: PosView): string {
+  const next = view.lookahead && k + 1 < words.length ? ` ${words[k + 1]}` : '';
+  const h = view.hint ? view.hint(words[k]!) : undefined;
+  return ` ${words[k]}${next}/${view.hint ? (h === undefined ? UNKNOWN_HINT : TAG_CODES[h]) + '>' : ''}`;
+}
+
+/** The completion as text in a format: " word/CODE", with a dictionary hint " word/HINT>CODE", with lookahead " word next/HINT>CODE". */
+export function posCompletion(p: PosPair, view: PosView | TagHint = null): string {
+  const v = viewOf(view);
+  return p.words.map((_, k) => posItem(p.words, k, v) + TAG_CODES[p.tags[k]!]).join('');
 }
 
 /** Token ids of the pieces of a POS sequence, encoded piece by piece so that training and scoring agree. */
 export interface PosTokens {
   prompt: number[];
-  /** ids of " word/" for each word */
+  /** ids of each word's text before its tag (" word/", " word/D>", ...) */
   words: number[][];
   /** the id of each tag code (the letter after the slash), by tag */
   codes: Readonly<Record<CoarseTag, number>>;
@@ -112,15 +141,22 @@ export function posCodeIds(tokenizer: Tokenizer): Record<CoarseTag, number> {
   return out;
 }
 
-/** A dictionary tag per word shown to the model before it tags the word (the baseline's guess), or none. */
-export type TagHint = ((word: string) => CoarseTag) | null;
+/** A dictionary tag per word shown to the model before it tags the word (the baseline's guess; undefined: not in the dictionary), or none. */
+export type TagHint = ((word: string) => CoarseTag | undefined) | null;
 
-export function posTokens(p: PosPair, tokenizer: Tokenizer, codes: Readonly<Record<CoarseTag, number>> = posCodeIds(tokenizer), hint: TagHint = null): PosTokens {
-  const slash = tokenizer.encode('/', { addSpecialTokens: false });
-  const arrow = tokenizer.encode('>', { addSpecialTokens: false });
+export function posTokens(p: PosPair, tokenizer: Tokenizer, codes: Readonly<Record<CoarseTag, number>> = posCodeIds(tokenizer), view: PosView | TagHint = null): PosTokens {
+  const v = viewOf(view);
+  const enc = (s: string): number[] => tokenizer.encode(s, { addSpecialTokens: false });
+  const slash = enc('/');
+  const arrow = enc('>');
+  const unknown = enc(UNKNOWN_HINT);
   return {
     prompt: tokenizer.encode(p.prompt, { addSpecialTokens: true }),
-    words: p.words.map((w) => [...tokenizer.encode(' ' + w, { addSpecialTokens: false }), ...slash, ...(hint ? [codes[hint(w)], ...arrow] : [])]),
+    words: p.words.map((w, k) => {
+      const h = v.hint ? v.hint(w) : undefined;
+      const hint = v.hint ? [...(h === undefined ? unknown : [codes[h]]), ...arrow] : [];
+      return [...enc(' ' + w), ...(v.lookahead && k + 1 < p.words.length ? enc(' ' + p.words[k + 1]!) : []), ...slash, ...hint];
+    }),
     codes,
   };
 }
@@ -160,12 +196,12 @@ export function posSentences(docs: readonly BrownDocument[], minWords = 3, maxWo
  * Training examples of the POS task: prompt, then " word/" and the tag code for each word, then
  * EOS. The targets are the tag codes and EOS; the prompt and the repeated words are masked.
  */
-export function posExamples(sentences: readonly BrownSentence[], tokenizer: Tokenizer, hint: TagHint = null): Example[] {
+export function posExamples(sentences: readonly BrownSentence[], tokenizer: Tokenizer, view: PosView | TagHint = null): Example[] {
   const codes = posCodeIds(tokenizer);
   const eos = tokenizer.eosTokenIds[0] ?? 0;
   return sentences.map((s, i) => {
     const p = posPair(s);
-    const t = posTokens(p, tokenizer, codes, hint);
+    const t = posTokens(p, tokenizer, codes, view);
     const ids = [...t.prompt];
     const mask = t.prompt.map(() => 0);
     t.words.forEach((w, k) => {
@@ -208,13 +244,17 @@ export interface PosScore {
  * `useCache: false` recomputes every row from its start at each word (the slow reference the
  * tests compare against).
  */
+/** The tags decoding may choose for a word (undefined: any of the 12). */
+export type AllowedTags = (word: string) => readonly CoarseTag[] | undefined;
+
 export function scorePos(
   model: DecoderLM,
   tokenizer: Tokenizer,
   sentences: readonly BrownSentence[],
-  opts: { batchSize?: number; useCache?: boolean; hint?: TagHint } = {},
+  opts: { batchSize?: number; useCache?: boolean; view?: PosView; hint?: TagHint; allowed?: AllowedTags } = {},
 ): { score: PosScore; predictions: CoarseTag[][] } {
   const batchSize = opts.batchSize ?? 32;
+  const view: PosView = opts.view ?? { hint: opts.hint ?? null };
   const codes = posCodeIds(tokenizer);
   const pad = tokenizer.padTokenId ?? 0;
   const pairs = sentences.map(posPair);
@@ -226,12 +266,14 @@ export function scorePos(
   try {
     for (let s = 0; s < order.length; s += batchSize) {
       const idx = order.slice(s, s + batchSize);
-      const toks = idx.map((i) => posTokens(pairs[i]!, tokenizer, codes, opts.hint ?? null));
+      const toks = idx.map((i) => posTokens(pairs[i]!, tokenizer, codes, view));
       const maxWords = Math.max(...idx.map((i) => pairs[i]!.words.length));
       const pick = (r: number, at: number, logits: Float32Array): void => {
-        let best: CoarseTag = COARSE_TAGS[0];
-        for (const t of COARSE_TAGS) if (logits[at + codes[t]]! > logits[at + codes[best]]!) best = t;
-        predictions[idx[r]!]!.push(best);
+        const p = predictions[idx[r]!]!;
+        const choices = opts.allowed?.(pairs[idx[r]!]!.words[p.length]!) ?? COARSE_TAGS;
+        let best: CoarseTag = choices[0]!;
+        for (const t of choices) if (logits[at + codes[t]]! > logits[at + codes[best]]!) best = t;
+        p.push(best);
       };
       if (opts.useCache === false) {
         const seqs = toks.map((t) => [...t.prompt]);
@@ -294,7 +336,19 @@ export function scorePos(
   return { score: { correct, total, accuracy: correct / total, sentences: pairs.length }, predictions };
 }
 
-export type PosFormat = 'hint' | 'plain';
+export type PosFormat = 'context' | 'hint' | 'plain';
+export type PosDecode = 'dictionary' | 'tags';
+
+/** The tags each word has in tagged sentences (the most-frequent-tag baseline's training data), for constrained decoding. */
+export function wordTags(sentences: Iterable<BrownSentence>): Map<string, CoarseTag[]> {
+  const sets = new Map<string, Set<CoarseTag>>();
+  for (const s of sentences) for (const [w, t] of s.tokens) {
+    let set = sets.get(w);
+    if (set === undefined) sets.set(w, (set = new Set()));
+    set.add(coarseTag(t));
+  }
+  return new Map([...sets].map(([w, set]) => [w, COARSE_TAGS.filter((t) => set.has(t))]));
+}
 
 export interface DemoOptions {
   /** base model folder (default: the bundled models/brown-llama) */
@@ -313,10 +367,17 @@ export interface DemoOptions {
   posTestSentences?: number;
   /**
    * 'hint' (default): each word is shown with the most-frequent-tag baseline's tag for it
-   * (" word/D>") and the adapter writes the tag after ">", so it learns where the sentence
-   * overrides the dictionary; 'plain': " word/" and the tag, no dictionary.
+   * (" to/T>", NOUN for a word it never saw) and the adapter writes the tag after ">";
+   * 'context': each word is also shown with the word after it, and "?" for a word the baseline
+   * never saw (" to go/T>"); 'plain': " word/" and the tag, no dictionary. (bench/RESULTS.md,
+   * issue 21: 'context' gave +1.1 points over the baseline with one seed and -0.1 with another.)
    */
   posFormat?: PosFormat;
+  /**
+   * 'tags' (default): decoding picks among the 12 tags; 'dictionary': among the tags the word has
+   * in the baseline's training data (any of the 12 for a word it never saw).
+   */
+  posDecode?: PosDecode;
   /** genre letter of the style adapter (default H: its 3 held-out documents gain the most from 30 steps, J (learned, 8 documents) 4%) */
   genre?: string;
   /** progress bars during training (default true) */
@@ -331,6 +392,7 @@ export interface DemoResult {
   out: string;
   pos: {
     format: PosFormat;
+    decode: PosDecode;
     /** the adapter's tags against the baseline's, word by word */
     versusBaseline: VersusBaseline;
     trainSentences: number;
@@ -442,6 +504,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const progress = opts.progress ?? true;
   const posSteps = opts.posSteps ?? (quick ? 24 : POS_STEPS);
   const posFormat = opts.posFormat ?? 'hint';
+  const posDecode = opts.posDecode ?? 'tags';
   const genreSteps = opts.genreSteps ?? (quick ? 4 : 30);
   const posBatch = opts.posBatchSize ?? 4;
   const nTest = opts.posTestSentences ?? (quick ? 8 : 160);
@@ -461,24 +524,33 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const baselineTagger = trainMostFrequentTag(splitBrown(docs).train.flatMap((d) => d.sentences));
   const baseline = tagAccuracy(baselineTagger, posTest).accuracy;
   const baselineAllTest = tagAccuracy(baselineTagger, testAll).accuracy;
-  const hint: TagHint = posFormat === 'hint' ? (w) => baselineTagger.predict(w) as CoarseTag : null;
+  const pretrainSentences = splitBrown(docs).train.flatMap((d) => d.sentences);
+  const view: PosView =
+    posFormat === 'context' ? { hint: (w) => baselineTagger.byWord.get(w) as CoarseTag | undefined, lookahead: true }
+    : posFormat === 'hint' ? { hint: (w) => baselineTagger.predict(w) as CoarseTag }
+    : {};
+  const hint = view.hint ?? null;
+  const dictionary = wordTags(pretrainSentences);
+  const allowed: AllowedTags | undefined = posDecode === 'dictionary' ? (w) => dictionary.get(w) : undefined;
+  const scoreOpts = { view, ...(allowed ? { allowed } : {}) };
   // a sentence whose sequence does not fit a 256-token row is left out of training (hint format: about 5%)
-  const posEx = posExamples(posTrain, tokenizer, hint).filter((e) => e.ids.length <= 256);
+  const posEx = posExamples(posTrain, tokenizer, view).filter((e) => e.ids.length <= 256);
   const example = posPair(posTest[Math.min(3, posTest.length - 1)]!);
   log('');
   log(`(a) part-of-speech adapter: ${posEx.length} tagged sentences to train on${posEx.length < posTrain.length ? ` (${posTrain.length - posEx.length} longer than a 256-token row left out)` : ''}, ${posTest.length} to score`);
   log(`    prompt:     ${JSON.stringify(example.prompt)}`);
-  log(`    completion: ${JSON.stringify(posCompletion(example, hint))}  (one code per word: ${COARSE_TAGS.map((t) => `${TAG_CODES[t]}=${t}`).join(' ')})`);
-  if (hint) log(`    each word comes with the most-frequent-tag baseline's tag for it ("word/D>"), the adapter writes the tag after ">": it learns where the sentence overrides the dictionary`);
+  log(`    completion: ${JSON.stringify(posCompletion(example, view))}  (one code per word: ${COARSE_TAGS.map((t) => `${TAG_CODES[t]}=${t}`).join(' ')})`);
+  if (view.lookahead) log(`    each word comes with the word after it and the most-frequent-tag baseline's tag for it ("to go/T>", "${UNKNOWN_HINT}" for a word the baseline never saw), the adapter writes the tag after ">": it learns where the sentence overrides the dictionary`);
+  else if (hint) log(`    each word comes with the most-frequent-tag baseline's tag for it ("word/D>"), the adapter writes the tag after ">": it learns where the sentence overrides the dictionary`);
 
   const peft = getPeftModel(base, LORA, 'pos', { seed });
   peft.addAdapter('genre', LORA);
-  const before = peft.disableAdapter(() => scorePos(base, tokenizer, posTest, { hint })).score;
-  log(`    scoring: after each " word/${hint ? 'D>' : ''}" the model picks the likeliest of the 12 codes (its own picks fed back; the words${hint ? ' and their dictionary tags' : ''} come from the sentence)`);
+  const before = peft.disableAdapter(() => scorePos(base, tokenizer, posTest, scoreOpts)).score;
+  log(`    scoring: after each " word${view.lookahead ? ' next' : ''}/${hint ? 'D>' : ''}" the model picks the likeliest ${allowed ? 'of the tags the word has in the baseline\'s training data (any of the 12 codes for a word it never saw)' : 'of the 12 codes'} (its own picks fed back; the words${hint ? ' and their dictionary tags' : ''} come from the sentence)`);
   log(`    before (base model): ${pct(before.accuracy)} of ${before.total} words; most-frequent-tag baseline: ${pct(baseline)}`);
   const runs = { pos: path.join(out, 'runs', 'pos'), genre: path.join(out, 'runs', 'genre') };
   const posSeconds = await trainAdapter(peft, 'pos', posEx, { steps: posSteps, lr: opts.posLr ?? 3e-3, batchSize: posBatch, seed, progress, runDir: runs.pos });
-  const scored = scorePos(base, tokenizer, posTest, { hint });
+  const scored = scorePos(base, tokenizer, posTest, scoreOpts);
   const after = scored.score;
   const beats = after.accuracy > baseline;
   const vs = versusBaseline(posTest, scored.predictions, (w) => baselineTagger.predict(w));
@@ -530,11 +602,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   // the tagging task (constrained decoding, as scored above) ...
   const sent = posTest[Math.min(1, posTest.length - 1)]!;
   const sentPrompt = posPair(sent).prompt;
-  const tagged = runEach(() => scorePos(served.model, tokenizer, [sent], { hint }).predictions[0]!.join(' '));
+  const tagged = runEach(() => scorePos(served.model, tokenizer, [sent], scoreOpts).predictions[0]!.join(' '));
   switching.push({ prompt: sentPrompt, outputs: tagged });
   log(`  tags of ${JSON.stringify(sentPrompt)}`);
   log(`    gold  → ${posPair(sent).tags.join(' ')}`);
-  if (hint) log(`    dict. → ${posPair(sent).words.map(hint).join(' ')}  (the baseline's tags, shown to the model)`);
+  if (hint) log(`    dict. → ${posPair(sent).words.map((w) => hint(w) ?? UNKNOWN_HINT).join(' ')}  (the baseline's tags, shown to the model)`);
   for (const [k, v] of Object.entries(tagged)) log(`    ${k.padEnd(5)} → ${v}`);
   // ... and free greedy continuation of a plain prompt (a repetition penalty keeps the small
   // model out of loops such as "the United States, the United States, ...")
@@ -548,7 +620,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   log(distinct ? '  (each adapter, and the base, gives a different output)' : '  (note: some of these outputs coincide)');
   const rel = (p: string): string => path.relative(process.cwd(), p) || p;
   const table = summaryTable([
-    [`part-of-speech tagging${hint ? ' (dictionary tag + context)' : ''}`, `word accuracy, ${after.total} held-out words`, pct(before.accuracy), pct(baseline), pct(after.accuracy), `${posSteps} steps, ${posSeconds.toFixed(0)} s`],
+    [`part-of-speech tagging${hint ? ` (dictionary tag + ${view.lookahead ? 'next word + ' : ''}context)` : ''}`, `word accuracy, ${after.total} held-out words`, pct(before.accuracy), pct(baseline), pct(after.accuracy), `${posSteps} steps, ${posSeconds.toFixed(0)} s`],
     [`${genre} style (${brownGenre(genre).category})`, `perplexity, held-out ${genre} text`, Math.exp(baseLoss).toFixed(1), '', Math.exp(adapterLoss).toFixed(1), `${genreSteps} steps, ${genreSeconds.toFixed(0)} s`],
   ]);
   const seconds = (Date.now() - t0) / 1000;
@@ -560,7 +632,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   return {
     model: modelDir,
     out,
-    pos: { format: posFormat, trainSentences: posEx.length, versusBaseline: vs, testSentences: posTest.length, steps: posSteps, trainSeconds: posSeconds, baseline, baselineAllTest, before, after, beatsBaseline: beats },
+    pos: { format: posFormat, decode: posDecode, trainSentences: posEx.length, versusBaseline: vs, testSentences: posTest.length, steps: posSteps, trainSeconds: posSeconds, baseline, baselineAllTest, before, after, beatsBaseline: beats },
     genre: {
       genre,
       documents: g.docs.map((d) => d.id),

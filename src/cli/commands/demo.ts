@@ -3,11 +3,16 @@
 // before/after metrics, PEFT adapter folders, and one base model switching between them.
 import { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { runDemo, type PosFormat } from '../../demo/demo.js';
+import { runDemo, type PosDecode, type PosFormat } from '../../demo/demo.js';
 import { checkOutput, parsePositiveInt, requireModelFolder } from '../common.js';
 
 function parsePosFormat(v: string): PosFormat {
-  if (v !== 'hint' && v !== 'plain') throw new InvalidArgumentError(`expected hint or plain, got ${JSON.stringify(v)}`);
+  if (v !== 'context' && v !== 'hint' && v !== 'plain') throw new InvalidArgumentError(`expected context, hint or plain, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function parsePosDecode(v: string): PosDecode {
+  if (v !== 'dictionary' && v !== 'tags') throw new InvalidArgumentError(`expected dictionary or tags, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -18,11 +23,12 @@ export function demoCommand(): Command {
     .option('--out <dir>', 'where the adapters are written', 'lorakit-demo')
     .option('--quick', 'a few steps only (a smoke run)', false)
     .option('--pos-steps <n>', 'training steps of the part-of-speech adapter', parsePositiveInt)
-    .option('--pos-format <format>', 'part-of-speech task format: hint (each word shown with the most-frequent-tag baseline\'s tag, the default) or plain', parsePosFormat)
+    .option('--pos-format <format>', 'part-of-speech task format: hint (each word shown with the most-frequent-tag baseline\'s tag, the default), context (also the next word, "?" for words the baseline never saw) or plain', parsePosFormat)
+    .option('--pos-decode <set>', 'tags the part-of-speech decoding picks from: tags (all 12, the default) or dictionary (the tags the word has in the baseline\'s training data)', parsePosDecode)
     .option('--genre-steps <n>', 'training steps of the genre adapter', parsePositiveInt)
     .option('--seed <n>', 'random seed', parsePositiveInt)
     .option('--no-progress', 'plain log lines instead of progress bars')
-    .action(async (o: { model?: string; out: string; quick: boolean; posSteps?: number; posFormat?: PosFormat; genreSteps?: number; seed?: number; progress: boolean }) => {
+    .action(async (o: { model?: string; out: string; quick: boolean; posSteps?: number; posFormat?: PosFormat; posDecode?: PosDecode; genreSteps?: number; seed?: number; progress: boolean }) => {
       if (o.model) requireModelFolder(o.model);
       if (o.model) checkOutput('--out', o.out, [{ flag: '--model', path: o.model }]);
       await runDemo({
@@ -32,6 +38,7 @@ export function demoCommand(): Command {
         ...(o.model ? { model: o.model } : {}),
         ...(o.posSteps ? { posSteps: o.posSteps } : {}),
         ...(o.posFormat ? { posFormat: o.posFormat } : {}),
+        ...(o.posDecode ? { posDecode: o.posDecode } : {}),
         ...(o.genreSteps ? { genreSteps: o.genreSteps } : {}),
         ...(o.seed ? { seed: o.seed } : {}),
       });
