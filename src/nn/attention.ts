@@ -207,6 +207,12 @@ export class LayerKVCache {
   start = 0;
   k: Float32Array = new Float32Array(0);
   v: Float32Array = new Float32Array(0);
+  /**
+   * Rows of capacity·kvDim that the k and v allocations hold (≥ batch): the serving scheduler
+   * joins rows in place up to it. Kept here, not read off k.buffer: on the wasm backend every
+   * buffer is a view of the one module heap, whose byteLength says nothing of an allocation.
+   */
+  rowRoom = 0;
   /** the sliding window (0: none) */
   readonly window: number;
   private readonly initialCapacity: number;
@@ -255,6 +261,7 @@ export class LayerKVCache {
         be.memory.free(this[side]);
         this[side] = moved;
       }
+      this.rowRoom = B;
     }
     this.start += drop;
   }
@@ -276,6 +283,7 @@ export class LayerKVCache {
     this.k = k;
     this.v = v;
     this.capacity = cap;
+    this.rowRoom = B;
   }
 
   /** Appends k, v [B, T, kvDim] at slots length..length+T−1 of each row. */
@@ -286,6 +294,7 @@ export class LayerKVCache {
       this.capacity = 0;
       this.k = new Float32Array(0);
       this.v = new Float32Array(0);
+      this.rowRoom = 0;
     } else if (B !== this.batch || kvDim !== this.kvDim) {
       throw new ShapeError(`LayerKVCache.append: new keys are [${B}, ${T}, ${kvDim}], the cache holds [${this.batch}, ${this.held}, ${this.kvDim}]`);
     }
@@ -334,6 +343,7 @@ export class LayerKVCache {
         be.copy2d(k, this.k, g);
         be.copy2d(v, this.v, g);
       });
+      this.rowRoom = rows.length;
       this.k = k;
       this.v = v;
     }

@@ -512,7 +512,7 @@ export class Scheduler {
         }
       });
       // LayerKVCache's fields are public: set the filled cache directly
-      Object.assign(next.layers[i]!, { batch: B, kvDim: W, capacity: cap, length: S, start: S - H, k, v });
+      Object.assign(next.layers[i]!, { batch: B, kvDim: W, capacity: cap, length: S, start: S - H, k, v, rowRoom: rowsRoom });
     }
     this.cache = next;
     this.rows = sources.map((s) => ({ seq: s.seq }));
@@ -531,9 +531,11 @@ export class Scheduler {
     if (B0 === 0 || joined.some((j) => j.seq.cached > S)) return false;
     const layers = this.cache.layers;
     for (const l of layers) {
-      const need = B * l.capacity * l.kvDim;
-      // the buffers were allocated for maxBatch rows (rebuild): room past the B0 rows in use
-      if (l.length !== S || l.batch !== B0 || l.k.buffer.byteLength - l.k.byteOffset < need * 4 || l.v.buffer.byteLength - l.v.byteOffset < need * 4) return false;
+      // rebuild() allocates for maxBatch rows; a cache that grew itself (reserve) has room for
+      // its own rows only. The room is the layer's record (LayerKVCache.rowRoom), never
+      // k.buffer's size: on wasm that is the whole heap, and rows written past the allocation
+      // overwrote other buffers (a joined row's answer then differed from offline generation)
+      if (l.length !== S || l.batch !== B0 || l.rowRoom < B || l.k.length < B0 * l.capacity * l.kvDim) return false;
     }
     const be = getBackend();
     layers.forEach((l, i) => {
