@@ -52,6 +52,7 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
   // codes); none for a module built without them (then models dequantize on load)
   const mask = typeof addon['quantTypes'] === 'function' ? (addon['quantTypes']() as number) : 0;
   const quantTypes = (Object.keys(DTYPE_CODE) as TensorDType[]).filter((d): d is QuantDType => isQuantDType(d) && ((mask >>> DTYPE_CODE[d]) & 1) === 1);
+  const cpu = addon.cpuInfo();
   return Object.assign(backend, {
     name,
     memory: hostMemory,
@@ -60,8 +61,8 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
       return addon.threads();
     },
     missing,
-    avx2fma: addon.cpuInfo().avx2fma,
-    isa: isaLabel(addon.cpuInfo()),
+    avx2fma: cpu.avx2fma,
+    isa: isaLabel(cpu),
   }) as unknown as NativeBackend;
 }
 

@@ -535,7 +535,7 @@ export class Scheduler {
       // its own rows only. The room is the layer's record (LayerKVCache.rowRoom), never
       // k.buffer's size: on wasm that is the whole heap, and rows written past the allocation
       // overwrote other buffers (a joined row's answer then differed from offline generation)
-      if (l.length !== S || l.batch !== B0 || l.rowRoom < B || l.k.length < B0 * l.capacity * l.kvDim) return false;
+      if (l.length !== S || l.batch !== B0 || l.rowRoom < B) return false;
     }
     const be = getBackend();
     layers.forEach((l, i) => {
