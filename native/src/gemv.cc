@@ -231,43 +231,31 @@ struct Kernels {
   BlockFn j1[5];  // R = 1..4 with J = 1 (the last weight rows)
 };
 
-Kernels make_simd() {
-  Kernels k{};
-  k.j4[1] = block_simd<1, 4>;
-  k.j4[2] = block_simd<2, 4>;
-  k.j2[1] = block_simd<1, 2>;
-  k.j2[2] = block_simd<2, 2>;
-  k.j2[3] = block_simd<3, 2>;
-  k.j2[4] = block_simd<4, 2>;
-  k.j1[1] = block_simd<1, 1>;
-  k.j1[2] = block_simd<2, 1>;
-  k.j1[3] = block_simd<3, 1>;
-  k.j1[4] = block_simd<4, 1>;
-  return k;
+// One family's table: F<R, J>::fn is its kernel for R rows of A × J weight rows.
+template <template <int, int> class F>
+Kernels table() {
+  return {{nullptr, F<1, 4>::fn, F<2, 4>::fn},
+          {nullptr, F<1, 2>::fn, F<2, 2>::fn, F<3, 2>::fn, F<4, 2>::fn},
+          {nullptr, F<1, 1>::fn, F<2, 1>::fn, F<3, 1>::fn, F<4, 1>::fn}};
 }
 
+template <int R, int J>
+struct SimdBlock {
+  static constexpr BlockFn fn = block_simd<R, J>;
+};
+
 #if defined(__x86_64__) || defined(__i386__)
-Kernels make_avx2() {
-  Kernels k{};
-  k.j4[1] = block_avx2<1, 4>;
-  k.j4[2] = block_avx2<2, 4>;
-  k.j2[1] = block_avx2<1, 2>;
-  k.j2[2] = block_avx2<2, 2>;
-  k.j2[3] = block_avx2<3, 2>;
-  k.j2[4] = block_avx2<4, 2>;
-  k.j1[1] = block_avx2<1, 1>;
-  k.j1[2] = block_avx2<2, 1>;
-  k.j1[3] = block_avx2<3, 1>;
-  k.j1[4] = block_avx2<4, 1>;
-  return k;
-}
+template <int R, int J>
+struct Avx2Block {
+  static constexpr BlockFn fn = block_avx2<R, J>;
+};
 #endif
 
 const Kernels& kernels() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const Kernels k = use_avx2() ? make_avx2() : make_simd();
+  static const Kernels k = use_avx2() ? table<Avx2Block>() : table<SimdBlock>();
 #else
-  static const Kernels k = make_simd();
+  static const Kernels k = table<SimdBlock>();
 #endif
   return k;
 }
