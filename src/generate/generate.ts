@@ -4,7 +4,7 @@
 // batch, and tokens are streamed as they come.
 //
 // Letters: B rows still generating, L columns so far (padding + prompt + generated), V vocab.
-import { getBackend } from '../backend/index.js';
+import { getBackend, withInferenceProducts } from '../backend/index.js';
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import { Rng } from '../tensor/rng.js';
@@ -139,7 +139,7 @@ function* decodeLoop(model: CausalLM, prompts: readonly (readonly number[])[], o
       for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = seq[j]![L - T + t]!;
       const m = new Int32Array(B * L);
       for (let j = 0; j < B; j++) m.set(mask[j]!, j * L);
-      const logits = (yield { read: model.forward(ids, B, T, { attentionMask: m, cache, lastTokenOnly: true }) })!;
+      const logits = (yield { read: withInferenceProducts(() => model.forward(ids, B, T, { attentionMask: m, cache, lastTokenOnly: true })) })!;
       const keep: number[] = [];
       for (let j = 0; j < B; j++) {
         const r = rows[active[j]!]!;
