@@ -161,46 +161,82 @@ __attribute__((target("avx512f,avx512bw,f16c"))) void weight_row(float* row, con
   for (int64_t k = K; k < Kp; ++k) row[k] = 0.f;
 }
 
+// 16×16 transpose of 32-bit elements: r[i] holds row i; on return r[j] holds column j.
+__attribute__((target("avx512f"))) inline void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(u[i], u[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_i32x4(u[i], u[4 + i], 0xdd);
+    t[8 + i] = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0x88);
+    r[4 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0xdd);
+    r[12 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0xdd);
+  }
+}
+
 // Packs columns j0 .. j0 + nb of op(B) (weight rows j0.. of W; rows past N are zero) into
 // dst: per 16-column panel q, per k step s (32 deep), `terms` B tiles of 16 pair rows × 16
 // columns: uint32 (s·terms + t)·256 + p·16 + c of panel q holds (w[n][32s+2p], w[n][32s+2p+1])
 // of term t, n = j0 + 16q + c. Terms: 1 → round(w) (exact for a bf16 weight); 2 → hi =
-// truncation of w to bf16, lo = round(w − hi).
+// truncation of w to bf16, lo = round(w − hi). Each k step of a panel is 16 rows of 16 pairs
+// (read from a bf16 row in place, else built from the rows widened to f32), transposed in
+// registers.
 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,f16c"))) void pack_b(uint32_t* dst, const gemm::Operand& B,
-                                                                        int64_t N, int64_t K, int64_t Kp, int64_t j0,
-                                                                        int64_t nb, int terms) {
+                                                                                 int64_t N, int64_t K, int64_t Kp,
+                                                                                 int64_t j0, int64_t nb, int terms) {
   const int64_t ks = Kp / 32, panel = ks * terms * 256;
-  float* row = static_cast<float*>(t_row.get(static_cast<size_t>(Kp) * 4));
-  float* tmp = static_cast<float*>(t_tmp.get(256 * 4 + static_cast<size_t>(Kp) * 4));  // a block, then the pairs
-  uint32_t* pairs = reinterpret_cast<uint32_t*>(tmp + 256);
-  for (int64_t jj = 0; jj < nb; ++jj) {
-    const int64_t n = j0 + jj, q = jj / 16, c = jj % 16;
-    uint32_t* pd = dst + q * panel + c;
-    if (n >= N) {
-      for (int64_t st = 0; st < ks * terms; ++st)
-        for (int p = 0; p < 16; ++p) pd[st * 256 + p * 16] = 0;
-      continue;
-    }
-    weight_row(row, B, n, K, Kp, tmp);
-    for (int t = 0; t < terms; ++t) {
-      // this term of the row as bf16 pairs
-      for (int64_t k = 0; k < Kp; k += 32) {
-        const __m512 x0 = _mm512_loadu_ps(row + k), x1 = _mm512_loadu_ps(row + k + 16);
-        __m512bh v;
-        if (terms == 1) {
-          v = _mm512_cvtne2ps_pbh(x1, x0);
-        } else {
-          const __m512i mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
-          const __m512 h0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x0), mask));
-          const __m512 h1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x1), mask));
-          v = t == 0 ? _mm512_cvtne2ps_pbh(h1, h0) : _mm512_cvtne2ps_pbh(_mm512_sub_ps(x1, h1), _mm512_sub_ps(x0, h0));
+  const bool in_place = B.dt == 2;  // bf16: the pairs are the stored values
+  float* rows = in_place ? nullptr : static_cast<float*>(t_row.get(static_cast<size_t>(16 * Kp) * 4));
+  float* tmp = static_cast<float*>(t_tmp.get(256 * 4));
+  const __m512i himask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t q = 0; q < nb / 16; ++q) {
+    const int64_t n0 = j0 + 16 * q;
+    const int valid = static_cast<int>(N - n0 >= 16 ? 16 : (N - n0 > 0 ? N - n0 : 0));
+    uint32_t* pd = dst + q * panel;
+    if (!in_place)
+      for (int c = 0; c < valid; ++c) weight_row(rows + c * Kp, B, n0 + c, K, Kp, tmp);
+    for (int64_t s = 0; s < ks; ++s) {
+      for (int t = 0; t < terms; ++t) {
+        __m512i r[16];
+        for (int c = 0; c < 16; ++c) {
+          if (c >= valid) {
+            r[c] = _mm512_setzero_si512();
+          } else if (in_place) {
+            const uint16_t* w = static_cast<const uint16_t*>(B.p) + (n0 + c) * B.ld + 32 * s;
+            const int64_t left = K - 32 * s;
+            r[c] = left >= 32 ? _mm512_loadu_si512(w)
+                              : _mm512_maskz_loadu_epi16(static_cast<__mmask32>((1ull << left) - 1), w);
+          } else {
+            const float* f = rows + c * Kp + 32 * s;
+            const __m512 x0 = _mm512_loadu_ps(f), x1 = _mm512_loadu_ps(f + 16);
+            __m512bh v;
+            if (terms == 1) {
+              v = _mm512_cvtne2ps_pbh(x1, x0);
+            } else {
+              const __m512 h0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x0), himask));
+              const __m512 h1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x1), himask));
+              v = t == 0 ? _mm512_cvtne2ps_pbh(h1, h0) : _mm512_cvtne2ps_pbh(_mm512_sub_ps(x1, h1), _mm512_sub_ps(x0, h0));
+            }
+            r[c] = reinterpret_cast<const __m512i&>(v);
+          }
         }
-        _mm512_storeu_si512(pairs + k / 2, reinterpret_cast<const __m512i&>(v));
-      }
-      for (int64_t s = 0; s < ks; ++s) {
+        transpose16(r);
         uint32_t* o = pd + (s * terms + t) * 256;
-        const uint32_t* src = pairs + s * 16;
-        for (int p = 0; p < 16; ++p) o[p * 16] = src[p];
+        for (int p = 0; p < 16; ++p) _mm512_store_si512(o + p * 16, r[p]);
       }
     }
   }
@@ -253,10 +289,15 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_32x32(const uint16_t* a, 
 
 }  // namespace
 
-// The weight's terms on this path (0: not taken): bf16 1, f16 2, quantized 2.
+// The weight's terms on this path (0: not taken): bf16 1, f16 2, quantized 2;
+// LORAKIT_AMX_TERMS=1 rounds f16 and quantized weights to one bf16 term (A/B runs only).
 int terms_for(int dt) {
+  static const int split = [] {
+    const char* s = std::getenv("LORAKIT_AMX_TERMS");
+    return s && *s == '1' ? 1 : 2;
+  }();
   if (dt == 2) return 1;
-  if (dt == 1 || quant::is_quant(dt)) return 2;
+  if (dt == 1 || quant::is_quant(dt)) return split;
   return 0;
 }
 
