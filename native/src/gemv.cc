@@ -186,20 +186,25 @@ namespace {
 template <int R, int J>
 void q8_0_avx512(const float* a, int64_t lda, const uint8_t* w, int64_t row_bytes, int64_t nb, float* c, int64_t ldc,
                  float alpha, bool acc, int64_t pf) {
-  __m512 s[R][J];
+  // one row of A: two sums per weight row (the block's halves), so 2·J chains of FMAs are in
+  // flight, not J chains of two dependent FMAs (16.8 against 13.8 G weights/s in L2)
+  constexpr int U = R == 1 ? 2 : 1;
+  __m512 s[R][J][U];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) s[r][j] = _mm512_setzero_ps();
+    for (int j = 0; j < J; ++j)
+#pragma GCC unroll 2
+      for (int u = 0; u < U; ++u) s[r][j][u] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     __m512 w0[J], w1[J];
 #pragma GCC unroll 4
     for (int j = 0; j < J; ++j) {
       const uint8_t* blk = w + j * row_bytes + b * 34;
       _mm_prefetch(reinterpret_cast<const char*>(blk + pf), _MM_HINT_T0);  // 34 bytes a block: every line
-      uint16_t h;
+      int16_t h;
       std::memcpy(&h, blk, 2);
-      const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
+      const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(h));  // the f16 scale in every lane
       w0[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)))), d);
       w1[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18)))), d);
     }
@@ -207,11 +212,15 @@ void q8_0_avx512(const float* a, int64_t lda, const uint8_t* w, int64_t row_byte
     for (int r = 0; r < R; ++r) {
       const __m512 a0 = _mm512_loadu_ps(a + r * lda + b * 32), a1 = _mm512_loadu_ps(a + r * lda + b * 32 + 16);
 #pragma GCC unroll 4
-      for (int j = 0; j < J; ++j) s[r][j] = _mm512_fmadd_ps(a1, w1[j], _mm512_fmadd_ps(a0, w0[j], s[r][j]));
+      for (int j = 0; j < J; ++j) {
+        s[r][j][0] = _mm512_fmadd_ps(a0, w0[j], s[r][j][0]);
+        s[r][j][U - 1] = _mm512_fmadd_ps(a1, w1[j], s[r][j][U - 1]);
+      }
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < J; ++j) put(c + r * ldc + j, _mm512_reduce_add_ps(s[r][j]), alpha, acc);
+    for (int j = 0; j < J; ++j)
+      put(c + r * ldc + j, _mm512_reduce_add_ps(U == 2 ? _mm512_add_ps(s[r][j][0], s[r][j][U - 1]) : s[r][j][0]), alpha, acc);
 }
 
 using Q8Fn = void (*)(const float*, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, float, bool, int64_t);
