@@ -145,8 +145,9 @@ void block_avx2_t(const float* a, int64_t lda, const void* w, int64_t ldw, int64
 
 // One row of Q8_0 blocks (nb blocks of 34 bytes: an f16 scale, 32 int8) into out[0, 32·nb):
 // d·q is exact in f32 (11 by 8 bits), as quant.h's dequant_block gives it.
-void dequant_q8_0_avx2(const uint8_t* r, int64_t nb, float* out) {
+void dequant_q8_0_avx2(const uint8_t* r, int64_t nb, float* out, int64_t pf) {
   for (int64_t b = 0; b < nb; ++b, r += 34, out += 32) {
+    _mm_prefetch(reinterpret_cast<const char*>(r + pf), _MM_HINT_T0);
     const __m256 d = _mm256_set1_ps(quant::f16_at(r));
 #pragma GCC unroll 4
     for (int g = 0; g < 4; ++g) {
@@ -286,10 +287,10 @@ const Kernels& kernels() {
 }
 
 // Weight row j's values [0, K) of a quantized W (row stride ldw values, whole blocks) into out.
-void dequant_row(const void* W, int dt, int64_t ldw, int64_t j, int64_t K, float* out, float* tmp) {
+void dequant_row(const void* W, int dt, int64_t ldw, int64_t j, int64_t K, float* out, float* tmp, int64_t pf) {
 #if defined(__x86_64__) || defined(__i386__)
   if (dt == quant::Q8_0 && K % 32 == 0 && use_avx2()) {
-    dequant_q8_0_avx2(static_cast<const uint8_t*>(W) + j * (ldw / 32) * 34, K / 32, out);
+    dequant_q8_0_avx2(static_cast<const uint8_t*>(W) + j * (ldw / 32) * 34, K / 32, out, pf);
     return;
   }
 #endif
@@ -317,11 +318,12 @@ void rows_quant(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_
   }
 #endif
   const int J = M <= 2 ? 4 : 2;
+  const int64_t pf = prefetch_ahead(ldw / quant::block_values(dt) * quant::block_bytes(dt), J);
   float* buf = quant::scratch(static_cast<size_t>(J * K + quant::block_values(dt)));  // quant.h's per-thread scratch
   float* tmp = buf + J * K;
   int64_t j = j0;
   for (; j + J <= j1; j += J) {
-    for (int jj = 0; jj < J; ++jj) dequant_row(W, dt, ldw, j + jj, K, buf + jj * K, tmp);
+    for (int jj = 0; jj < J; ++jj) dequant_row(W, dt, ldw, j + jj, K, buf + jj * K, tmp, pf);
     for (int64_t i = 0; i < M;) {
       const int R = static_cast<int>(J == 4 ? M : imin(4, M - i));
       (J == 4 ? kn.j4[R] : kn.j2[R])(A + i * lda, lda, buf, 0, K, K, C + i * ldc + j, ldc, alpha, acc, 0);
@@ -329,7 +331,7 @@ void rows_quant(const Kernels& kn, float* C, int64_t ldc, const float* A, int64_
     }
   }
   for (; j < j1; ++j) {
-    dequant_row(W, dt, ldw, j, K, buf, tmp);
+    dequant_row(W, dt, ldw, j, K, buf, tmp, pf);
     for (int64_t i = 0; i < M;) {
       const int R = static_cast<int>(imin(4, M - i));
       kn.j1[R](A + i * lda, lda, buf, 0, K, K, C + i * ldc + j, ldc, alpha, acc, 0);

@@ -573,7 +573,7 @@ inline void pack_rows(float* xr, const Dims& d, const float* x, int64_t b, int64
 // A lone query row (decoding) reads its head's key and value rows in place, Hkv·D floats
 // apart (3 KiB for the bench's llama: a stride the hardware prefetcher does not follow well,
 // and a KV cache of several MB comes from L3): it asks for the row kAhead keys ahead.
-constexpr int64_t kAhead = 4;
+constexpr int64_t kAhead = 8;
 inline void prefetch_row(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
 }
