@@ -26,7 +26,7 @@
 #include <cstring>
 
 #include "gemm.h"
-#include "napi_util.h"
+#include "napi_gemm.h"
 #include "quant.h"
 #include "threadpool.h"
 
@@ -353,31 +353,13 @@ namespace {
 
 // gemmInference(...gemm's arguments): gemm's product, on AMX where applies() (a prompt's rows
 // against a half or quantized weight stored [N,K]), else gemm's own path. Shapes are checked
-// at the op boundary (TypeScript), the array kinds by gemm.
+// at the op boundary (TypeScript), the array kinds as gemm checks them (read_gemm_args).
 napi_value GemmInference(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  float* c;
-  size_t nc;
-  View va, vb;
-  if (!get_f32(a, 0, c, nc, "gemmInference", "c") || !get_view(a, 1, va, "gemmInference", "a") ||
-      !get_view(a, 2, vb, "gemmInference", "b"))
-    return nullptr;
-  const int64_t M = get_int(a, 3), N = get_int(a, 4), K = get_int(a, 5);
-  const bool ta = get_bool(a, 6), tb = get_bool(a, 7), acc = get_bool(a, 8);
-  const float alpha = static_cast<float>(get_num(a, 9, 1.0));
-  const int adt = static_cast<int>(get_int(a, 10, 0)), bdt = static_cast<int>(get_int(a, 11, 0));
-  const int64_t lda = get_int(a, 12, ta ? M : K), ldb = get_int(a, 13, tb ? K : N), ldc = get_int(a, 14, N);
-  auto kind_ok = [](const View& v, int dt) {
-    return dt == 0 ? v.type == napi_float32_array : (dt == 1 || dt == 2) && v.type == napi_uint16_array;
-  };
-  const bool bq = quant::is_quant(bdt);
-  if (!kind_ok(va, adt) || (bq ? vb.type != napi_uint8_array || ldb % quant::block_values(bdt) != 0 : !kind_ok(vb, bdt))) {
-    throw_type(env, "gemmInference: a must be a Float32Array (f32) or Uint16Array (f16/bf16); b likewise, or a Uint8Array of whole-block rows for q8_0/q4_0/q4_k/q6_k");
-    return nullptr;
-  }
-  gemm::Operand A{va.data, adt, lda, ta}, B{vb.data, bdt, ldb, tb};
-  if (N > 0 && applies(A, B, M, K)) product(c, ldc, A, B, M, N, K, alpha, acc);
-  else gemm::run(c, ldc, A, B, M, N, K, alpha, acc);
+  GemmCall g;
+  if (!read_gemm_args(a, "gemmInference", g)) return nullptr;
+  if (g.N > 0 && applies(g.A, g.B, g.M, g.K)) product(g.c, g.ldc, g.A, g.B, g.M, g.N, g.K, g.alpha, g.acc);
+  else gemm::run(g.c, g.ldc, g.A, g.B, g.M, g.N, g.K, g.alpha, g.acc);
   return undefined(env);
 }
 

@@ -17,22 +17,17 @@ import { loadModel } from '../../src/models/index.node.js';
 import { blockSpec, quantize } from '../../src/io/gguf-blocks.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/tensor/half.js';
 import { dequantizeBlocks } from '../../src/tensor/quant.js';
+import { Rng } from '../../src/tensor/rng.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const addon = nativeBackend() ? (loadAddon().addon as unknown as Record<string, (...a: unknown[]) => unknown> | null) : null;
 const amx = addon !== null && typeof addon['amxAvailable'] === 'function' && addon['amxAvailable']() === true;
 const skip = amx ? false : 'no AMX-BF16 here (CPU, kernel permission or LORAKIT_AMX=0): gemmInference runs gemm’s own path, covered by gemm.test.ts';
 
+// deterministic values in [-1, 1)
 function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 31 - 1;
-  };
+  const r = new Rng(seed);
+  return () => r.uniform(-1, 1);
 }
 
 const bf16Round = (x: number): number => bf16ToF32(f32ToBf16(x));
