@@ -9,6 +9,7 @@
         "native/src/gemm.cc",
         "native/src/gemm_simd.cc",
         "native/src/gemv.cc",
+        "native/src/gemm_amx.cc",
         "native/src/napi_gemm.cc",
         "native/src/gemm_avx2.cc",
         "native/src/ops.cc",

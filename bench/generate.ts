@@ -109,6 +109,7 @@ async function runLorakit(job: ChildJob): Promise<ChildResult> {
   const { loadTokenizer } = await import('../src/io/index.node.js');
   const { generate } = await import('../src/generate/index.js');
   const { Scheduler } = await import('../src/serve/index.js');
+  const { withInferenceProducts } = await import('../src/backend/index.js');
   // bf16, f16 kept as stored; Q8_0 kept as blocks (the backend's quantTypes: gemv.cc dequantizes a few rows at a time)
   const model = loadModel(job.file, { dtype: job.type === 'f32' ? 'f32' : 'keep' });
   const tok = loadTokenizer(job.file);
@@ -119,7 +120,7 @@ async function runLorakit(job: ChildJob): Promise<ChildResult> {
   const cache = model.createCache();
   const prompt = Int32Array.from(ids(shape.prompt, 1));
   let t0 = performance.now();
-  model.forward(prompt, 1, prompt.length, { cache, lastTokenOnly: true });
+  withInferenceProducts(() => model.forward(prompt, 1, prompt.length, { cache, lastTokenOnly: true })); // as generate() runs a prompt
   const pp = shape.prompt / secs(t0);
 
   let tFirst = 0;
@@ -152,7 +153,7 @@ async function runLorakit(job: ChildJob): Promise<ChildResult> {
   const kv = model.createCache();
   let ids1 = Int32Array.from(ids(16, 2));
   for (let s = 0; s < shape.decode; s++) {
-    const st = top2(model.forward(ids1, 1, ids1.length, { cache: kv, lastTokenOnly: true }));
+    const st = top2(withInferenceProducts(() => model.forward(ids1, 1, ids1.length, { cache: kv, lastTokenOnly: true })));
     steps.push(st);
     ids1 = Int32Array.of(st.top[0]);
   }

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getBackend, setBackend } from '../../src/backend/index.js';
+import { getBackend, setBackend, withInferenceProducts } from '../../src/backend/index.js';
 import type { GemmArgs } from '../../src/backend/types.js';
 import { installNodePlatform } from '../../src/platform.node.js';
 import { GENERATE_BENCH_CONFIG } from '../generate.js';
@@ -56,10 +56,10 @@ try {
   );
   const model = loadModel(file, { dtype: type === 'f32' ? 'f32' : 'keep' });
   const ids = Int32Array.from({ length: T }, (_, i) => 1 + ((i * 104729 + 7919 + 13) % 4095));
-  model.forward(ids, 1, T, { cache: model.createCache(), lastTokenOnly: true }); // warm-up
+  withInferenceProducts(() => model.forward(ids, 1, T, { cache: model.createCache(), lastTokenOnly: true })); // warm-up (generate()'s products)
   timing = true;
   const t0 = performance.now();
-  for (let i = 0; i < reps; i++) model.forward(ids, 1, T, { cache: model.createCache(), lastTokenOnly: true });
+  for (let i = 0; i < reps; i++) withInferenceProducts(() => model.forward(ids, 1, T, { cache: model.createCache(), lastTokenOnly: true }));
   const total = (performance.now() - t0) / reps;
   timing = false;
   console.log(`prompt ${T} tokens, ${type}, ${base.threads} threads: ${total.toFixed(1)} ms per forward (${((T / total) * 1000).toFixed(0)} tok/s)`);

@@ -14,6 +14,7 @@ void RegisterGemm(napi_env env, napi_value exports);  // gemm.cc
 void RegisterOps(napi_env env, napi_value exports);   // ops.cc
 void RegisterConv(napi_env env, napi_value exports);  // conv.cc
 void RegisterRows(napi_env env, napi_value exports);  // ops_rows.cc
+void RegisterAmx(napi_env env, napi_value exports);   // gemm_amx.cc (the addon only: not the wasm or shim builds)
 bool cpu_has_avx2_fma();                              // cpu.cc
 bool cpu_has_avx512f();                              // cpu.cc
 }  // namespace lk
@@ -73,6 +74,7 @@ napi_value Init(napi_env env, napi_value exports) {
   lk::RegisterOps(env, exports);
   lk::RegisterConv(env, exports);
   lk::RegisterRows(env, exports);
+  lk::RegisterAmx(env, exports);
   return exports;
 }
 

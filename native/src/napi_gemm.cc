@@ -1,9 +1,38 @@
 // N-API glue of the GEMM (gemm.cc): argument kinds checked, then gemm::run.
-#include "gemm.h"
-#include "napi_util.h"
+#include "napi_gemm.h"
 #include "quant.h"
 
 namespace lk {
+
+bool read_gemm_args(Args& a, const char* fn, GemmCall& g) {
+  size_t nc;
+  View va, vb;
+  if (!get_f32(a, 0, g.c, nc, fn, "c") || !get_view(a, 1, va, fn, "a") || !get_view(a, 2, vb, fn, "b")) return false;
+  g.M = get_int(a, 3);
+  g.N = get_int(a, 4);
+  g.K = get_int(a, 5);
+  const bool ta = get_bool(a, 6), tb = get_bool(a, 7);
+  g.acc = get_bool(a, 8);
+  g.alpha = static_cast<float>(get_num(a, 9, 1.0));
+  const int adt = static_cast<int>(get_int(a, 10, 0)), bdt = static_cast<int>(get_int(a, 11, 0));
+  const int64_t lda = get_int(a, 12, ta ? g.M : g.K), ldb = get_int(a, 13, tb ? g.K : g.N);
+  g.ldc = get_int(a, 14, g.N);
+  auto kind_ok = [](const View& v, int dt) {
+    return dt == F32 ? v.type == napi_float32_array : (dt == F16 || dt == BF16) && v.type == napi_uint16_array;
+  };
+  if (!kind_ok(va, adt)) {
+    throw_type(a.env, std::string(fn) + ": argument a must be a Float32Array for dtype f32, a Uint16Array for f16/bf16 (a quantized A is not read)");
+    return false;
+  }
+  const bool bq = quant::is_quant(bdt);
+  if (bq ? vb.type != napi_uint8_array || ldb % quant::block_values(bdt) != 0 : !kind_ok(vb, bdt)) {
+    throw_type(a.env, std::string(fn) + ": argument b must be a Float32Array for dtype f32, a Uint16Array for f16/bf16, a Uint8Array of whole-block rows for q8_0/q4_0/q4_k/q6_k");
+    return false;
+  }
+  g.A = {va.data, adt, lda, ta};
+  g.B = {vb.data, bdt, ldb, tb};
+  return true;
+}
 
 namespace {
 
@@ -15,30 +44,9 @@ namespace {
 // Shapes are checked at the op boundary (TypeScript); here only the array kinds.
 napi_value Gemm(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  float* c;
-  size_t nc;
-  View va, vb;
-  if (!get_f32(a, 0, c, nc, "gemm", "c") || !get_view(a, 1, va, "gemm", "a") || !get_view(a, 2, vb, "gemm", "b"))
-    return nullptr;
-  const int64_t M = get_int(a, 3), N = get_int(a, 4), K = get_int(a, 5);
-  const bool ta = get_bool(a, 6), tb = get_bool(a, 7), acc = get_bool(a, 8);
-  const float alpha = static_cast<float>(get_num(a, 9, 1.0));
-  const int adt = static_cast<int>(get_int(a, 10, 0)), bdt = static_cast<int>(get_int(a, 11, 0));
-  const int64_t lda = get_int(a, 12, ta ? M : K), ldb = get_int(a, 13, tb ? K : N), ldc = get_int(a, 14, N);
-  auto kind_ok = [](const View& v, int dt) {
-    return dt == F32 ? v.type == napi_float32_array : (dt == F16 || dt == BF16) && v.type == napi_uint16_array;
-  };
-  if (!kind_ok(va, adt)) {
-    throw_type(env, "gemm: argument a must be a Float32Array for dtype f32, a Uint16Array for f16/bf16 (a quantized A is not read)");
-    return nullptr;
-  }
-  const bool bq = quant::is_quant(bdt);
-  if (bq ? vb.type != napi_uint8_array || ldb % quant::block_values(bdt) != 0 : !kind_ok(vb, bdt)) {
-    throw_type(env, "gemm: argument b must be a Float32Array for dtype f32, a Uint16Array for f16/bf16, a Uint8Array of whole-block rows for q8_0/q4_0/q4_k/q6_k");
-    return nullptr;
-  }
-  gemm::Operand A{va.data, adt, lda, ta}, B{vb.data, bdt, ldb, tb};
-  gemm::run(c, ldc, A, B, M, N, K, alpha, acc);
+  GemmCall g;
+  if (!read_gemm_args(a, "gemm", g)) return nullptr;
+  gemm::run(g.c, g.ldc, g.A, g.B, g.M, g.N, g.K, g.alpha, g.acc);
   return undefined(env);
 }
 

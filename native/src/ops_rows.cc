@@ -42,12 +42,16 @@ napi_value Copy2d(napi_env env, napi_callback_info info) {
     throw_type(env, "copy2d: rows reach outside dst or src");
     return nullptr;
   }
-  run_chunks(rows, rows_grain(cols), [&](int64_t b, int64_t e, int) {
-    for (int64_t r = b; r < e; ++r) {
-      float* d = dst + d0 + r * ds;
-      const float* s = src + s0 + r * ss;
-      if (acc) for (int64_t c = 0; c < cols; ++c) d[c] += s[c];
-      else std::memcpy(d, s, static_cast<size_t>(cols) * 4);
+  // chunks of the rows·cols elements, so one long row (a prompt's keys into the KV cache:
+  // 512 × 768 floats) is split among the threads too
+  run_chunks(rows * cols, kRowGrain, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e;) {
+      const int64_t r = i / cols, c0 = i % cols, n = std::min(cols - c0, e - i);
+      float* d = dst + d0 + r * ds + c0;
+      const float* s = src + s0 + r * ss + c0;
+      if (acc) for (int64_t c = 0; c < n; ++c) d[c] += s[c];
+      else std::memcpy(d, s, static_cast<size_t>(n) * 4);
+      i += n;
     }
   });
   return undefined(env);

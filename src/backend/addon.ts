@@ -25,13 +25,21 @@ export interface NativeBackend extends Backend {
   readonly avx2fma: boolean;
   /** the instruction set the kernels run on, for notices and bench headers ('AVX2+FMA', 'AVX-512 GEMM tile, AVX2+FMA', 'portable') */
   readonly isa: string;
+  /** generation's prompt products with half or quantized weights run on AMX-BF16 (native/src/gemm_amx.cc; LORAKIT_AMX=0 turns it off) */
+  readonly amx: boolean;
 }
 
 /** The backend over an addon object: the N-API addon, or the WebAssembly module's (name 'wasm'). */
 export function createNativeBackend(addon: NativeAddon, fallback: Backend, name = 'native'): NativeBackend {
+  // inference products (Backend.setInferenceProducts): a prompt's rows against a half or
+  // quantized weight stored [N, K] go to gemmInference (native/src/gemm_amx.cc: AMX-BF16 where
+  // the CPU has it, else gemm's own path); the addon's gemm otherwise
+  const gemmInference = typeof addon['gemmInference'] === 'function' ? addon['gemmInference'] : null;
+  let inference = false;
   const kernels = {
     gemm(c: Float32Array, a: TensorStorage, b: TensorStorage, g: GemmArgs): void {
-      addon.gemm(c, a, b, g.M, g.N, g.K, g.transA ?? false, g.transB ?? false, g.accumulate ?? false, g.alpha ?? 1, DTYPE_CODE[g.aDtype ?? 'f32'], DTYPE_CODE[g.bDtype ?? 'f32'], g.lda ?? (g.transA ? g.M : g.K), g.ldb ?? (g.transB ? g.K : g.N), g.ldc ?? g.N);
+      const f = inference && g.M > 16 && g.transB && !g.transA && (g.aDtype ?? 'f32') === 'f32' && (g.bDtype ?? 'f32') !== 'f32' ? gemmInference! : addon.gemm;
+      f(c, a, b, g.M, g.N, g.K, g.transA ?? false, g.transB ?? false, g.accumulate ?? false, g.alpha ?? 1, DTYPE_CODE[g.aDtype ?? 'f32'], DTYPE_CODE[g.bDtype ?? 'f32'], g.lda ?? (g.transA ? g.M : g.K), g.ldb ?? (g.transB ? g.K : g.N), g.ldc ?? g.N);
     },
     ...opsAdapters(addon),
     ...convAdapters(addon),
@@ -61,8 +69,14 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
       return addon.threads();
     },
     missing,
+    setInferenceProducts(on: boolean): boolean {
+      const prev = inference;
+      inference = on && gemmInference !== null;
+      return prev;
+    },
     avx2fma: cpu.avx2fma,
     isa: isaLabel(cpu),
+    amx: typeof addon['amxAvailable'] === 'function' && addon['amxAvailable']() === true,
   }) as unknown as NativeBackend;
 }
 

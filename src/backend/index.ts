@@ -44,3 +44,18 @@ function use(b: Backend): Backend {
   setStorageAllocator({ f32: (n) => mem.alloc(n), half: (n, dtype) => mem.allocHalf(n, dtype) });
   return b;
 }
+
+/**
+ * fn() with the backend's inference products on (Backend.setInferenceProducts): generation's
+ * and the server's forwards. LORAKIT_AMX=0 keeps them exact (the native addon reads it).
+ */
+export function withInferenceProducts<T>(fn: () => T): T {
+  const be = getBackend();
+  if (!be.setInferenceProducts) return fn();
+  const prev = be.setInferenceProducts(true);
+  try {
+    return fn();
+  } finally {
+    be.setInferenceProducts(prev);
+  }
+}

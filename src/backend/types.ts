@@ -182,6 +182,14 @@ export interface Backend {
   // ---- matrix product ----
   /** C[M,N] (+)= alpha · op(A)[M,K] · op(B)[K,N] */
   gemm(c: Float32Array, a: TensorStorage, b: TensorStorage, args: GemmArgs): void;
+  /**
+   * Inference products on or off; returns the previous state. While on, gemm may compute a
+   * prompt's product with a half or quantized weight (B transposed, more rows than decoding's
+   * few) with A rounded to bf16 and f32 sums, as llama.cpp does (native: AMX-BF16 tiles;
+   * docs/ARCHITECTURE.md §Decoding). Generation and the server turn it on around their
+   * forwards only (withInferenceProducts), never training or evaluation. Absent: always exact.
+   */
+  setInferenceProducts?(on: boolean): boolean;
 
   // ---- elementwise and reductions (n elements) ----
   /** out[n] = a[n] + b[n]; out may alias a or b */

@@ -4,7 +4,7 @@
 // batch, and tokens are streamed as they come.
 //
 // Letters: B rows still generating, L columns so far (padding + prompt + generated), V vocab.
-import { getBackend } from '../backend/index.js';
+import { getBackend, withInferenceProducts } from '../backend/index.js';
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import { Rng } from '../tensor/rng.js';
@@ -23,6 +23,12 @@ export interface GenerateOptions extends SamplingOptions {
   rng?: Rng;
   /** reuse keys and values through a KV cache (default true); false recomputes the full sequence each step */
   useCache?: boolean;
+  /**
+   * every product in f32 as training computes it (true), instead of the backend's inference
+   * products (default: a prompt's products with half or quantized weights may round the
+   * activations to bf16, as llama.cpp does; docs/ARCHITECTURE.md §Decoding). Parity tests set it.
+   */
+  exactProducts?: boolean;
   /** decodes streamed text and checks stop strings */
   tokenizer?: Tokenizer;
   /** skip special tokens when decoding text (default true) */
@@ -139,7 +145,8 @@ function* decodeLoop(model: CausalLM, prompts: readonly (readonly number[])[], o
       for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = seq[j]![L - T + t]!;
       const m = new Int32Array(B * L);
       for (let j = 0; j < B; j++) m.set(mask[j]!, j * L);
-      const logits = (yield { read: model.forward(ids, B, T, { attentionMask: m, cache, lastTokenOnly: true }) })!;
+      const fwd = (): Float32Array => model.forward(ids, B, T, { attentionMask: m, cache, lastTokenOnly: true });
+      const logits = (yield { read: opts.exactProducts ? fwd() : withInferenceProducts(fwd) })!;
       const keep: number[] = [];
       for (let j = 0; j < B; j++) {
         const r = rows[active[j]!]!;

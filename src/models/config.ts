@@ -167,3 +167,38 @@ export function warnUnknownKeys(r: ConfigReader): void {
     warn(`${r.where}: ignoring unrecognised key(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}`, 'LORAKIT_CONFIG_UNKNOWN_KEYS');
   }
 }
+
+/** The sizes every decoder-only family's config.json gives (docs/ARCHITECTURE.md §Model families). */
+export interface DecoderSizes {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+}
+
+/**
+ * Reads vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+ * num_key_value_heads (default: num_attention_heads) and head_dim, with the checks that tie
+ * them together. `defaults` holds a family's value for each key it may omit (a key without
+ * one is required). head_dim without a default is hidden_size / num_attention_heads, which
+ * must then divide evenly.
+ */
+export function readDecoderSizes(r: ConfigReader, defaults: Partial<Omit<DecoderSizes, 'numKvHeads'>> = {}): DecoderSizes {
+  const vocabSize = r.int('vocab_size', defaults.vocabSize);
+  const hiddenSize = r.int('hidden_size', defaults.hiddenSize);
+  const intermediateSize = r.int('intermediate_size', defaults.intermediateSize);
+  const numLayers = r.int('num_hidden_layers', defaults.numLayers);
+  const numHeads = r.int('num_attention_heads', defaults.numHeads);
+  const numKvHeads = r.int('num_key_value_heads', numHeads);
+  let headDim: number;
+  if (r.has('head_dim') || defaults.headDim !== undefined) headDim = r.int('head_dim', defaults.headDim);
+  else {
+    headDim = hiddenSize / numHeads;
+    if (!Number.isInteger(headDim)) r.fail(`"hidden_size" (${hiddenSize}) must be divisible by "num_attention_heads" (${numHeads}) when "head_dim" is not given`);
+  }
+  if (numHeads % numKvHeads !== 0) r.fail(`"num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
+  return { vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim };
+}

@@ -33,7 +33,7 @@ import { RMSNorm } from '../nn/rmsnorm.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../tensor/half.js';
 import type { DType } from '../tensor/tensor.js';
 import type { CausalLMInfo } from './causal-lm.js';
-import { ConfigReader, warnUnknownKeys, type JsonObject } from './config.js';
+import { ConfigReader, readDecoderSizes, warnUnknownKeys, type JsonObject } from './config.js';
 import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
 import { initializerRange, linearShape, otherShape, sanitizeWith, withContainers, type ModelFamily, type ModuleShape } from './family.js';
 import { parseLayerTypes } from './llama.js';
@@ -68,14 +68,9 @@ export interface Gemma3Config {
 export function parseGemma3Config(json: JsonObject, where = 'config.json'): Gemma3Config {
   const r = new ConfigReader(json, where);
   r.oneOf('model_type', ['gemma3_text'] as const);
-  const vocabSize = r.int('vocab_size', 262208);
-  const hiddenSize = r.int('hidden_size', 2304);
-  const intermediateSize = r.int('intermediate_size', 9216);
-  const numLayers = r.int('num_hidden_layers', 26);
-  const numHeads = r.int('num_attention_heads', 8);
-  const numKvHeads = r.int('num_key_value_heads', numHeads);
-  const headDim = r.int('head_dim', 256);
-  if (numHeads % numKvHeads !== 0) r.fail(`"num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
+  const { vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim } = readDecoderSizes(r, {
+    vocabSize: 262208, hiddenSize: 2304, intermediateSize: 9216, numLayers: 26, numHeads: 8, headDim: 256,
+  });
   if (headDim % 2 !== 0) r.fail(`"head_dim" (${headDim}) must be even for rotary embeddings`);
   const maxPositions = r.int('max_position_embeddings', 131072);
   const rmsNormEps = r.number('rms_norm_eps', 1e-6);

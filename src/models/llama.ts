@@ -17,7 +17,7 @@ import { GatedMLP } from '../nn/mlp.js';
 import { ModuleList } from '../nn/module.js';
 import { RMSNorm } from '../nn/rmsnorm.js';
 import type { DType } from '../tensor/tensor.js';
-import { ConfigReader, warnUnknownKeys, type JsonObject } from './config.js';
+import { ConfigReader, readDecoderSizes, warnUnknownKeys, type JsonObject } from './config.js';
 import type { CausalLMInfo } from './causal-lm.js';
 import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
 import { initializerRange, linearShape, otherShape, sanitizeWith, withContainers, type ModelFamily, type ModuleShape } from './family.js';
@@ -64,19 +64,7 @@ export type LlamaCore = Pick<LlamaConfig, 'vocabSize' | 'hiddenSize' | 'intermed
  * absent: hidden_size / num_attention_heads).
  */
 export function readLlamaCore(r: ConfigReader, modelType: string, defaults: { maxPositions: number; theta: number; headDim?: number }): LlamaCore {
-  const vocabSize = r.int('vocab_size');
-  const hiddenSize = r.int('hidden_size');
-  const intermediateSize = r.int('intermediate_size');
-  const numLayers = r.int('num_hidden_layers');
-  const numHeads = r.int('num_attention_heads');
-  const numKvHeads = r.int('num_key_value_heads', numHeads);
-  let headDim: number;
-  if (r.has('head_dim') || defaults.headDim !== undefined) headDim = r.int('head_dim', defaults.headDim);
-  else {
-    headDim = hiddenSize / numHeads;
-    if (!Number.isInteger(headDim)) r.fail(`"hidden_size" (${hiddenSize}) must be divisible by "num_attention_heads" (${numHeads}) when "head_dim" is not given`);
-  }
-  if (numHeads % numKvHeads !== 0) r.fail(`"num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
+  const { vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim } = readDecoderSizes(r, defaults.headDim === undefined ? {} : { headDim: defaults.headDim });
   if (headDim % 2 !== 0) r.fail(`head size ${headDim} must be even for rotary embeddings ("head_dim" or hidden_size / num_attention_heads)`);
   const maxPositions = r.int('max_position_embeddings', defaults.maxPositions);
   const rmsNormEps = r.number('rms_norm_eps', 1e-6);

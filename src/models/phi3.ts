@@ -30,7 +30,7 @@ import { ModuleList } from '../nn/module.js';
 import { RMSNorm } from '../nn/rmsnorm.js';
 import type { DType } from '../tensor/tensor.js';
 import type { CausalLMInfo } from './causal-lm.js';
-import { ConfigReader, warnUnknownKeys, type JsonObject } from './config.js';
+import { ConfigReader, readDecoderSizes, warnUnknownKeys, type JsonObject } from './config.js';
 import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
 import { initializerRange, linearShape, otherShape, sanitizeWith, withContainers, type ModelFamily, type ModuleShape } from './family.js';
 import { parseRope, ropeInvFreq, type RopeSpec } from './rope.js';
@@ -57,19 +57,9 @@ export interface Phi3Config {
 export function parsePhi3Config(json: JsonObject, where = 'config.json'): Phi3Config {
   const r = new ConfigReader(json, where);
   r.oneOf('model_type', ['phi3'] as const);
-  const vocabSize = r.int('vocab_size', 32064);
-  const hiddenSize = r.int('hidden_size', 3072);
-  const intermediateSize = r.int('intermediate_size', 8192);
-  const numLayers = r.int('num_hidden_layers', 32);
-  const numHeads = r.int('num_attention_heads', 32);
-  const numKvHeads = r.int('num_key_value_heads', numHeads);
-  let headDim: number;
-  if (r.has('head_dim')) headDim = r.int('head_dim');
-  else {
-    headDim = hiddenSize / numHeads;
-    if (!Number.isInteger(headDim)) r.fail(`"hidden_size" (${hiddenSize}) must be divisible by "num_attention_heads" (${numHeads})`);
-  }
-  if (numHeads % numKvHeads !== 0) r.fail(`"num_attention_heads" (${numHeads}) must be a multiple of "num_key_value_heads" (${numKvHeads})`);
+  const { vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim } = readDecoderSizes(r, {
+    vocabSize: 32064, hiddenSize: 3072, intermediateSize: 8192, numLayers: 32, numHeads: 32,
+  });
   const maxPositions = r.int('max_position_embeddings', 4096);
   const rmsNormEps = r.number('rms_norm_eps', 1e-5);
   const rope = parseRope(r, headDim, maxPositions, 10000, { partialRotary: true });

@@ -26,7 +26,7 @@
 // and so does left padding while a row's keys fit one attention key tile (64); past that,
 // padding moves the tile boundaries of the online softmax and logits differ by ~1e-7, so an
 // exact near-tie between two logits could in principle break the other way.
-import { getBackend } from '../backend/index.js';
+import { getBackend, withInferenceProducts } from '../backend/index.js';
 import type { FinishReason } from '../generate/generate.js';
 import { sampleToken, type SamplingOptions } from '../generate/sampling.js';
 import type { StreamDecoder, Tokenizer } from '../io/tokenizer.js';
@@ -410,7 +410,7 @@ export class Scheduler {
       this.setRowAdapters([adapter]);
       let logits: Float32Array;
       try {
-        logits = this.model.forward(Int32Array.from(prompt), 1, L, { cache, lastTokenOnly: true }).slice(0, V);
+        logits = withInferenceProducts(() => this.model.forward(Int32Array.from(prompt), 1, L, { cache, lastTokenOnly: true })).slice(0, V);
       } finally {
         this.setRowAdapters(null);
       }
@@ -444,7 +444,7 @@ export class Scheduler {
     this.setRowAdapters(rows.map((r) => r.seq.spec.adapter));
     let logits: Float32Array;
     try {
-      logits = this.model.forward(ids, B, 1, { attentionMask: mask, positionIds: positions, cache: this.cache, lastTokenOnly: true });
+      logits = withInferenceProducts(() => this.model.forward(ids, B, 1, { attentionMask: mask, positionIds: positions, cache: this.cache, lastTokenOnly: true }));
     } finally {
       this.setRowAdapters(null);
     }

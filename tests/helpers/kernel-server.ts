@@ -30,7 +30,7 @@ export function buildArmServer(): string {
   mkdirSync(dir, { recursive: true });
   const bin = join(dir, 'kernel_server');
   const srcs = kernelSources();
-  const headers = ['simd.h', 'napi_shim.h', 'napi_util.h', 'ops_common.h', 'gemm.h', 'threadpool.h'].map((h) => join(packageRoot(), 'native', 'src', h));
+  const headers = ['simd.h', 'napi_shim.h', 'napi_util.h', 'napi_gemm.h', 'ops_common.h', 'gemm.h', 'threadpool.h'].map((h) => join(packageRoot(), 'native', 'src', h));
   const newest = Math.max(...[...srcs, ...headers].map((f) => statSync(f).mtimeMs));
   if (existsSync(bin) && statSync(bin).mtimeMs > newest) return bin;
   const r = spawnSync(AARCH64_GXX, ['-O2', '-std=c++17', '-pthread', '-DLK_NAPI_SHIM', '-fno-exceptions', ...srcs, '-o', bin], { encoding: 'utf8' });

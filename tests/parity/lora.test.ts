@@ -157,11 +157,11 @@ for (const be of backends) {
           assert.ok(ref.generation.length > 0);
           for (const useCache of [true, false]) {
             for (const g of ref.generation) {
-              const [res] = generate(model, [g.prompt], { maxNewTokens: g.max_new_tokens, useCache, stopTokenIds: [] });
+              const [res] = generate(model, [g.prompt], { maxNewTokens: g.max_new_tokens, useCache, stopTokenIds: [], exactProducts: true });
               assert.deepEqual(res!.tokens, g.new_tokens, `prompt of ${g.prompt.length} tokens${useCache ? '' : ', no cache'}`);
             }
           }
-          const rows = generate(model, ref.generation.map((g) => g.prompt), { maxNewTokens: ref.generation[0]!.max_new_tokens, stopTokenIds: [] });
+          const rows = generate(model, ref.generation.map((g) => g.prompt), { maxNewTokens: ref.generation[0]!.max_new_tokens, stopTokenIds: [], exactProducts: true });
           ref.generation.forEach((g, i) => assert.deepEqual(rows[i]!.tokens, g.new_tokens, `batched row ${i}`));
         });
 

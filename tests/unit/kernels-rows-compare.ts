@@ -80,7 +80,9 @@ export function registerRowComparisons(nat: KernelsUnderTest, label: string): vo
 
     it('copy2d: strided, offset, broadcast row (src stride 0), accumulate', async () => {
       const r = rng(42);
-      for (const [N, C] of SHAPES) {
+      // and long rows, split among the threads in chunks that start and end inside a row
+      // (a prompt's keys into the KV cache: one row of T·kvDim floats)
+      for (const [N, C] of [...SHAPES, [1, 40000], [3, 20001]] as [number, number][]) {
         const src = randn(r, (N + 2) * (C + 3));
         for (const acc of [false, true]) {
           const base = randn(r, (N + 1) * (C + 5) + 4);
