@@ -9,6 +9,9 @@
 // two (hi = its top 8 significant bits, lo = the rest: hi + lo is the f16 value exactly), so
 // the product is a_bf16 · w exactly summed in f32; a quantized one (dequantized d·q in f32)
 // two as well (hi = truncation, lo = round(w − hi): 16 of its ≤ 19 significant bits).
+// Q8_0 and Q4_0 weights can instead take AMX-INT8 (product_int8; off by default, measured in
+// bench/RESULTS.md issue 24): A quantized per 32-block as llama.cpp's q8_0 activations, the
+// weight's int8 values exact in the tiles, int32 block sums scaled by d_a · d_w in f32.
 // Only the addon calls this (addon.cc registers gemmInference); training, evaluation and the
 // parity tests never do: the backend routes a gemm here only while generation's forward has
 // turned inference products on (backend/addon.ts). LORAKIT_AMX=0 turns it off.
@@ -21,6 +24,7 @@
 // bf16 once per call, by row blocks on the pool, into [Mp][Kp] (zero-padded to 32 × 32).
 // No copy of a weight outlives the call: the packed block is a per-thread scratch of
 // Kp · NB · terms bf16 values.
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -76,14 +80,14 @@ bool available() {
   return yes;
 }
 
-// Q8_0 and Q4_0 weights on AMX-INT8 (see int8_for): the CPU has AMX-INT8 too and
-// LORAKIT_AMX_Q8=bf16 does not ask for the bf16 terms instead (A/B runs).
-bool int8_available() {
+// Q8_0 and Q4_0 weights on AMX-INT8 (see int8_for): the CPU has AMX-INT8 too, and the mode
+// is on: LORAKIT_AMX_Q8=int8 at start, or amxInt8(true) (tests, A/B runs). Off by default: on
+// a 512-token prompt it measured no faster than the bf16 terms, at ~3× their logit error
+// (bench/RESULTS.md issue 24).
+bool int8_supported() {
   static const bool yes = [] {
 #if defined(LK_AMX)
     if (!available()) return false;
-    const char* s = std::getenv("LORAKIT_AMX_Q8");
-    if (s && std::strcmp(s, "bf16") == 0) return false;
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     return (d & (1u << 25)) != 0;  // AMX-INT8
@@ -93,6 +97,16 @@ bool int8_available() {
   }();
   return yes;
 }
+
+std::atomic<bool>& int8_mode() {
+  static std::atomic<bool> on{[] {
+    const char* s = std::getenv("LORAKIT_AMX_Q8");
+    return s != nullptr && std::strcmp(s, "int8") == 0;
+  }()};
+  return on;
+}
+
+bool int8_available() { return int8_supported() && int8_mode().load(std::memory_order_relaxed); }
 
 #if defined(LK_AMX)
 
@@ -365,17 +379,20 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void pack_b_int8(uint3
     const int64_t n0 = j0 + 16 * q;
     const int valid = static_cast<int>(N - n0 >= 16 ? 16 : (N - n0 > 0 ? N - n0 : 0));
     const uint8_t* base = static_cast<const uint8_t*>(B.p) + n0 * row_bytes;
-    for (int64_t b = 0; b < Kb; ++b) {
-      __m512i r[16];
-      alignas(32) uint16_t d16[16];
-      for (int c = 0; c < 16; ++c) {
-        if (c >= valid) {
-          r[c] = _mm512_setzero_si512();
-          d16[c] = 0;
-          continue;
-        }
-        const uint8_t* blk = base + c * row_bytes + b * bb;
-        d16[c] = static_cast<uint16_t>(blk[0] | (blk[1] << 8));
+    // the panel's 16 rows, each read front to back (a weight is read once per call, often cold)
+    int8_t* rows = reinterpret_cast<int8_t*>(t_row.get(static_cast<size_t>(16 * Kb) * 32));
+    uint16_t* d16 = reinterpret_cast<uint16_t*>(t_tmp.get(static_cast<size_t>(Kb) * 32));
+    for (int c = 0; c < 16; ++c) {
+      int8_t* rc = rows + c * Kb * 32;
+      if (c >= valid) {
+        std::memset(rc, 0, static_cast<size_t>(Kb) * 32);
+        for (int64_t b = 0; b < Kb; ++b) d16[b * 16 + c] = 0;
+        continue;
+      }
+      const uint8_t* row = base + c * row_bytes;
+      for (int64_t b = 0; b < Kb; ++b) {
+        const uint8_t* blk = row + b * bb;
+        d16[b * 16 + c] = static_cast<uint16_t>(blk[0] | (blk[1] << 8));
         __m256i v;
         if (q8) {
           v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
@@ -383,12 +400,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void pack_b_int8(uint3
           const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
           v = _mm256_sub_epi8(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), lo4), _mm_and_si128(x, lo4)), eight);
         }
-        r[c] = _mm512_castsi256_si512(v);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(rc + b * 32), v);
       }
+    }
+    for (int64_t b = 0; b < Kb; ++b) {
+      __m512i r[16];
+      for (int c = 0; c < 16; ++c)
+        r[c] = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows + (c * Kb + b) * 32)));
       transpose16(r);
       uint32_t* o = pq + b * 128;
       for (int p = 0; p < 8; ++p) _mm512_store_si512(o + p * 16, r[p]);
-      _mm512_store_ps(pd + b * 16, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d16))));
+      _mm512_store_ps(pd + b * 16, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d16 + b * 16))));
     }
   }
 }
@@ -467,8 +489,7 @@ int terms_for(int dt) {
 }
 
 // Q8_0 and Q4_0 weights (whole blocks) take AMX-INT8 with A quantized per 32-block, as
-// llama.cpp's products on these formats do (the default: measured in bench/RESULTS.md issue 24;
-// LORAKIT_AMX_Q8=bf16 gives them the bf16 terms instead).
+// llama.cpp's products on these formats do, when int8_available() (off by default).
 bool int8_for(const gemm::Operand& B, int64_t K) {
   return (B.dt == quant::Q8_0 || B.dt == quant::Q4_0) && K % 32 == 0 && B.ld % 32 == 0 && int8_available();
 }
@@ -589,9 +610,19 @@ napi_value AmxInfo(napi_env env, napi_callback_info) {
   return v;
 }
 
-// amxInt8Available(): whether gemmInference takes Q8_0 and Q4_0 weights on AMX-INT8 (CPU,
-// kernel, LORAKIT_AMX, LORAKIT_AMX_Q8).
-napi_value AmxInt8Info(napi_env env, napi_callback_info) {
+// amxInt8([on]): whether gemmInference takes Q8_0 and Q4_0 weights on AMX-INT8 (A quantized
+// per 32-block) instead of the bf16 terms; a boolean sets it (no effect without AMX-INT8,
+// AMX or with LORAKIT_AMX=0). Starts as LORAKIT_AMX_Q8=int8 says.
+napi_value AmxInt8(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  if (a.argc >= 1) {
+    bool on = false;
+    if (napi_get_value_bool(env, a.argv[0], &on) != napi_ok) {
+      napi_throw_type_error(env, nullptr, "amxInt8: expected a boolean");
+      return nullptr;
+    }
+    int8_mode().store(on, std::memory_order_relaxed);
+  }
   napi_value v;
   napi_get_boolean(env, int8_available(), &v);
   return v;
@@ -604,7 +635,7 @@ napi_value AmxInt8Info(napi_env env, napi_callback_info) {
 void RegisterAmx(napi_env env, napi_value exports) {
   export_fn(env, exports, "gemmInference", amx::GemmInference);
   export_fn(env, exports, "amxAvailable", amx::AmxInfo);
-  export_fn(env, exports, "amxInt8Available", amx::AmxInt8Info);
+  export_fn(env, exports, "amxInt8", amx::AmxInt8);
 }
 
 }  // namespace lk

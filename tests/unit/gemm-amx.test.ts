@@ -23,9 +23,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const addon = nativeBackend() ? (loadAddon().addon as unknown as Record<string, (...a: unknown[]) => unknown> | null) : null;
 const amx = addon !== null && typeof addon['amxAvailable'] === 'function' && addon['amxAvailable']() === true;
 const skip = amx ? false : 'no AMX-BF16 here (CPU, kernel permission or LORAKIT_AMX=0): gemmInference runs gemm’s own path, covered by gemm.test.ts';
-// Q8_0 and Q4_0 weights on AMX-INT8 (A quantized per 32-block) unless LORAKIT_AMX_Q8=bf16 or no AMX-INT8
-const int8 = amx && typeof addon['amxInt8Available'] === 'function' && addon['amxInt8Available']() === true;
-if (amx && !int8) console.log('# no AMX-INT8 here (or LORAKIT_AMX_Q8=bf16): Q8_0 and Q4_0 checked on the bf16 terms');
+// Q8_0 and Q4_0 weights on AMX-INT8 (A quantized per 32-block) when the mode is on (addon.amxInt8)
+const amxInt8 = (on?: boolean): boolean => (on === undefined ? addon!['amxInt8']!() : addon!['amxInt8']!(on)) === true;
 
 // deterministic values in [-1, 1)
 function rng(seed: number): () => number {
@@ -104,47 +103,57 @@ function blocksInt(data: Uint8Array, N: number, K: number, dt: 'q8_0' | 'q4_0'):
 const CODE: Record<WT, number> = { f16: 1, bf16: 2, q8_0: 3, q4_0: 4 };
 
 describe('AMX inference products (gemm_amx.cc)', { skip }, () => {
-  it('match the f64 oracle of bf16-rounded A times the weight’s terms, tails of M, N and K included', () => {
+  it('match the f64 oracle of bf16-rounded A times the weight’s terms (Q8_0, Q4_0 on AMX-INT8: of A quantized per block), tails of M, N and K included', (t) => {
     let seed = 11;
     const shapes: [number, number, number][] = [[17, 33, 45], [33, 70, 200], [64, 130, 96], [100, 48, 768], [31, 16, 688], [40, 20, 32]];
-    for (const [M, N, Kraw] of shapes)
-      for (const dt of ['bf16', 'f16', 'q8_0', 'q4_0'] as WT[]) {
-        const K = dt.startsWith('q') ? Math.ceil(Kraw / 32) * 32 : Kraw; // GGML rows are whole blocks
-        const r = rng(seed++);
-        const A = new Float32Array(M * K).map(() => r());
-        const { data, used } = weight(N, K, dt, r);
-        const acc = seed % 2 === 0, alpha = seed % 3 === 0 ? -0.5 : 1, ldc = N + 3;
-        const C = new Float32Array(M * ldc).map(() => r());
-        const before = C.slice();
-        addon!['gemmInference']!(C, A, data, M, N, K, false, true, acc, alpha, 0, CODE[dt], K, K, ldc);
-        let worst = 0;
-        const onInt8 = int8 && (dt === 'q8_0' || dt === 'q4_0');
-        const wq = onInt8 ? blocksInt(data as Uint8Array, N, K, dt as 'q8_0' | 'q4_0') : null;
-        for (let i = 0; i < M; i++) {
-          const aq = onInt8 ? quantA(A.subarray(i * K, (i + 1) * K)) : null;
-          for (let j = 0; j < N; j++) {
-            let s = 0, mag = 0;
-            if (wq && aq) {
-              for (let b = 0; b < K / 32; b++) {
-                let dot = 0;
-                for (let k = 32 * b; k < 32 * b + 32; k++) dot += aq.q[k]! * wq.q[j * K + k]!;
-                const term = aq.d[b]! * wq.d[j * (K / 32) + b]! * dot;
-                s += term;
-                mag += Math.abs(term);
+    const was = amxInt8();
+    const modes = [false];
+    if (amxInt8(true)) modes.push(true);
+    else t.diagnostic('no AMX-INT8 here: Q8_0 and Q4_0 checked on the bf16 terms only');
+    try {
+      for (const int8 of modes)
+      for (const [M, N, Kraw] of shapes)
+        for (const dt of (int8 ? ['q8_0', 'q4_0'] : ['bf16', 'f16', 'q8_0', 'q4_0']) as WT[]) {
+          amxInt8(int8);
+          const K = dt.startsWith('q') ? Math.ceil(Kraw / 32) * 32 : Kraw; // GGML rows are whole blocks
+          const r = rng(seed++);
+          const A = new Float32Array(M * K).map(() => r());
+          const { data, used } = weight(N, K, dt, r);
+          const acc = seed % 2 === 0, alpha = seed % 3 === 0 ? -0.5 : 1, ldc = N + 3;
+          const C = new Float32Array(M * ldc).map(() => r());
+          const before = C.slice();
+          addon!['gemmInference']!(C, A, data, M, N, K, false, true, acc, alpha, 0, CODE[dt], K, K, ldc);
+          let worst = 0;
+          const onInt8 = int8 && (dt === 'q8_0' || dt === 'q4_0');
+          const wq = onInt8 ? blocksInt(data as Uint8Array, N, K, dt as 'q8_0' | 'q4_0') : null;
+          for (let i = 0; i < M; i++) {
+            const aq = onInt8 ? quantA(A.subarray(i * K, (i + 1) * K)) : null;
+            for (let j = 0; j < N; j++) {
+              let s = 0, mag = 0;
+              if (wq && aq) {
+                for (let b = 0; b < K / 32; b++) {
+                  let dot = 0;
+                  for (let k = 32 * b; k < 32 * b + 32; k++) dot += aq.q[k]! * wq.q[j * K + k]!;
+                  const term = aq.d[b]! * wq.d[j * (K / 32) + b]! * dot;
+                  s += term;
+                  mag += Math.abs(term);
+                }
+              } else {
+                for (let k = 0; k < K; k++) s += bf16Round(A[i * K + k]!) * used[j * K + k]!;
+                mag = Math.abs(s);
               }
-            } else {
-              for (let k = 0; k < K; k++) s += bf16Round(A[i * K + k]!) * used[j * K + k]!;
-              mag = Math.abs(s);
+              const want = alpha * s + (acc ? before[i * ldc + j]! : 0);
+              const err = Math.abs(C[i * ldc + j]! - want) / (1 + Math.abs(alpha) * mag + Math.abs(want));
+              if (err > worst) worst = err;
             }
-            const want = alpha * s + (acc ? before[i * ldc + j]! : 0);
-            const err = Math.abs(C[i * ldc + j]! - want) / (1 + Math.abs(alpha) * mag + Math.abs(want));
-            if (err > worst) worst = err;
+            for (let j = N; j < ldc; j++) assert.equal(C[i * ldc + j], before[i * ldc + j], `${M}x${N}x${K} ${dt}: padding of C written`);
           }
-          for (let j = N; j < ldc; j++) assert.equal(C[i * ldc + j], before[i * ldc + j], `${M}x${N}x${K} ${dt}: padding of C written`);
+          // f32 sums of K bf16 products: a few ulps per term at most; a lost or doubled term is ~1e-2 or more
+          assert.ok(worst <= 2e-7 * K + 1e-6, `${M}x${N}x${K} ${dt}${onInt8 ? ' int8' : ''}${acc ? ' acc' : ''} alpha=${alpha}: relative error ${worst.toExponential(2)}`);
         }
-        // f32 sums of K bf16 products: a few ulps per term at most; a lost or doubled term is ~1e-2 or more
-        assert.ok(worst <= 2e-7 * K + 1e-6, `${M}x${N}x${K} ${dt}${acc ? ' acc' : ''} alpha=${alpha}: relative error ${worst.toExponential(2)}`);
-      }
+    } finally {
+      amxInt8(was);
+    }
   });
 
   it('greedy generation on the bundled model (bf16) gives the same tokens with the products on and off; logits within 5e-2; off again after', () => {
