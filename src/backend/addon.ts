@@ -25,6 +25,8 @@ export interface NativeBackend extends Backend {
   readonly avx2fma: boolean;
   /** the instruction set the kernels run on, for notices and bench headers ('AVX2+FMA', 'AVX-512 GEMM tile, AVX2+FMA', 'portable') */
   readonly isa: string;
+  /** generation's prompt products with half or quantized weights run on AMX-BF16 (native/src/gemm_amx.cc; LORAKIT_AMX=0 turns it off) */
+  readonly amx: boolean;
 }
 
 /** The backend over an addon object: the N-API addon, or the WebAssembly module's (name 'wasm'). */
@@ -74,6 +76,7 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
     },
     avx2fma: cpu.avx2fma,
     isa: isaLabel(cpu),
+    amx: typeof addon['amxAvailable'] === 'function' && addon['amxAvailable']() === true,
   }) as unknown as NativeBackend;
 }
 
