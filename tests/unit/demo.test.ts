@@ -62,22 +62,23 @@ test('hint format: each word shown with its dictionary tag before ">", only the 
   assert.equal(t.words[2]!.at(-2), codes['NOUN']);
 });
 
-test('context format: the word after each word and "?" for a word the dictionary lacks; the tags stay the only targets', () => {
+test('next format: each word with its dictionary tag and the next word\'s, "?" for a word the dictionary lacks; the tags stay the only targets', () => {
   const tok = loadTokenizer('models/brown-tokenizer');
   // a dictionary that lacks "jury" and is wrong on "said"
   const dict = (w: string): CoarseTag | undefined => ({ The: 'DET', said: 'NOUN', it: 'PRON', did: 'VERB', '.': '.' } as Record<string, CoarseTag>)[w];
-  const view = { hint: dict, lookahead: true };
+  const view = { hint: dict, nextHint: true };
   const p = posPair(sentence);
-  assert.equal(posCompletion(p, view), ' The jury/D>D jury said/?>N said it/N>V it did/P>P did ./V>V ./S>S');
+  assert.equal(posCompletion(p, view), ' The/D?>D jury/?N>N said/NP>V it/PV>P did/VS>V ./S>S');
   const [ex] = posExamples([sentence], tok, view);
   const t = posTokens(p, tok, posCodeIds(tok), view);
   assert.equal(tok.decode([...ex!.ids.slice(t.prompt.length, -1)]), posCompletion(p, view));
   const codes = posCodeIds(tok);
   assert.deepEqual([...ex!.ids].filter((_, i) => ex!.targetMask[i] === 1), [...p.tags.map((tag) => codes[tag]), 0]);
-  // the next word is encoded as it is in running text (" said"), the last word has none
-  const pair = [...tok.encode(' jury', { addSpecialTokens: false }), ...tok.encode(' said', { addSpecialTokens: false })];
-  assert.deepEqual(t.words[1]!.slice(0, pair.length), pair);
-  assert.deepEqual(t.words[5], [...tok.encode(' .', { addSpecialTokens: false }), ...tok.encode('/', { addSpecialTokens: false }), codes['.'], ...tok.encode('>', { addSpecialTokens: false })]);
+  // the two hints are one code token each ("?" for the unknown word), the last word has only its own
+  const enc = (x: string): number[] => tok.encode(x, { addSpecialTokens: false });
+  assert.deepEqual(t.words[2], [...enc(' said'), ...enc('/'), codes['NOUN'], codes['PRON'], ...enc('>')]);
+  assert.deepEqual(t.words[0], [...enc(' The'), ...enc('/'), codes['DET'], ...enc('?'), ...enc('>')]);
+  assert.deepEqual(t.words[5], [...enc(' .'), ...enc('/'), codes['.'], ...enc('>')]);
 });
 
 test('versusBaseline: the baseline\'s wrong tags the adapter fixes and its right tags the adapter breaks', () => {
@@ -131,8 +132,8 @@ test('scorePos: decoding through the KV cache picks the same tags as recomputing
   const hint = (w: string): CoarseTag => (w.length > 3 ? 'NOUN' : 'DET');
   const few = sentences.slice(0, 6);
   assert.deepEqual(scorePos(model, tok, few, { batchSize: 4, hint }).predictions, scorePos(model, tok, few, { batchSize: 4, hint, useCache: false }).predictions);
-  // ... and with the next word shown, decoding restricted to each word's dictionary tags
-  const view = { hint: (w: string): CoarseTag | undefined => (w.length > 6 ? undefined : hint(w)), lookahead: true };
+  // ... and with the next word's hint too, decoding restricted to each word's dictionary tags
+  const view = { hint: (w: string): CoarseTag | undefined => (w.length > 6 ? undefined : hint(w)), nextHint: true };
   const allowed = (w: string): readonly CoarseTag[] | undefined => (w.length > 3 ? ['NOUN', 'VERB'] : undefined);
   const restricted = scorePos(model, tok, few, { batchSize: 4, view, allowed });
   assert.deepEqual(restricted.predictions, scorePos(model, tok, few, { batchSize: 4, view, allowed, useCache: false }).predictions);

@@ -7,7 +7,7 @@ import { runDemo, type PosDecode, type PosFormat } from '../../demo/demo.js';
 import { checkOutput, parsePositiveInt, requireModelFolder } from '../common.js';
 
 function parsePosFormat(v: string): PosFormat {
-  if (v !== 'context' && v !== 'hint' && v !== 'plain') throw new InvalidArgumentError(`expected context, hint or plain, got ${JSON.stringify(v)}`);
+  if (v !== 'next' && v !== 'hint' && v !== 'plain') throw new InvalidArgumentError(`expected next, hint or plain, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -23,8 +23,8 @@ export function demoCommand(): Command {
     .option('--out <dir>', 'where the adapters are written', 'lorakit-demo')
     .option('--quick', 'a few steps only (a smoke run)', false)
     .option('--pos-steps <n>', 'training steps of the part-of-speech adapter', parsePositiveInt)
-    .option('--pos-format <format>', 'part-of-speech task format: hint (each word shown with the most-frequent-tag baseline\'s tag, the default), context (also the next word, "?" for words the baseline never saw) or plain', parsePosFormat)
-    .option('--pos-decode <set>', 'tags the part-of-speech decoding picks from: tags (all 12, the default) or dictionary (the tags the word has in the baseline\'s training data)', parsePosDecode)
+    .option('--pos-format <format>', 'part-of-speech task format: next (each word shown with the most-frequent-tag baseline\'s tags for it and for the next word, "?" for words the baseline never saw; the default), hint (the word\'s own tag only) or plain', parsePosFormat)
+    .option('--pos-decode <set>', 'tags the part-of-speech decoding picks from: dictionary (the tags the word has in the baseline\'s training data, all 12 for a word it never saw; the default) or tags (all 12)', parsePosDecode)
     .option('--genre-steps <n>', 'training steps of the genre adapter', parsePositiveInt)
     .option('--seed <n>', 'random seed', parsePositiveInt)
     .option('--no-progress', 'plain log lines instead of progress bars')
