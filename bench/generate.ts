@@ -6,7 +6,10 @@
 // llama.cpp (node-llama-cpp 3.21.1 from tests/llama-cpp, its prebuilt CPU build) run the
 // same file, the same token ids, the same thread count, in alternating rounds, each run in
 // its own process:
-//   - prompt processing: a 512-token prompt into an empty cache, tokens/s;
+//   - prompt processing: a 512-token prompt into an empty cache, tokens/s, after one prompt of
+//     the same length (into a cache thrown away: as llama-bench warms up), so both engines'
+//     buffers for that many rows exist (llama.cpp allocates them with the context); the
+//     process's first such prompt is printed beside it ("first");
 //   - single-stream decoding: 128 greedy tokens after a 16-token prompt, tokens/s after
 //     the first (the first token's time holds the prompt);
 //   - batched decoding: 8 and 16 sequences of 64 greedy tokens each, submitted at once
@@ -65,6 +68,8 @@ interface ChildResult {
   /** why this engine cannot run this file (then nothing else is set) */
   unsupported?: string;
   pp: number;
+  /** the process's first prompt of that length, its buffers not yet allocated */
+  ppFirst: number;
   decode: number;
   batched: Record<string, number>;
   rssMB: number;
@@ -117,11 +122,17 @@ async function runLorakit(job: ChildJob): Promise<ChildResult> {
   // warm-up: a short generation (the step buffers, the pool's threads)
   generate(model, [ids(8, 99)], { maxNewTokens: 4, stopTokenIds: [] });
 
-  const cache = model.createCache();
-  const prompt = Int32Array.from(ids(shape.prompt, 1));
-  let t0 = performance.now();
-  withInferenceProducts(() => model.forward(prompt, 1, prompt.length, { cache, lastTokenOnly: true })); // as generate() runs a prompt
-  const pp = shape.prompt / secs(t0);
+  // as generate() runs a prompt; the first (other tokens) into a cache thrown away (ppFirst), then the timed one
+  const runPrompt = (seed: number): number => {
+    const prompt = Int32Array.from(ids(shape.prompt, seed));
+    const cache = model.createCache();
+    const t0 = performance.now();
+    withInferenceProducts(() => model.forward(prompt, 1, prompt.length, { cache, lastTokenOnly: true }));
+    return shape.prompt / secs(t0);
+  };
+  const ppFirst = runPrompt(3);
+  const pp = runPrompt(1);
+  let t0: number;
 
   let tFirst = 0;
   t0 = performance.now();
@@ -157,7 +168,7 @@ async function runLorakit(job: ChildJob): Promise<ChildResult> {
     steps.push(st);
     ids1 = Int32Array.of(st.top[0]);
   }
-  return { pp, decode, batched, rssMB, tokens: res!.tokens, steps };
+  return { pp, ppFirst, decode, batched, rssMB, tokens: res!.tokens, steps };
 }
 
 interface NlcSequence {
@@ -219,11 +230,19 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
     await greedyLlama(w, ids(8, 99), 4);
     w.dispose();
   }
-  let seq = ctx.getSequence();
-  let t0 = performance.now();
-  await seq.evaluateWithoutGeneratingNewTokens(ids(shape.prompt, 1));
-  const pp = shape.prompt / secs(t0);
-  seq.dispose();
+  // the first prompt (other tokens, so nothing of it can be reused) then the timed one
+  const runPrompt = async (seed: number): Promise<number> => {
+    const seq = ctx.getSequence();
+    const t0 = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(ids(shape.prompt, seed));
+    const r = shape.prompt / secs(t0);
+    seq.dispose();
+    return r;
+  };
+  const ppFirst = await runPrompt(3);
+  const pp = await runPrompt(1);
+  let seq: NlcSequence;
+  let t0: number;
 
   seq = ctx.getSequence();
   let tFirst = 0;
@@ -257,7 +276,7 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
   const stepsKvF32 = await evidence('F32');
   await lm.dispose();
   await llama.dispose();
-  return { pp, decode, batched, rssMB, tokens, steps, stepsKvF32 };
+  return { pp, ppFirst, decode, batched, rssMB, tokens, steps, stepsKvF32 };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -440,7 +459,7 @@ export async function runGenerateBench(args: BenchArgs, log: (l: string) => void
         }
         const share = (tps: number, rows: number): string => `${((100 * tps * weightBytes(type)) / rows / 1e9 / bw.triad).toFixed(0)}%`;
         const dec = median(rs.map((x) => x.decode));
-        const parts = [`pp${shape.prompt} ${cell(rs, (x) => x.pp)} tok/s`, `decode ${cell(rs, (x) => x.decode)} tok/s [${share(dec, 1)} of triad]`];
+        const parts = [`pp${shape.prompt} ${cell(rs, (x) => x.pp)} tok/s (first ${cell(rs, (x) => x.ppFirst)})`, `decode ${cell(rs, (x) => x.decode)} tok/s [${share(dec, 1)} of triad]`];
         for (const B of shape.batches) {
           const b = median(rs.map((x) => x.batched[String(B)]!));
           parts.push(`batch ${B}: ${cell(rs, (x) => x.batched[String(B)]!)} tok/s [${share(b, B)}]`);
