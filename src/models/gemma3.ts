@@ -33,21 +33,14 @@ import { RMSNorm } from '../nn/rmsnorm.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../tensor/half.js';
 import type { DType } from '../tensor/tensor.js';
 import type { CausalLMInfo } from './causal-lm.js';
-import { ConfigReader, readDecoderSizes, warnUnknownKeys, type JsonObject } from './config.js';
+import { ConfigReader, readDecoderSizes, warnUnknownKeys, type DecoderSizes, type JsonObject } from './config.js';
 import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
 import { initializerRange, linearShape, otherShape, sanitizeWith, withContainers, type ModelFamily, type ModuleShape } from './family.js';
 import { parseLayerTypes } from './llama.js';
 import { parseRope, ropeInvFreq, type RopeSpec } from './rope.js';
 
-export interface Gemma3Config {
+export interface Gemma3Config extends DecoderSizes {
   modelType: 'gemma3_text';
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
   rmsNormEps: number;
   /** the full-attention layers' rope (rope_theta, rope_scaling) */
   rope: RopeSpec;

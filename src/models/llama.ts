@@ -17,7 +17,7 @@ import { GatedMLP } from '../nn/mlp.js';
 import { ModuleList } from '../nn/module.js';
 import { RMSNorm } from '../nn/rmsnorm.js';
 import type { DType } from '../tensor/tensor.js';
-import { ConfigReader, readDecoderSizes, warnUnknownKeys, type JsonObject } from './config.js';
+import { ConfigReader, readDecoderSizes, warnUnknownKeys, type DecoderSizes, type JsonObject } from './config.js';
 import type { CausalLMInfo } from './causal-lm.js';
 import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
 import { initializerRange, linearShape, otherShape, sanitizeWith, withContainers, type ModelFamily, type ModuleShape } from './family.js';
@@ -26,16 +26,9 @@ import { parseRope, ropeInvFreq, type RopeSpec } from './rope.js';
 export const LLAMA_LIKE_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type LlamaLikeType = (typeof LLAMA_LIKE_TYPES)[number];
 
-export interface LlamaConfig {
+export interface LlamaConfig extends DecoderSizes {
   /** llama, mistral, qwen2 (this file), qwen3 (qwen3.ts), smollm3 (smollm3.ts) */
   modelType: string;
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
   maxPositions: number;
   rmsNormEps: number;
   rope: RopeSpec;

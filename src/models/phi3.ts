@@ -30,20 +30,13 @@ import { ModuleList } from '../nn/module.js';
 import { RMSNorm } from '../nn/rmsnorm.js';
 import type { DType } from '../tensor/tensor.js';
 import type { CausalLMInfo } from './causal-lm.js';
-import { ConfigReader, readDecoderSizes, warnUnknownKeys, type JsonObject } from './config.js';
+import { ConfigReader, readDecoderSizes, warnUnknownKeys, type DecoderSizes, type JsonObject } from './config.js';
 import { Backbone, DecoderBlock, DecoderLM, TiedLMHead } from './decoder.js';
 import { initializerRange, linearShape, otherShape, sanitizeWith, withContainers, type ModelFamily, type ModuleShape } from './family.js';
 import { parseRope, ropeInvFreq, type RopeSpec } from './rope.js';
 
-export interface Phi3Config {
+export interface Phi3Config extends DecoderSizes {
   modelType: 'phi3';
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
   rmsNormEps: number;
   /** rope.dim: the rotated channels of a head (head_dim · partial_rotary_factor) */
   rope: RopeSpec;
