@@ -86,19 +86,6 @@ struct Tuning {  // LORAKIT_GEMM_MC/KC/NC/PAR: for tuning runs only
   }
 } g_tuning;
 
-struct AlignedBuf {  // grows, 64-byte aligned, one per thread and use
-  float* p = nullptr;
-  size_t n = 0;
-  ~AlignedBuf() { std::free(p); }
-  float* get(size_t need) {
-    if (need > n) {
-      std::free(p);
-      n = need;
-      p = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
-    }
-    return p;
-  }
-};
 thread_local AlignedBuf t_apack, t_bpack;
 thread_local AlignedBuf t_bdirect;  // the direct path's packed B (filled by the calling thread)
 
@@ -178,7 +165,7 @@ void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Opera
   const int64_t nc_max = N < ncb ? round_up(N, NR) : ncb;
   const int64_t kc_max = K < kcb ? K : kcb;
   const size_t bsize = static_cast<size_t>(nc_max * kc_max + 16);
-  float* Bbuf = t_bpack.get(2 * bsize);
+  float* Bbuf = t_bpack.get<float>(2 * bsize);
   float* Bp[2] = {Bbuf, Bbuf + bsize};  // each [nc/NR][kc][NR], shared by the threads
 
   struct Step {
@@ -229,7 +216,7 @@ void packed(const Impl& im, float* C, int64_t ldc, const Operand& A, const Opera
       const int64_t jr0 = jg * jg_panels * NR;
       const int64_t jr1 = (jg + 1) * jg_panels * NR < st.nc ? (jg + 1) * jg_panels * NR : st.nc;
       if (jr0 >= jr1) return;
-      float* Ap = t_apack.get(static_cast<size_t>(mc_blk * kc_max + 16));  // [mc/MR][kc][MR] (+ slack)
+      float* Ap = t_apack.get<float>(static_cast<size_t>(mc_blk * kc_max + 16));  // [mc/MR][kc][MR] (+ slack)
       im.pack_a(Ap, A, ic, mc, st.pc, st.kc);
       for (int64_t jr = jr0; jr < jr1; jr += NR) {
         const int nr = static_cast<int>(st.nc - jr < NR ? st.nc - jr : NR);
@@ -294,7 +281,7 @@ void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, i
     const int64_t NRd = im.NRd;
     const float* bpacked = nullptr;
     if (!b_in_place) {
-      float* bp = t_bdirect.get(static_cast<size_t>(round_up(N, NRd) * K));  // [ceil(N/NRd)][K][NRd]
+      float* bp = t_bdirect.get<float>(static_cast<size_t>(round_up(N, NRd) * K));  // [ceil(N/NRd)][K][NRd]
       if (quant::is_quant(B.dt)) quant::pack_b(bp, B, 0, K, 0, N, im.NRd);
       else im.pack_b_direct(bp, B, 0, K, 0, N);
       bpacked = bp;

@@ -11,12 +11,35 @@
 //     (panel q, element (k, j) at q·kc·NR + k·NR + j, j < NR).
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 namespace lk {
 namespace gemm {
 
 // One operand as stored: data, dtype code (0 f32, 1 f16, 2 bf16), row stride, layout.
+// A scratch buffer that grows and never shrinks, 64-byte aligned; kept thread_local, one per use
+// (the GEMM's packed panels, the AMX panels, quant::scratch).
+struct AlignedBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  AlignedBuf() = default;
+  AlignedBuf(const AlignedBuf&) = delete;
+  AlignedBuf& operator=(const AlignedBuf&) = delete;
+  ~AlignedBuf() { std::free(p); }
+  // Room for at least n values of T; what it held before a growth is lost.
+  template <class T>
+  T* get(size_t n) {
+    const size_t need = (n * sizeof(T) + 63) / 64 * 64;
+    if (need > bytes) {
+      std::free(p);
+      bytes = need;
+      p = std::aligned_alloc(64, need);
+    }
+    return static_cast<T*>(p);
+  }
+};
+
 struct Operand {
   const void* p;
   int dt;

@@ -110,20 +110,7 @@ bool int8_available() { return int8_supported() && int8_mode().load(std::memory_
 
 #if defined(LK_AMX)
 
-struct Buf {  // grows, 64-byte aligned
-  void* p = nullptr;
-  size_t n = 0;
-  ~Buf() { std::free(p); }
-  void* get(size_t bytes) {
-    if (bytes > n) {
-      std::free(p);
-      n = (bytes + 63) / 64 * 64;
-      p = std::aligned_alloc(64, n);
-    }
-    return p;
-  }
-};
-thread_local Buf t_a, t_b, t_row, t_tmp;
+thread_local gemm::AlignedBuf t_a, t_b, t_row, t_tmp;
 
 struct TileConfig {
   uint8_t palette, start;
@@ -232,8 +219,8 @@ __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,f16c"))) void pack_b
                                                                                  int64_t j0, int64_t nb, int terms) {
   const int64_t ks = Kp / 32, panel = ks * terms * 256;
   const bool in_place = B.dt == 2;  // bf16: the pairs are the stored values
-  float* rows = in_place ? nullptr : static_cast<float*>(t_row.get(static_cast<size_t>(16 * Kp) * 4));
-  float* tmp = static_cast<float*>(t_tmp.get(256 * 4));
+  float* rows = in_place ? nullptr : t_row.get<float>(static_cast<size_t>(16 * Kp));
+  float* tmp = t_tmp.get<float>(256);
   const __m512i himask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (int64_t q = 0; q < nb / 16; ++q) {
     const int64_t n0 = j0 + 16 * q;
@@ -380,8 +367,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void pack_b_int8(uint3
     const int valid = static_cast<int>(N - n0 >= 16 ? 16 : (N - n0 > 0 ? N - n0 : 0));
     const uint8_t* base = static_cast<const uint8_t*>(B.p) + n0 * row_bytes;
     // the panel's 16 rows, each read front to back (a weight is read once per call, often cold)
-    int8_t* rows = reinterpret_cast<int8_t*>(t_row.get(static_cast<size_t>(16 * Kb) * 32));
-    uint16_t* d16 = reinterpret_cast<uint16_t*>(t_tmp.get(static_cast<size_t>(Kb) * 32));
+    int8_t* rows = t_row.get<int8_t>(static_cast<size_t>(16 * Kb) * 32);
+    uint16_t* d16 = t_tmp.get<uint16_t>(static_cast<size_t>(Kb) * 16);
     for (int c = 0; c < 16; ++c) {
       int8_t* rc = rows + c * Kb * 32;
       if (c >= valid) {
@@ -499,27 +486,37 @@ bool applies(const gemm::Operand& A, const gemm::Operand& B, int64_t M, int64_t 
 }
 
 #if defined(LK_AMX)
+// Calls f(i0, i1) on the pool for A's rows [0, Mp) in whole 32-row blocks, at most 4 tasks per thread.
+template <class F>
+void over_row_blocks(int64_t Mp, int nt, const F& f) {
+  const int64_t row_blocks = Mp / 32;
+  const int n = static_cast<int>(row_blocks < 4 * nt ? row_blocks : 4 * nt);
+  parallel_for(n, [&](int t, int) { f(row_blocks * t / n * 32, row_blocks * (t + 1) / n * 32); });
+}
+
+// The columns per task: 128, fewer (down to 32) when that leaves under 4 tasks per thread.
+int64_t column_block(int64_t N, int nt) {
+  int64_t NB = 128;
+  while (NB > 32 && (N + NB - 1) / NB < 4 * nt) NB /= 2;
+  return NB;
+}
+#endif
+
+#if defined(LK_AMX)
 // The AMX-INT8 product (int8_for): as product() below, A quantized instead of rounded.
 void product_int8(float* C, int64_t ldc, const gemm::Operand& A, const gemm::Operand& B, int64_t M, int64_t N,
                   int64_t K, float alpha, bool acc) {
   const int64_t Kb = K / 32, Mp = round_up(M, 32);
   const int nt = num_threads();
-  int8_t* Aq = static_cast<int8_t*>(t_a.get(static_cast<size_t>(Mp * Kb) * 36));
+  int8_t* Aq = t_a.get<int8_t>(static_cast<size_t>(Mp * Kb) * 36);
   float* Ad = reinterpret_cast<float*>(Aq + Mp * Kb * 32);
   const float* Af = static_cast<const float*>(A.p);
-  const int64_t row_blocks = Mp / 32;
-  const int n_ra = static_cast<int>(row_blocks < 4 * nt ? row_blocks : 4 * nt);
-  parallel_for(n_ra, [&](int t, int) {
-    const int64_t b0 = row_blocks * t / n_ra, b1 = row_blocks * (t + 1) / n_ra;
-    quant_a_rows(Aq, Ad, Af, A.ld, M, Kb, b0 * 32, b1 * 32);
-  });
-  int64_t NB = 128;
-  while (NB > 32 && (N + NB - 1) / NB < 4 * nt) NB /= 2;
-  const int64_t n_blocks = (N + NB - 1) / NB;
+  over_row_blocks(Mp, nt, [&](int64_t i0, int64_t i1) { quant_a_rows(Aq, Ad, Af, A.ld, M, Kb, i0, i1); });
+  const int64_t NB = column_block(N, nt), n_blocks = (N + NB - 1) / NB;
   parallel_for(static_cast<int>(n_blocks), [&](int task, int) {
     const int64_t j0 = task * NB, nb = N - j0 < NB ? round_up(N - j0, 32) : NB;
     const int64_t panels = nb / 16;
-    uint32_t* Bq = static_cast<uint32_t*>(t_b.get(static_cast<size_t>(panels * Kb) * (512 + 64)));
+    uint32_t* Bq = t_b.get<uint32_t>(static_cast<size_t>(panels * Kb) * (128 + 16));
     float* Bd = reinterpret_cast<float*>(Bq + panels * Kb * 128);
     pack_b_int8(Bq, Bd, B, N, Kb, j0, nb);
     alignas(64) float t[32 * 32];
@@ -552,22 +549,14 @@ void product(float* C, int64_t ldc, const gemm::Operand& A, const gemm::Operand&
   const int terms = terms_for(B.dt);
   const int64_t Kp = round_up(K, 32), Mp = round_up(M, 32);
   const int nt = num_threads();
-  uint16_t* Ab = static_cast<uint16_t*>(t_a.get(static_cast<size_t>(Mp * Kp) * 2));
+  uint16_t* Ab = t_a.get<uint16_t>(static_cast<size_t>(Mp * Kp));
   const float* Af = static_cast<const float*>(A.p);
-  const int64_t row_blocks = Mp / 32;
-  const int n_ra = static_cast<int>(row_blocks < 4 * nt ? row_blocks : 4 * nt);
-  parallel_for(n_ra, [&](int t, int) {
-    const int64_t b0 = row_blocks * t / n_ra, b1 = row_blocks * (t + 1) / n_ra;
-    round_a_rows(Ab, Af, A.ld, M, K, Kp, b0 * 32, b1 * 32);
-  });
-  // column blocks: 128 columns, fewer when that leaves under 4 tasks per thread
-  int64_t NB = 128;
-  while (NB > 32 && (N + NB - 1) / NB < 4 * nt) NB /= 2;
-  const int64_t n_blocks = (N + NB - 1) / NB;
+  over_row_blocks(Mp, nt, [&](int64_t i0, int64_t i1) { round_a_rows(Ab, Af, A.ld, M, K, Kp, i0, i1); });
+  const int64_t NB = column_block(N, nt), n_blocks = (N + NB - 1) / NB;
   parallel_for(static_cast<int>(n_blocks), [&](int task, int) {
     const int64_t j0 = task * NB, nb = N - j0 < NB ? round_up(N - j0, 32) : NB;
     const int64_t panel = (Kp / 32) * terms * 256;
-    uint32_t* Bp = static_cast<uint32_t*>(t_b.get(static_cast<size_t>(nb / 16 * panel) * 4));
+    uint32_t* Bp = t_b.get<uint32_t>(static_cast<size_t>(nb / 16 * panel));
     pack_b(Bp, B, N, K, Kp, j0, nb, terms);
     alignas(64) float t[32 * 32];
     load_config();

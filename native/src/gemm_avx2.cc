@@ -19,19 +19,6 @@
 namespace lk {
 namespace gemm {
 namespace {
-struct AlignedBuf {  // grows, 64-byte aligned, per thread
-  float* p = nullptr;
-  size_t n = 0;
-  ~AlignedBuf() { std::free(p); }
-  float* get(size_t need) {
-    if (need > n) {
-      std::free(p);
-      n = need;
-      p = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64));
-    }
-    return p;
-  }
-};
 thread_local AlignedBuf t_edge;  // direct path: packed edge rows of a transposed A
 }  // namespace
 }  // namespace gemm
@@ -379,7 +366,7 @@ void direct_avx2(const float* A, int64_t lda, bool transA, const float* B, int64
   if (transA) {  // pack the last rows (see Edge)
     edge.e0 = i1 - 8 > i0 ? i1 - 8 : i0;
     const int rows = static_cast<int>(i1 - edge.e0);
-    float* e = t_edge.get(static_cast<size_t>(K) * 8 + 16);
+    float* e = t_edge.get<float>(static_cast<size_t>(K) * 8 + 16);
     for (int64_t k = 0; k < K; ++k)
       for (int r = 0; r < 8; ++r) e[k * 8 + r] = r < rows ? A[k * lda + edge.e0 + r] : 0.f;
     for (int r = 0; r < 16; ++r) e[K * 8 + r] = 0.f;

@@ -119,18 +119,8 @@ inline void dequant_row_range(int dt, const void* p, int64_t ld, int64_t row, in
 
 // A per-thread scratch of at least n floats (grows, never shrinks).
 inline float* scratch(size_t n) {
-  struct Buf {
-    float* p = nullptr;
-    size_t n = 0;
-    ~Buf() { std::free(p); }
-  };
-  static thread_local Buf buf;
-  if (n > buf.n) {
-    std::free(buf.p);
-    buf.n = n;
-    buf.p = static_cast<float*>(std::malloc(n * sizeof(float)));
-  }
-  return buf.p;
+  static thread_local gemm::AlignedBuf buf;
+  return buf.get<float>(n);
 }
 
 // Packs op(B)[k0:k0+kc, j0:j0+nc] of a quantized B into ceil(nc/P) panels [kc][P] (gemm.h's
