@@ -5,10 +5,10 @@
 // f16 or GGML blocks, with M > kGemvMaxRows (a prompt's rows; fewer rows stay on gemv.cc).
 // Numerics differ from gemm.cc's f32 product on purpose, as llama.cpp's do: A is rounded to
 // bf16 (round to nearest even) and the sums are f32 in the tiles. The weight is split into
-// bf16 terms exactly where it can be: a bf16 weight is one term (its exact value); an f16 one
-// two (hi = its top 8 significant bits, lo = the rest: hi + lo is the f16 value exactly), so
-// the product is a_bf16 · w exactly summed in f32; a quantized one (dequantized d·q in f32)
-// two as well (hi = truncation, lo = round(w − hi): 16 of its ≤ 19 significant bits).
+// bf16 terms: a bf16 weight is one term (its exact value); an f16 one two (hi = its top 8
+// significant bits, lo = the rest: hi + lo is the f16 value exactly), so the product is
+// a_bf16 · w exactly summed in f32; a quantized one (d·q in f32) one, rounded to bf16 like A
+// (LORAKIT_AMX_TERMS=2: two, hi = truncation, lo = round(w − hi), 16 of its ≤ 19 bits).
 // Q8_0 and Q4_0 weights can instead take AMX-INT8 (product_int8; off by default, measured in
 // bench/RESULTS.md issue 24): A quantized per 32-block as llama.cpp's q8_0 activations, the
 // weight's int8 values exact in the tiles, int32 block sums scaled by d_a · d_w in f32.
@@ -181,6 +181,29 @@ __attribute__((target("avx512f,avx512bw,f16c"))) void weight_row(float* row, con
   for (int64_t k = K; k < Kp; ++k) row[k] = 0.f;
 }
 
+// Q8_0 / Q4_0 rows read block by block in pack_b (one bf16 term, K whole blocks)
+bool block_direct(const gemm::Operand& B, int64_t K) {
+  return (B.dt == quant::Q8_0 || B.dt == quant::Q4_0) && K % 32 == 0 && B.ld % 32 == 0;
+}
+
+// One Q8_0 or Q4_0 block (32 values d · q) rounded to bf16 (nearest even) in k order: d · q is
+// the f32 value dequant_block gives, then rounded once more.
+__attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,f16c"))) inline __m512bh block_bf16(int dt,
+                                                                                              const uint8_t* blk) {
+  const __m512 d = _mm512_set1_ps(_cvtsh_ss(static_cast<unsigned short>(blk[0] | (blk[1] << 8))));
+  __m512i lo, hi;
+  if (dt == quant::Q8_0) {
+    lo = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
+    hi = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18)));
+  } else {
+    const __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
+    const __m512i m = _mm512_set1_epi32(15), eight = _mm512_set1_epi32(8);
+    lo = _mm512_sub_epi32(_mm512_and_si512(x, m), eight);
+    hi = _mm512_sub_epi32(_mm512_srli_epi32(x, 4), eight);
+  }
+  return _mm512_cvtne2ps_pbh(_mm512_mul_ps(d, _mm512_cvtepi32_ps(hi)), _mm512_mul_ps(d, _mm512_cvtepi32_ps(lo)));
+}
+
 // Packs columns j0 .. j0 + nb of op(B) (weight rows j0.. of W; rows past N are zero) into
 // dst: per 16-column panel q, per k step s (32 deep), `terms` B tiles of 16 pair rows × 16
 // columns: uint32 (s·terms + t)·256 + p·16 + c of panel q holds (w[n][32s+2p], w[n][32s+2p+1])
@@ -193,14 +216,20 @@ __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,f16c"))) void pack_b
                                                                                  int64_t j0, int64_t nb, int terms) {
   const int64_t ks = Kp / 32, panel = ks * terms * 256;
   const bool in_place = B.dt == 2;  // bf16: the pairs are the stored values
-  float* rows = in_place ? nullptr : t_row.get<float>(static_cast<size_t>(16 * Kp));
+  // Q8_0 / Q4_0 rows of whole blocks, one term: each 32-deep k step is one block, rounded
+  // straight from its bytes
+  const bool blocks = terms == 1 && block_direct(B, K);
+  const int bb = blocks ? quant::block_bytes(B.dt) : 0;
+  const int64_t row_bytes = (B.ld / 32) * bb;
+  const uint8_t* base = static_cast<const uint8_t*>(B.p);
+  float* rows = in_place || blocks ? nullptr : t_row.get<float>(static_cast<size_t>(16 * Kp));
   float* tmp = t_tmp.get<float>(256);
   const __m512i himask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (int64_t q = 0; q < nb / 16; ++q) {
     const int64_t n0 = j0 + 16 * q;
     const int valid = static_cast<int>(N - n0 >= 16 ? 16 : (N - n0 > 0 ? N - n0 : 0));
     uint32_t* pd = dst + q * panel;
-    if (!in_place)
+    if (!in_place && !blocks)
       for (int c = 0; c < valid; ++c) weight_row(rows + c * Kp, B, n0 + c, K, Kp, tmp);
     for (int64_t s = 0; s < ks; ++s) {
       for (int t = 0; t < terms; ++t) {
@@ -208,6 +237,9 @@ __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,f16c"))) void pack_b
         for (int c = 0; c < 16; ++c) {
           if (c >= valid) {
             r[c] = _mm512_setzero_si512();
+          } else if (blocks) {
+            const __m512bh v = block_bf16(B.dt, base + (n0 + c) * row_bytes + s * bb);
+            r[c] = reinterpret_cast<const __m512i&>(v);
           } else if (in_place) {
             const uint16_t* w = static_cast<const uint16_t*>(B.p) + (n0 + c) * B.ld + 32 * s;
             const int64_t left = K - 32 * s;
@@ -437,15 +469,17 @@ __attribute__((target("amx-tile,amx-int8,avx512f"))) void int8_32x32(const int8_
 
 }  // namespace
 
-// The weight's terms on this path (0: not taken): bf16 1, f16 2, quantized 2;
-// LORAKIT_AMX_TERMS=1 rounds f16 and quantized weights to one bf16 term (A/B runs only).
+// The weight's terms on this path (0: not taken): bf16 1, f16 2 (exact), quantized 1 (d·q
+// rounded to bf16: as A's rounding, ≤ 2⁻⁹ relative; docs/ARCHITECTURE.md). LORAKIT_AMX_TERMS=1
+// rounds f16 weights to one term too, =2 splits quantized ones into two (A/B runs).
 int terms_for(int dt) {
-  static const int split = [] {
+  static const int env = [] {
     const char* s = std::getenv("LORAKIT_AMX_TERMS");
-    return s && *s == '1' ? 1 : 2;
+    return s && (*s == '1' || *s == '2') ? *s - '0' : 0;
   }();
   if (dt == 2) return 1;
-  if (dt == 1 || quant::is_quant(dt)) return split;
+  if (dt == 1) return env == 1 ? 1 : 2;
+  if (quant::is_quant(dt)) return env == 2 ? 2 : 1;
   return 0;
 }
 
