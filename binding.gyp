@@ -10,6 +10,7 @@
         "native/src/gemm_simd.cc",
         "native/src/gemv.cc",
         "native/src/gemm_amx.cc",
+        "native/src/attention_amx.cc",
         "native/src/napi_gemm.cc",
         "native/src/gemm_avx2.cc",
         "native/src/ops.cc",

@@ -9,7 +9,9 @@
 //   - prompt processing: a 512-token prompt into an empty cache, tokens/s, after one prompt of
 //     the same length (into a cache thrown away: as llama-bench warms up), so both engines'
 //     buffers for that many rows exist (llama.cpp allocates them with the context); the
-//     process's first such prompt is printed beside it ("first");
+//     process's first such prompt is printed beside it ("first"): lorakit's after
+//     model.prepareGeneration for that prompt and context, where llama.cpp creates its
+//     context (both untimed);
 //   - single-stream decoding: 128 greedy tokens after a 16-token prompt, tokens/s after
 //     the first (the first token's time holds the prompt);
 //   - batched decoding: 8 and 16 sequences of 64 greedy tokens each, submitted at once
@@ -121,14 +123,20 @@ async function runLorakit(job: ChildJob): Promise<ChildResult> {
   const { shape } = job;
   // warm-up: a short generation (the step buffers, the pool's threads)
   generate(model, [ids(8, 99)], { maxNewTokens: 4, stopTokenIds: [] });
+  // what llama.cpp's createContext below does for its batch size and context (buffers for
+  // them), untimed there too: the step buffers, kernel scratch and a cache's arrays
+  model.prepareGeneration(1, shape.prompt, shape.prompt + 64);
 
-  // as generate() runs a prompt; the first (other tokens) into a cache thrown away (ppFirst), then the timed one
+  // as generate() runs a prompt (its cache released after, as generate() does); the first
+  // (other tokens) into a fresh cache (ppFirst), then the timed one
   const runPrompt = (seed: number): number => {
     const prompt = Int32Array.from(ids(shape.prompt, seed));
     const cache = model.createCache();
     const t0 = performance.now();
     withInferenceProducts(() => model.forward(prompt, 1, prompt.length, { cache, lastTokenOnly: true }));
-    return shape.prompt / secs(t0);
+    const r = shape.prompt / secs(t0);
+    cache.release();
+    return r;
   };
   const ppFirst = runPrompt(3);
   const pp = runPrompt(1);

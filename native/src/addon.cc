@@ -15,6 +15,7 @@ void RegisterOps(napi_env env, napi_value exports);   // ops.cc
 void RegisterConv(napi_env env, napi_value exports);  // conv.cc
 void RegisterRows(napi_env env, napi_value exports);  // ops_rows.cc
 void RegisterAmx(napi_env env, napi_value exports);   // gemm_amx.cc (the addon only: not the wasm or shim builds)
+void RegisterAttentionAmx(napi_env env, napi_value exports);  // attention_amx.cc (the addon only, as gemm_amx.cc)
 bool cpu_has_avx2_fma();                              // cpu.cc
 bool cpu_has_avx512f();                              // cpu.cc
 }  // namespace lk
@@ -75,6 +76,7 @@ napi_value Init(napi_env env, napi_value exports) {
   lk::RegisterConv(env, exports);
   lk::RegisterRows(env, exports);
   lk::RegisterAmx(env, exports);
+  lk::RegisterAttentionAmx(env, exports);
   return exports;
 }
 

@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "amx.h"
 #include "gemm.h"
 #include "napi_gemm.h"
 #include "quant.h"
@@ -158,33 +159,6 @@ __attribute__((target("avx512f,avx512bw,f16c"))) void weight_row(float* row, con
     for (; k < K; ++k) row[k] = gemm::load_elem(B.p, B.dt, n * B.ld + k);
   }
   for (int64_t k = K; k < Kp; ++k) row[k] = 0.f;
-}
-
-// 16×16 transpose of 32-bit elements: r[i] holds row i; on return r[j] holds column j.
-__attribute__((target("avx512f"))) inline void transpose16(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_i32x4(u[i], u[4 + i], 0x88);
-    t[4 + i] = _mm512_shuffle_i32x4(u[i], u[4 + i], 0xdd);
-    t[8 + i] = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0x88);
-    t[12 + i] = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0xdd);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0x88);
-    r[4 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0x88);
-    r[8 + i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0xdd);
-    r[12 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0xdd);
-  }
 }
 
 // Q8_0 / Q4_0 rows read block by block in pack_b (one bf16 term, K whole blocks)
@@ -443,6 +417,13 @@ napi_value AmxInfo(napi_env env, napi_callback_info) {
 }
 
 }  // namespace
+
+// The helpers amx.h declares for attention_amx.cc (the tile state as product() uses it).
+bool bf16_ready() { return available(); }
+#if defined(LK_AMX)
+void tiles_bf16() { load_config(); }
+void tiles_release() { release(); }
+#endif
 
 }  // namespace amx
 

@@ -7,7 +7,7 @@
 import { hostMemory } from './host-memory.js';
 import { isQuantDType, type QuantDType } from '../tensor/quant.js';
 import type { DType, TensorDType, TensorStorage } from '../tensor/tensor.js';
-import type { Backend, GemmArgs, PatchArgs } from './types.js';
+import type { AttentionArgs, Backend, GemmArgs, PatchArgs } from './types.js';
 
 /** The raw addon: kernel functions with positional arguments (see native/src). */
 export type NativeAddon = Record<string, (...args: unknown[]) => unknown> & {
@@ -35,6 +35,10 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
   // quantized weight stored [N, K] go to gemmInference (native/src/gemm_amx.cc: AMX-BF16 where
   // the CPU has it, else gemm's own path); the addon's gemm otherwise
   const gemmInference = typeof addon['gemmInference'] === 'function' ? addon['gemmInference'] : null;
+  // and a prompt's attention (more than 16 query rows) to attentionInference
+  // (native/src/attention_amx.cc: AMX-BF16 where the CPU has it; it answers false where it
+  // does not apply, and attentionForward runs)
+  const attentionInference = typeof addon['attentionInference'] === 'function' ? addon['attentionInference'] : null;
   let inference = false;
   const kernels = {
     gemm(c: Float32Array, a: TensorStorage, b: TensorStorage, g: GemmArgs): void {
@@ -45,6 +49,13 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
     ...convAdapters(addon),
     ...rowsAdapters(addon),
   } as Partial<Backend>;
+  const exactAttention = kernels.attentionForward;
+  if (exactAttention && attentionInference) {
+    kernels.attentionForward = (out, lse, q, k, v, g) => {
+      if (inference && g.T > 16 && attentionInference(out, lse, q, k, v, g.mask ?? null, attentionDims(g)) === true) return;
+      exactAttention(out, lse, q, k, v, g);
+    };
+  }
   const missing: string[] = [];
   const backend: Record<string, unknown> = {};
   for (const key of Object.keys(fallback) as (keyof Backend)[]) {
@@ -135,12 +146,16 @@ function rowsAdapters(addon: NativeAddon): Partial<Backend> {
   return present;
 }
 
+/** Attention shapes as one Float64Array (the addon takes at most 16 arguments): [B, T, S, Hq, Hkv, D, causal, scale, window]. */
+function attentionDims(g: AttentionArgs): Float64Array {
+  return Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale, g.window ?? 0);
+}
+
 /** Adapters for the non-GEMM kernels, present when the addon exports them. */
 function opsAdapters(addon: NativeAddon): Partial<Backend> {
   const dt = (d: import('../tensor/tensor.js').DType | undefined): number => DTYPE_CODE[d ?? 'f32'];
   const gelu = (approx: import('./types.js').GeluApprox): number => (approx === 'tanh' ? 1 : 0);
-  // attention shapes travel as one Float64Array: the addon takes at most 16 arguments
-  const dims = (g: import('./types.js').AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale, g.window ?? 0);
+  const dims = attentionDims;
   const all: Partial<Backend> = {
     add: (out, a, b) => void addon.add!(out, a, b),
     axpy: (y, x, alpha) => void addon.axpy!(y, x, alpha),

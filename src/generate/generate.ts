@@ -185,6 +185,7 @@ function* decodeLoop(model: CausalLM, prompts: readonly (readonly number[])[], o
       }
     }
   } finally {
+    cache?.release(); // its arrays go to the model's pool for the next generation
     if (wasTraining) model.train();
   }
   return rows.map((r) => ({ tokens: r.tokens, text: r.text, finishReason: r.finish ?? 'length' }));

@@ -52,8 +52,10 @@ export interface CausalLM extends Module {
   forward(ids: Int32Array | null, B: number, T: number, opts?: ForwardOptions): Float32Array;
   /** from dlogits of the last forward: adds into trainable gradients; returns d(input embeddings) [B, T, C] when the forward asked for inputGrad, else null */
   backward(dlogits: Float32Array): Float32Array | null;
-  /** a KV cache with one layer per decoder block */
-  createCache(): KVCache;
+  /** a KV cache with one layer per decoder block (`capacity` slots per row allocated at its first append) */
+  createCache(capacity?: number): KVCache;
+  /** readies buffers, kernels and a KV cache's arrays for prompts of B×T tokens (DecoderLM.prepareGeneration) */
+  prepareGeneration?(B: number, T: number, context?: number): void;
   /**
    * The summed next-token loss over targets[B·T] (labels already shifted, −100 ignored)
    * without holding the full [B·T, V] logits; with gradScale (the factor on each token's

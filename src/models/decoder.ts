@@ -8,8 +8,8 @@
 // keys) and the input embedding (token table only, or tokens + learned positions).
 //
 // Letters: B batch, T tokens this call, S keys (cache + new), N = B·T rows, C hidden, V vocab.
-import { ACC_LOSS, getBackend, type Accumulator } from '../backend/index.js';
-import { KVCache, MultiHeadAttention, type AttnContext } from '../nn/attention.js';
+import { ACC_LOSS, getBackend, withInferenceProducts, type Accumulator } from '../backend/index.js';
+import { KVCache, KVPool, MultiHeadAttention, type AttnContext } from '../nn/attention.js';
 import { GradientCheckpointing, SharedScratch, retainedBytes } from '../nn/checkpoint.js';
 import type { Embedding } from '../nn/embedding.js';
 import type { LayerNorm } from '../nn/layernorm.js';
@@ -285,9 +285,41 @@ export abstract class DecoderLM extends Module implements CausalLM {
     return this.getModule(this.dnames.head) as unknown as RowLayer;
   }
 
-  /** A KV cache for this model: a sliding layer's keeps only its window (docs/ARCHITECTURE.md §Model families). */
-  createCache(): KVCache {
-    return new KVCache(this.layers.length, { windows: [...this.layers].map((blk) => blk.attn.core.window) });
+  /** arrays of released KV caches, for the next ones (KVPool: one cache's worth) */
+  private kvPool: KVPool | null = null;
+
+  /**
+   * A KV cache for this model: a sliding layer's keeps only its window (docs/ARCHITECTURE.md
+   * §Model families). Its arrays come from the model's pool and go back to it on release().
+   */
+  createCache(capacity?: number): KVCache {
+    this.kvPool ??= new KVPool(2 * this.layers.length);
+    return new KVCache(this.layers.length, { windows: [...this.layers].map((blk) => blk.attn.core.window), pool: this.kvPool, capacity });
+  }
+
+  /**
+   * Readies the model to generate from B prompts of T tokens with `context` slots per row
+   * (default T), as llama.cpp readies itself when it creates a context: one forward of B×T
+   * tokens (id 0) with generation's products into a cache of that capacity, which is then
+   * released. The step buffers for B·T rows, the kernels' scratch and the thread pool are
+   * then allocated and touched, and the cache's arrays wait in the pool for the next cache,
+   * so the first prompt of that size costs what later ones do (docs/ARCHITECTURE.md
+   * §Decoding). Memory held afterwards: what the first such prompt would leave anyway.
+   */
+  prepareGeneration(B: number, T: number, context = T): void {
+    if (!(Number.isInteger(B) && B > 0 && Number.isInteger(T) && T > 0 && Number.isInteger(context) && context >= T)) {
+      throw new RangeError(`prepareGeneration: B and T must be positive integers and context ≥ T, got B=${B}, T=${T}, context=${context}`);
+    }
+    if (T > this.info.maxPositions) throw new RangeError(`prepareGeneration: T=${T} is beyond the model's ${this.info.maxPositions} positions`);
+    const wasTraining = this.training;
+    this.eval();
+    const cache = this.createCache(context);
+    try {
+      withInferenceProducts(() => this.forward(new Int32Array(B * T), B, T, { cache, lastTokenOnly: true }));
+    } finally {
+      cache.release();
+      if (wasTraining) this.train();
+    }
   }
 
   /** Bytes of activations and scratch held: the modules' buffers, the blocks' shared scratch, the checkpointing arena. */
@@ -447,27 +479,29 @@ export abstract class DecoderLM extends Module implements CausalLM {
     // scratch (and detached from the checkpointing arena) on the cache's first call only:
     // each walks the block's module tree, together ~4% of a decoding step
     // (docs/ARCHITECTURE.md §Decoding). A module added between steps keeps its own buffers
-    // until the next attach: correct, only not shared.
+    // until the next attach: correct, only not shared. With a cache (inference: no backward
+    // can follow) the blocks share their activations too (InferenceBuffers).
     const attach = !useCkpt && (cache === null || cache !== this.attachedCache);
     this.attachedCache = useCkpt ? null : cache;
     for (let i = 0; i < layers.length; i++) {
       const ctx: AttnContext = { B, T, positions, mask: amask, cache: cache ? cache.layer(i) : null };
       const blk = layers.at(i);
       if (!useCkpt) {
-        if (attach) this.scratch.attach(blk);
+        if (attach) this.scratch.attach(blk, cache !== null);
         blk.scratchSlot = i & 1;
       }
       h = attach || useCkpt ? this.ckpt.forward(blk, h, ctx) : blk.forward(h, ctx);
     }
-    let hn = this.finalNorm.forward(h, N);
     let rows = N;
     const lastOnly = opts.lastTokenOnly ?? false;
-    if (lastOnly) {
+    if (lastOnly && T > 1) {
+      // the norm is per row: only the rows kept are normed (no backward can follow lastTokenOnly)
       const sel = this.buffers.get('last', B * C);
-      for (let b = 0; b < B; b++) sel.set(hn.subarray(((b + 1) * T - 1) * C, (b + 1) * T * C), b * C);
-      hn = sel;
-      rows = B;
+      for (let b = 0; b < B; b++) sel.set(h.subarray(((b + 1) * T - 1) * C, (b + 1) * T * C), b * C);
+      h = sel;
     }
+    if (lastOnly) rows = B;
+    const hn = this.finalNorm.forward(h, rows);
     this.last = { B, T, N, inputGrad, lastOnly, usedCache: cache !== null, hn };
     return { hn, rows };
   }

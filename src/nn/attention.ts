@@ -177,6 +177,61 @@ export class Rope {
 // ---------------------------------------------------------------------------------------
 // KV cache
 
+/**
+ * Arrays for KV caches to reuse (docs/ARCHITECTURE.md §Decoding): KVCache.release() gives a
+ * finished cache's arrays back, and a cache layer that needs room takes the smallest one
+ * large enough, so a process's later generations write into memory already mapped (fresh
+ * arrays cost page faults on first touch: a 512-token prompt's 37 MB of keys and values, ~10 ms)
+ * and the first prompt can find its arrays ready (DecoderLM.prepareGeneration). Holds at most
+ * `maxArrays` (the smallest are dropped); only arrays of the backend's memory they came from,
+ * on a host-visible backend.
+ */
+export class KVPool {
+  readonly maxArrays: number;
+  private arrays: Float32Array[] = [];
+  private memory: unknown = null;
+
+  constructor(maxArrays: number) {
+    this.maxArrays = maxArrays;
+  }
+
+  /** The smallest array held with at least n floats (removed from the pool; contents undefined), or null. */
+  take(n: number): Float32Array | null {
+    if (this.memory !== getBackend().memory) return null;
+    let best = -1;
+    for (let i = 0; i < this.arrays.length; i++) {
+      const len = this.arrays[i]!.length;
+      if (len >= n && (best < 0 || len < this.arrays[best]!.length)) best = i;
+    }
+    return best < 0 ? null : this.arrays.splice(best, 1)[0]!;
+  }
+
+  /** Adds an array no cache uses any more (of the backend's memory). */
+  give(a: Float32Array): void {
+    const mem = getBackend().memory;
+    if (!mem.hostVisible || a.length === 0) return;
+    if (this.memory !== mem) {
+      this.arrays = [];
+      this.memory = mem;
+    }
+    this.arrays.push(a);
+    this.arrays.sort((x, y) => y.length - x.length);
+    this.arrays.length = Math.min(this.arrays.length, this.maxArrays);
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    let n = 0;
+    for (const a of this.arrays) n += a.byteLength;
+    return n;
+  }
+
+  /** Drops every array. */
+  clear(): void {
+    this.arrays = [];
+  }
+}
+
 export interface KVCacheOptions {
   /** key slots per row to allocate up front (grown on demand); default: the first append's T */
   capacity?: number | undefined;
@@ -185,6 +240,8 @@ export interface KVCacheOptions {
    * still see, the last window − 1 (dropped in bulk, so it holds at most 2·window + T)
    */
   window?: number | undefined;
+  /** where its arrays come from and go back to on release() (default: allocated, left to the garbage collector) */
+  pool?: KVPool | undefined;
 }
 
 /**
@@ -216,10 +273,12 @@ export class LayerKVCache {
   /** the sliding window (0: none) */
   readonly window: number;
   private readonly initialCapacity: number;
+  private readonly pool: KVPool | null;
 
   constructor(opts: KVCacheOptions = {}) {
     this.initialCapacity = opts.capacity ?? 0;
     this.window = opts.window ?? 0;
+    this.pool = opts.pool ?? null;
   }
 
   /** slots held per row (length − start) */
@@ -269,11 +328,16 @@ export class LayerKVCache {
   /** Makes room for S held slots per row, copying what is filled. */
   reserve(S: number): void {
     if (S <= this.capacity) return;
-    const cap = Math.max(S, 2 * this.capacity);
+    let cap = Math.max(S, 2 * this.capacity);
     const { batch: B, kvDim: W, held: L } = this;
     const be = getBackend();
-    const k = be.memory.alloc(B * cap * W);
-    const v = be.memory.alloc(B * cap * W);
+    // from the pool: the smallest arrays large enough, all of their room used
+    const pk = this.pool?.take(B * cap * W) ?? null;
+    const pv = pk ? this.pool!.take(B * cap * W) : null;
+    if (pk && !pv) this.pool!.give(pk);
+    if (pk && pv) cap = Math.floor(Math.min(pk.length, pv.length) / (B * W));
+    const k = pk && pv ? pk.subarray(0, B * cap * W) : be.memory.alloc(B * cap * W);
+    const v = pk && pv ? pv.subarray(0, B * cap * W) : be.memory.alloc(B * cap * W);
     if (L > 0) {
       // each row's L held slots, from rows of the old capacity to rows of the new
       const g = { rows: B, cols: L * W, dstStride: cap * W, srcStride: this.capacity * W };
@@ -350,6 +414,25 @@ export class LayerKVCache {
     this.batch = rows.length;
   }
 
+  /**
+   * Empties the cache and gives its arrays to its pool (if it has one) for other caches to
+   * reuse; the cache stays usable (its next append allocates again). Only for a cache whose
+   * arrays no other cache shares (the serving scheduler's joined caches may).
+   */
+  release(): void {
+    if (this.pool) {
+      this.pool.give(this.k);
+      this.pool.give(this.v);
+    }
+    this.k = new Float32Array(0);
+    this.v = new Float32Array(0);
+    this.batch = 0;
+    this.kvDim = 0;
+    this.capacity = 0;
+    this.rowRoom = 0;
+    this.reset();
+  }
+
   /** Bytes held. */
   get bytes(): number {
     return this.k.byteLength + this.v.byteLength;
@@ -387,6 +470,11 @@ export class KVCache {
 
   reset(): void {
     for (const l of this.layers) l.reset();
+  }
+
+  /** Empties every layer and gives their arrays to the pool (LayerKVCache.release). */
+  release(): void {
+    for (const l of this.layers) l.release();
   }
 
   /** Keeps batch rows `rows` in every layer (e.g. dropping finished sequences). */

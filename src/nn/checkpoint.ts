@@ -133,25 +133,54 @@ export class ScratchBuffers extends Buffers {
   }
 }
 
+/**
+ * A module's buffers inside a stack of blocks run for inference (forwards over a KV cache,
+ * which no backward can follow): as ScratchBuffers, but get() too is the arena's, by path,
+ * so the blocks of a stack hold one block's activations between them instead of one set
+ * each (a 512-token prompt of the generate bench's model: ~17 MB instead of ~200 MB, written
+ * while they are still in cache; docs/ARCHITECTURE.md §Decoding). A block's output is then
+ * the same array as the next block's input, which DecoderBlock writes only after its last
+ * read of that input.
+ */
+export class InferenceBuffers extends ScratchBuffers {
+  override get(name: string, n: number): Float32Array {
+    return this.arena.keyed.get(`${this.prefix}/=${name}`, n);
+  }
+}
+
 /** The arena behind ScratchBuffers: one per stack of blocks. */
 export class SharedScratch {
   readonly arena = new ScratchArena();
+  /** each module's buffers of the other kind (training or inference), kept for a switch back */
+  private readonly other = new Map<Module, Buffers>();
 
-  /** Points every module of the block at the arena (idempotent; picks up modules swapped in since). */
-  attach(block: Module): void {
-    pointBuffers(
-      block,
-      (b, path) => b instanceof ScratchBuffers && b.arena === this.arena && b.prefix === path,
-      (path) => new ScratchBuffers(this.arena, path),
-    );
+  /**
+   * Points every module of the block at the arena (idempotent; picks up modules swapped in
+   * since): with ScratchBuffers, or InferenceBuffers when `inference`. A module switching
+   * between the two gets its earlier buffers of the kind back.
+   */
+  attach(block: Module, inference = false): void {
+    const kind = inference ? InferenceBuffers : ScratchBuffers;
+    const ours = (b: Buffers | undefined, path: string): boolean => b !== undefined && b.constructor === kind && (b as ScratchBuffers).arena === this.arena && (b as ScratchBuffers).prefix === path;
+    for (const [path, m] of allModules(block)) {
+      const b = m.buffers;
+      if (ours(b, path)) continue;
+      const back = this.other.get(m);
+      if (b instanceof ScratchBuffers && b.arena === this.arena && b.prefix === path) this.other.set(m, b);
+      m.buffers = ours(back, path) ? back! : new kind(this.arena, path);
+    }
   }
 
+  /** the arena's bytes and those of the buffers kept for a switch back */
   get bytes(): number {
-    return this.arena.bytes;
+    let n = this.arena.bytes;
+    for (const b of this.other.values()) n += b.bytes;
+    return n;
   }
 
   clear(): void {
     this.arena.clear();
+    this.other.clear();
   }
 }
 

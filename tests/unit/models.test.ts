@@ -334,6 +334,72 @@ describe('masks and the KV cache', () => {
   });
 });
 
+describe('generation memory (issue 24)', () => {
+  const T = 12;
+  it('cached forwards share one block of activations between the blocks, with the same logits', () => {
+    const bytes: number[] = [];
+    for (const layers of [2, 4]) {
+      const m = createModel({ ...TINY_LLAMA, num_hidden_layers: layers }, { seed: 3 });
+      m.eval();
+      const x = ids(T, 40, 7);
+      const full = m.forward(x, 1, T).slice(); // no cache: each block its own buffers
+      const cache = m.createCache();
+      const cached = m.forward(x, 1, T, { cache }).slice();
+      assert.ok(maxAbs(full, cached) <= 1e-5, `${layers} layers: ${maxAbs(full, cached)}`);
+      const last = m.forward(x, 1, T, { cache: m.createCache(), lastTokenOnly: true });
+      assert.deepEqual(last, cached.subarray((T - 1) * 40), 'lastTokenOnly gives the last row of the full logits');
+      const before = m.bufferBytes;
+      m.forward(x, 1, T, { cache: m.createCache() });
+      bytes.push(m.bufferBytes - before);
+    }
+    // the blocks' activations of the cached forwards do not grow with depth (the uncached
+    // forward's per-block buffers are kept for a switch back, and counted the same at both depths)
+    assert.deepEqual(bytes, [0, 0]);
+    const deep = createModel({ ...TINY_LLAMA, num_hidden_layers: 4 }, { seed: 3 });
+    const shallow = createModel({ ...TINY_LLAMA, num_hidden_layers: 2 }, { seed: 3 });
+    for (const m of [deep, shallow]) m.forward(ids(T, 40, 7), 1, T, { cache: m.createCache() });
+    // 2 more layers add only their KV cache (the cache is not counted): nothing per block
+    assert.equal(deep.bufferBytes, shallow.bufferBytes);
+  });
+
+  it('a released cache gives its arrays to the next cache of the model, with the same results', () => {
+    const m = createModel(TINY_LLAMA, { seed: 4 });
+    const x = ids(T, 40, 9);
+    const c1 = m.createCache();
+    const a = m.forward(x, 1, T, { cache: c1 }).slice();
+    const k0 = c1.layers[0]!.k;
+    c1.release();
+    assert.equal(c1.bytes, 0);
+    assert.equal(c1.length, 0);
+    const c2 = m.createCache();
+    const b = m.forward(x, 1, T, { cache: c2 }).slice();
+    assert.equal(c2.layers[0]!.k.buffer, k0.buffer, 'the released arrays are reused');
+    assert.deepEqual(b, a);
+    // a released cache stays usable: it allocates again
+    const c = m.forward(x, 1, T, { cache: c1 });
+    assert.deepEqual(c, a);
+    assert.notEqual(c1.layers[0]!.k.buffer, k0.buffer);
+  });
+
+  it('prepareGeneration readies a prompt of that size: it then allocates nothing, with the same tokens', () => {
+    const m = createModel(TINY_LLAMA, { seed: 5 });
+    const x = ids(T, 40, 11);
+    const plain = createModel(TINY_LLAMA, { seed: 5 });
+    const want = plain.forward(x, 1, T, { cache: plain.createCache(), lastTokenOnly: true }).slice();
+    m.train();
+    m.prepareGeneration(1, T, T + 8);
+    assert.equal(m.training, true, 'the mode is restored');
+    m.eval();
+    const before = m.bufferBytes;
+    const cache = m.createCache();
+    const got = m.forward(x, 1, T, { cache, lastTokenOnly: true });
+    assert.equal(m.bufferBytes, before, 'no step buffer allocated');
+    assert.equal(cache.layers[0]!.capacity, T + 8, "the cache took the prepared cache's arrays");
+    assert.deepEqual(got, want);
+    assert.throws(() => m.prepareGeneration(1, 8, 4), /context ≥ T/);
+  });
+});
+
 describe('training step memory', () => {
   const B = 2;
   const T = 16;
