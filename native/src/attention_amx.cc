@@ -90,33 +90,41 @@ LK_AMX_ATTN inline __m512i bf16x32(const float* x, int64_t n) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-// Keys of (b, hk) into kp as bf16 rows of Dk (zero-padded; rows S .. Sp − 1 zero): the A
-// tiles of kᵀ-side products are 16 of these rows, 32 values deep.
-LK_AMX_ATTN void pack_keys(uint16_t* kp, const Shape& d, const Packed& pk, const float* k, int64_t b, int64_t hk) {
+// Keys [32·kc, + 32) of batch b, every kv head g, into the head's buffer (packed + g·stride)
+// as bf16 rows of Dk (zero-padded; rows S .. Sp − 1 zero): the A tiles of kᵀ-side products
+// are 16 of these rows, 32 values deep. A chunk of keys reads its rows of all heads in one
+// contiguous stretch (a head's rows alone are Hkv·D floats apart).
+LK_AMX_ATTN void pack_keys(uint16_t* packed, int64_t stride, const Shape& d, const Packed& pk, const float* k, int64_t b, int64_t kc) {
   const int64_t kvs = d.Hkv * d.D;
-  for (int64_t s = 0; s < pk.Sp; ++s)
-    for (int64_t c = 0; c < pk.Dk; c += 32) {
-      const __m512i r = s < d.S ? bf16x32(k + (b * d.S + s) * kvs + hk * d.D + c, d.D - c) : _mm512_setzero_si512();
-      _mm512_store_si512(kp + s * pk.Dk + c, r);
+  for (int64_t s = 32 * kc; s < 32 * kc + 32; ++s)
+    for (int64_t g = 0; g < d.Hkv; ++g) {
+      uint16_t* kp = packed + (b * d.Hkv + g) * stride + s * pk.Dk;
+      for (int64_t c = 0; c < pk.Dk; c += 32) {
+        const __m512i r = s < d.S ? bf16x32(k + (b * d.S + s) * kvs + g * d.D + c, d.D - c) : _mm512_setzero_si512();
+        _mm512_store_si512(kp + c, r);
+      }
     }
 }
 
-// Values of (b, hk) into vp as vᵀ A tiles: per 32-key chunk, per 16-column panel, 16 rows c of
-// 16 pairs j: (v[32k + 2j][16c' + c], v[32k + 2j + 1][16c' + c]).
-LK_AMX_ATTN void pack_values(uint16_t* vp, const Shape& d, const Packed& pk, const float* v, int64_t b, int64_t hk) {
+// Values [32·kc, + 32) of batch b, every kv head g, into the head's vᵀ A tiles (at packed +
+// g·stride + offset): per 32-key chunk, per 16-column panel, 16 rows c of 16 pairs j:
+// (v[32k + 2j][16c' + c], v[32k + 2j + 1][16c' + c]).
+LK_AMX_ATTN void pack_values(uint16_t* packed, int64_t stride, int64_t offset, const Shape& d, const Packed& pk, const float* v,
+                             int64_t b, int64_t kc) {
   const int64_t kvs = d.Hkv * d.D;
-  for (int64_t kc = 0; kc < pk.Sp / 32; ++kc)
+  for (int64_t g = 0; g < d.Hkv; ++g)
     for (int64_t c = 0; c < pk.Dv / 16; ++c) {
       const int64_t n = std::min<int64_t>(d.D - 16 * c, 16);
       __m512i r[16];
       for (int j = 0; j < 16; ++j) {
         const int64_t s = 32 * kc + 2 * j;
-        const __m256i e = s < d.S ? bf16x16(v + (b * d.S + s) * kvs + hk * d.D + 16 * c, n) : _mm256_setzero_si256();
-        const __m256i o = s + 1 < d.S ? bf16x16(v + (b * d.S + s + 1) * kvs + hk * d.D + 16 * c, n) : _mm256_setzero_si256();
+        const float* row = v + (b * d.S + s) * kvs + g * d.D + 16 * c;
+        const __m256i e = s < d.S ? bf16x16(row, n) : _mm256_setzero_si256();
+        const __m256i o = s + 1 < d.S ? bf16x16(row + kvs, n) : _mm256_setzero_si256();
         r[j] = _mm512_or_si512(_mm512_cvtepu16_epi32(e), _mm512_slli_epi32(_mm512_cvtepu16_epi32(o), 16));
       }
       transpose16(r);
-      uint16_t* dst = vp + (kc * (pk.Dv / 16) + c) * 512;
+      uint16_t* dst = packed + (b * d.Hkv + g) * stride + offset + (kc * (pk.Dv / 16) + c) * 512;
       for (int i = 0; i < 16; ++i) _mm512_store_si512(dst + 32 * i, r[i]);
     }
 }
@@ -397,10 +405,10 @@ void forward(const Shape& d, float* out, float* lse, const float* q, const float
   const int64_t groups = d.B * d.Hkv, kh = pk.k_halves(), vh = pk.v_halves();
   uint16_t* packed = t_packed.get<uint16_t>(static_cast<size_t>(groups * (kh + vh)));
   const int nt = num_threads();
-  parallel_for(static_cast<int>(groups), [&](int g, int) {
-    uint16_t* kp = packed + g * (kh + vh);
-    pack_keys(kp, d, pk, k, g / d.Hkv, g % d.Hkv);
-    pack_values(kp + kh, d, pk, v, g / d.Hkv, g % d.Hkv);
+  const int64_t chunks = pk.Sp / 32;
+  parallel_for(static_cast<int>(d.B * chunks), [&](int task, int) {
+    pack_keys(packed, kh + vh, d, pk, k, task / chunks, task % chunks);
+    pack_values(packed, kh + vh, kh, d, pk, v, task / chunks, task % chunks);
   });
   // blocks of 64 query rows (a task's tile configuration serves four row tiles), 16 when
   // that leaves under 8 tasks per thread
