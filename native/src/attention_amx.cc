@@ -20,13 +20,15 @@
 // horizontal sums) and writes p as B tiles of key pairs; accᵀ (columns × rows, f32) += vᵀ · p in
 // C tiles loaded and stored per key tile. The next key tile's scores are issued before this
 // tile's softmax reads its own (a vector load of what a tile store just wrote stalls); the
-// running max moves only when passed by kSlack, so the accumulator is rarely rescaled.
+// running max moves only when passed by kSlack, so the accumulator is rarely rescaled and,
+// once a row tile's first key tile has set it, a key tile's softmax takes one pass.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #include "amx.h"
+#include "attention.h"
 #include "gemm.h"
 #include "napi_util.h"
 #include "threadpool.h"
@@ -41,18 +43,7 @@ namespace lk {
 namespace amx {
 namespace {
 
-// q[B,T,Hq·D], k,v[B,S,Hkv·D], mask [B,S] or [B,T,S] (or none); as ops_attention.cc's Dims
-struct Shape {
-  int64_t B, T, S, Hq, Hkv, D;
-  bool causal;
-  float scale;
-  const float* mask;
-  bool mask_full;
-  int64_t window;
-  // keys query t may see: lo(t) ≤ s < seen(t)
-  int64_t seen(int64_t t) const { return causal ? std::min(t + S - T + 1, S) : S; }
-  int64_t lo(int64_t t) const { return window > 0 ? std::max<int64_t>(0, t + S - T - window + 1) : 0; }
-};
+using Shape = AttentionDims;  // attention.h
 
 // The largest head size taken (the accumulator rows live in a per-thread scratch).
 constexpr int64_t kMaxD = 256;
@@ -433,24 +424,6 @@ void forward(const Shape& d, float* out, float* lse, const float* q, const float
 }
 #endif  // LK_AMX
 
-// Reads mask (argument 5, may be null) and dims (argument 6: Float64Array [B, T, S, Hq, Hkv,
-// D, causal, scale, window]), as attentionForward takes them.
-bool read_shape(Args& a, Shape& d) {
-  float* mask;
-  size_t nm;
-  View vd;
-  if (!get_f32(a, 5, mask, nm, "attentionInference", "mask", true) || !get_view(a, 6, vd, "attentionInference", "dims")) return false;
-  if (vd.type != napi_float64_array || vd.length < 9) {
-    throw_type(a.env, "attentionInference: argument dims must be a Float64Array [B, T, S, Hq, Hkv, D, causal, scale, window]");
-    return false;
-  }
-  const double* x = static_cast<const double*>(vd.data);
-  d = Shape{static_cast<int64_t>(x[0]), static_cast<int64_t>(x[1]), static_cast<int64_t>(x[2]), static_cast<int64_t>(x[3]),
-            static_cast<int64_t>(x[4]), static_cast<int64_t>(x[5]), x[6] != 0, static_cast<float>(x[7]), mask,
-            mask && static_cast<int64_t>(nm) != static_cast<int64_t>(x[0] * x[2]), static_cast<int64_t>(x[8])};
-  return true;
-}
-
 // attentionInference(out, lse, q, k, v, mask, dims): attentionForward's result on AMX-BF16
 // when it applies (AMX ready, more than kGemvMaxRows query rows, D ≤ kMaxD, S < 2^31),
 // returning true; else false, having written nothing (the caller then runs attentionForward).
@@ -462,7 +435,7 @@ napi_value AttentionInference(napi_env env, napi_callback_info info) {
   Shape d;
   if (!get_f32(a, 0, out, n0, "attentionInference", "out") || !get_f32(a, 1, lse, n1, "attentionInference", "lse") ||
       !get_f32(a, 2, q, n2, "attentionInference", "q") || !get_f32(a, 3, k, n3, "attentionInference", "k") ||
-      !get_f32(a, 4, v, n4, "attentionInference", "v") || !read_shape(a, d))
+      !get_f32(a, 4, v, n4, "attentionInference", "v") || !get_dims(a, 5, d, "attentionInference"))
     return nullptr;
   bool done = false;
 #if defined(LK_AMX)
