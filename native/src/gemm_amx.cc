@@ -200,7 +200,7 @@ __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,f16c"))) void pack_b
   // straight from its bytes
   const bool blocks = terms == 1 && block_direct(B, K);
   const int bb = blocks ? quant::block_bytes(B.dt) : 0;
-  const int64_t row_bytes = (B.ld / 32) * bb;
+  const int64_t row_bytes = (B.ld / 32) * bb, row_stride = blocks ? row_bytes : B.ld * 2;
   const uint8_t* base = static_cast<const uint8_t*>(B.p);
   float* rows = in_place || blocks ? nullptr : t_row.get<float>(static_cast<size_t>(16 * Kp));
   float* tmp = t_tmp.get<float>(256);
@@ -211,7 +211,17 @@ __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,f16c"))) void pack_b
     uint32_t* pd = dst + q * panel;
     if (!in_place && !blocks)
       for (int c = 0; c < valid; ++c) weight_row(rows + c * Kp, B, n0 + c, K, Kp, tmp);
+    // the next panel's rows (one contiguous range of a bf16 or block weight, usually cold:
+    // read across its 16 rows at once, which the hardware prefetchers do not follow) are
+    // prefetched a slice per k step
+    const int64_t next_rows = N - n0 - 16 < 16 ? N - n0 - 16 : 16;
+    const char* pf = next_rows > 0 && q + 1 < nb / 16 && (blocks || in_place)
+                         ? reinterpret_cast<const char*>(base) + (n0 + 16) * row_stride : nullptr;
+    const int64_t pf_step = pf ? ((next_rows * row_stride + ks - 1) / ks + 63) / 64 * 64 : 0;
     for (int64_t s = 0; s < ks; ++s) {
+      if (pf)
+        for (int64_t o = s * pf_step; o < (s + 1) * pf_step && o < next_rows * row_stride; o += 64)
+          _mm_prefetch(pf + o, _MM_HINT_T0);
       for (int t = 0; t < terms; ++t) {
         __m512i r[16];
         for (int c = 0; c < 16; ++c) {

@@ -2,7 +2,8 @@
 // "Prompt products on AMX"): the addon's gemmInference against an f64 oracle of the numerics it
 // promises (A rounded to bf16; the weight exact for bf16 and f16, a quantized block's values
 // d·q rounded to bf16; f32 sums), on shapes whose M, N and K are not multiples of the tiles, for
-// each weight format; and generation with the products on against off on the bundled model.
+// each weight format (bf16, f16, Q8_0, Q4_0, Q4_K, Q6_K); and generation with the products on
+// against off on the bundled model.
 // Skips, saying so, where the CPU or the kernel offers no AMX (the addon then runs gemm's own path,
 // which gemm.test.ts covers).
 import assert from 'node:assert/strict';
@@ -38,7 +39,7 @@ function rng(seed: number): () => number {
 // round to bf16, nearest even: A's values, and a quantized weight's (its one bf16 term)
 const bf16Round = (x: number): number => bf16ToF32(f32ToBf16(x));
 
-type WT = 'bf16' | 'f16' | 'q8_0' | 'q4_0';
+type WT = 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
 
 // W [N, K] in the format, and the values the kernel multiplies (f64 oracle's weights)
 function weight(N: number, K: number, dt: WT, r: () => number): { data: Uint16Array | Uint8Array; used: Float64Array } {
@@ -53,22 +54,31 @@ function weight(N: number, K: number, dt: WT, r: () => number): { data: Uint16Ar
     }
     return { data: h, used };
   }
-  const data = quantize(blockSpec(dt === 'q8_0' ? 'Q8_0' : 'Q4_0'), x);
+  let data: Uint8Array;
+  if (dt === 'q8_0' || dt === 'q4_0') data = quantize(blockSpec(dt === 'q8_0' ? 'Q8_0' : 'Q4_0'), x);
+  else {
+    // K-quant blocks from random bytes (quantize writes none), their f16 scales set to small finite values
+    const bb = dt === 'q4_k' ? 144 : 210, nb = (N * K) / 256;
+    data = Uint8Array.from({ length: nb * bb }, () => Math.floor((r() + 1) * 128) & 255);
+    const dv = new DataView(data.buffer);
+    for (let b = 0; b < nb; b++)
+      for (const o of dt === 'q4_k' ? [0, 2] : [208]) dv.setUint16(b * bb + o, f32ToF16(0.001 + 0.01 * Math.abs(r())), true);
+  }
   const deq = new Float32Array(N * K);
   dequantizeBlocks(dt, data, N * K, deq);
   for (let i = 0; i < deq.length; i++) used[i] = bf16Round(deq[i]!);
   return { data, used };
 }
 
-const CODE: Record<WT, number> = { f16: 1, bf16: 2, q8_0: 3, q4_0: 4 };
+const CODE: Record<WT, number> = { f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6 };
 
 describe('AMX inference products (gemm_amx.cc)', { skip }, () => {
   it('match the f64 oracle of bf16-rounded A times the weight’s terms, tails of M, N and K included', () => {
     let seed = 11;
     const shapes: [number, number, number][] = [[17, 33, 45], [33, 70, 200], [64, 130, 96], [100, 48, 768], [31, 16, 688], [40, 20, 32]];
     for (const [M, N, Kraw] of shapes)
-      for (const dt of ['bf16', 'f16', 'q8_0', 'q4_0'] as WT[]) {
-        const K = dt.startsWith('q') ? Math.ceil(Kraw / 32) * 32 : Kraw; // GGML rows are whole blocks
+      for (const dt of ['bf16', 'f16', 'q8_0', 'q4_0', 'q4_k', 'q6_k'] as WT[]) {
+        const K = dt.startsWith('q') ? Math.ceil(Kraw / (dt.endsWith('_k') ? 256 : 32)) * (dt.endsWith('_k') ? 256 : 32) : Kraw; // GGML rows are whole blocks
         const r = rng(seed++);
         const A = new Float32Array(M * K).map(() => r());
         const { data, used } = weight(N, K, dt, r);
