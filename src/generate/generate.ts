@@ -133,6 +133,9 @@ function* decodeLoop(model: CausalLM, prompts: readonly (readonly number[])[], o
   let L = Math.max(...prompts.map((p) => p.length));
   let seq: number[][] = prompts.map((p) => [...new Array<number>(L - p.length).fill(pad), ...p]);
   let mask: number[][] = prompts.map((p) => [...new Array<number>(L - p.length).fill(0), ...new Array<number>(p.length).fill(1)]);
+  // without padding the mask is all ones: no mask gives the same positions and scores
+  // (a zero added to each), and the attention kernels their unmasked path
+  const padded = prompts.some((p) => p.length < L);
   const cache = useCache ? model.createCache() : null;
   const wasTraining = model.training;
   model.eval();
@@ -143,8 +146,11 @@ function* decodeLoop(model: CausalLM, prompts: readonly (readonly number[])[], o
       const T = cache && step > 0 ? 1 : L;
       const ids = new Int32Array(B * T);
       for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = seq[j]![L - T + t]!;
-      const m = new Int32Array(B * L);
-      for (let j = 0; j < B; j++) m.set(mask[j]!, j * L);
+      let m: Int32Array | undefined;
+      if (padded) {
+        m = new Int32Array(B * L);
+        for (let j = 0; j < B; j++) m.set(mask[j]!, j * L);
+      }
       const fwd = (): Float32Array => model.forward(ids, B, T, { attentionMask: m, cache, lastTokenOnly: true });
       const logits = (yield { read: opts.exactProducts ? fwd() : withInferenceProducts(fwd) })!;
       const keep: number[] = [];

@@ -15,7 +15,7 @@ import type { Embedding } from '../nn/embedding.js';
 import type { LayerNorm } from '../nn/layernorm.js';
 import type { RowLayer } from '../nn/linear.js';
 import type { GatedMLP, GeluMLP } from '../nn/mlp.js';
-import { Module, ModuleList, Parameter, checkInto } from '../nn/module.js';
+import { Module, ModuleList, Parameter, checkInto, moduleTreeVersion } from '../nn/module.js';
 import type { RMSNorm } from '../nn/rmsnorm.js';
 import { hasTrainable } from '../nn/rowlayer.js';
 import { IGNORE_INDEX } from '../tensor/labels.js';
@@ -236,8 +236,8 @@ export abstract class DecoderLM extends Module implements CausalLM {
   private readonly scratch = new SharedScratch();
   private gc = false;
   private last: { B: number; T: number; N: number; inputGrad: boolean; lastOnly: boolean; usedCache: boolean; hn: Float32Array } | null = null;
-  /** the KV cache whose calls last attached the blocks to the shared scratch (see hidden()) */
-  private attachedCache: KVCache | null = null;
+  /** moduleTreeVersion() when the blocks were last attached for cached forwards (-1: they are not; see hidden()) */
+  private attachedVersion = -1;
   /** c of the logits' softcapping, c·tanh(logits / c) (Gemma's final_logit_softcapping); 0: none */
   protected logitSoftcap = 0;
 
@@ -263,6 +263,7 @@ export abstract class DecoderLM extends Module implements CausalLM {
   }
   set gradientCheckpointing(on: boolean) {
     this.gc = on;
+    this.attachedVersion = -1;
     if (!on) {
       for (const blk of this.layers) this.ckpt.detach(blk);
       this.ckpt.clear();
@@ -475,14 +476,17 @@ export abstract class DecoderLM extends Module implements CausalLM {
     const useCkpt = this.gc && !cache && (this.training || forwardOnly);
     this.ckpt.enabled = useCkpt;
     const layers = this.layers;
-    // Decoding steps over one cache run the same blocks: they are attached to the shared
-    // scratch (and detached from the checkpointing arena) on the cache's first call only:
-    // each walks the block's module tree, together ~4% of a decoding step
-    // (docs/ARCHITECTURE.md §Decoding). A module added between steps keeps its own buffers
-    // until the next attach: correct, only not shared. With a cache (inference: no backward
-    // can follow) the blocks share their activations too (InferenceBuffers).
-    const attach = !useCkpt && (cache === null || cache !== this.attachedCache);
-    this.attachedCache = useCkpt ? null : cache;
+    // Cached forwards (decoding steps, prompts) run the same blocks: they are attached to the
+    // shared scratch as InferenceBuffers (and detached from the checkpointing arena) when the
+    // last forward was not a cached one or a module was registered or replaced since
+    // (moduleTreeVersion), not on every call: each attach walks the block's module tree
+    // (~4% of a decoding step, ~1 ms of a 512-token prompt; docs/ARCHITECTURE.md §Decoding).
+    // A module added between them otherwise (an adapter's dropout, held in a field) keeps its
+    // own buffers until the next attach: correct, only not shared. Uncached forwards attach
+    // every call, with the blocks' own activations (backward reads them).
+    const version = moduleTreeVersion();
+    const attach = !useCkpt && (cache === null || this.attachedVersion !== version);
+    this.attachedVersion = !useCkpt && cache !== null ? version : -1;
     for (let i = 0; i < layers.length; i++) {
       const ctx: AttnContext = { B, T, positions, mask: amask, cache: cache ? cache.layer(i) : null };
       const blk = layers.at(i);

@@ -352,6 +352,22 @@ export class LayerKVCache {
 
   /** Appends k, v [B, T, kvDim] at slots length..length+T−1 of each row. */
   append(k: Float32Array, v: Float32Array, B: number, T: number, kvDim: number): void {
+    if (k.length !== B * T * kvDim || v.length !== B * T * kvDim) {
+      throw new ShapeError(`LayerKVCache.append: k has ${k.length} and v ${v.length} elements, expected [${B}, ${T}, ${kvDim}] = ${B * T * kvDim}`);
+    }
+    const g = this.open(B, T, kvDim);
+    const be = getBackend();
+    be.copy2d(this.k, k, g);
+    be.copy2d(this.v, v, g);
+    this.commit(T);
+  }
+
+  /**
+   * Makes room for T new slots in each of B rows of kvDim (dropping what a sliding window no
+   * longer needs) and returns where they lie in k and v, as copy2d's destination: row b's T
+   * slots are cols floats at dstOffset + b·dstStride. Write them, then commit(T).
+   */
+  open(B: number, T: number, kvDim: number): { rows: number; cols: number; dstOffset: number; dstStride: number } {
     if (this.length === 0 && (B !== this.batch || kvDim !== this.kvDim)) {
       this.batch = B;
       this.kvDim = kvDim;
@@ -362,17 +378,14 @@ export class LayerKVCache {
     } else if (B !== this.batch || kvDim !== this.kvDim) {
       throw new ShapeError(`LayerKVCache.append: new keys are [${B}, ${T}, ${kvDim}], the cache holds [${this.batch}, ${this.held}, ${this.kvDim}]`);
     }
-    if (k.length !== B * T * kvDim || v.length !== B * T * kvDim) {
-      throw new ShapeError(`LayerKVCache.append: k has ${k.length} and v ${v.length} elements, expected [${B}, ${T}, ${kvDim}] = ${B * T * kvDim}`);
-    }
     this.trim(T);
     this.reserve(Math.max(this.held + T, this.initialCapacity));
-    const cap = this.capacity;
-    const be = getBackend();
     // row b's T new slots go after its held ones
-    const g = { rows: B, cols: T * kvDim, dstOffset: this.held * kvDim, dstStride: cap * kvDim };
-    be.copy2d(this.k, k, g);
-    be.copy2d(this.v, v, g);
+    return { rows: B, cols: T * kvDim, dstOffset: this.held * kvDim, dstStride: this.capacity * kvDim };
+  }
+
+  /** Counts the T slots per row written after open(). */
+  commit(T: number): void {
     this.length += T;
   }
 
@@ -587,9 +600,11 @@ export class AttentionCore extends Module {
     if (positions && positions.length !== B * T) throw new ShapeError(`AttentionCore.forward: positions has ${positions.length} elements, expected [${B}·${T}] = ${B * T}`);
     const be = getBackend();
 
-    // rotate copies of q and k (the projections' outputs stay as they were)
+    // rotate copies of q and k (the projections' outputs stay as they were); one row's keys
+    // are rotated straight into their cache slots, which are contiguous (no copy after)
     let qr = q;
     let kr = k;
+    const direct = cache !== null && B === 1;
     if (this.rope) {
       if (!positions) {
         if (this.defaultPositions.length !== B * T) this.defaultPositions = new Int32Array(B * T);
@@ -597,9 +612,11 @@ export class AttentionCore extends Module {
         positions = this.defaultPositions;
       }
       qr = this.buffers.get('attn.q', q.length);
-      kr = this.buffers.get('attn.k', k.length);
       this.rope.apply(qr, positions, B, T, Hq, false, q);
-      this.rope.apply(kr, positions, B, T, Hkv, false, k);
+      if (!direct) {
+        kr = this.buffers.get('attn.k', k.length);
+        this.rope.apply(kr, positions, B, T, Hkv, false, k);
+      }
     }
 
     const out = this.buffers.get('attn.out', B * T * qDim);
@@ -609,7 +626,15 @@ export class AttentionCore extends Module {
       be.attentionForward(out, lse, qr, kr, v, args);
     } else {
       if (cache.window !== this.window) throw new Error(`AttentionCore.forward: the KV cache layer was made for a window of ${cache.window}, the layer attends with ${this.window} (make the cache with the model's createCache())`);
-      cache.append(kr, v, B, T, kvDim);
+      if (direct && this.rope) {
+        const g = cache.open(B, T, kvDim);
+        kr = cache.k.subarray(g.dstOffset, g.dstOffset + T * kvDim);
+        this.rope.apply(kr, positions!, B, T, Hkv, false, k);
+        be.copy2d(cache.v, v, g);
+        cache.commit(T);
+      } else {
+        cache.append(kr, v, B, T, kvDim);
+      }
       // each row's held slots (start..S − 1) are contiguous in the cache: attend row by row;
       // the mask's columns before start belong to dropped slots
       const cap = cache.capacity;

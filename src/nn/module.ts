@@ -133,6 +133,18 @@ export class Buffers {
   }
 }
 
+/** counts changes to any module tree (a child registered or replaced): see moduleTreeVersion */
+let treeVersion = 0;
+
+/**
+ * A number that changes whenever a child module is registered or replaced anywhere
+ * (registerModule, setModule): a model that set up its blocks' buffers under one version
+ * need not walk their trees again under the same (DecoderLM's cached forwards).
+ */
+export function moduleTreeVersion(): number {
+  return treeVersion;
+}
+
 export abstract class Module {
   private readonly params = new Map<string, Parameter>();
   private readonly modules = new Map<string, Module>();
@@ -150,6 +162,7 @@ export abstract class Module {
   protected registerModule<M extends Module>(name: string, m: M): M {
     if (this.params.has(name)) throw new Error(`registerModule: "${name}" is already a parameter`);
     this.modules.set(name, m);
+    treeVersion++;
     return m;
   }
 
@@ -206,6 +219,7 @@ export abstract class Module {
     const old = parent.modules.get(name);
     if (!old) throw new Error(`setModule: no module "${path}"`);
     parent.modules.set(name, replacement);
+    treeVersion++;
     parent.onChildReplaced(name, old, replacement);
     return old;
   }

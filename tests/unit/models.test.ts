@@ -12,7 +12,7 @@ import { ConfigError, createModel, getModelFamily, lossAndBackward, parseLlamaCo
 import { loadModel, saveModel } from '../../src/models/index.node.js';
 import { getPeftModel } from '../../src/lora/peft-model.js';
 import { ropeInvFreq as defaultInvFreq } from '../../src/nn/attention.js';
-import { retainedBytes } from '../../src/nn/checkpoint.js';
+import { InferenceBuffers, allModules, retainedBytes } from '../../src/nn/checkpoint.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { createTinyLlama } from '../helpers/train-fixture.js';
 
@@ -360,6 +360,29 @@ describe('generation memory (issue 24)', () => {
     for (const m of [deep, shallow]) m.forward(ids(T, 40, 7), 1, T, { cache: m.createCache() });
     // 2 more layers add only their KV cache (the cache is not counted): nothing per block
     assert.equal(deep.bufferBytes, shallow.bufferBytes);
+  });
+
+  it('cached forwards pick up modules injected since (LoRA): their activations are shared too', () => {
+    const m = createModel(TINY_LLAMA, { seed: 7 });
+    m.eval();
+    const x = ids(T, 40, 15);
+    m.forward(x, 1, T, { cache: m.createCache() });
+    m.forward(x, 1, T, { cache: m.createCache() }); // the blocks are not walked again here
+    getPeftModel(m, { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'] });
+    m.eval();
+    const got = m.forward(x, 1, T, { cache: m.createCache() }).slice();
+    for (const blk of m.layers) {
+      for (const [path, mod] of allModules(blk)) assert.ok(mod.buffers instanceof InferenceBuffers, `${path} (${mod.constructor.name}) draws on the shared arena`);
+    }
+    assert.deepEqual(got, m.forward(x, 1, T, { cache: m.createCache() }));
+  });
+
+  it('an all-ones mask gives the logits of no mask, bit for bit (generate() leaves it out without padding)', () => {
+    const m = createModel(TINY_LLAMA, { seed: 6 });
+    const x = ids(T, 40, 13);
+    const a = m.forward(x, 1, T, { cache: m.createCache(), lastTokenOnly: true }).slice();
+    const b = m.forward(x, 1, T, { cache: m.createCache(), lastTokenOnly: true, attentionMask: new Array<number>(T).fill(1) });
+    assert.deepEqual(b, a);
   });
 
   it('a released cache gives its arrays to the next cache of the model, with the same results', () => {
