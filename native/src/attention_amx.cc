@@ -20,13 +20,15 @@
 // horizontal sums) and writes p as B tiles of key pairs; accᵀ (columns × rows, f32) += vᵀ · p in
 // C tiles loaded and stored per key tile. The next key tile's scores are issued before this
 // tile's softmax reads its own (a vector load of what a tile store just wrote stalls); the
-// running max moves only when passed by kSlack, so the accumulator is rarely rescaled.
+// running max moves only when passed by kSlack, so the accumulator is rarely rescaled and,
+// once a row tile's first key tile has set it, a key tile's softmax takes one pass.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #include "amx.h"
+#include "attention.h"
 #include "gemm.h"
 #include "napi_util.h"
 #include "threadpool.h"
@@ -41,18 +43,7 @@ namespace lk {
 namespace amx {
 namespace {
 
-// q[B,T,Hq·D], k,v[B,S,Hkv·D], mask [B,S] or [B,T,S] (or none); as ops_attention.cc's Dims
-struct Shape {
-  int64_t B, T, S, Hq, Hkv, D;
-  bool causal;
-  float scale;
-  const float* mask;
-  bool mask_full;
-  int64_t window;
-  // keys query t may see: lo(t) ≤ s < seen(t)
-  int64_t seen(int64_t t) const { return causal ? std::min(t + S - T + 1, S) : S; }
-  int64_t lo(int64_t t) const { return window > 0 ? std::max<int64_t>(0, t + S - T - window + 1) : 0; }
-};
+using Shape = AttentionDims;  // attention.h
 
 // The largest head size taken (the accumulator rows live in a per-thread scratch).
 constexpr int64_t kMaxD = 256;
@@ -90,33 +81,41 @@ LK_AMX_ATTN inline __m512i bf16x32(const float* x, int64_t n) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-// Keys of (b, hk) into kp as bf16 rows of Dk (zero-padded; rows S .. Sp − 1 zero): the A
-// tiles of kᵀ-side products are 16 of these rows, 32 values deep.
-LK_AMX_ATTN void pack_keys(uint16_t* kp, const Shape& d, const Packed& pk, const float* k, int64_t b, int64_t hk) {
+// Keys [32·kc, + 32) of batch b, every kv head g, into the head's buffer (packed + g·stride)
+// as bf16 rows of Dk (zero-padded; rows S .. Sp − 1 zero): the A tiles of kᵀ-side products
+// are 16 of these rows, 32 values deep. A chunk of keys reads its rows of all heads in one
+// contiguous stretch (a head's rows alone are Hkv·D floats apart).
+LK_AMX_ATTN void pack_keys(uint16_t* packed, int64_t stride, const Shape& d, const Packed& pk, const float* k, int64_t b, int64_t kc) {
   const int64_t kvs = d.Hkv * d.D;
-  for (int64_t s = 0; s < pk.Sp; ++s)
-    for (int64_t c = 0; c < pk.Dk; c += 32) {
-      const __m512i r = s < d.S ? bf16x32(k + (b * d.S + s) * kvs + hk * d.D + c, d.D - c) : _mm512_setzero_si512();
-      _mm512_store_si512(kp + s * pk.Dk + c, r);
+  for (int64_t s = 32 * kc; s < 32 * kc + 32; ++s)
+    for (int64_t g = 0; g < d.Hkv; ++g) {
+      uint16_t* kp = packed + (b * d.Hkv + g) * stride + s * pk.Dk;
+      for (int64_t c = 0; c < pk.Dk; c += 32) {
+        const __m512i r = s < d.S ? bf16x32(k + (b * d.S + s) * kvs + g * d.D + c, d.D - c) : _mm512_setzero_si512();
+        _mm512_store_si512(kp + c, r);
+      }
     }
 }
 
-// Values of (b, hk) into vp as vᵀ A tiles: per 32-key chunk, per 16-column panel, 16 rows c of
-// 16 pairs j: (v[32k + 2j][16c' + c], v[32k + 2j + 1][16c' + c]).
-LK_AMX_ATTN void pack_values(uint16_t* vp, const Shape& d, const Packed& pk, const float* v, int64_t b, int64_t hk) {
+// Values [32·kc, + 32) of batch b, every kv head g, into the head's vᵀ A tiles (at packed +
+// g·stride + offset): per 32-key chunk, per 16-column panel, 16 rows c of 16 pairs j:
+// (v[32k + 2j][16c' + c], v[32k + 2j + 1][16c' + c]).
+LK_AMX_ATTN void pack_values(uint16_t* packed, int64_t stride, int64_t offset, const Shape& d, const Packed& pk, const float* v,
+                             int64_t b, int64_t kc) {
   const int64_t kvs = d.Hkv * d.D;
-  for (int64_t kc = 0; kc < pk.Sp / 32; ++kc)
+  for (int64_t g = 0; g < d.Hkv; ++g)
     for (int64_t c = 0; c < pk.Dv / 16; ++c) {
       const int64_t n = std::min<int64_t>(d.D - 16 * c, 16);
       __m512i r[16];
       for (int j = 0; j < 16; ++j) {
         const int64_t s = 32 * kc + 2 * j;
-        const __m256i e = s < d.S ? bf16x16(v + (b * d.S + s) * kvs + hk * d.D + 16 * c, n) : _mm256_setzero_si256();
-        const __m256i o = s + 1 < d.S ? bf16x16(v + (b * d.S + s + 1) * kvs + hk * d.D + 16 * c, n) : _mm256_setzero_si256();
+        const float* row = v + (b * d.S + s) * kvs + g * d.D + 16 * c;
+        const __m256i e = s < d.S ? bf16x16(row, n) : _mm256_setzero_si256();
+        const __m256i o = s + 1 < d.S ? bf16x16(row + kvs, n) : _mm256_setzero_si256();
         r[j] = _mm512_or_si512(_mm512_cvtepu16_epi32(e), _mm512_slli_epi32(_mm512_cvtepu16_epi32(o), 16));
       }
       transpose16(r);
-      uint16_t* dst = vp + (kc * (pk.Dv / 16) + c) * 512;
+      uint16_t* dst = packed + (b * d.Hkv + g) * stride + offset + (kc * (pk.Dv / 16) + c) * 512;
       for (int i = 0; i < 16; ++i) _mm512_store_si512(dst + 32 * i, r[i]);
     }
 }
@@ -125,19 +124,18 @@ LK_AMX_ATTN void pack_values(uint16_t* vp, const Shape& d, const Packed& pk, con
 constexpr float kSlack = 8.f;
 
 // 2^x for x ≤ kSlack (−∞ and anything below −150 give 0 under flush-to-zero): 2^n · 2^f with
-// f = x − n in [−½, ½], 2^f by the degree-7 Taylor polynomial of e^(f·ln2) (truncation < 2e-9).
+// f = x − n in [−½, ½], 2^f by a degree-5 polynomial fitted (by us, in f64, for the least
+// largest relative error) over [−½, ½]: 2.2e-7 relative in f32, below p's own bf16 rounding.
 LK_AMX_ATTN inline __m512 exp2_tile(__m512 x) {
   x = _mm512_max_ps(x, _mm512_set1_ps(-150.f));
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_set1_ps(1.5252733804059840e-05f);  // ln2^7 / 7!
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381609e-04f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-02f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+  __m512 p = _mm512_set1_ps(1.3276409590616822e-03f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6755269914865494e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507134646177292e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022120237350464e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314694404602051e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192092896f));
   return _mm512_scalef_ps(p, n);
 }
 
@@ -233,6 +231,39 @@ struct Work {
 thread_local gemm::AlignedBuf t_work;
 thread_local gemm::AlignedBuf t_packed;  // the caller's: every kv head's packed keys and values
 
+// What x of a key needs: the scale, the rows' visibility bounds (lanes), the mask.
+struct XArgs {
+  __m512 c, l2e;          // scale·log2(e), log2(e)
+  __m512i lov, seenv;     // row i sees keys lo ≤ s < seen
+  __m512i mrows;          // lane i: i·S (a full mask's row offsets)
+  const float* mfull;     // [B, T, S] mask at the row tile's first row, or null
+  const float* mpad;      // [B, S] mask row, or null
+};
+
+// x of key s for the 16 rows (their scores at xs): scale·log2(e)·score (+ log2(e)·mask), −∞
+// where a row does not see s (checked only when the tile is partial: some row sees only part)
+LK_AMX_ATTN inline __m512 xval(const float* xs, int64_t s, bool partial, const XArgs& a) {
+  __m512 x = _mm512_mul_ps(_mm512_load_ps(xs), a.c);
+  const __m512i sv = _mm512_set1_epi32(static_cast<int>(s));
+  if (partial) {
+    const __mmask16 vis = _mm512_cmple_epi32_mask(a.lov, sv) & _mm512_cmpgt_epi32_mask(a.seenv, sv);
+    if (a.mfull) x = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), vis, _mm512_add_epi32(a.mrows, sv), a.mfull, 4), a.l2e, x);
+    else if (a.mpad && vis) x = _mm512_fmadd_ps(_mm512_set1_ps(a.mpad[s]), a.l2e, x);
+    return _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), vis, x);
+  }
+  if (a.mfull) return _mm512_fmadd_ps(_mm512_i32gather_ps(_mm512_add_epi32(a.mrows, sv), a.mfull, 4), a.l2e, x);
+  if (a.mpad) return _mm512_fmadd_ps(_mm512_set1_ps(a.mpad[s]), a.l2e, x);
+  return x;
+}
+
+// p of two keys (16 rows each) as one B-tile row of bf16 pairs (p_even[i], p_odd[i])
+LK_AMX_ATTN inline void store_pairs(uint32_t* dst, __m512 pe, __m512 po) {
+  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
+                                         20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512bh h = _mm512_cvtne2ps_pbh(po, pe);
+  _mm512_store_si512(dst, _mm512_permutexvar_epi16(pairs, reinterpret_cast<const __m512i&>(h)));
+}
+
 // Query rows [t0, t0 + rows) (rows ≤ 16) of head h in batch b. The 16 rows are the 16 lanes
 // of every vector here (scoresᵀ: one key's scores per vector), so the softmax's max, sums and
 // rescaling are lane-wise, with no horizontal reductions.
@@ -243,9 +274,6 @@ LK_AMX_ATTN void row_tile(const Shape& d, const Packed& pk, float* out, float* l
   const __m512 c = _mm512_set1_ps(d.scale * kLog2e), l2e = _mm512_set1_ps(kLog2e);
   const __m512 ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
   const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  // vpermw: the words of cvtne2ps(p_odd, p_even) as pairs (p_even[i], p_odd[i])
-  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
-                                         20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   // qᵀ: per 32-deep chunk of D, the rows' bf16 pairs transposed (padding rows zero)
   for (int64_t ch = 0; ch < pk.Dk / 32; ++ch) {
     __m512i r[16];
@@ -267,7 +295,7 @@ LK_AMX_ATTN void row_tile(const Shape& d, const Packed& pk, float* out, float* l
   // the mask: [B, S] is one row for all (a broadcast per key); [B, T, S] is gathered
   const float* mpad = d.mask && !d.mask_full ? d.mask + b * d.S : nullptr;
   const float* mfull = d.mask && d.mask_full ? d.mask + (b * d.T + t0) * d.S : nullptr;
-  const __m512i mrows = _mm512_mullo_epi32(iota, _mm512_set1_epi32(static_cast<int>(d.S)));
+  const XArgs xv{c, l2e, lov, seenv, _mm512_mullo_epi32(iota, _mm512_set1_epi32(static_cast<int>(d.S))), mfull, mpad};
   __m512 m = ninf, l = zero;
   std::memset(w.acc, 0, static_cast<size_t>(16 * pk.Dv) * 4);
   // Key tiles of 64 keys (the last may be 32) from a whole chunk: the scores of the next tile
@@ -284,52 +312,61 @@ LK_AMX_ATTN void row_tile(const Shape& d, const Packed& pk, float* out, float* l
     float* sc = w.sc + 1024 * (n & 1);
     if (s0 + 64 < kend) scores(s0 + 64, w.sc + 1024 * ((n + 1) & 1));
     const bool partial = rows < 16 || lo_max > s0 || seen_min < s1;
-    // pass 1: x = scale·log2(e)·score (+ log2(e)·mask), −∞ where hidden; the tile's max
-    __m512 mx0 = ninf, mx1 = ninf;
-    for (int j = 0; j < 32 * nk; ++j) {
-      float* xs = sc + 16 * j;
-      const int64_t s = s0 + j;
-      __m512 x = _mm512_mul_ps(_mm512_load_ps(xs), c);
-      if (partial) {
-        const __m512i sv = _mm512_set1_epi32(static_cast<int>(s));
-        const __mmask16 vis = _mm512_cmple_epi32_mask(lov, sv) & _mm512_cmpgt_epi32_mask(seenv, sv);
-        if (mfull) x = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(zero, vis, _mm512_add_epi32(mrows, sv), mfull, 4), l2e, x);
-        else if (mpad && vis) x = _mm512_fmadd_ps(_mm512_set1_ps(mpad[s]), l2e, x);
-        x = _mm512_mask_mov_ps(ninf, vis, x);
-      } else if (mfull) {
-        x = _mm512_fmadd_ps(_mm512_i32gather_ps(_mm512_add_epi32(mrows, _mm512_set1_epi32(static_cast<int>(s))), mfull, 4), l2e, x);
-      } else if (mpad) {
-        x = _mm512_fmadd_ps(_mm512_set1_ps(mpad[s]), l2e, x);
+    // After a row tile's first key tile its rows' max mostly stands: one pass, p against the
+    // current m, kept unless a row's tile max passes m by more than kSlack.
+    bool done = false;
+    if (n > 0) {
+      const __m512 msafe = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, ninf, _CMP_EQ_OQ), zero);
+      __m512 mx0 = ninf, mx1 = ninf, l0 = zero, l1 = zero;
+      for (int j = 0; j < 32 * nk; j += 2) {
+        const __m512 xe = xval(sc + 16 * j, s0 + j, partial, xv), xo = xval(sc + 16 * j + 16, s0 + j + 1, partial, xv);
+        mx0 = _mm512_max_ps(mx0, xe);
+        mx1 = _mm512_max_ps(mx1, xo);
+        const __m512 pe = exp2_tile(_mm512_sub_ps(xe, msafe)), po = exp2_tile(_mm512_sub_ps(xo, msafe));
+        l0 = _mm512_add_ps(l0, pe);
+        l1 = _mm512_add_ps(l1, po);
+        store_pairs(w.pb + 8 * j, pe, po);
       }
-      _mm512_store_ps(xs, x);
-      if (j & 1) mx1 = _mm512_max_ps(mx1, x);
-      else mx0 = _mm512_max_ps(mx0, x);
+      if (!_mm512_cmp_ps_mask(_mm512_max_ps(mx0, mx1), _mm512_add_ps(m, _mm512_set1_ps(kSlack)), _CMP_GT_OQ)) {
+        l = _mm512_add_ps(l, _mm512_add_ps(l0, l1));
+        done = true;
+      }
     }
-    // The running max m moves only where the tile's max passes it by more than kSlack: p then
-    // stays ≤ 2^kSlack, and the accumulator is rarely rescaled (a read of what the tiles stored).
-    const __m512 mt = _mm512_max_ps(mx0, mx1);
-    const __mmask16 up = _mm512_cmp_ps_mask(mt, _mm512_add_ps(m, _mm512_set1_ps(kSlack)), _CMP_GT_OQ);
-    if (up) {
-      const __m512 mnew = _mm512_mask_mov_ps(m, up, mt);
-      const __m512 alpha = _mm512_mask_mov_ps(_mm512_set1_ps(1.f), up, exp2_tile(_mm512_sub_ps(m, mnew)));  // m = −∞: 0
-      l = _mm512_mul_ps(l, alpha);
-      if (_mm512_mask_cmp_ps_mask(up, m, ninf, _CMP_NEQ_OQ))  // rows with something to rescale
-        for (int64_t j = 0; j < pk.Dv; ++j) _mm512_store_ps(w.acc + 16 * j, _mm512_mul_ps(_mm512_load_ps(w.acc + 16 * j), alpha));
-      m = mnew;
+    if (!done) {
+      // pass 1: x of every key, stored over the scores; the tile's max
+      __m512 mx0 = ninf, mx1 = ninf;
+      for (int j = 0; j < 32 * nk; j += 2) {
+        const __m512 xe = xval(sc + 16 * j, s0 + j, partial, xv), xo = xval(sc + 16 * j + 16, s0 + j + 1, partial, xv);
+        _mm512_store_ps(sc + 16 * j, xe);
+        _mm512_store_ps(sc + 16 * j + 16, xo);
+        mx0 = _mm512_max_ps(mx0, xe);
+        mx1 = _mm512_max_ps(mx1, xo);
+      }
+      // The running max m moves only where the tile's max passes it by more than kSlack: p then
+      // stays ≤ 2^kSlack, and the accumulator is rarely rescaled (a read of what the tiles stored).
+      const __m512 mt = _mm512_max_ps(mx0, mx1);
+      const __mmask16 up = _mm512_cmp_ps_mask(mt, _mm512_add_ps(m, _mm512_set1_ps(kSlack)), _CMP_GT_OQ);
+      if (up) {
+        const __m512 mnew = _mm512_mask_mov_ps(m, up, mt);
+        const __m512 alpha = _mm512_mask_mov_ps(_mm512_set1_ps(1.f), up, exp2_tile(_mm512_sub_ps(m, mnew)));  // m = −∞: 0
+        l = _mm512_mul_ps(l, alpha);
+        if (_mm512_mask_cmp_ps_mask(up, m, ninf, _CMP_NEQ_OQ))  // rows with something to rescale
+          for (int64_t j = 0; j < pk.Dv; ++j) _mm512_store_ps(w.acc + 16 * j, _mm512_mul_ps(_mm512_load_ps(w.acc + 16 * j), alpha));
+        m = mnew;
+      }
+      // rows that have seen no key yet: exponents against 0 (their x are −∞: p = 0)
+      const __m512 msafe = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, ninf, _CMP_EQ_OQ), zero);
+      // pass 2: p = 2^(x − m), their sums, and p as bf16 pairs of keys (the B tiles of p·v)
+      __m512 l0 = l, l1 = zero;
+      for (int j = 0; j < 32 * nk; j += 2) {
+        const __m512 pe = exp2_tile(_mm512_sub_ps(_mm512_load_ps(sc + 16 * j), msafe));
+        const __m512 po = exp2_tile(_mm512_sub_ps(_mm512_load_ps(sc + 16 * j + 16), msafe));
+        l0 = _mm512_add_ps(l0, pe);
+        l1 = _mm512_add_ps(l1, po);
+        store_pairs(w.pb + 8 * j, pe, po);
+      }
+      l = _mm512_add_ps(l0, l1);
     }
-    // rows that have seen no key yet: exponents against 0 (their x are −∞: p = 0)
-    const __m512 msafe = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, ninf, _CMP_EQ_OQ), zero);
-    // pass 2: p = 2^(x − m), their sums, and p as bf16 pairs of keys (the B tiles of p·v)
-    __m512 l0 = l, l1 = zero;
-    for (int j = 0; j < 32 * nk; j += 2) {
-      const __m512 pe = exp2_tile(_mm512_sub_ps(_mm512_load_ps(sc + 16 * j), msafe));
-      const __m512 po = exp2_tile(_mm512_sub_ps(_mm512_load_ps(sc + 16 * j + 16), msafe));
-      l0 = _mm512_add_ps(l0, pe);
-      l1 = _mm512_add_ps(l1, po);
-      const __m512bh hb = _mm512_cvtne2ps_pbh(po, pe);
-      _mm512_store_si512(w.pb + 8 * j, _mm512_permutexvar_epi16(pairs, reinterpret_cast<const __m512i&>(hb)));
-    }
-    l = _mm512_add_ps(l0, l1);
     if (nk == 2) pv_all<2>(w.acc, w.pb, pk, vp, s0 / 32);
     else pv_all<1>(w.acc, w.pb, pk, vp, s0 / 32);
   }
@@ -359,10 +396,10 @@ void forward(const Shape& d, float* out, float* lse, const float* q, const float
   const int64_t groups = d.B * d.Hkv, kh = pk.k_halves(), vh = pk.v_halves();
   uint16_t* packed = t_packed.get<uint16_t>(static_cast<size_t>(groups * (kh + vh)));
   const int nt = num_threads();
-  parallel_for(static_cast<int>(groups), [&](int g, int) {
-    uint16_t* kp = packed + g * (kh + vh);
-    pack_keys(kp, d, pk, k, g / d.Hkv, g % d.Hkv);
-    pack_values(kp + kh, d, pk, v, g / d.Hkv, g % d.Hkv);
+  const int64_t chunks = pk.Sp / 32;
+  parallel_for(static_cast<int>(d.B * chunks), [&](int task, int) {
+    pack_keys(packed, kh + vh, d, pk, k, task / chunks, task % chunks);
+    pack_values(packed, kh + vh, kh, d, pk, v, task / chunks, task % chunks);
   });
   // blocks of 64 query rows (a task's tile configuration serves four row tiles), 16 when
   // that leaves under 8 tasks per thread
@@ -387,24 +424,6 @@ void forward(const Shape& d, float* out, float* lse, const float* q, const float
 }
 #endif  // LK_AMX
 
-// Reads mask (argument 5, may be null) and dims (argument 6: Float64Array [B, T, S, Hq, Hkv,
-// D, causal, scale, window]), as attentionForward takes them.
-bool read_shape(Args& a, Shape& d) {
-  float* mask;
-  size_t nm;
-  View vd;
-  if (!get_f32(a, 5, mask, nm, "attentionInference", "mask", true) || !get_view(a, 6, vd, "attentionInference", "dims")) return false;
-  if (vd.type != napi_float64_array || vd.length < 9) {
-    throw_type(a.env, "attentionInference: argument dims must be a Float64Array [B, T, S, Hq, Hkv, D, causal, scale, window]");
-    return false;
-  }
-  const double* x = static_cast<const double*>(vd.data);
-  d = Shape{static_cast<int64_t>(x[0]), static_cast<int64_t>(x[1]), static_cast<int64_t>(x[2]), static_cast<int64_t>(x[3]),
-            static_cast<int64_t>(x[4]), static_cast<int64_t>(x[5]), x[6] != 0, static_cast<float>(x[7]), mask,
-            mask && static_cast<int64_t>(nm) != static_cast<int64_t>(x[0] * x[2]), static_cast<int64_t>(x[8])};
-  return true;
-}
-
 // attentionInference(out, lse, q, k, v, mask, dims): attentionForward's result on AMX-BF16
 // when it applies (AMX ready, more than kGemvMaxRows query rows, D ≤ kMaxD, S < 2^31),
 // returning true; else false, having written nothing (the caller then runs attentionForward).
@@ -416,7 +435,7 @@ napi_value AttentionInference(napi_env env, napi_callback_info info) {
   Shape d;
   if (!get_f32(a, 0, out, n0, "attentionInference", "out") || !get_f32(a, 1, lse, n1, "attentionInference", "lse") ||
       !get_f32(a, 2, q, n2, "attentionInference", "q") || !get_f32(a, 3, k, n3, "attentionInference", "k") ||
-      !get_f32(a, 4, v, n4, "attentionInference", "v") || !read_shape(a, d))
+      !get_f32(a, 4, v, n4, "attentionInference", "v") || !get_dims(a, 5, d, "attentionInference"))
     return nullptr;
   bool done = false;
 #if defined(LK_AMX)
