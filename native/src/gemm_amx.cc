@@ -360,6 +360,7 @@ void product(float* C, int64_t ldc, const gemm::Operand& A, const gemm::Operand&
   const float* Af = static_cast<const float*>(A.p);
   over_row_blocks(Mp, nt, [&](int64_t i0, int64_t i1) { round_a_rows(Ab, Af, A.ld, M, K, Kp, i0, i1); });
   const int64_t NB = column_block(N, nt), n_blocks = (N + NB - 1) / NB;
+  const int64_t row_stride = quant::is_quant(B.dt) ? B.ld / quant::block_values(B.dt) * quant::block_bytes(B.dt) : B.ld * 2;
   parallel_for(static_cast<int>(n_blocks), [&](int task, int) {
     const int64_t j0 = task * NB, nb = N - j0 < NB ? round_up(N - j0, 32) : NB;
     const int64_t panel = (Kp / 32) * terms * 256;
@@ -368,9 +369,17 @@ void product(float* C, int64_t ldc, const gemm::Operand& A, const gemm::Operand&
     // per 32-row block of A, k chunks of kChunk steps (see the top of this file)
     alignas(64) float cs[32 * 128];
     const int64_t ks = Kp / 32, ldt = nb;
+    // the weight rows of the task this thread likely takes next (task + nt: the pool hands out
+    // tasks in order), prefetched into L2 a slice per row block, so its packing finds them there
+    const int64_t nj0 = (task + nt) * NB;
+    const char* pf = nj0 < N ? static_cast<const char*>(B.p) + nj0 * row_stride : nullptr;
+    const int64_t pf_len = pf ? (N - nj0 < NB ? N - nj0 : NB) * row_stride : 0, row_blocks = Mp / 32;
     load_config();
     for (int64_t i0 = 0; i0 < M; i0 += 32) {
       const int mr = static_cast<int>(M - i0 < 32 ? M - i0 : 32);
+      if (pf)
+        for (int64_t o = pf_len * (i0 / 32) / row_blocks / 64 * 64; o < pf_len * (i0 / 32 + 1) / row_blocks; o += 64)
+          _mm_prefetch(pf + o, _MM_HINT_T1);
       const uint16_t* a0 = Ab + (i0 / 16) * ks * 512;
       const uint16_t* a1 = a0 + ks * 512;
       for (int64_t k0 = 0; k0 < ks; k0 += kChunk) {

@@ -8,6 +8,8 @@ import { describe, it } from 'node:test';
 import { nativeBackend, nativeError } from '../../src/backend/native/select.js';
 import { registerComparisons } from './kernels-compare.js';
 import { registerGradChecks } from './kernels-gradcheck.js';
+import { siluOutputs } from './kernels-silu.js';
+import { loadAddon } from '../../src/backend/native/index.js';
 
 registerGradChecks();
 
@@ -35,4 +37,17 @@ if (!nat) {
     });
   });
   registerComparisons(nat, `native (${nat.avx2fma ? 'AVX2+FMA' : 'portable'})`);
+
+  // silu and swiglu forward run 16 lanes at a time on AVX-512 with the AVX2 kernel's
+  // operations (issue 24): the same bits, tails, clamps and NaN included
+  const avx512 = loadAddon().addon!.cpuInfo().avx512f;
+  it("silu and swiglu forward on AVX-512 give the AVX2 kernel's bits (LORAKIT_NO_AVX512=1, child process)", { skip: avx512 ? false : 'no AVX-512 here' }, () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, LORAKIT_NO_AVX512: '1' };
+    delete env.NODE_TEST_CONTEXT;
+    const child = fileURLToPath(new URL('./kernels-silu.js', import.meta.url));
+    const r = spawnSync(process.execPath, [child], { env, encoding: 'utf8', timeout: 60_000 });
+    const line = r.stdout.split('\n').find((l) => l.startsWith('SILU '));
+    assert.ok(line, `the child printed no outputs (status ${r.status}):\n${r.stderr}`);
+    assert.ok(line.slice(5) === siluOutputs(nat), 'the AVX-512 and AVX2 outputs differ');
+  });
 }
