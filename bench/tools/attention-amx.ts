@@ -35,4 +35,4 @@ const flop = 4 * D * Hq * Array.from({ length: T }, (_, t) => t + S - T + 1).red
 console.log(`attention T=${T} S=${S} heads ${Hq}/${Hkv} D=${D}, causal, ${addon.threads!()} threads`);
 kernels.forEach(([name], i) => console.log(`  ${name.padEnd(32)} ${best[i]!.toFixed(2).padStart(7)} ms  ${(flop / best[i]! / 1e6).toFixed(0).padStart(4)} GFLOP/s`));
 if (amx) console.log(`  AMX / f32: ${(best[0]! / best[1]!).toFixed(2)}×`);
-else console.log('  no AMX here (CPU, kernel permission or LORAKIT_AMX=0): attentionInference declined');
+else console.log('  attentionInference declined: no AMX here (CPU, kernel permission), LORAKIT_AMX=0 or LORAKIT_AMX_ATTENTION=0');

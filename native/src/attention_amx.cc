@@ -10,7 +10,7 @@
 // Only the addon calls this (addon.cc registers attentionInference); training, evaluation and
 // the parity tests never do: the backend routes a forward here only while generation's
 // forward has turned inference products on (backend/addon.ts), for T > kGemvMaxRows query rows.
-// LORAKIT_AMX=0 turns it off (amx::bf16_ready()).
+// LORAKIT_AMX=0 turns it off (amx::bf16_ready()), and LORAKIT_AMX_ATTENTION=0 this kernel alone.
 //
 // Layout: one pool pass packs every (batch, kv head)'s keys as bf16 rows (the A tiles of
 // kᵀ-side products) and its values as vᵀ A tiles (16 columns × 16 key pairs), zero-padded to
@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "amx.h"
@@ -439,7 +440,12 @@ napi_value AttentionInference(napi_env env, napi_callback_info info) {
     return nullptr;
   bool done = false;
 #if defined(LK_AMX)
-  if (bf16_ready() && d.T > gemm::kGemvMaxRows && d.D > 0 && d.D <= kMaxD && d.S >= d.T && d.S < (int64_t{1} << 31) &&
+  // LORAKIT_AMX_ATTENTION=0: the prompt's attention stays on the f32 kernel (A/B runs)
+  static const bool off = [] {
+    const char* e = std::getenv("LORAKIT_AMX_ATTENTION");
+    return e && *e == '0';
+  }();
+  if (!off && bf16_ready() && d.T > gemm::kGemvMaxRows && d.D > 0 && d.D <= kMaxD && d.S >= d.T && d.S < (int64_t{1} << 31) &&
       d.Hkv > 0 && d.Hq % d.Hkv == 0 && d.B > 0) {
     forward(d, out, lse, q, k, v);
     done = true;
