@@ -12,6 +12,7 @@ import { joinColumns, splitColumns } from './attention.js';
 import { Linear } from './linear.js';
 import type { RowLayer } from './linear.js';
 import { Module } from './module.js';
+import { InferenceBuffers } from './checkpoint.js';
 import { addInputGrad, childRowLayer, hasTrainable } from './rowlayer.js';
 
 /** The gate's activation: silu (SwiGLU) or gelu with the tanh approximation (GeGLU, gelu_pytorch_tanh). */
@@ -99,7 +100,12 @@ export class GatedMLP extends Module {
     }
     const down = this.down;
     // h is read again only by a down projection that learns
-    const h = down.savesInput === false ? this.buffers.scratch('h', N * H) : this.buffers.get('h', N * H);
+    // Over a KV cache (InferenceBuffers: no backward follows) SwiGLU writes over the gate's
+    // output, which nothing reads again: one [N, H] array less streamed through the caches
+    // (a 512-token prompt: ~5% of the forward at one thread; docs/ARCHITECTURE.md §Decoding).
+    // Host memory only: a device may not bind one buffer as both input and output.
+    const inPlace = this.activation === 'silu' && this.buffers instanceof InferenceBuffers && getBackend().memory.hostVisible;
+    const h = inPlace ? g : down.savesInput === false ? this.buffers.scratch('h', N * H) : this.buffers.get('h', N * H);
     if (this.activation === 'silu') getBackend().swigluForward(h, g, u);
     else gegluForward(h, g, u);
     this.g = g;
