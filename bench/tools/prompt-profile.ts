@@ -56,10 +56,16 @@ try {
   );
   const model = loadModel(file, { dtype: type === 'f32' ? 'f32' : 'keep' });
   const ids = Int32Array.from({ length: T }, (_, i) => 1 + ((i * 104729 + 7919 + 13) % 4095));
-  withInferenceProducts(() => model.forward(ids, 1, T, { cache: model.createCache(), lastTokenOnly: true })); // warm-up (generate()'s products)
+  model.prepareGeneration(1, T); // warm-up: buffers, kernels' scratch, a cache's arrays (as the generate bench)
+  // each prompt into a new cache, released after as generate() releases its own
+  const prompt = (): void => {
+    const cache = model.createCache();
+    withInferenceProducts(() => model.forward(ids, 1, T, { cache, lastTokenOnly: true }));
+    cache.release();
+  };
   timing = true;
   const t0 = performance.now();
-  for (let i = 0; i < reps; i++) withInferenceProducts(() => model.forward(ids, 1, T, { cache: model.createCache(), lastTokenOnly: true }));
+  for (let i = 0; i < reps; i++) prompt();
   const total = (performance.now() - t0) / reps;
   timing = false;
   console.log(`prompt ${T} tokens, ${type}, ${base.threads} threads: ${total.toFixed(1)} ms per forward (${((T / total) * 1000).toFixed(0)} tok/s)`);
