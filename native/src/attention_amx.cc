@@ -52,13 +52,11 @@ constexpr int64_t kMaxD = 256;
 #if defined(LK_AMX)
 #define LK_AMX_ATTN __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16,avx512bw,avx512vl,avx512dq")))
 
-inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-
 // Packed sizes for S keys: keys padded to whole 32-key chunks (Sp), D to whole 32-deep
 // chunks for the keys (Dk) and 16-row panels for the values (Dv).
 struct Packed {
   int64_t Sp, Dk, Dv;
-  explicit Packed(const Shape& d) : Sp(round_up(d.S, 32)), Dk(round_up(d.D, 32)), Dv(round_up(d.D, 16)) {}
+  explicit Packed(const Shape& d) : Sp(gemm::round_up(d.S, 32)), Dk(gemm::round_up(d.D, 32)), Dv(gemm::round_up(d.D, 16)) {}
   int64_t k_halves() const { return Sp * Dk; }  // bf16 values
   int64_t v_halves() const { return Sp * Dv; }
   // the A tile of keys [16p, 16p + 16), chunk c of D (rows Dk bf16 apart)
@@ -425,6 +423,20 @@ void forward(const Shape& d, float* out, float* lse, const float* q, const float
 }
 #endif  // LK_AMX
 
+// The kernel may run: AMX-BF16 is ready (bf16_ready: CPU, kernel permission, LORAKIT_AMX) and
+// LORAKIT_AMX_ATTENTION is not 0 (the prompt's attention then stays on the f32 kernel, for A/B runs).
+bool attention_on() {
+#if defined(LK_AMX)
+  static const bool on = [] {
+    const char* e = std::getenv("LORAKIT_AMX_ATTENTION");
+    return !(e && *e == '0') && bf16_ready();
+  }();
+  return on;
+#else
+  return false;
+#endif
+}
+
 // attentionInference(out, lse, q, k, v, mask, dims): attentionForward's result on AMX-BF16
 // when it applies (AMX ready, more than kGemvMaxRows query rows, D ≤ kMaxD, S < 2^31),
 // returning true; else false, having written nothing (the caller then runs attentionForward).
@@ -440,12 +452,7 @@ napi_value AttentionInference(napi_env env, napi_callback_info info) {
     return nullptr;
   bool done = false;
 #if defined(LK_AMX)
-  // LORAKIT_AMX_ATTENTION=0: the prompt's attention stays on the f32 kernel (A/B runs)
-  static const bool off = [] {
-    const char* e = std::getenv("LORAKIT_AMX_ATTENTION");
-    return e && *e == '0';
-  }();
-  if (!off && bf16_ready() && d.T > gemm::kGemvMaxRows && d.D > 0 && d.D <= kMaxD && d.S >= d.T && d.S < (int64_t{1} << 31) &&
+  if (attention_on() && d.T > gemm::kGemvMaxRows && d.D > 0 && d.D <= kMaxD && d.S >= d.T && d.S < (int64_t{1} << 31) &&
       d.Hkv > 0 && d.Hq % d.Hkv == 0 && d.B > 0) {
     forward(d, out, lse, q, k, v);
     done = true;
@@ -456,9 +463,19 @@ napi_value AttentionInference(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// amxAttentionAvailable(): whether attentionInference runs on AMX on this machine (attention_on).
+napi_value AttentionInfo(napi_env env, napi_callback_info) {
+  napi_value r;
+  napi_get_boolean(env, attention_on(), &r);
+  return r;
+}
+
 }  // namespace
 }  // namespace amx
 
-void RegisterAttentionAmx(napi_env env, napi_value exports) { export_fn(env, exports, "attentionInference", amx::AttentionInference); }
+void RegisterAttentionAmx(napi_env env, napi_value exports) {
+  export_fn(env, exports, "attentionInference", amx::AttentionInference);
+  export_fn(env, exports, "amxAttentionAvailable", amx::AttentionInfo);
+}
 
 }  // namespace lk

@@ -108,9 +108,6 @@ bool use_avx512() { return use_avx2() && cpu_has_avx512f(); }
 
 namespace {
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-
 // Splits C[M,N] into a tm × tn grid of tiles (rows in multiples of mr, columns in
 // multiples of nr), one per thread, minimising the largest tile's multiply work plus its
 // packing (the 8 weighs a packed element against one multiply-add per k).

@@ -94,6 +94,10 @@ const Impl& current_impl();  // the kernels run() uses
 void run(float* C, int64_t ldc, const Operand& A, const Operand& B, int64_t M, int64_t N, int64_t K, float alpha,
          bool acc);
 
+// a / b rounded up, and a rounded up to a multiple of b (a ≥ 0, b > 0): block counts and padded sizes
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
 // Few-row products against a weight stored [N,K] (gemv.cc, the decode path): whether
 // gemv() takes C = alpha · A[M,K] · op(B) (f32 A as stored, B transposed, M ≤ kGemvMaxRows),
 // and the product itself on the thread pool (each weight element read once for all M rows).

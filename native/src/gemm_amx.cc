@@ -54,8 +54,6 @@ namespace amx {
 namespace {
 
 #if defined(LK_AMX)
-inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-
 bool env_off() {
   const char* s = std::getenv("LORAKIT_AMX");
   return s && *s == '0';
@@ -354,7 +352,7 @@ void product(float* C, int64_t ldc, const gemm::Operand& A, const gemm::Operand&
          float alpha, bool acc) {
 #if defined(LK_AMX)
   const int terms = terms_for(B.dt);
-  const int64_t Kp = round_up(K, 32), Mp = round_up(M, 32);
+  const int64_t Kp = gemm::round_up(K, 32), Mp = gemm::round_up(M, 32);
   const int nt = num_threads();
   uint16_t* Ab = t_a.get<uint16_t>(static_cast<size_t>(Mp * Kp));
   const float* Af = static_cast<const float*>(A.p);
@@ -362,7 +360,7 @@ void product(float* C, int64_t ldc, const gemm::Operand& A, const gemm::Operand&
   const int64_t NB = column_block(N, nt), n_blocks = (N + NB - 1) / NB;
   const int64_t row_stride = quant::is_quant(B.dt) ? B.ld / quant::block_values(B.dt) * quant::block_bytes(B.dt) : B.ld * 2;
   parallel_for(static_cast<int>(n_blocks), [&](int task, int) {
-    const int64_t j0 = task * NB, nb = N - j0 < NB ? round_up(N - j0, 32) : NB;
+    const int64_t j0 = task * NB, nb = N - j0 < NB ? gemm::round_up(N - j0, 32) : NB;
     const int64_t panel = (Kp / 32) * terms * 256;
     uint32_t* Bp = t_b.get<uint32_t>(static_cast<size_t>(nb / 16 * panel));
     pack_b(Bp, B, N, K, Kp, j0, nb, terms);

@@ -27,6 +27,8 @@ export interface NativeBackend extends Backend {
   readonly isa: string;
   /** generation's prompt products with half or quantized weights run on AMX-BF16 (native/src/gemm_amx.cc; LORAKIT_AMX=0 turns it off) */
   readonly amx: boolean;
+  /** generation's prompt attention runs on AMX-BF16 (native/src/attention_amx.cc; LORAKIT_AMX=0 or LORAKIT_AMX_ATTENTION=0 turns it off) */
+  readonly amxAttention: boolean;
 }
 
 /** The backend over an addon object: the N-API addon, or the WebAssembly module's (name 'wasm'). */
@@ -88,6 +90,7 @@ export function createNativeBackend(addon: NativeAddon, fallback: Backend, name 
     avx2fma: cpu.avx2fma,
     isa: isaLabel(cpu),
     amx: typeof addon['amxAvailable'] === 'function' && addon['amxAvailable']() === true,
+    amxAttention: typeof addon['amxAttentionAvailable'] === 'function' && addon['amxAttentionAvailable']() === true,
   }) as unknown as NativeBackend;
 }
 

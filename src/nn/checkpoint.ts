@@ -162,13 +162,12 @@ export class SharedScratch {
   attach(block: Module, inference = false): void {
     const kind = inference ? InferenceBuffers : ScratchBuffers;
     const ours = (b: Buffers | undefined, path: string): boolean => b !== undefined && b.constructor === kind && (b as ScratchBuffers).arena === this.arena && (b as ScratchBuffers).prefix === path;
-    for (const [path, m] of allModules(block)) {
+    pointBuffers(block, ours, (path, m) => {
       const b = m.buffers;
-      if (ours(b, path)) continue;
       const back = this.other.get(m);
       if (b instanceof ScratchBuffers && b.arena === this.arena && b.prefix === path) this.other.set(m, b);
-      m.buffers = ours(back, path) ? back! : new kind(this.arena, path);
-    }
+      return ours(back, path) ? back! : new kind(this.arena, path);
+    });
   }
 
   /** the arena's bytes and those of the buffers kept for a switch back */
@@ -185,15 +184,15 @@ export class SharedScratch {
 }
 
 /**
- * Gives every module of the block (see allModules) the buffers make(path) unless current()
- * says it already has them; returns the modules and whether any changed.
+ * Gives every module of the block (see allModules) the buffers make(path, module) unless
+ * current() says it already has them; returns the modules and whether any changed.
  */
-function pointBuffers(block: Module, current: (b: Buffers, path: string) => boolean, make: (path: string) => Buffers): { modules: [string, Module][]; changed: boolean } {
+function pointBuffers(block: Module, current: (b: Buffers, path: string) => boolean, make: (path: string, m: Module) => Buffers): { modules: [string, Module][]; changed: boolean } {
   const modules = allModules(block);
   let changed = false;
   for (const [path, m] of modules) {
     if (current(m.buffers, path)) continue;
-    m.buffers = make(path);
+    m.buffers = make(path, m);
     changed = true;
   }
   return { modules, changed };

@@ -16,9 +16,8 @@ import { bf16ToF32, f32ToBf16 } from '../../src/tensor/half.js';
 import { Rng } from '../../src/tensor/rng.js';
 
 const addon = nativeBackend() ? (loadAddon().addon as unknown as Record<string, (...a: unknown[]) => unknown> | null) : null;
-const amx = addon !== null && typeof addon['amxAvailable'] === 'function' && addon['amxAvailable']() === true;
-const off = (process.env['LORAKIT_AMX_ATTENTION'] ?? '').startsWith('0');
-const skip = amx && !off ? false : 'no AMX-BF16 here (CPU, kernel permission, LORAKIT_AMX=0) or LORAKIT_AMX_ATTENTION=0: attentionInference declines and attentionForward runs, covered by kernels.test.ts';
+const on = addon !== null && typeof addon['amxAttentionAvailable'] === 'function' && addon['amxAttentionAvailable']() === true;
+const skip = on ? false : 'no AMX-BF16 here (CPU, kernel permission, LORAKIT_AMX=0) or LORAKIT_AMX_ATTENTION=0: attentionInference declines and attentionForward runs, covered by kernels.test.ts';
 
 const bf = (x: number): number => bf16ToF32(f32ToBf16(x));
 const dims = (g: AttentionArgs): Float64Array => Float64Array.of(g.B, g.T, g.S, g.Hq, g.Hkv, g.D, g.causal ? 1 : 0, g.scale, g.window ?? 0);
